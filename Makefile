@@ -1,0 +1,41 @@
+# Two set-up commands that work on a fresh machine with only Python 3.11 and make:
+#   make demo   -> creates .venv, installs tastemaker, runs the main job on synthetic data
+#   make test   -> creates the same .venv if needed and runs the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := demo-out
+
+.PHONY: install demo test lint format serve bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# PyTorch first, pinned: on this kind of machine the CPU build of 2.13.0 lies on disk, and
+	# an unpinned request would download a multi-GB CUDA build. The ncf extra then needs nothing.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[ncf,spark,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO)
+	$(BIN)/tastemaker synth --out $(DEMO)/dump --users 2000 --artists 5000 --listens 1000000 --seed 0
+	$(BIN)/tastemaker ingest $(DEMO)/dump --out $(DEMO)/data
+	$(BIN)/tastemaker inspect $(DEMO)/data
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache

@@ -1,0 +1,45 @@
+"""The ``tastemaker`` command line: thin Typer commands that parse, call the library, print.
+
+Every user-caused error (``TastemakerError``) becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tastemaker.cli import data_cmds, model_cmds, serve_cmd, tune_cmd
+from tastemaker.errors import TastemakerError
+
+app = typer.Typer(
+    name="tastemaker",
+    help="Music recommendations from listening histories.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def version() -> None:
+    """Print the tastemaker version."""
+    from tastemaker import __version__
+
+    typer.echo(__version__)
+
+
+for module in (data_cmds, model_cmds, serve_cmd, tune_cmd):
+    module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except TastemakerError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.secho("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,60 @@
+"""One entry point for every command that takes data: an ingested directory or a raw source."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from tastemaker.artifacts import MANIFEST
+from tastemaker.data.interactions import Interactions, TagAssignments, Vocabulary
+from tastemaker.data.listens import interactions_from_listens
+from tastemaker.data.readers import ReaderOptions, SourceData, read_source
+
+
+def is_ingested(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
+
+
+def load_interactions(
+    path: str | Path,
+    format: str | None = None,
+    level: str = "artist",
+    options: ReaderOptions | None = None,
+) -> Interactions:
+    """Load an ingested directory, or read and reduce a raw source on the fly."""
+    if is_ingested(path) and format is None:
+        return Interactions.load(path)
+    source = read_source(path, format=format, options=options)
+    return interactions_from_source(source, level=level)
+
+
+def interactions_from_source(source: SourceData, level: str = "artist") -> Interactions:
+    """Reduce a reader's output to Interactions, attaching tag assignments where present."""
+    interactions = interactions_from_listens(
+        source.listens,
+        level=level,
+        source={"format": source.format, "paths": source.paths, **source.stats},
+    )
+    if source.tag_assignments is not None and level == "artist":
+        interactions = dataclasses.replace(
+            interactions, tags=index_tags(interactions, source.tag_assignments)
+        )
+    return interactions
+
+
+def index_tags(interactions: Interactions, assignments: pl.DataFrame) -> TagAssignments:
+    """Turn (user, artist_id, tag) rows into index space; rows naming unknown items are dropped."""
+    item = interactions.items.indices(assignments["artist_id"])
+    keep = item >= 0
+    kept = assignments.filter(pl.Series(keep))
+    tag_names = kept["tag"].unique().sort()
+    vocab = Vocabulary(tag_names)
+    return TagAssignments(
+        user=interactions.users.indices(kept["user"]).astype(np.int32),
+        item=item[keep].astype(np.int32),
+        tag=vocab.indices(kept["tag"]).astype(np.int32),
+        tags=vocab,
+    )

@@ -1,0 +1,272 @@
+"""The interface every recommender implements, and what they share.
+
+Shape (after implicit, scikit-learn and LensKit):
+
+- the constructor stores hyperparameters only; ``fit(interactions)`` returns ``self``; learned
+  state ends in ``_``; a second ``fit`` forgets the first;
+- everything is batch-first and in index space: ``recommend(users, n)`` returns
+  ``(item_indices, scores)``, both of shape ``(len(users), n)``; where fewer than ``n`` items
+  can be recommended the row is padded with index ``-1`` and score ``-inf``;
+- ``recommend_for_history(history, n)`` serves listening histories not seen in training
+  (fold-in), ``similar_items(items, n)`` item-to-item lists, ``explain`` the history items
+  behind a recommendation;
+- ``save(dir)`` / ``load(dir)`` write a manifest and ``.npz`` arrays; never pickle.
+
+Subclasses implement ``_fit``, ``_score_rows``, ``_similar`` and the state hooks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from tastemaker.artifacts import (
+    atomic_directory,
+    load_arrays,
+    read_manifest,
+    save_arrays,
+    write_manifest,
+)
+from tastemaker.data.interactions import Interactions
+from tastemaker.errors import ArtifactError, UsageError
+
+MODEL_KIND = "model"
+# Models score users in blocks of this many rows to bound memory (rows x n_items floats).
+SCORE_BATCH = 512
+
+
+def read_model_manifest(directory: str | Path, verify: bool = True) -> dict:
+    return read_manifest(directory, kind=MODEL_KIND, verify=verify)
+
+
+def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-n columns per row, best first; ``-inf`` scores are padded as index -1.
+
+    Ties are broken by the lower item index so that results are reproducible.
+    """
+    rows, n_items = scores.shape
+    n_eff = min(n, n_items)
+    if n_eff <= 0:
+        return np.full((rows, n), -1, np.int64), np.full((rows, n), -np.inf, np.float32)
+    if n_eff < n_items:
+        part = np.argpartition(-scores, n_eff - 1, axis=1)[:, :n_eff]
+    else:
+        part = np.tile(np.arange(n_items), (rows, 1))
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    ids = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    best = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+    ids[~np.isfinite(best)] = -1
+    if n_eff < n:
+        ids = np.pad(ids, ((0, 0), (0, n - n_eff)), constant_values=-1)
+        best = np.pad(best, ((0, 0), (0, n - n_eff)), constant_values=-np.inf)
+    return ids, best
+
+
+def mask_rows(scores: np.ndarray, rows: sp.csr_matrix) -> None:
+    """Set the scores of the items present in each CSR row to ``-inf`` (in place)."""
+    r = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+    scores[r, rows.indices] = -np.inf
+
+
+class Recommender(ABC):
+    """Base class: hyperparameters in the constructor, learned state in attributes ending in _."""
+
+    name: ClassVar[str] = ""
+    format_version: ClassVar[int] = 1
+
+    # -- hyperparameters ---------------------------------------------------------------------
+    @classmethod
+    def param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self" and not p.startswith("_")]
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, interactions: Interactions) -> Self:
+        """Learn from ``interactions`` (rows = users); forgets any earlier fit."""
+        if not isinstance(interactions, Interactions):
+            raise TypeError("fit() takes an Interactions object (rows are users)")
+        if interactions.nnz == 0:
+            raise UsageError("cannot fit on an empty interaction matrix")
+        self.user_items_ = interactions.user_items
+        self.n_items_ = interactions.n_items
+        self.data_fingerprint_ = interactions.fingerprint
+        # Vocabularies and item names travel with the model so a saved model can serve alone.
+        self.catalogue_ = dataclasses.replace(interactions, events=None, tags=None)
+        self._fit(interactions)
+        return self
+
+    @abstractmethod
+    def _fit(self, interactions: Interactions) -> None:
+        """Learn the model's state from ``interactions.user_items`` (play counts)."""
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "user_items_"):
+            raise UsageError(f"{type(self).__name__} is not fitted; call fit() first")
+
+    # -- scoring -----------------------------------------------------------------------------
+    @abstractmethod
+    def _score_rows(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
+        """Dense float32 scores ``(history.shape[0], n_items)``.
+
+        ``history`` holds the play counts of the users being scored (rows of the training
+        matrix for known users); ``users`` are their indices in training, or ``None`` for
+        histories not seen in training (fold-in).
+        """
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        """Scores of every item for training users (no masking)."""
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        return self._score_rows(self.user_items_[users], users)
+
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        """Scores of every item for histories not seen in training (fold-in)."""
+        self._check_fitted()
+        history = self._check_history(history)
+        return self._score_rows(history, None)
+
+    def _check_history(self, history: sp.spmatrix) -> sp.csr_matrix:
+        history = sp.csr_matrix(history, dtype=np.float32)
+        if history.shape[1] != self.n_items_:
+            raise UsageError(
+                f"history has {history.shape[1]} item columns; the model knows {self.n_items_}"
+            )
+        return history
+
+    def recommend(
+        self, users: np.ndarray, n: int = 10, exclude_heard: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n items for training users: ``(item_indices, scores)`` of shape (len(users), n)."""
+        self._check_fitted()
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        ids = np.empty((len(users), n), np.int64)
+        scores = np.empty((len(users), n), np.float32)
+        for start in range(0, len(users), SCORE_BATCH):
+            block = users[start : start + SCORE_BATCH]
+            rows = self.user_items_[block]
+            s = self._score_rows(rows, block)
+            if exclude_heard:
+                mask_rows(s, rows)
+            ids[start : start + len(block)], scores[start : start + len(block)] = top_n(s, n)
+        return ids, scores
+
+    def recommend_for_history(
+        self, history: sp.spmatrix, n: int = 10, exclude_heard: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n for listening histories not seen in training (rows = new users, counts)."""
+        self._check_fitted()
+        history = self._check_history(history)
+        ids = np.empty((history.shape[0], n), np.int64)
+        scores = np.empty((history.shape[0], n), np.float32)
+        for start in range(0, history.shape[0], SCORE_BATCH):
+            rows = history[start : start + SCORE_BATCH]
+            s = self._score_rows(rows, None)
+            if exclude_heard:
+                mask_rows(s, rows)
+            ids[start : start + rows.shape[0]], scores[start : start + rows.shape[0]] = top_n(s, n)
+        return ids, scores
+
+    def similar_items(self, items: np.ndarray, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The n items most similar to each given item (the item itself excluded)."""
+        self._check_fitted()
+        items = np.atleast_1d(np.asarray(items, dtype=np.int64))
+        s = self._similar(items)
+        s[np.arange(len(items)), items] = -np.inf
+        return top_n(s, n)
+
+    @abstractmethod
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        """Dense float32 similarity ``(len(items), n_items)`` of the given items to all items."""
+
+    def explain(self, history: sp.spmatrix, item: int, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """The history items that contribute most to ``item``'s score for one history row.
+
+        Default: each history item's similarity to ``item`` (from ``_similar``) times the
+        history item's log-scaled play count. Models with an exact decomposition override it.
+        """
+        self._check_fitted()
+        row = self._check_history(history)[0]
+        heard = row.indices
+        if len(heard) == 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        sim = self._similar(np.asarray([item]))[0, heard]
+        contribution = (sim * np.log1p(row.data)).astype(np.float32)
+        order = np.argsort(-contribution, kind="stable")[:n]
+        return heard[order].astype(np.int64), contribution[order]
+
+    # -- persistence -------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        """Learned arrays to save (besides the training matrix, which the base saves)."""
+        return {}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore learned arrays written by ``_state``."""
+
+    def _save_extra(self, directory: Path) -> None:
+        """Write files that are not numpy arrays (LightGBM text models, safetensors, ...)."""
+
+    def _load_extra(self, directory: Path) -> None:
+        """Read what ``_save_extra`` wrote."""
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the model directory atomically: manifest.json, model.npz, data/ (catalogue)."""
+        self._check_fitted()
+        directory = Path(directory)
+        with atomic_directory(directory) as tmp:
+            save_arrays(tmp / "model.npz", **self._state())
+            data_dir = tmp / "data"
+            data_dir.mkdir()
+            self.catalogue_.write_into(data_dir)
+            self._save_extra(tmp)
+            write_manifest(
+                tmp,
+                MODEL_KIND,
+                self.format_version,
+                model=self.name,
+                params=json.loads(json.dumps(self.get_params(), default=str)),
+                data_fingerprint=self.data_fingerprint_,
+                n_items=self.n_items_,
+            )
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self:
+        """Load a directory written by ``save``: checks kind, model type, version, checksums."""
+        directory = Path(directory)
+        manifest = read_model_manifest(directory)
+        if manifest.get("model") != cls.name:
+            raise ArtifactError(
+                f"{directory}: holds a {manifest.get('model')!r} model, not {cls.name!r}"
+            )
+        if manifest.get("format_version", 0) > cls.format_version:
+            raise ArtifactError(
+                f"{directory}: model format version {manifest['format_version']} is newer than "
+                f"this tastemaker reads ({cls.format_version})"
+            )
+        model = cls(**manifest.get("params", {}))
+        catalogue = Interactions.load(directory / "data", verify=False)  # checked above
+        model.user_items_ = catalogue.user_items
+        model.n_items_ = catalogue.n_items
+        model.data_fingerprint_ = manifest["data_fingerprint"]
+        model.catalogue_ = catalogue
+        try:
+            model._set_state(load_arrays(directory / "model.npz"))
+            model._load_extra(directory)
+        except (KeyError, ValueError) as exc:
+            raise ArtifactError(f"{directory}: model arrays are incomplete ({exc})") from None
+        return model
