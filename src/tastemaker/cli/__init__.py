@@ -1,6 +1,7 @@
 """The ``tastemaker`` command line: thin Typer commands that parse, call the library, print.
 
 Every user-caused error (``TastemakerError``) becomes one line on stderr and exit code 2.
+Each ``*_cmd`` module adds its commands through ``register(app)``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,15 @@ import sys
 
 import typer
 
-from tastemaker.cli import data_cmds, model_cmds, serve_cmd, tune_cmd
+from tastemaker.cli import (
+    evaluate_cmd,
+    ingest_cmd,
+    inspect_cmd,
+    model_cmds,
+    serve_cmd,
+    synth_cmd,
+    tune_cmd,
+)
 from tastemaker.errors import TastemakerError
 
 app = typer.Typer(
@@ -29,7 +38,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for module in (data_cmds, model_cmds, serve_cmd, tune_cmd):
+for module in (ingest_cmd, synth_cmd, inspect_cmd, evaluate_cmd, model_cmds, serve_cmd, tune_cmd):
     module.register(app)
 
 

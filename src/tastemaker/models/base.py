@@ -76,6 +76,26 @@ def mask_rows(scores: np.ndarray, rows: sp.csr_matrix) -> None:
     scores[r, rows.indices] = -np.inf
 
 
+class FactorModel:
+    """Mixin for models whose score is an inner product of a user vector and an item vector.
+
+    Serving uses these to put item vectors into an approximate nearest-neighbour index
+    (faiss, inner product). ``score == user_vectors(users) @ item_vectors().T`` must hold.
+    """
+
+    def user_vectors(self, users: np.ndarray) -> np.ndarray:
+        """float32 ``(len(users), dim)`` for training users."""
+        raise NotImplementedError
+
+    def history_vectors(self, history: sp.csr_matrix) -> np.ndarray:
+        """float32 ``(history.shape[0], dim)`` for unseen histories (fold-in)."""
+        raise NotImplementedError
+
+    def item_vectors(self) -> np.ndarray:
+        """float32 ``(n_items, dim)``."""
+        raise NotImplementedError
+
+
 class Recommender(ABC):
     """Base class: hyperparameters in the constructor, learned state in attributes ending in _."""
 

@@ -1,0 +1,27 @@
+"""Shared fixtures: paths to the real data sets beside the checkout (../shared/data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+HETREC = SHARED_DATA / "hetrec2011-lastfm-2k"
+LISTENBRAINZ = SHARED_DATA / "listenbrainz-testdata"
+LASTFM_1K = SHARED_DATA / "lastfm-1k-sample"
+
+
+@pytest.fixture(scope="session")
+def hetrec_path() -> Path:
+    assert HETREC.is_dir(), f"real data expected at {HETREC}"
+    return HETREC
+
+
+@pytest.fixture(scope="session")
+def hetrec(hetrec_path):
+    """HetRec 2K at artist level (1,892 users x 17,632 artists), loaded once per session."""
+    from tastemaker.data.load import load_interactions
+
+    return load_interactions(hetrec_path)
