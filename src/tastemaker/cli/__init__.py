@@ -30,6 +30,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Music recommendations from listening histories."""
+
+
 @app.command()
 def version() -> None:
     """Print the tastemaker version."""

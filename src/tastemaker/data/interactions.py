@@ -124,8 +124,10 @@ def _canonical_csr(matrix: sp.spmatrix) -> sp.csr_matrix:
     csr = sp.csr_matrix(matrix, dtype=np.float32)
     csr.sum_duplicates()
     csr.sort_indices()
-    csr.indptr = csr.indptr.astype(np.int64, copy=False)
-    csr.indices = csr.indices.astype(np.int32, copy=False)
+    # scipy wants indptr and indices of one dtype: int32 while it fits, else int64.
+    index_dtype = np.int32 if csr.nnz < np.iinfo(np.int32).max else np.int64
+    csr.indptr = csr.indptr.astype(index_dtype, copy=False)
+    csr.indices = csr.indices.astype(index_dtype, copy=False)
     return csr
 
 

@@ -21,6 +21,7 @@ import dataclasses
 import inspect
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -116,8 +117,17 @@ class Recommender(ABC):
         return f"{type(self).__name__}({params})"
 
     # -- fitting -----------------------------------------------------------------------------
-    def fit(self, interactions: Interactions) -> Self:
-        """Learn from ``interactions`` (rows = users); forgets any earlier fit."""
+    def fit(
+        self,
+        interactions: Interactions,
+        callback: Callable[[int, Recommender], bool | None] | None = None,
+    ) -> Self:
+        """Learn from ``interactions`` (rows = users); forgets any earlier fit.
+
+        Models that train in iterations or epochs call ``callback(iteration, self)`` after
+        each one (1-based) where they can; a callback returning True stops training early
+        (tuning prunes bad trials this way). Other models ignore it.
+        """
         if not isinstance(interactions, Interactions):
             raise TypeError("fit() takes an Interactions object (rows are users)")
         if interactions.nnz == 0:
@@ -127,12 +137,20 @@ class Recommender(ABC):
         self.data_fingerprint_ = interactions.fingerprint
         # Vocabularies and item names travel with the model so a saved model can serve alone.
         self.catalogue_ = dataclasses.replace(interactions, events=None, tags=None)
-        self._fit(interactions)
+        self._callback = callback
+        try:
+            self._fit(interactions)
+        finally:
+            self._callback = None
         return self
 
     @abstractmethod
     def _fit(self, interactions: Interactions) -> None:
         """Learn the model's state from ``interactions.user_items`` (play counts)."""
+
+    def _report_iteration(self, iteration: int) -> bool:
+        """Call the fit callback, if any; True means stop training now."""
+        return bool(self._callback(iteration, self)) if self._callback else False
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "user_items_"):
