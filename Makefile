@@ -25,6 +25,20 @@ demo: $(STAMP)
 	$(BIN)/tastemaker synth --out $(DEMO)/dump --users 2000 --artists 5000 --listens 1000000 --seed 0
 	$(BIN)/tastemaker ingest $(DEMO)/dump --out $(DEMO)/data
 	$(BIN)/tastemaker inspect $(DEMO)/data
+	$(BIN)/tastemaker evaluate $(DEMO)/data --models popularity,als,itemknn,ease \
+		--json $(DEMO)/evaluation.json --report $(DEMO)/report
+	$(BIN)/tastemaker train $(DEMO)/data --model als --out $(DEMO)/model
+	$(BIN)/tastemaker recommend $(DEMO)/model --n 10 --user "$$($(BIN)/python -c \
+		"import polars as pl; print(pl.read_parquet('$(DEMO)/data/users.parquet')['user'][0])")"
+	$(BIN)/tastemaker similar $(DEMO)/model --n 10 --item "$$($(BIN)/python -c \
+		"import numpy as np; from tastemaker.data.interactions import Interactions; \
+		d = Interactions.load('$(DEMO)/data'); \
+		print(d.item_names[int(np.argmax(np.bincount(d.user_items.indices)))])")"
+	@echo "report: $(DEMO)/report/index.html   serve the model: make serve"
+
+serve: $(STAMP)
+	test -f $(DEMO)/model/manifest.json || $(MAKE) demo
+	$(BIN)/tastemaker serve $(DEMO)/model --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

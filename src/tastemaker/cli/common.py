@@ -77,3 +77,38 @@ def load_data(
     options = reader_options(columns, delimiter, header, on_bad_rows)
     with err_console.status(f"loading {path}"):
         return load_interactions(path, format=format, level=level, options=options)
+
+
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="'local' (polars / implicit, default) or 'spark' (ingest and ALS on Apache Spark).",
+    ),
+]
+SparkMasterOpt = Annotated[
+    str, typer.Option("--spark-master", help="Spark master URL (engine spark).")
+]
+SparkConfOpt = Annotated[
+    list[str],
+    typer.Option("--spark-conf", help="Spark setting key=value (repeatable; engine spark)."),
+]
+
+
+def model_factory(engine: str, spark_master: str, spark_conf: list[str]):
+    """None for the local engine; for Spark, a factory training ALS on Spark (others local)."""
+    if engine == "local":
+        return None
+    if engine != "spark":
+        raise UsageError(f"--engine must be 'local' or 'spark'; got {engine!r}")
+    from tastemaker.engines.spark import parse_conf, spark_model
+    from tastemaker.models import create_model
+
+    conf = parse_conf(spark_conf)
+
+    def factory(name: str, params: dict):
+        if name == "als":
+            return spark_model(name, params, spark_master, conf)
+        return create_model(name, **params)
+
+    return factory

@@ -1,7 +1,366 @@
-"""CLI commands (placeholder until its issue fills it)."""
+"""``tastemaker evaluate`` and ``tastemaker replicate``: offline evaluation on held-out data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from tastemaker.cli.common import (
+    BadRowsOpt,
+    ColumnsOpt,
+    DelimiterOpt,
+    EngineOpt,
+    FormatOpt,
+    HeaderOpt,
+    LevelOpt,
+    SparkConfOpt,
+    SparkMasterOpt,
+    console,
+    err_console,
+    load_data,
+    model_factory,
+)
+from tastemaker.errors import UsageError
+
+DataArg = Annotated[
+    Path, typer.Argument(help="An ingested directory or any raw source the readers accept.")
+]
+KOpt = Annotated[
+    list[str],
+    typer.Option("--k", help="Cut-off(s): repeat the option or give a comma list (10,20)."),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the split (and sampling).")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")]
+ReportOpt = Annotated[
+    Path | None, typer.Option("--report", help="Write a self-contained HTML report here.")
+]
+
+
+def parse_ks(values: list[str]) -> list[int]:
+    """``["10", "5,20"]`` -> ``[5, 10, 20]``; UsageError on anything but positive integers."""
+    ks = set()
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if not part.isdigit() or int(part) < 1:
+                raise UsageError(f"--k {part!r}: cut-offs are positive integers")
+            ks.add(int(part))
+    if not ks:
+        raise UsageError("--k: give at least one cut-off")
+    return sorted(ks)
+
+
+def split_params(
+    split: str, test_fraction: float | None, cutoff: str | None, negatives: int | None
+) -> dict[str, Any]:
+    """The options that apply to ``split``; UsageError for one given to a split that lacks it."""
+    params: dict[str, Any] = {}
+    accepts = {
+        "random": {"test_fraction"},
+        "temporal": {"test_fraction", "cutoff"},
+        "leave-last-out": set(),
+        "sampled": {"negatives"},
+    }
+    given = {"test_fraction": test_fraction, "cutoff": cutoff, "negatives": negatives}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name not in accepts.get(split, set()):
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} does not apply to the {split} split")
+        params[name] = value
+    return params
+
+
+def _cell(result: dict, key: str, digits: int = 3) -> str:
+    value = result["metrics"].get(key)
+    if value is None:
+        return "-"
+    text = f"{value:.{digits}f}"
+    if "std" in result:
+        text += f"±{result['std'][key]:.{digits}f}"
+    return text
+
+
+SHORT = {"precision": "prec", "hit_rate": "hit", "coverage": "cov", "novelty": "nov"}
+
+
+def results_table(result: dict[str, Any], title: str | None = None) -> Table:
+    """The metrics of every model, one row each (mean ± std over folds for K-fold)."""
+    ks = result["k"]
+    last = ks[-1]
+    keys = []
+    for cut in ks:
+        keys += [f"ndcg@{cut}", f"recall@{cut}", f"precision@{cut}", f"map@{cut}"]
+    keys += [f"hit_rate@{last}", f"mrr@{last}", "auc", f"coverage@{last}", f"novelty@{last}"]
+    table = Table(title=title or result["split"]["label"], title_justify="left")
+    table.add_column("model", style="bold", no_wrap=True, min_width=10)
+    for key in keys:
+        base, _, cut = key.partition("@")
+        label = SHORT.get(base, base) + (f"@{cut}" if cut and len(ks) > 1 else "")
+        table.add_column(label, justify="right", no_wrap=True)
+    table.add_column("fit s", justify="right", no_wrap=True)
+    table.add_column("eval s", justify="right", no_wrap=True)
+    for row in result["results"]:
+        cells = [_cell(row, key, 2 if key.startswith("novelty") else 3) for key in keys]
+        table.add_row(
+            row.get("label", row["model"]),
+            *cells,
+            f"{row['fit_seconds']:.1f}",
+            f"{row['evaluate_seconds']:.1f}",
+        )
+    if len(ks) == 1:
+        table.caption = f"k = {last}; novelty in bits"
+    else:
+        table.caption = (
+            f"k = {', '.join(map(str, ks))}; hit, mrr, cov, nov at k = {last}; novelty in bits"
+        )
+    return table
+
+
+def print_table(table: Table) -> None:
+    """Print wide tables whole when the output is not a terminal (files, pipes, CI logs)."""
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(width=240).print(table)
+
+
+def classification_table(result: dict[str, Any]) -> Table | None:
+    """The original study's accuracy-style view, one row per model."""
+    rows = [r for r in result["results"] if "classification" in r]
+    if not rows:
+        return None
+    trap = rows[0]["classification"]["always_no_accuracy_full_matrix"]
+    table = Table(
+        title="The original study's classification view (held-out positives vs sampled "
+        "unheard items)",
+        title_justify="left",
+        caption=f"'always no' on the full matrix of the test users' unheard items: {trap:.2%}",
+    )
+    table.add_column("model", style="bold", no_wrap=True)
+    for column in (
+        "acc 1:1",
+        "acc 1:100",
+        "always-no 1:100",
+        "log loss 1:100",
+        "prec 1:100",
+        "recall 1:100",
+        "ROC AUC",
+    ):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in rows:
+        one, hundred = row["classification"]["1:1"], row["classification"]["1:100"]
+        table.add_row(
+            row.get("label", row["model"]),
+            f"{one['accuracy']:.3f}",
+            f"{hundred['accuracy']:.4f}",
+            f"{hundred['always_no_accuracy']:.4f}",
+            f"{hundred['log_loss']:.3f}",
+            f"{hundred['precision']:.3f}",
+            f"{hundred['recall']:.3f}",
+            f"{hundred['roc_auc']:.3f}",
+        )
+    return table
+
+
+def grid_table(result: dict[str, Any]) -> Table | None:
+    """The original grid: test AUC (how the study selected) and validation AUC (how to)."""
+    if not result.get("grid"):
+        return None
+    selection = result["selection"]
+    table = Table(
+        title="The study's grid (corners): selected on test AUC as it did, vs on validation",
+        title_justify="left",
+        caption=(
+            f"selected on test: test AUC {selection['selected_on_test_auc']:.4f}; selected on "
+            f"validation: test AUC {selection['selected_on_validation_test_auc']:.4f} "
+            f"(optimism {selection['optimism']:+.4f})"
+        ),
+    )
+    for column in ("factors", "reg", "iterations", "alpha", "test AUC", "valid AUC", "test NDCG"):
+        table.add_column(column, justify="right")
+    table.add_column("selected")
+    for g in result["grid"]:
+        p = g["params"]
+        marks = []
+        if p == selection["selected_on_test"]:
+            marks.append("on test")
+        if p == selection["selected_on_validation"]:
+            marks.append("on validation")
+        table.add_row(
+            str(p["factors"]),
+            str(p["regularization"]),
+            str(p["iterations"]),
+            f"{p['alpha']:g}",
+            f"{g['auc']:.4f}",
+            f"{g['validation_auc']:.4f}",
+            f"{g['ndcg']:.4f}",
+            ", ".join(marks),
+        )
+    return table
+
+
+def replication_tables(result: dict[str, Any]) -> list[Table]:
+    tables = [results_table(result), classification_table(result), grid_table(result)]
+    return [t for t in tables if t is not None]
+
+
+def _write_outputs(result: dict, json_path: Path | None, report: Path | None, title: str) -> None:
+    from tastemaker.evaluation.protocol import write_json
+
+    if json_path is not None:
+        write_json(result, json_path)
+        err_console.print(f"wrote {json_path}")
+    if report is not None:
+        from tastemaker.evaluation.report import write_report
+
+        path = write_report(result, report, title=title)
+        err_console.print(f"wrote {path}")
+
+
+def evaluate(
+    data: DataArg,
+    models: Annotated[
+        str,
+        typer.Option("--models", help="Comma list of registered models."),
+    ] = "popularity,als,itemknn,ease",
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split", help="random (default protocol), temporal, leave-last-out or sampled."
+        ),
+    ] = "random",
+    folds: Annotated[
+        int | None,
+        typer.Option("--folds", help="User K-fold: held-out users are folded in (mean ± std)."),
+    ] = None,
+    k: KOpt = ["10"],  # noqa: B006 (Typer needs a list default)
+    seed: SeedOpt = 0,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="MODEL.NAME=VALUE, e.g. als.factors=128 (repeatable)."),
+    ] = None,
+    params_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--params-file", help='JSON {"model": ..., "params": {...}} or a list (best.json).'
+        ),
+    ] = None,
+    test_fraction: Annotated[
+        float | None, typer.Option("--test-fraction", help="Held-out share (default 0.2).")
+    ] = None,
+    cutoff: Annotated[
+        str | None,
+        typer.Option("--cutoff", help="Temporal split: global cut-off date (ISO) or epoch s."),
+    ] = None,
+    negatives: Annotated[
+        int | None,
+        typer.Option("--negatives", help="Sampled split: negatives per test item (100)."),
+    ] = None,
+    json_out: JsonOpt = None,
+    report: ReportOpt = None,
+    format: FormatOpt = None,
+    level: LevelOpt = "artist",
+    columns: ColumnsOpt = None,
+    delimiter: DelimiterOpt = ",",
+    header: HeaderOpt = True,
+    on_bad_rows: BadRowsOpt = "error",
+    engine: EngineOpt = "local",
+    spark_master: SparkMasterOpt = "local[*]",
+    spark_conf: SparkConfOpt = [],  # noqa: B006 (Typer needs a list default)
+) -> None:
+    """Evaluate models on held-out data (full ranking by default) and print a table."""
+    from tastemaker.evaluation.protocol import evaluate as run_evaluation
+    from tastemaker.evaluation.protocol import resolve_models
+    from tastemaker.evaluation.splits import SPLITS
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    specs = resolve_models(names, param or [], params_file or [])
+    ks = parse_ks(k)
+    if split not in SPLITS or split == "user-kfold":
+        raise UsageError(f"--split {split!r}: choose random, temporal, leave-last-out or sampled")
+    params = split_params(split, test_fraction, cutoff, negatives)
+    if folds is not None and split != "random":
+        raise UsageError("--folds makes a user K-fold split; use it with --split random")
+    factory = model_factory(engine, spark_master, spark_conf)
+    interactions = load_data(data, format, level, columns, delimiter, header, on_bad_rows)
+    result = run_evaluation(
+        interactions,
+        specs,
+        split=split,
+        ks=ks,
+        seed=seed,
+        folds=folds,
+        split_params=params,
+        curves=report is not None,
+        classification=report is not None,
+        factory=factory,
+    )
+    print_table(results_table(result))
+    _write_outputs(result, json_out, report, title=f"tastemaker evaluate {data.name}")
+
+
+def replicate(
+    data: DataArg,
+    grid: Annotated[
+        bool,
+        typer.Option(
+            "--grid/--no-grid",
+            help="Also run the original study's grid, selected on the test split as it was.",
+        ),
+    ] = True,
+    corrected: Annotated[
+        str,
+        typer.Option("--corrected", help="Corrected models to run beside the original."),
+    ] = "als,ease,itemknn,neumf",
+    ncf_seed: Annotated[
+        bool,
+        typer.Option(
+            "--ncf-seed/--no-ncf-seed",
+            help="Also train the study's own network (ncf-seed; minutes on a CPU).",
+        ),
+    ] = True,
+    k: KOpt = ["10"],  # noqa: B006
+    seed: SeedOpt = 0,
+    json_out: JsonOpt = None,
+    report: ReportOpt = None,
+    format: FormatOpt = None,
+    level: LevelOpt = "artist",
+    columns: ColumnsOpt = None,
+    delimiter: DelimiterOpt = ",",
+    header: HeaderOpt = True,
+    on_bad_rows: BadRowsOpt = "error",
+) -> None:
+    """Redo the original study: its ALS settings and grid beside the corrected pipeline."""
+    from tastemaker.evaluation.replicate import replicate as run_replication
+
+    ks = parse_ks(k)
+    names = [m.strip() for m in corrected.split(",") if m.strip()]
+    interactions = load_data(data, format, level, columns, delimiter, header, on_bad_rows)
+    result = run_replication(
+        interactions,
+        corrected=names,
+        grid=grid,
+        ks=ks,
+        seed=seed,
+        curves=report is not None,
+        original_ncf=ncf_seed,
+    )
+    for table in replication_tables(result):
+        print_table(table)
+    for note in result.get("notes", []):
+        err_console.print(f"note: {note}")
+    _write_outputs(result, json_out, report, title=f"tastemaker replicate {data.name}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    app.command()(evaluate)
+    app.command()(replicate)

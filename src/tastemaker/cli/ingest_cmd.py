@@ -1,7 +1,168 @@
-"""CLI commands (placeholder until its issue fills it)."""
+"""``tastemaker ingest``: raw sources -> an ingested directory (listens table + matrix)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.table import Table
+
+from tastemaker.cli.common import (
+    BadRowsOpt,
+    ColumnsOpt,
+    DelimiterOpt,
+    EngineOpt,
+    FormatOpt,
+    HeaderOpt,
+    LevelOpt,
+    SparkConfOpt,
+    SparkMasterOpt,
+    console,
+    err_console,
+    reader_options,
+)
+from tastemaker.errors import UsageError
+
+
+def parse_date(text: str | None, option: str, end: bool = False) -> datetime | None:
+    """A date (``2020-01-31``) or ISO-8601 time, as UTC. A bare date given as the end of a
+    range includes that whole day (the range ends at the next midnight)."""
+    if text is None:
+        return None
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return moment + timedelta(days=1) if end else moment
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{option} must be a date like 2020-01-31 or an ISO-8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def ingest(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Source paths: ListenBrainz dumps (Parquet or JSON, folders or archives), "
+            "Last.fm 1K / 360K files, the HetRec 2K folder, or delimited files.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write (replaced).")],
+    format: FormatOpt = None,
+    level: LevelOpt = "artist",
+    columns: ColumnsOpt = None,
+    delimiter: DelimiterOpt = ",",
+    header: HeaderOpt = True,
+    on_bad_rows: BadRowsOpt = "error",
+    min_user_items: Annotated[
+        int, typer.Option("--min-user-items", help="k-core: keep users with at least N items.")
+    ] = 1,
+    min_item_users: Annotated[
+        int, typer.Option("--min-item-users", help="k-core: keep items with at least N users.")
+    ] = 1,
+    start: Annotated[
+        str | None, typer.Option("--start", help="Drop listens before this date (UTC).")
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option("--end", help="Drop listens after this date (UTC; the day is included)."),
+    ] = None,
+    max_listens_per_day: Annotated[
+        int | None,
+        typer.Option(
+            "--max-listens-per-day",
+            help="Drop users with more listens than this on any day (bots); 1000 is a safe "
+            "limit for humans.",
+        ),
+    ] = None,
+    events: Annotated[
+        bool, typer.Option("--events/--no-events", help="Keep every timestamped listen.")
+    ] = True,
+    listens: Annotated[
+        bool,
+        typer.Option("--listens/--no-listens", help="Write the canonical listens.parquet."),
+    ] = True,
+    engine: EngineOpt = "local",
+    spark_master: SparkMasterOpt = "local[*]",
+    spark_conf: SparkConfOpt = [],  # noqa: B006 (Typer needs a list default)
+) -> None:
+    """Read sources, write the canonical listens table and the interaction matrix to --out."""
+    from tastemaker.data.filters import Filters
+    from tastemaker.data.ingest import ingest as run_ingest
+    from tastemaker.data.ingest import summary
+
+    options = reader_options(columns, delimiter, header, on_bad_rows)
+    filters = Filters(
+        min_user_items=min_user_items,
+        min_item_users=min_item_users,
+        start=parse_date(start, "--start"),
+        end=parse_date(end, "--end", end=True),
+        max_listens_per_day=max_listens_per_day,
+    )
+    if engine == "spark":
+        interactions = _spark_ingest(
+            sources, out, format, level, filters, events, spark_master, spark_conf
+        )
+    elif engine == "local":
+        interactions = run_ingest(
+            sources,
+            out,
+            format=format,
+            level=level,
+            options=options,
+            filters=filters,
+            keep_events=events,
+            listens=listens,
+            console=err_console,
+        )
+    else:
+        raise UsageError(f"--engine must be 'local' or 'spark'; got {engine!r}")
+    figures = summary(interactions)
+    table = Table(title=f"{out} ({level} level)", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key in ("users", "items", "interactions", "listens", "listens_kept"):
+        table.add_row(key.replace("_", " "), f"{figures[key]:,}")
+    table.add_row("duplicates dropped", f"{figures['duplicates_dropped']:,}")
+    table.add_row("rows skipped", f"{figures['skipped_rows']:,}")
+    if figures["rows_without_item"]:
+        table.add_row(f"rows without a {level}", f"{figures['rows_without_item']:,}")
+    console.print(table)
+    example = interactions.source.get("skipped_example")
+    if example:
+        console.print(f"first skipped row: {example}")
+    for step in interactions.source.get("filtered", []):
+        parts = [f"{step['listens']:,} listens", f"{step['users']:,} users"]
+        parts.append(f"{step['items']:,} items")
+        if step.get("interactions") is not None:
+            parts.append(f"{step['interactions']:,} interactions")
+        console.print(f"{step['name']} ({step['setting']}): removed " + ", ".join(parts))
+
+
+def _spark_ingest(sources, out, format, level, filters, events, master, conf_pairs):
+    """``--engine spark``: ListenBrainz Parquet dumps (local paths or URIs) through Spark."""
+    from tastemaker.data.filters import Filters
+    from tastemaker.engines.spark import parse_conf, spark_ingest
+
+    if format not in (None, "listenbrainz"):
+        raise UsageError("--engine spark reads ListenBrainz Parquet dumps (--format listenbrainz)")
+    if filters != Filters():
+        raise UsageError("--engine spark does not filter; ingest, then filter on one machine")
+    with err_console.status("ingesting with Spark"):
+        return spark_ingest(
+            [str(s) for s in sources],
+            out,
+            level=level,
+            master=master,
+            conf=parse_conf(conf_pairs),
+            keep_events=events,
+        )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    """Add ``ingest`` to the app."""
+    app.command()(ingest)

@@ -1,7 +1,54 @@
-"""CLI commands (placeholder until its issue fills it)."""
+"""``tastemaker inspect``: what a data set looks like, and what would break CF on it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.table import Table
+
+from tastemaker.cli.common import (
+    BadRowsOpt,
+    ColumnsOpt,
+    DelimiterOpt,
+    FormatOpt,
+    HeaderOpt,
+    LevelOpt,
+    console,
+    load_data,
+)
+
+
+def inspect(
+    data: Annotated[Path, typer.Argument(help="An ingested directory or a raw source.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    format: FormatOpt = None,
+    level: LevelOpt = "artist",
+    columns: ColumnsOpt = None,
+    delimiter: DelimiterOpt = ",",
+    header: HeaderOpt = True,
+    on_bad_rows: BadRowsOpt = "error",
+) -> None:
+    """Users, items, distributions, popularity concentration, time span and warnings."""
+    from tastemaker.data.inspect import inspect_interactions, report_rows
+
+    interactions = load_data(data, format, level, columns, delimiter, header, on_bad_rows)
+    report = inspect_interactions(interactions)
+    if as_json:
+        typer.echo(json.dumps(report, default=str))
+        return
+    table = Table(title=f"{data}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in report_rows(report):
+        table.add_row(label, value)
+    console.print(table)
+    for warning in report["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    """Add ``inspect`` to the app."""
+    app.command()(inspect)

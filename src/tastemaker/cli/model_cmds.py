@@ -1,7 +1,155 @@
-"""CLI commands (placeholder until its issue fills it)."""
+"""``tastemaker train``, ``recommend`` and ``similar``: one model, saved and queried."""
 
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
 import typer
+from rich.table import Table
+
+from tastemaker.cli.common import (
+    BadRowsOpt,
+    ColumnsOpt,
+    DelimiterOpt,
+    EngineOpt,
+    FormatOpt,
+    HeaderOpt,
+    LevelOpt,
+    SparkConfOpt,
+    SparkMasterOpt,
+    console,
+    err_console,
+    load_data,
+    model_factory,
+)
+from tastemaker.errors import UsageError
+
+ModelDirArg = Annotated[Path, typer.Argument(help="A model directory written by train.")]
+NOpt = Annotated[int, typer.Option("--n", help="How many items to list.")]
+
+
+def train(
+    data: Annotated[
+        Path, typer.Argument(help="An ingested directory or any raw source the readers accept.")
+    ],
+    model: Annotated[str, typer.Option("--model", help="A registered model name.")] = "als",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Model directory to write (replaced).")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="NAME=VALUE or MODEL.NAME=VALUE (repeatable)."),
+    ] = None,
+    params_file: Annotated[
+        list[Path] | None,
+        typer.Option("--params-file", help='JSON {"model": ..., "params": {...}} (best.json).'),
+    ] = None,
+    format: FormatOpt = None,
+    level: LevelOpt = "artist",
+    columns: ColumnsOpt = None,
+    delimiter: DelimiterOpt = ",",
+    header: HeaderOpt = True,
+    on_bad_rows: BadRowsOpt = "error",
+    engine: EngineOpt = "local",
+    spark_master: SparkMasterOpt = "local[*]",
+    spark_conf: SparkConfOpt = [],  # noqa: B006 (Typer needs a list default)
+) -> None:
+    """Fit one model on all the data and save it (manifest + arrays, no pickle)."""
+    from tastemaker.evaluation.protocol import fit_model, resolve_models
+
+    if out is None:
+        raise UsageError("--out: give the model directory to write")
+    ((name, params),) = resolve_models([model], param or [], params_file or [], default_model=model)
+    if engine == "spark" and name != "als":
+        raise UsageError(f"--engine spark trains only 'als'; {name!r} runs with --engine local")
+    factory = model_factory(engine, spark_master, spark_conf)
+    interactions = load_data(data, format, level, columns, delimiter, header, on_bad_rows)
+    started = time.perf_counter()
+    with err_console.status(f"fitting {name}"):
+        fitted = fit_model(name, params, interactions, factory)
+    seconds = time.perf_counter() - started
+    fitted.save(out)
+    console.print(
+        f"trained [bold]{name}[/] on {interactions.n_users:,} users x "
+        f"{interactions.n_items:,} items ({interactions.nnz:,} pairs) in {seconds:.1f} s "
+        f"-> {out}"
+    )
+
+
+def _load(model_dir: Path):
+    from tastemaker.models import load_model
+
+    return load_model(model_dir)
+
+
+def _names(model, items: np.ndarray) -> list[str]:
+    names = model.catalogue_.item_metadata["name"]
+    return [str(names[int(i)]) for i in items]
+
+
+def recommend(
+    model_dir: ModelDirArg,
+    user: Annotated[str, typer.Option("--user", help="A user id as in the data.")],
+    n: NOpt = 10,
+    include_heard: Annotated[
+        bool, typer.Option("--include-heard", help="Also list items the user already heard.")
+    ] = False,
+) -> None:
+    """Top-n items for a user of the training data, by name."""
+    if n < 1:
+        raise UsageError("--n must be at least 1")
+    model = _load(model_dir)
+    index = model.catalogue_.users.get(user)
+    if index < 0:
+        raise UsageError(f"unknown user {user!r} (the model knows {model.catalogue_.n_users:,})")
+    items, scores = model.recommend(np.array([index]), n=n, exclude_heard=not include_heard)
+    keep = items[0] >= 0
+    items, scores = items[0][keep], scores[0][keep]
+    heard = set(model.catalogue_.user_items[index].indices.tolist())
+    table = Table(title=f"{model.name}: top {n} for user {user}", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column(model.catalogue_.level)
+    table.add_column("score", justify="right")
+    if include_heard:
+        table.add_column("heard")
+    for rank, (item, score) in enumerate(zip(items, scores, strict=True), 1):
+        cells = [str(rank), _names(model, [item])[0], f"{score:.4g}"]
+        if include_heard:
+            cells.append("yes" if int(item) in heard else "")
+        table.add_row(*cells)
+    console.print(table)
+
+
+def similar(
+    model_dir: ModelDirArg,
+    item: Annotated[str, typer.Option("--item", help="An item id or name (case-insensitive).")],
+    n: NOpt = 10,
+) -> None:
+    """The n items most similar to one item, by name."""
+    if n < 1:
+        raise UsageError("--n must be at least 1")
+    model = _load(model_dir)
+    try:
+        index = model.catalogue_.find_item(item)
+    except KeyError:
+        raise UsageError(f"unknown item {item!r}: no such id or name in the model") from None
+    items, scores = model.similar_items(np.array([index]), n=n)
+    keep = items[0] >= 0
+    name = _names(model, [index])[0]
+    table = Table(title=f"{model.name}: {n} most similar to {name}", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column(model.catalogue_.level)
+    table.add_column("similarity", justify="right")
+    for rank, (other, score) in enumerate(zip(items[0][keep], scores[0][keep], strict=True), 1):
+        table.add_row(str(rank), _names(model, [other])[0], f"{score:.4g}")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    app.command()(train)
+    app.command()(recommend)
+    app.command()(similar)

@@ -17,9 +17,25 @@ The table is written as ``listens.parquet`` in an ingested directory.
 | recording_name  | str                  | track title                                                 |
 | recording_mbid  | str                  | MusicBrainz recording id                                    |
 | recording_msid  | str                  | ListenBrainz MessyBrainz id (deduplication key)             |
+
+Reduction to ``Interactions`` (``encode_listens`` then ``interactions_from_table``): one
+streaming pass turns every string into a categorical code as the rows go by; item keys,
+vocabularies, play counts, last-listened times and per-listen events are then computed on
+integer arrays. Item keys per level (``item_key`` is the same rule as a polars expression):
+
+* artist: ``artist_id``, else ``artist_mbid``, else the normalized artist name;
+* release: ``release_mbid``, else normalized "artist | release";
+* recording: ``recording_mbid``, else normalized "artist | title".
+
+Rows whose item cannot be keyed (no id and a missing name) are dropped and counted
+(``ListenTable.rows_without_item``). Item metadata comes from the item's last row in input
+order that has names: its artist name, the level's own name, and MBIDs (the key itself when
+the key is an MBID, and the artist MBID at release / recording level).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -27,6 +43,7 @@ import scipy.sparse as sp
 
 from tastemaker.data.interactions import (
     LEVELS,
+    METADATA_COLUMNS,
     UNKNOWN_TIME,
     Interactions,
     ListenEvents,
@@ -97,6 +114,369 @@ def display_name(level: str) -> pl.Expr:
     return pl.concat_str([pl.col("artist_name"), pl.col(column).fill_null("?")], separator=" – ")
 
 
+MBID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+# The columns each level keys items by: the id when the source has one, else these names.
+_LEVEL_IDS = {
+    "artist": lambda: pl.coalesce("artist_id", "artist_mbid"),
+    "release": lambda: pl.col("release_mbid"),
+    "recording": lambda: pl.col("recording_mbid"),
+}
+_LEVEL_NAMES = {
+    "artist": ("artist_name",),
+    "release": ("artist_name", "release_name"),
+    "recording": ("artist_name", "recording_name"),
+}
+_CHUNK = 1 << 22
+_LEVEL_MBID = {"artist": "artist_mbid", "release": "release_mbid", "recording": "recording_mbid"}
+
+
+@dataclass
+class ListenTable:
+    """Canonical rows in index space: the step between raw listens and ``Interactions``.
+
+    One entry per canonical row: ``user`` / ``item`` int32 indices into ``users`` / ``items``;
+    ``time`` epoch seconds (``UNKNOWN_TIME`` where unknown, ``None`` when no row has one);
+    ``count`` plays per row (``None`` when every row is a single listen). Filters that act
+    per listen (date range, bots) work here, before the reduction to (user, item) pairs.
+    """
+
+    user: np.ndarray
+    item: np.ndarray
+    time: np.ndarray | None
+    count: np.ndarray | None
+    users: Vocabulary
+    items: Vocabulary
+    item_metadata: pl.DataFrame
+    level: str
+    rows_without_item: int = 0
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    @property
+    def listens(self) -> int:
+        """Plays represented (the sum of counts)."""
+        if self.count is None:
+            return len(self.user)
+        return int(self.count.sum(dtype=np.int64))
+
+    def subset(self, keep: np.ndarray) -> ListenTable:
+        """Only the rows where ``keep`` is true; users and items left with no row vanish."""
+        user_ids, user = _compact(self.user[keep], len(self.users))
+        item_ids, item = _compact(self.item[keep], len(self.items))
+        return ListenTable(
+            user=user,
+            item=item,
+            time=None if self.time is None else self.time[keep],
+            count=None if self.count is None else self.count[keep],
+            users=Vocabulary(self.users.ids.gather(user_ids)),
+            items=Vocabulary(self.items.ids.gather(item_ids)),
+            item_metadata=self.item_metadata[item_ids],
+            level=self.level,
+            rows_without_item=self.rows_without_item,
+        )
+
+
+def _compact(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The values ``codes`` uses (ascending) and ``codes`` renumbered into them."""
+    used = np.bincount(codes, minlength=size) > 0
+    remap = (np.cumsum(used) - 1).astype(np.int32)
+    return np.flatnonzero(used), remap[codes]
+
+
+def _new_categorical() -> pl.Categorical:
+    # A private mapping per column: codes are dense from 0, and polars frees the mapping
+    # together with the last frame that uses it.
+    return pl.Categorical(pl.Categories.random())
+
+
+def _decode(column: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """A categorical column as int32 codes (-1 for null) and its strings, indexed by code."""
+    distinct = column.unique().drop_nulls()
+    physical = distinct.to_physical()
+    size = int(physical.max()) + 1 if len(distinct) else 0
+    strings = (
+        pl.DataFrame({"code": pl.int_range(0, size, dtype=physical.dtype, eager=True)})
+        .join(
+            pl.DataFrame({"code": physical, "s": distinct.cast(pl.Utf8)}),
+            on="code",
+            how="left",
+            maintain_order="left",
+        )
+        .get_column("s")
+    )
+    return column.to_physical().cast(pl.Int32).fill_null(-1).to_numpy(), strings
+
+
+def _gather(strings: pl.Series, codes: np.ndarray) -> pl.Series:
+    """``strings[codes]`` with code -1 giving null."""
+    padded = strings.extend_constant(None, 1)
+    return padded.gather(np.where(codes < 0, len(strings), codes))
+
+
+def _positions(keys: pl.Series, index: pl.DataFrame) -> np.ndarray:
+    """Index of each key in the sorted vocabulary ``index`` (-1 for null keys)."""
+    joined = keys.rename("key").to_frame().join(index, on="key", how="left", maintain_order="left")
+    return joined.get_column("index").fill_null(-1).to_numpy().astype(np.int32)
+
+
+def _normalized_keys(frame: pl.DataFrame) -> pl.Series:
+    """Normalized names joined by " | "; null where a name is missing or empty."""
+    parts = [normalize_name(pl.col(c)) for c in frame.columns]
+    key = pl.concat_str(parts, separator=" | ") if len(parts) > 1 else parts[0]
+    empty = pl.any_horizontal([p.str.len_bytes() == 0 for p in parts])
+    return frame.select(pl.when(~empty).then(key).alias("key")).get_column("key")
+
+
+def _fallback_keys(
+    names: list[tuple[np.ndarray, pl.Series]], rows: np.ndarray
+) -> tuple[np.ndarray, pl.Series]:
+    """Name-based keys for the given rows: per row an index into the returned keys, or -1."""
+    if len(names) == 1:
+        codes, strings = names[0]
+        codes = codes[rows]
+        used = np.zeros(len(strings) + 1, dtype=bool)
+        used[codes] = True  # code -1 marks the spare last slot
+        keys = _normalized_keys(strings.to_frame("a"))
+        return codes, pl.select(pl.when(pl.Series(used[:-1])).then(keys)).to_series()
+    (a_codes, a_strings), (b_codes, b_strings) = names
+    a, b = a_codes[rows].astype(np.int64), b_codes[rows].astype(np.int64)
+    width = len(b_strings) + 1
+    packed = np.where((a < 0) | (b < 0), -1, a * width + b)
+    distinct, inverse = np.unique(packed, return_inverse=True)
+    known = distinct >= 0
+    keys = _normalized_keys(
+        pl.DataFrame(
+            {
+                "a": _gather(a_strings, np.where(known, distinct // width, -1)),
+                "b": _gather(b_strings, np.where(known, distinct % width, -1)),
+            }
+        )
+    )
+    return inverse.astype(np.int32).reshape(-1), keys
+
+
+def encode_listens(listens: pl.LazyFrame, level: str = "artist") -> ListenTable:
+    """Reduce canonical listens to a ``ListenTable``: one streaming pass, then integer work.
+
+    Strings are hashed once, into categorical codes, while the source streams by; item keys
+    are built over the distinct codes only, so per-listen work never touches a string again.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
+    names = _LEVEL_NAMES[level]
+    extra = ("artist_mbid",) if level != "artist" else ()
+    frame = listens.select(
+        pl.col("user").cast(_new_categorical()).alias("user"),
+        pl.col("listened_at").dt.epoch("s").alias("time"),
+        pl.col("count").clip(1, np.iinfo(np.uint32).max).cast(pl.UInt32).alias("count"),
+        _LEVEL_IDS[level]().cast(_new_categorical()).alias("id"),
+        *[pl.col(c).cast(_new_categorical()).alias(f"name_{c}") for c in (*names, *extra)],
+    ).collect(engine="streaming")
+    n = frame.height
+    # Column by column, dropping each from the frame once decoded: memory stays near one
+    # copy of the codes.
+    user_codes, user_strings = _decode(frame.drop_in_place("user"))
+    id_codes, id_strings = _decode(frame.drop_in_place("id"))
+    name_codes = [_decode(frame.drop_in_place(f"name_{c}")) for c in names]
+    extra_codes = {c: _decode(frame.drop_in_place(f"name_{c}")) for c in extra}
+    time_column = frame.drop_in_place("time")
+    time = None
+    if time_column.null_count() < n:
+        time = time_column.fill_null(UNKNOWN_TIME).to_numpy()
+    del time_column
+    count_column = frame.drop_in_place("count")
+    count = None
+    if n and not (count_column.min() == 1 and count_column.max() == 1):
+        count = count_column.to_numpy()
+    del frame, count_column
+
+    # Users in sorted id order.
+    user_order = user_strings.arg_sort().to_numpy()
+    user_rank = np.empty(len(user_strings) + 1, dtype=np.int32)
+    user_rank[user_order] = np.arange(len(user_strings), dtype=np.int32)
+    user_rank[-1] = -1  # code -1: no user
+    user = user_rank[user_codes]
+    users = user_strings.gather(user_order)
+
+    # Item keys: the id where known, else normalized names; sorted into the vocabulary.
+    fallback_rows = np.flatnonzero(id_codes < 0)
+    fallback_codes, fallback_keys = _fallback_keys(name_codes, fallback_rows)
+    keys = pl.concat([id_strings.rename("key"), fallback_keys.rename("key")])
+    keys = keys.drop_nulls().unique().sort()
+    index = pl.DataFrame({"key": keys, "index": np.arange(len(keys), dtype=np.int32)})
+    item = np.append(_positions(id_strings, index), -1)[id_codes]
+    item[fallback_rows] = np.append(_positions(fallback_keys, index), -1)[fallback_codes]
+    del fallback_rows, fallback_codes
+
+    # Metadata from each item's last row in input order, preferring rows that have names.
+    keep = (item >= 0) & (user >= 0)
+    representative = np.full(len(keys), -1, dtype=np.int64)
+    for start in range(0, n, _CHUNK):  # in chunks: no row-sized index arrays
+        stop = min(start + _CHUNK, n)
+        rows = np.arange(start, stop, dtype=np.int64)
+        kept = keep[start:stop]
+        named = kept & np.logical_and.reduce([c[start:stop] >= 0 for c, _ in name_codes])
+        representative[item[start:stop][kept]] = rows[kept]
+        representative[item[start:stop][named]] = rows[named]
+    metadata = _item_metadata(level, keys, representative, name_codes, extra_codes)
+
+    table = ListenTable(
+        user=user,
+        item=item,
+        time=time,
+        count=count,
+        users=Vocabulary(users),
+        items=Vocabulary(keys),
+        item_metadata=metadata,
+        level=level,
+    )
+    dropped = int(n - keep.sum())
+    if dropped:
+        table = table.subset(keep)
+        table.rows_without_item = dropped
+    return table
+
+
+def _item_metadata(
+    level: str,
+    keys: pl.Series,
+    representative: np.ndarray,
+    name_codes: list[tuple[np.ndarray, pl.Series]],
+    extra_codes: dict[str, tuple[np.ndarray, pl.Series]],
+) -> pl.DataFrame:
+    def column(codes_strings: tuple[np.ndarray, pl.Series]) -> pl.Series:
+        codes, strings = codes_strings
+        return _gather(strings, np.where(representative >= 0, codes[representative], -1))
+
+    columns = {"artist_name": column(name_codes[0])}
+    if level != "artist":
+        columns[f"{level}_name"] = column(name_codes[1])
+        columns["artist_mbid"] = column(extra_codes["artist_mbid"])
+    frame = pl.DataFrame({"item": keys, **columns})
+    if level == "artist":
+        name = pl.col("artist_name")
+    else:
+        name = pl.concat_str(
+            [pl.col("artist_name").fill_null("?"), pl.col(f"{level}_name").fill_null("?")],
+            separator=" – ",
+        )
+    is_mbid = pl.col("item").str.contains(MBID_PATTERN)
+    frame = frame.with_columns(
+        name.fill_null(pl.col("item")).alias("name"),
+        pl.when(is_mbid).then(pl.col("item")).alias(_LEVEL_MBID[level]),
+    )
+    return frame.select(
+        [
+            (pl.col(c) if c in frame.columns else pl.lit(None, dtype=dtype).alias(c)).cast(dtype)
+            for c, dtype in METADATA_COLUMNS.items()
+        ]
+    )
+
+
+def _bits(size: int) -> int:
+    return max(size - 1, 1).bit_length()
+
+
+def _pairs(table: ListenTable) -> pl.DataFrame:
+    """Rows reduced to (user, item) pairs in (user, item) order: count and last time."""
+    user_bits, item_bits = _bits(len(table.users)), _bits(len(table.items))
+    aggregates = [pl.len().alias("count") if table.count is None else pl.col("count").sum()]
+    columns: dict[str, np.ndarray] = {}
+    if table.count is not None:
+        columns["count"] = table.count
+    if table.time is not None:
+        columns["time"] = table.time
+        aggregates.append(pl.col("time").max())
+    if user_bits + item_bits > 63:  # no packed key: group by both columns
+        frame = pl.DataFrame({"user": table.user, "item": table.item, **columns})
+        return frame.group_by("user", "item").agg(aggregates).sort("user", "item")
+    key = table.user.astype(np.int64)
+    key <<= item_bits
+    key |= table.item
+    pairs = (
+        pl.DataFrame({"key": key, **columns})
+        .sort("key")
+        .group_by("key", maintain_order=True)
+        .agg(aggregates)
+    )
+    key = pairs.drop_in_place("key").to_numpy()
+    return pairs.with_columns(
+        user=pl.Series(key >> item_bits, dtype=pl.Int64),
+        item=pl.Series(key & ((1 << item_bits) - 1), dtype=pl.Int64),
+    )
+
+
+def _events(table: ListenTable) -> ListenEvents:
+    """Timestamped rows sorted by user, then time, then item."""
+    known = table.time != UNKNOWN_TIME
+    everything = bool(known.all())
+    user = table.user if everything else table.user[known]
+    item = table.item if everything else table.item[known]
+    time = table.time if everything else table.time[known]
+    if len(time):
+        start = int(time.min())
+        time_bits = max(int(time.max()) - start, 1).bit_length()
+        user_bits, item_bits = _bits(len(table.users)), _bits(len(table.items))
+        if user_bits + time_bits + item_bits <= 64:
+            # One packed key makes distinct events distinct: a single parallel sort. Built
+            # in place to keep row-sized temporaries to one.
+            key = user.astype(np.uint64)
+            key <<= np.uint64(time_bits)
+            offset = time - start
+            key |= offset.view(np.uint64)
+            del offset
+            key <<= np.uint64(item_bits)
+            key |= item.astype(np.uint64)
+            order = pl.Series(key, dtype=pl.UInt64).arg_sort().to_numpy()
+            del key
+            user, item, time = user[order], item[order], time[order]
+        else:
+            order = np.lexsort((item, time, user))
+            user, item, time = user[order], item[order], time[order]
+    return ListenEvents(user.astype(np.int32), item.astype(np.int32), time.astype(np.int64))
+
+
+def interactions_from_table(
+    table: ListenTable, keep_events: bool = True, source: dict | None = None
+) -> Interactions:
+    """Play counts and last-listened time per (user, item), and optionally the listen events.
+
+    Pairs come from one parallel sort of the rows by a packed (user, item) key; events from
+    one sort by (user, time, item).
+    """
+    n_users, n_items = len(table.users), len(table.items)
+    pairs = _pairs(table)
+    rows = pairs.get_column("user").to_numpy()
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
+    matrix = sp.csr_matrix(
+        (
+            pairs.get_column("count").to_numpy().astype(np.float32),
+            pairs.get_column("item").to_numpy().astype(np.int32),
+            indptr,
+        ),
+        shape=(n_users, n_items),
+    )
+    last_listened = None
+    if table.time is not None:
+        last_listened = pairs.get_column("time").to_numpy().astype(np.int64)
+    del pairs
+    events = _events(table) if keep_events and table.time is not None else None
+
+    return Interactions(
+        matrix,
+        table.users,
+        table.items,
+        table.item_metadata,
+        level=table.level,
+        last_listened=last_listened,
+        events=events,
+        source=source or {},
+    )
+
+
 def interactions_from_listens(
     listens: pl.LazyFrame,
     level: str = "artist",
@@ -105,82 +485,11 @@ def interactions_from_listens(
 ) -> Interactions:
     """Reduce canonical listens to an ``Interactions`` at the given level.
 
-    One streaming group-by over (user, item) gives play counts and last-listened times; a
-    second small group-by gives item metadata. Users and items are indexed in sorted id order,
-    so the result is deterministic whatever the order of the input files.
+    Users and items are indexed in sorted id order, so the result is deterministic whatever
+    the order of the input files. ``keep_events`` keeps the individual timestamped listens.
     """
-    keyed = listens.with_columns(item=item_key(level))
-    pairs = (
-        keyed.group_by("user", "item")
-        .agg(
-            pl.col("count").sum().alias("count"),
-            pl.col("listened_at").max().alias("last"),
-        )
-        .collect(engine="streaming")
-    )
-    items_meta = (
-        keyed.group_by("item")
-        .agg(
-            display_name(level).drop_nulls().first().alias("name"),
-            pl.col("artist_name").drop_nulls().first(),
-            pl.col("release_name").drop_nulls().first(),
-            pl.col("recording_name").drop_nulls().first(),
-            pl.col("artist_mbid").drop_nulls().first(),
-            pl.col("release_mbid").drop_nulls().first(),
-            pl.col("recording_mbid").drop_nulls().first(),
-        )
-        .sort("item")
-        .collect(engine="streaming")
-    )
-    users = pairs.select(pl.col("user").unique().sort())
-    user_index = users.with_row_index("u")
-    item_index = items_meta.select("item").with_row_index("i")
-    indexed = pairs.join(user_index, on="user").join(item_index, on="item")
-    rows = indexed["u"].to_numpy().astype(np.int64)
-    cols = indexed["i"].to_numpy().astype(np.int64)
-    counts = indexed["count"].to_numpy().astype(np.float32)
-    shape = (users.height, items_meta.height)
-    order = np.lexsort((cols, rows))
-    rows, cols, counts = rows[order], cols[order], counts[order]
-    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
-    matrix = sp.csr_matrix((counts, cols.astype(np.int32), indptr), shape=shape)
-
-    last = indexed["last"]
-    last_listened = None
-    if last.null_count() < len(last):
-        epoch = last.dt.epoch("s").fill_null(UNKNOWN_TIME).to_numpy().astype(np.int64)
-        last_listened = epoch[order]
-
-    events = None
-    if keep_events and last_listened is not None:
-        ev = (
-            keyed.filter(pl.col("listened_at").is_not_null())
-            .select("user", "item", pl.col("listened_at").dt.epoch("s").alias("t"))
-            .join(user_index.lazy(), on="user")
-            .join(item_index.lazy(), on="item")
-            .select(pl.col("u").cast(pl.Int32), pl.col("i").cast(pl.Int32), "t")
-            .sort("u", "t", "i")
-            .collect(engine="streaming")
-        )
-        events = ListenEvents(ev["u"].to_numpy(), ev["i"].to_numpy(), ev["t"].to_numpy())
-
-    return Interactions(
-        matrix,
-        Vocabulary(users["user"]),
-        Vocabulary(items_meta["item"]),
-        items_meta.select(
-            "item",
-            "name",
-            "artist_name",
-            "release_name",
-            "recording_name",
-            "artist_mbid",
-            "release_mbid",
-            "recording_mbid",
-        ),
-        level=level,
-        last_listened=last_listened,
-        events=events,
-        source=source or {},
-    )
+    table = encode_listens(listens, level)
+    info = dict(source or {})
+    if table.rows_without_item:
+        info.setdefault("rows_without_item", table.rows_without_item)
+    return interactions_from_table(table, keep_events=keep_events, source=info)

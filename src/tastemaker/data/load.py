@@ -9,9 +9,16 @@ import numpy as np
 import polars as pl
 
 from tastemaker.artifacts import MANIFEST
-from tastemaker.data.interactions import Interactions, TagAssignments, Vocabulary
+from tastemaker.data.interactions import LEVELS, Interactions, TagAssignments, Vocabulary
 from tastemaker.data.listens import interactions_from_listens
-from tastemaker.data.readers import ReaderOptions, SourceData, read_source
+from tastemaker.data.readers import (
+    ReaderOptions,
+    SourceData,
+    final_stats,
+    read_source,
+    reading,
+)
+from tastemaker.errors import DataError, UsageError
 
 
 def is_ingested(path: str | Path) -> bool:
@@ -27,22 +34,42 @@ def load_interactions(
     """Load an ingested directory, or read and reduce a raw source on the fly."""
     if is_ingested(path) and format is None:
         return Interactions.load(path)
+    if level not in LEVELS:
+        raise UsageError(f"--level must be one of {', '.join(LEVELS)}; got {level!r}")
+    options = dataclasses.replace(options or ReaderOptions(), level=level)
     source = read_source(path, format=format, options=options)
     return interactions_from_source(source, level=level)
 
 
 def interactions_from_source(source: SourceData, level: str = "artist") -> Interactions:
     """Reduce a reader's output to Interactions, attaching tag assignments where present."""
-    interactions = interactions_from_listens(
-        source.listens,
-        level=level,
-        source={"format": source.format, "paths": source.paths, **source.stats},
-    )
+    with reading(source):
+        interactions = interactions_from_listens(source.listens, level=level)
+    # Skip counts are only final once the listens have been read.
+    info = {"format": source.format, "paths": source.paths, **final_stats(source)}
+    interactions = dataclasses.replace(interactions, source={**info, **interactions.source})
+    require_interactions(interactions, source.paths, level)
     if source.tag_assignments is not None and level == "artist":
         interactions = dataclasses.replace(
             interactions, tags=index_tags(interactions, source.tag_assignments)
         )
     return interactions
+
+
+def require_interactions(interactions: Interactions, paths: list[str], level: str) -> None:
+    """DataError when nothing could be read: an empty source, or no keys at this level."""
+    if interactions.nnz:
+        return
+    where = paths[0] if len(paths) == 1 else None
+    dropped = interactions.source.get("rows_without_item", 0)
+    if dropped:
+        raise DataError(
+            f"none of the {dropped:,} rows has what a {level}-level item needs "
+            f"({'names or MBIDs of the ' + level if level != 'artist' else 'an artist'}); "
+            "try another --level",
+            path=where,
+        )
+    raise DataError("no listens found", path=where)
 
 
 def index_tags(interactions: Interactions, assignments: pl.DataFrame) -> TagAssignments:

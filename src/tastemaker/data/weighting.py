@@ -10,10 +10,17 @@ hyperparameter naming one of these, and reports it.
 - ``bm25``: Okapi BM25 over items-as-terms, users-as-documents (``K1`` = 100, ``B`` = 0.8 as in
   implicit): saturates heavy listening and down-weights items everybody plays.
 - ``tfidf``: ``count * log(n_users / item_listeners)`` after a log1p on counts.
+
+``bm25`` and ``tfidf`` depend on corpus statistics (item listener counts, number of users, mean
+user weight). A model weights its training matrix with them and must weight a new listener's
+history the same way: ``weighting_statistics(train)`` captures them, and passing the result as
+``statistics=`` to ``apply_weighting`` reuses them instead of recomputing them from the rows
+given (one history alone would make every item look rare).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import numpy as np
@@ -53,15 +60,38 @@ def _item_document_frequency(matrix: sp.csr_matrix) -> np.ndarray:
     return np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.float64)
 
 
-@_register
-def bm25(matrix: sp.csr_matrix, K1: float = 100.0, B: float = 0.8) -> sp.csr_matrix:  # noqa: N803
-    """BM25 with users as documents and items as terms (row lengths are users' total weight)."""
+def weighting_statistics(matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """The corpus statistics ``bm25`` and ``tfidf`` use, as arrays (saved with a model).
+
+    ``item_listeners`` (users per item), ``n_users`` and ``mean_user_weight`` (mean row sum).
+    """
     m = sp.csr_matrix(matrix, dtype=np.float64)
-    n_users = m.shape[0]
-    df = _item_document_frequency(m)
-    idf = np.log(n_users) - np.log1p(df)
     row_sums = np.asarray(m.sum(axis=1)).ravel()
-    average = row_sums.mean() if n_users else 1.0
+    return {
+        "item_listeners": _item_document_frequency(m),
+        "n_users": np.asarray(float(m.shape[0])),
+        "mean_user_weight": np.asarray(row_sums.mean() if m.shape[0] else 1.0),
+    }
+
+
+@_register
+def bm25(
+    matrix: sp.csr_matrix,
+    K1: float = 100.0,  # noqa: N803
+    B: float = 0.8,  # noqa: N803
+    statistics: dict[str, np.ndarray] | None = None,
+) -> sp.csr_matrix:
+    """BM25 with users as documents and items as terms (row lengths are users' total weight).
+
+    ``statistics`` (from ``weighting_statistics``) replaces those of ``matrix`` itself.
+    """
+    m = sp.csr_matrix(matrix, dtype=np.float64)
+    stats = statistics if statistics is not None else weighting_statistics(m)
+    n_users = m.shape[0]
+    df = np.asarray(stats["item_listeners"], dtype=np.float64)
+    idf = np.log(float(stats["n_users"])) - np.log1p(df)
+    row_sums = np.asarray(m.sum(axis=1)).ravel()
+    average = float(stats["mean_user_weight"])
     length_norm = (1.0 - B) + B * row_sums / max(average, 1e-12)
     rows = np.repeat(np.arange(n_users), np.diff(m.indptr))
     data = m.data * (K1 + 1.0) / (K1 * length_norm[rows] + m.data) * idf[m.indices]
@@ -69,15 +99,29 @@ def bm25(matrix: sp.csr_matrix, K1: float = 100.0, B: float = 0.8) -> sp.csr_mat
 
 
 @_register
-def tfidf(matrix: sp.csr_matrix) -> sp.csr_matrix:
+def tfidf(matrix: sp.csr_matrix, statistics: dict[str, np.ndarray] | None = None) -> sp.csr_matrix:
+    """``statistics`` (from ``weighting_statistics``) replaces those of ``matrix`` itself."""
     m = sp.csr_matrix(matrix, dtype=np.float64)
-    df = _item_document_frequency(m)
-    idf = np.log(m.shape[0] / np.maximum(df, 1.0))
+    stats = statistics if statistics is not None else weighting_statistics(m)
+    df = np.asarray(stats["item_listeners"], dtype=np.float64)
+    idf = np.log(float(stats["n_users"]) / np.maximum(df, 1.0))
     return _with_data(matrix, np.log1p(m.data) * idf[m.indices])
 
 
-def apply_weighting(matrix: sp.csr_matrix, name: str, **params: float) -> sp.csr_matrix:
-    """Apply the named weighting; ValueError naming the choices when unknown."""
+def apply_weighting(
+    matrix: sp.csr_matrix,
+    name: str,
+    statistics: dict[str, np.ndarray] | None = None,
+    **params: float,
+) -> sp.csr_matrix:
+    """Apply the named weighting; ValueError naming the choices when unknown.
+
+    ``statistics`` (from ``weighting_statistics`` of the training matrix) goes to the
+    weightings that use corpus statistics and is ignored by the others.
+    """
     if name not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {name!r}; choose one of: {', '.join(WEIGHTINGS)}")
-    return WEIGHTINGS[name](sp.csr_matrix(matrix), **params)
+    fn = WEIGHTINGS[name]
+    if statistics is not None and "statistics" in inspect.signature(fn).parameters:
+        params = {**params, "statistics": statistics}
+    return fn(sp.csr_matrix(matrix), **params)

@@ -36,6 +36,7 @@ from tastemaker.artifacts import (
     write_manifest,
 )
 from tastemaker.data.interactions import Interactions
+from tastemaker.data.weighting import WEIGHTINGS, apply_weighting, weighting_statistics
 from tastemaker.errors import ArtifactError, UsageError
 
 MODEL_KIND = "model"
@@ -95,6 +96,54 @@ class FactorModel:
     def item_vectors(self) -> np.ndarray:
         """float32 ``(n_items, dim)``."""
         raise NotImplementedError
+
+
+class WeightedInput:
+    """Mixin for models that see play counts through a weighting of ``data/weighting.py``.
+
+    Hyperparameters: ``weighting`` (the function's name) and ``bm25_k1`` / ``bm25_b`` (used by
+    ``bm25`` only). The training matrix's corpus statistics are kept with the model so that a
+    new history is weighted exactly like a training row (``_weigh``).
+    """
+
+    weighting: str
+    bm25_k1: float
+    bm25_b: float
+    STATE_PREFIX: ClassVar[str] = "weighting_"
+
+    def _weighting_params(self) -> dict[str, float]:
+        if self.weighting == "bm25":
+            return {"K1": float(self.bm25_k1), "B": float(self.bm25_b)}
+        return {}
+
+    def _fit_weighting(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        """Remember the statistics of the training counts and return them weighted."""
+        if self.weighting not in WEIGHTINGS:
+            raise UsageError(
+                f"unknown weighting {self.weighting!r}; choose one of: {', '.join(WEIGHTINGS)}"
+            )
+        self.weighting_statistics_ = weighting_statistics(counts)
+        return self._weigh(counts)
+
+    def _weigh(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        """Weight play counts (training rows or new histories) with the training statistics."""
+        return apply_weighting(
+            counts,
+            self.weighting,
+            statistics=self.weighting_statistics_,
+            **self._weighting_params(),
+        )
+
+    def _weighting_state(self) -> dict[str, np.ndarray]:
+        return {self.STATE_PREFIX + k: v for k, v in self.weighting_statistics_.items()}
+
+    def _set_weighting_state(self, arrays: dict[str, np.ndarray]) -> None:
+        n = len(self.STATE_PREFIX)
+        self.weighting_statistics_ = {
+            k[n:]: v for k, v in arrays.items() if k.startswith(self.STATE_PREFIX)
+        }
+        if "item_listeners" not in self.weighting_statistics_:
+            raise KeyError("weighting statistics")
 
 
 class Recommender(ABC):

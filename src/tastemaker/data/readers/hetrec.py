@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from tastemaker.data.listens import conform
-from tastemaker.data.readers import ReaderOptions, SourceData
+from tastemaker.data.readers import ReaderOptions, SourceData, first_line, require_file
 from tastemaker.errors import DataError
 
 NAME = "hetrec"
@@ -25,8 +25,7 @@ def detect(path: Path) -> bool:
 
 
 def _read_tsv(path: Path, columns: dict[str, pl.DataType], encoding: str = "utf8") -> pl.DataFrame:
-    if not path.is_file():
-        raise DataError("missing file", path=path)
+    require_file(path)
     try:
         frame = pl.read_csv(
             path,
@@ -37,9 +36,17 @@ def _read_tsv(path: Path, columns: dict[str, pl.DataType], encoding: str = "utf8
             schema_overrides=columns,
             truncate_ragged_lines=False,
         )
-    except pl.exceptions.ComputeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise DataError(f"cannot parse ({first})", path=path) from None
+    except pl.exceptions.PolarsError as exc:
+        if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
+            from tastemaker.data.readers.delimited import utf8_problem
+
+            problem = utf8_problem(path)
+            if problem is not None:
+                line, column, byte = problem
+                raise DataError(
+                    f"not valid UTF-8 (byte 0x{byte:02x} at column {column})", path, line
+                ) from None
+        raise DataError(f"cannot parse ({first_line(exc)})", path=path) from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(f"missing columns {missing}; found {frame.columns}", path=path)
@@ -89,5 +96,5 @@ def read(path: Path, options: ReaderOptions) -> SourceData:
         format=NAME,
         paths=[str(path)],
         tag_assignments=tag_assignments,
-        stats={"bad_rows_skipped": len(bad)},
+        stats={"skipped_rows": len(bad) if options.on_bad_rows == "skip" else 0},
     )

@@ -1,0 +1,240 @@
+"""Benchmark: ingest of a ListenBrainz Parquet dump to an artist-level Interactions.
+
+Synthesizes a dump (``tastemaker synth``; 20 M listens, 20 k users, 200 k artists by default),
+then times, each in its own subprocess so that peak RSS is measured per side:
+
+* ours: ``tastemaker.data.ingest.ingest`` to an artist-level ``Interactions`` directory, as
+  ``tastemaker ingest`` runs it (dumps merged and deduplicated, MBID-or-name item keys,
+  metadata, last-listened times, events, ``listens.parquet``), and again without writing
+  ``listens.parquet`` (``ingest-no-table``);
+* reference: a bare polars ``scan_parquet -> group_by(user_id, artist_name) -> len`` collected
+  with the streaming engine, then a scipy CSR.
+
+Prints both times, the ratio and both peak RSS. Targets: <= 1.2x the bare group-by and
+<= 1.5 GB peak at 20 M listens; <= 6 GB peak at 100 M (``--listens 100000000``).
+
+    .venv/bin/python bench/ingest.py                       # 20 M listens
+    .venv/bin/python bench/ingest.py --listens 100000000   # the streaming path
+    .venv/bin/python bench/ingest.py --data DIR            # reuse a dump (kept with --keep)
+    .venv/bin/python bench/ingest.py --data DIR --profile  # where our time goes (cProfile)
+    .venv/bin/python bench/ingest.py --ours ingest         # only the full pipeline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET_RATIO = 1.2
+TARGET_PEAK_GB = {20_000_000: 1.5, 100_000_000: 6.0}
+
+
+def peak_rss_gb() -> float:
+    """Peak resident set size of this process, in GB.
+
+    Linux's VmHWM belongs to the address space, so it starts afresh at exec; ru_maxrss would
+    carry over the parent's peak into a forked child (it survives exec).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
+
+
+# Our sides: the ingest pipeline as the CLI runs it, and without writing listens.parquet.
+OURS = {
+    "ingest": {},
+    "ingest-no-table": {"listens": False},
+}
+
+
+def run_ours(side: str, data: Path, profile: bool) -> dict:
+    from tastemaker.data.ingest import ingest
+
+    def work():
+        with tempfile.TemporaryDirectory(dir=data.parent) as tmp:
+            return ingest([data], Path(tmp) / "ingested", level="artist", **OURS[side])
+
+    started = time.perf_counter()
+    if profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        result = profiler.runcall(work)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
+    else:
+        result = work()
+    seconds = time.perf_counter() - started
+    return {
+        "side": side,
+        "seconds": seconds,
+        "peak_gb": peak_rss_gb(),
+        "users": result.n_users,
+        "items": result.n_items,
+        "nnz": result.nnz,
+        "events": len(result.events) if result.events is not None else 0,
+        "duplicates_dropped": result.source.get("duplicates_dropped"),
+    }
+
+
+def run_reference(data: Path) -> dict:
+    import numpy as np
+    import polars as pl
+    import scipy.sparse as sp
+
+    started = time.perf_counter()
+    pairs = (
+        pl.scan_parquet(data / "*" / "*.parquet")
+        .group_by("user_id", "artist_name")
+        .agg(pl.len().alias("plays"))
+        .collect(engine="streaming")
+    )
+    indexed = pairs.select(
+        (pl.col("user_id").rank("dense") - 1).alias("u"),
+        (pl.col("artist_name").rank("dense") - 1).alias("i"),
+        "plays",
+    )
+    rows, cols = indexed["u"].to_numpy(), indexed["i"].to_numpy()
+    matrix = sp.csr_matrix(
+        (indexed["plays"].to_numpy().astype(np.float32), (rows, cols)),
+        shape=(int(rows.max()) + 1, int(cols.max()) + 1),
+    )
+    seconds = time.perf_counter() - started
+    return {
+        "side": "polars group_by",
+        "seconds": seconds,
+        "peak_gb": peak_rss_gb(),
+        "users": matrix.shape[0],
+        "items": matrix.shape[1],
+        "nnz": matrix.nnz,
+    }
+
+
+def child(side: str, data: Path, profile: bool = False) -> dict:
+    """Run one side in a fresh interpreter; its peak RSS is its own."""
+    command = [sys.executable, __file__, "--side", side, "--data", str(data)]
+    if profile:
+        command.append("--profile")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if profile and done.stderr:
+        print(done.stderr, file=sys.stderr)
+    if done.returncode != 0:
+        sys.exit(f"{side} side failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def synthesize_dump(out: Path, listens: int, users: int, artists: int, seed: int) -> dict:
+    from tastemaker.data.synth import SUMMARY_FILE, synthesize
+
+    started = time.perf_counter()
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if time.perf_counter() - last[0] > 10:
+            last[0] = time.perf_counter()
+            print(f"  synth {done:,} / {total:,}", file=sys.stderr, flush=True)
+
+    synthesize(out, users=users, artists=artists, listens=listens, seed=seed, progress=progress)
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    size = sum(p.stat().st_size for p in out.rglob("*.parquet"))
+    return {
+        "seconds": time.perf_counter() - started,
+        "bytes": size,
+        "peak_gb": peak_rss_gb(),
+        "summary": summary,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--listens", type=int, default=20_000_000)
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--artists", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, help="an existing dump (skips synth)")
+    parser.add_argument("--workdir", type=Path, help="where to synthesize (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the synthesized dump")
+    parser.add_argument(
+        "--ours",
+        default="ingest,ingest-no-table",
+        help=f"comma-separated sides of ours to time, from: {', '.join(OURS)}",
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile our sides to stderr")
+    parser.add_argument("--side", choices=[*OURS, "reference"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.side:  # inside a child process
+        if args.side == "reference":
+            result = run_reference(args.data)
+        else:
+            result = run_ours(args.side, args.data, args.profile)
+        print(json.dumps(result))
+        return
+
+    sides = [s.strip() for s in args.ours.split(",") if s.strip()]
+    unknown = [s for s in sides if s not in OURS]
+    if unknown:
+        sys.exit(f"unknown side(s) {unknown}; choose from {', '.join(OURS)}")
+    workdir = Path(tempfile.mkdtemp(prefix="tastemaker-bench-", dir=args.workdir))
+    try:
+        data = args.data
+        listens = args.listens
+        if data is None:
+            data = workdir / "dump"
+            print(
+                f"synthesizing {listens:,} listens, {args.users:,} users, {args.artists:,} artists"
+            )
+            made = synthesize_dump(data, listens, args.users, args.artists, args.seed)
+            rows = made["summary"]["rows"]
+            print(
+                f"{'synth':<16}{made['seconds']:7.1f} s   peak {made['peak_gb']:5.2f} GB   "
+                f"{made['bytes'] / 1e9:.2f} GB of parquet, {rows['full'] + rows['incremental']:,}"
+                f" rows ({made['summary']['duplicates']:,} repeated across dumps)"
+            )
+        else:
+            summary = data / "synth.json"
+            if summary.exists():
+                listens = json.loads(summary.read_text())["listens"]
+        reference = child("reference", data)
+        results = [child(side, data, args.profile) for side in sides]
+        print(
+            f"{'polars group_by':<16}{reference['seconds']:7.1f} s   peak "
+            f"{reference['peak_gb']:5.2f} GB   {reference['users']:,} users x "
+            f"{reference['items']:,} artist names, {reference['nnz']:,} non-zeros "
+            "(scan -> group_by -> len -> CSR)"
+        )
+        target_gb = TARGET_PEAK_GB.get(listens)
+        for ours in results:
+            ratio = ours["seconds"] / reference["seconds"]
+            peak = f"peak {ours['peak_gb']:.2f} GB" + (
+                f" (target <= {target_gb} GB)" if target_gb else ""
+            )
+            print(
+                f"{ours['side']:<16}{ours['seconds']:7.1f} s   peak {ours['peak_gb']:5.2f} GB   "
+                f"{ours['users']:,} users x {ours['items']:,} items, {ours['nnz']:,} non-zeros, "
+                f"{ours['events']:,} events, {ours['duplicates_dropped']:,} duplicates dropped"
+            )
+            print(
+                f"{'':<16}ratio {ratio:.2f} x the bare group_by (target <= {TARGET_RATIO} x); "
+                + peak
+            )
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The ingest pipeline: raw sources -> canonical listens table + ``Interactions`` directory.
+
+``ingest`` reads one or several sources (merging ListenBrainz dumps so a repeated listen
+counts once), streams the canonical listens into ``listens.parquet``, reduces them to an
+``Interactions`` at the chosen level, applies the filters, and writes everything into one
+directory atomically: the directory appears complete or not at all, and its manifest
+carries the checksums of every file, ``listens.parquet`` included.
+
+Layout of an ingested directory (see ``Interactions.write_into``)::
+
+    manifest.json     kind "interactions", level, counts, source (format, paths, listens,
+                      duplicates dropped, rows skipped, filters and what each removed)
+    matrix.npz        user x item play counts (CSR; rows are users) and last-listened times
+    users.parquet     user ids, in index order
+    items.parquet     item ids and metadata, in index order
+    events.npz        every timestamped listen (user, item, time), by user then time
+    tags.npz, tag_names.parquet   tag assignments (HetRec)
+    listens.parquet   the canonical listens (``tastemaker.data.listens.LISTENS_SCHEMA``):
+                      every listen read, after deduplication and bad-row skipping; the date,
+                      bot and k-core filters shape the matrix, not this table
+
+Costs (measured in ``bench/ingest.py``): the source is read once to write
+``listens.parquet``; that file is then read once more, hashing each string into a
+categorical code as it streams; everything after works on integer arrays. Writing the
+listens table is the largest single cost, ``listens=False`` skips it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tastemaker.artifacts import atomic_directory
+from tastemaker.data.filters import FilterReport, Filters, apply_k_core, filter_table
+from tastemaker.data.interactions import LEVELS, Interactions
+from tastemaker.data.listens import encode_listens, interactions_from_table
+from tastemaker.data.load import index_tags, require_interactions
+from tastemaker.data.readers import ReaderOptions, final_stats, read_sources, reading
+from tastemaker.errors import DataError, UsageError
+
+LISTENS_FILE = "listens.parquet"
+
+
+class _Steps:
+    """A status line per step on a rich console (when given) and the time each took; the
+    times are printed once at the end, so a failed run leaves only its error line."""
+
+    def __init__(self, console: Any | None) -> None:
+        self.console = console
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, name: str, message: str) -> Iterator[None]:
+        started = time.perf_counter()
+        status = self.console.status(message) if self.console is not None else None
+        with status if status is not None else contextlib.nullcontext():
+            yield
+        self.timings[name] = round(time.perf_counter() - started, 3)
+
+    def report(self) -> None:
+        if self.console is not None:
+            times = " · ".join(f"{name} {seconds:.1f} s" for name, seconds in self.timings.items())
+            self.console.print(f"[dim]{times}[/]")
+
+
+def ingest(
+    sources: Sequence[str | Path],
+    out: str | Path,
+    format: str | None = None,
+    level: str = "artist",
+    options: ReaderOptions | None = None,
+    filters: Filters | None = None,
+    keep_events: bool = True,
+    listens: bool = True,
+    console: Any | None = None,
+) -> Interactions:
+    """Ingest ``sources`` into the directory ``out`` and return the ``Interactions``.
+
+    ``format`` overrides detection for every source; ``level`` is artist, release or
+    recording; ``options`` carries the CSV column mapping and the bad-row policy;
+    ``filters`` the date range, bot limit and k-core. ``keep_events`` keeps every
+    timestamped listen (on by default, needed by sequence-aware features); ``listens``
+    writes the canonical ``listens.parquet`` beside the matrix. ``console`` (a rich
+    Console) shows a status line per step.
+    """
+    if level not in LEVELS:
+        raise UsageError(f"--level must be one of {', '.join(LEVELS)}; got {level!r}")
+    filters = filters or Filters()
+    options = dataclasses.replace(options or ReaderOptions(), level=level)
+    steps = _Steps(console)
+    out = Path(out)
+    with steps.step("open", "checking sources"):
+        source = read_sources(sources, format=format, options=options)
+    created = _missing_parents(out)
+    try:
+        with atomic_directory(out) as tmp:
+            if listens:
+                with steps.step("listens", "reading sources into listens.parquet"), reading(source):
+                    source.listens.sink_parquet(tmp / LISTENS_FILE, compression="lz4")
+                scan = pl.scan_parquet(tmp / LISTENS_FILE)
+                with steps.step("encode", "encoding listens"), reading(source):
+                    table = encode_listens(scan, level)
+            else:
+                with steps.step("encode", "reading and encoding listens"), reading(source):
+                    table = encode_listens(source.listens, level)
+            stats = final_stats(source)
+            listens_read = table.listens
+            with steps.step("filter", "filtering"):
+                table, filter_steps = filter_table(table, filters)
+            with steps.step("reduce", f"building the user x {level} matrix"):
+                interactions = interactions_from_table(table, keep_events=keep_events)
+                del table
+                if source.tag_assignments is not None and level == "artist":
+                    tags = index_tags(interactions, source.tag_assignments)
+                    interactions = dataclasses.replace(interactions, tags=tags)
+            report = FilterReport(filter_steps)
+            if filters.k_core:
+                with steps.step("k-core", "k-core filter"):
+                    interactions, step = apply_k_core(
+                        interactions, filters.min_user_items, filters.min_item_users
+                    )
+                report.steps.append(step)
+            info = {
+                "format": source.format,
+                "paths": source.paths,
+                "level": level,
+                "listens": listens_read,
+                "duplicates_dropped": int(stats.get("duplicates_dropped", 0)),
+                "skipped_rows": int(stats.get("skipped_rows", 0)),
+                "rows_without_item": int(interactions.source.get("rows_without_item", 0)),
+                "filters": filters.describe(),
+                "filtered": report.as_dicts(),
+                "listens_table": LISTENS_FILE if listens else None,
+            }
+            if "skipped_example" in stats:
+                info["skipped_example"] = stats["skipped_example"]
+            interactions = dataclasses.replace(interactions, source=info)
+            if not interactions.nnz:
+                if listens_read and (filter_steps or filters.k_core):
+                    raise UsageError("the filters removed every listen; loosen them")
+                require_interactions(interactions, source.paths, level)
+            with steps.step("write", f"writing {out}"):
+                # Last: the manifest's checksums must cover listens.parquet too.
+                interactions.write_into(tmp)
+    except BaseException:
+        _remove_empty(created)
+        raise
+    steps.report()
+    return interactions
+
+
+def _missing_parents(out: Path) -> list[Path]:
+    """Ancestors of ``out`` that do not exist yet (atomic_directory creates them)."""
+    missing = []
+    parent = out.absolute().parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove folders this run created, if they are still empty (innermost first)."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def summary(interactions: Interactions) -> dict[str, Any]:
+    """The figures the CLI prints after an ingest."""
+    source = interactions.source
+    return {
+        "users": interactions.n_users,
+        "items": interactions.n_items,
+        "interactions": interactions.nnz,
+        "listens": int(source.get("listens", 0)),
+        "listens_kept": int(round(float(interactions.user_items.data.sum(dtype=np.float64)))),
+        "duplicates_dropped": int(source.get("duplicates_dropped", 0)),
+        "skipped_rows": int(source.get("skipped_rows", 0)),
+        "rows_without_item": int(source.get("rows_without_item", 0)),
+    }
+
+
+__all__ = ["LISTENS_FILE", "DataError", "ingest", "summary"]

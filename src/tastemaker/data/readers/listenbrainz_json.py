@@ -1,0 +1,469 @@
+"""ListenBrainz listens as JSON lines: the JSON dump and the API / user-export shape.
+
+Accepted paths:
+
+* the JSON dump layout: a folder with ``listens/YYYY/M.listens`` files (one JSON object per
+  line), or any folder of ``.listens`` / ``.jsonl`` / ``.ndjson`` files;
+* a single such file;
+* an archive holding them, read as a stream without unpacking: ``.tar``, ``.tar.zst``
+  (the dumps' own format), ``.tar.gz`` / ``.tar.xz`` / ``.tar.bz2``, ``.zip`` (a user export).
+
+Two line shapes are understood, field by field:
+
+* dump (``Listen.to_json()``): ``user_id``, ``user_name``, ``timestamp`` (epoch s),
+  ``recording_msid``, ``track_metadata{artist_name, track_name, release_name,
+  additional_info{...}, mbid_mapping{...}}``;
+* API / export (``Listen.to_api()``): ``listened_at`` (epoch s), optional ``user_name``,
+  ``track_metadata{..., recording_msid, mbid_mapping{...}, additional_info{...}}``.
+
+Canonical mapping: ``user`` = ``user_id`` as text, else ``user_name``, else (an export holds
+one user's listens) the ``user_name`` / ``username`` of a ``user.json`` beside the listens,
+else the file's (or archive's) name without extension. MBIDs come from ``mbid_mapping``
+(MusicBrainz's mapping) and else from the submitted ``additional_info``; ``artist_id`` =
+``artist_mbid`` = the first artist MBID. Names are the submitted ones.
+
+The text is parsed in blocks of about ``BLOCK_BYTES`` by polars' JSON reader, through a
+polars IO source, so memory stays bounded whatever the size; a block polars cannot take
+(a malformed line, an odd type in the free-form ``additional_info``) is parsed line by line
+to find the bad line, or to drop it under ``--on-bad-rows skip``. Several paths are several
+dumps, merged like the Parquet dumps (a listen repeated across dumps counts once).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Any
+
+import polars as pl
+from polars.io.plugins import register_io_source
+
+from tastemaker.data.listens import LISTENS_SCHEMA
+from tastemaker.data.readers import (
+    ReaderOptions,
+    SourceData,
+    bounds_text,
+    cannot_read,
+    epoch_to_datetime,
+    first_line,
+    time_bounds_ms,
+)
+from tastemaker.errors import DataError
+
+NAME = "listenbrainz-json"
+LINE_SUFFIXES = (".listens", ".jsonl", ".ndjson")
+ARCHIVE_SUFFIXES = (".tar", ".tar.zst", ".tar.zstd", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2")
+BLOCK_BYTES = 32 << 20
+
+_MBIDS = pl.Struct(
+    {
+        "recording_mbid": pl.Utf8,
+        "release_mbid": pl.Utf8,
+        "artist_mbids": pl.List(pl.Utf8),
+        "recording_msid": pl.Utf8,
+    }
+)
+RAW_SCHEMA = {
+    "user_id": pl.Int64,
+    "user_name": pl.Utf8,
+    "timestamp": pl.Float64,
+    "listened_at": pl.Float64,
+    "recording_msid": pl.Utf8,
+    "track_metadata": pl.Struct(
+        {
+            "artist_name": pl.Utf8,
+            "track_name": pl.Utf8,
+            "release_name": pl.Utf8,
+            "recording_msid": pl.Utf8,
+            "additional_info": _MBIDS,
+            "mbid_mapping": _MBIDS,
+        }
+    ),
+}
+# The flat fields both parsers produce; ``_canonical`` maps them to the listens schema.
+FLAT_SCHEMA = {
+    "user_id": pl.Utf8,
+    "user_name": pl.Utf8,
+    "time": pl.Float64,
+    "recording_msid": pl.Utf8,
+    "artist_name": pl.Utf8,
+    "recording_name": pl.Utf8,
+    "release_name": pl.Utf8,
+    "recording_mbid": pl.Utf8,
+    "release_mbid": pl.Utf8,
+    "artist_mbid": pl.Utf8,
+}
+
+
+def _is_archive(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(ARCHIVE_SUFFIXES) or name.endswith(".zip")
+
+
+def detect(path: Path) -> bool:
+    if path.is_dir():
+        return bool(_line_files(path))
+    if not path.is_file():
+        return False
+    name = path.name.lower()
+    if name.endswith(LINE_SUFFIXES) or _is_archive(path):
+        return "spark" not in name  # the Parquet dump is also shipped as a .tar
+    return name.endswith(".json") and _first_line_is_listen(path)
+
+
+def _first_line_is_listen(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            line = fh.readline(1 << 20)
+        return isinstance(obj := json.loads(line), dict) and "track_metadata" in obj
+    except (OSError, ValueError):
+        return False
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def _line_files(folder: Path) -> list[Path]:
+    files = [p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(LINE_SUFFIXES)]
+    return sorted(files, key=_natural_key)
+
+
+def read(path: Path, options: ReaderOptions) -> SourceData:
+    return read_many([path], options)
+
+
+def read_many(paths: list[Path], options: ReaderOptions) -> SourceData:
+    """Each path is one dump; dumps are merged, repeated listens counted once."""
+    from tastemaker.data.readers.listenbrainz import merge_dumps
+
+    stats: dict[str, Any] = {"skipped_rows": 0}
+    frames = []
+    for path in paths:
+        if not path.exists():
+            raise DataError("no such file or directory", path=path)
+        if path.is_dir() and not _line_files(path):
+            raise DataError("no .listens / .jsonl files in this folder", path=path)
+        frames.append(_lazy(path, options, stats))
+    sizes = [_size(p) for p in paths]
+    base = next((i for i, p in enumerate(paths) if "full" in p.name.lower()), None)
+    listens, dropped = merge_dumps(frames, sizes.index(max(sizes)) if base is None else base)
+    stats["duplicates_dropped"] = dropped
+    names = [str(p) for p in paths]
+
+    def explain(exc: BaseException) -> DataError:
+        return cannot_read(exc, names[0] if len(names) == 1 else None)
+
+    return SourceData(listens=listens, format=NAME, paths=names, stats=stats, explain=explain)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in _line_files(path))
+
+
+# -- members: the line files of a folder, a file or an archive ------------------------------
+
+
+def _members(path: Path) -> Iterator[tuple[str, IO[bytes]]]:
+    """(display name, binary stream) of every listens file under ``path``, in order."""
+    if path.is_dir():
+        for file in _line_files(path):
+            with open(file, "rb") as fh:
+                yield str(file), fh
+        return
+    if not _is_archive(path):
+        with open(path, "rb") as fh:
+            yield str(path), fh
+        return
+    if path.name.lower().endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.is_dir() and info.filename.lower().endswith(LINE_SUFFIXES):
+                    with archive.open(info) as fh:
+                        yield f"{path}:{info.filename}", fh
+        return
+    with ExitStack() as stack:
+        raw = stack.enter_context(open(path, "rb"))
+        if path.name.lower().endswith((".zst", ".zstd")):
+            import zstandard
+
+            stream = stack.enter_context(zstandard.ZstdDecompressor().stream_reader(raw))
+            archive = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
+        else:
+            archive = stack.enter_context(tarfile.open(fileobj=raw, mode="r|*"))
+        for member in archive:
+            if member.isfile() and member.name.lower().endswith(LINE_SUFFIXES):
+                fh = archive.extractfile(member)
+                if fh is not None:
+                    yield f"{path}:{member.name}", fh
+
+
+def _fallback_user(path: Path) -> str:
+    """The user of listens that do not name one (a user export): user.json, else the name."""
+    candidates = [path / "user.json"] if path.is_dir() else [path.parent / "user.json"]
+    for candidate in candidates:
+        try:
+            data = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            for key in ("user_name", "username", "musicbrainz_id", "user_id"):
+                if data.get(key) not in (None, ""):
+                    return str(data[key])
+    name = path.name
+    for suffix in (*ARCHIVE_SUFFIXES, ".zip", *LINE_SUFFIXES, ".json"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _blocks(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(number of lines before the block, block of whole lines) of about BLOCK_BYTES each."""
+    lines_before, rest = 0, b""
+    while True:
+        chunk = stream.read(BLOCK_BYTES)
+        data = rest + chunk
+        cut = data.rfind(b"\n") + 1 if chunk else len(data)
+        block, rest = data[:cut], data[cut:]
+        if block.strip():
+            yield lines_before, block
+        lines_before += block.count(b"\n")
+        if not chunk:
+            return
+
+
+# -- parsing ----------------------------------------------------------------------------
+
+
+def _first(expr: pl.Expr) -> pl.Expr:
+    return expr.list.first()
+
+
+def _flatten_fast(raw: pl.DataFrame) -> pl.DataFrame:
+    meta = pl.col("track_metadata")
+    info, mapping = meta.struct.field("additional_info"), meta.struct.field("mbid_mapping")
+    return raw.select(
+        pl.col("user_id").cast(pl.Utf8),
+        "user_name",
+        pl.coalesce("listened_at", "timestamp").alias("time"),
+        pl.coalesce(
+            "recording_msid",
+            meta.struct.field("recording_msid"),
+            info.struct.field("recording_msid"),
+        ).alias("recording_msid"),
+        meta.struct.field("artist_name"),
+        meta.struct.field("track_name").alias("recording_name"),
+        meta.struct.field("release_name"),
+        pl.coalesce(
+            mapping.struct.field("recording_mbid"), info.struct.field("recording_mbid")
+        ).alias("recording_mbid"),
+        pl.coalesce(mapping.struct.field("release_mbid"), info.struct.field("release_mbid")).alias(
+            "release_mbid"
+        ),
+        pl.coalesce(
+            _first(mapping.struct.field("artist_mbids")), _first(info.struct.field("artist_mbids"))
+        ).alias("artist_mbid"),
+    )
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _first_mbid(*lists: Any) -> str | None:
+    for value in lists:
+        if isinstance(value, list) and value and isinstance(value[0], str):
+            return value[0]
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _flatten_line(obj: dict) -> dict[str, Any]:
+    """One parsed line to the flat fields, lenient about odd optional values."""
+    meta = obj.get("track_metadata") if isinstance(obj.get("track_metadata"), dict) else {}
+    info = meta.get("additional_info") if isinstance(meta.get("additional_info"), dict) else {}
+    mapping = meta.get("mbid_mapping") if isinstance(meta.get("mbid_mapping"), dict) else {}
+    time = obj.get("listened_at", obj.get("timestamp"))
+    return {
+        "user_id": _text(obj.get("user_id")),
+        "user_name": _text(obj.get("user_name")),
+        "time": _number(time),
+        "recording_msid": _text(
+            obj.get("recording_msid") or meta.get("recording_msid") or info.get("recording_msid")
+        ),
+        "artist_name": _text(meta.get("artist_name")),
+        "recording_name": _text(meta.get("track_name")),
+        "release_name": _text(meta.get("release_name")),
+        "recording_mbid": _text(mapping.get("recording_mbid") or info.get("recording_mbid")),
+        "release_mbid": _text(mapping.get("release_mbid") or info.get("release_mbid")),
+        "artist_mbid": _first_mbid(mapping.get("artist_mbids"), info.get("artist_mbids")),
+    }
+
+
+class _Block:
+    """One block of lines from one member, parsed to flat fields; bad lines are reported
+    (error) or dropped and counted (skip)."""
+
+    def __init__(
+        self,
+        name: str,
+        lines_before: int,
+        block: bytes,
+        options: ReaderOptions,
+        skipped: set[tuple[str, int]],
+        stats: dict[str, Any],
+    ) -> None:
+        self.name, self.lines_before, self.block = name, lines_before, block
+        self.options, self.skipped, self.stats = options, skipped, stats
+        self._line_numbers: list[int] | None = None
+
+    def line_numbers(self) -> list[int]:
+        """1-based line number of each non-blank line (polars skips blank lines)."""
+        if self._line_numbers is None:
+            self._line_numbers = [
+                self.lines_before + i + 1
+                for i, line in enumerate(self.block.split(b"\n"))
+                if line.strip()
+            ]
+        return self._line_numbers
+
+    def bad(self, line: int, problem: str) -> None:
+        if self.options.on_bad_rows != "skip":
+            raise DataError(problem, path=self.name, row=line)
+        self.skipped.add((self.name, line))
+        self.stats["skipped_rows"] = len(self.skipped)
+        self.stats.setdefault("skipped_example", f"{self.name}: row {line}: {problem}")
+
+    def parse(self) -> pl.DataFrame:
+        try:
+            raw = pl.read_ndjson(io.BytesIO(self.block), schema=RAW_SCHEMA)
+            return _flatten_fast(raw)
+        except (pl.exceptions.PolarsError, ValueError):
+            return self._parse_lines()
+
+    def _parse_lines(self) -> pl.DataFrame:
+        rows = []
+        numbers = []
+        for number, line in zip(
+            self.line_numbers(), (x for x in self.block.split(b"\n") if x.strip()), strict=True
+        ):
+            try:
+                obj = json.loads(line)
+            except UnicodeDecodeError:
+                self.bad(number, "not valid UTF-8")
+                continue
+            except ValueError as exc:
+                self.bad(number, f"not valid JSON ({first_line(exc)})")
+                continue
+            if not isinstance(obj, dict):
+                self.bad(number, "not a JSON object")
+                continue
+            rows.append(_flatten_line(obj))
+            numbers.append(number)
+        self._line_numbers = numbers
+        return pl.DataFrame(rows, schema=FLAT_SCHEMA)
+
+
+def _canonical(flat: pl.DataFrame, fallback_user: str) -> pl.DataFrame:
+    artist = pl.col("artist_name")
+    return flat.select(
+        pl.coalesce("user_id", "user_name", pl.lit(fallback_user)).alias("user"),
+        epoch_to_datetime(pl.col("time")).alias("listened_at"),
+        pl.lit(1, dtype=pl.Int64).alias("count"),
+        pl.col("artist_mbid").alias("artist_id"),
+        artist,
+        "artist_mbid",
+        "release_name",
+        "release_mbid",
+        "recording_name",
+        "recording_mbid",
+        "recording_msid",
+    )
+
+
+def _validate(block: _Block, frame: pl.DataFrame) -> pl.DataFrame:
+    """Drop (skip) or report (error) rows without time or artist, or out of range."""
+    low, high = time_bounds_ms()
+    ms = pl.col("listened_at").dt.epoch("ms")
+    reason = (
+        pl.when(pl.col("listened_at").is_null())
+        .then(pl.lit("missing or unreadable timestamp (listened_at / timestamp)"))
+        .when((ms < low) | (ms > high))
+        .then(pl.lit("timestamp out of range (" + bounds_text() + ")"))
+        .when(pl.col("artist_name").is_null())
+        .then(pl.lit("missing track_metadata.artist_name"))
+    )
+    reasons = frame.select(reason.alias("r")).get_column("r")
+    if reasons.null_count() == len(reasons):
+        return frame
+    numbers = block.line_numbers()
+    for index in reasons.is_not_null().arg_true().to_list():
+        block.bad(numbers[index], reasons[index])
+    return frame.filter(reasons.is_null())
+
+
+def _lazy(path: Path, options: ReaderOptions, stats: dict[str, Any]) -> pl.LazyFrame:
+    """A polars IO source yielding one canonical frame per block of lines."""
+    fallback = _fallback_user(path)
+    skipped: set[tuple[str, int]] = set()
+
+    def batches() -> Iterator[pl.DataFrame]:
+        try:
+            for name, stream in _members(path):
+                for lines_before, block_bytes in _blocks(stream):
+                    block = _Block(name, lines_before, block_bytes, options, skipped, stats)
+                    frame = _canonical(block.parse(), fallback)
+                    yield _validate(block, frame)
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
+            raise DataError(f"damaged archive ({first_line(exc)})", path=path) from None
+        except OSError as exc:
+            raise cannot_read(exc, path) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith("zstandard"):
+                raise DataError(f"damaged archive ({first_line(exc)})", path=path) from None
+            raise
+
+    def source(
+        with_columns: list[str] | None,
+        predicate: pl.Expr | None,
+        n_rows: int | None,
+        batch_size: int | None,
+    ) -> Iterator[pl.DataFrame]:
+        remaining = n_rows
+        for frame in batches():
+            if predicate is not None:
+                frame = frame.filter(predicate)
+            if with_columns is not None:
+                frame = frame.select(with_columns)
+            if remaining is not None:
+                frame = frame.head(remaining)
+                remaining -= frame.height
+            yield frame
+            if remaining is not None and remaining <= 0:
+                return
+
+    return register_io_source(source, schema=LISTENS_SCHEMA, is_pure=True)

@@ -1,0 +1,1 @@
+"""Execution engines beyond one machine (Apache Spark)."""

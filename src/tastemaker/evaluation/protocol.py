@@ -1,0 +1,359 @@
+"""The evaluation protocol: split once, fit every model on the same training data, rank.
+
+``evaluate`` returns a JSON-ready dict::
+
+    {"split": {...}, "k": [10], "data": {...},
+     "results": [{"model": "als", "params": {...}, "metrics": {"ndcg@10": ...},
+                  "fit_seconds": ..., "evaluate_seconds": ...}, ...]}
+
+With user K-fold (``folds``) each result's ``metrics`` is the mean over folds, ``std`` the
+sample standard deviation and ``folds`` the per-fold metrics. With ``curves=True`` results
+also carry precision / recall at several cut-offs and the popularity of recommended items;
+with ``classification=True`` the original study's classification view (see
+``classification.py``). Model hyperparameters are parsed here too, so that the CLI, the
+replication and the tuning share one syntax: ``als.factors=128`` and best-params JSON files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from tastemaker.data.interactions import Interactions
+from tastemaker.errors import UsageError
+from tastemaker.evaluation.classification import classification_view
+from tastemaker.evaluation.metrics import metric_names, ranking_metrics
+from tastemaker.evaluation.splits import Split, make_splits
+from tastemaker.models import create_model
+from tastemaker.models.base import Recommender
+
+CURVE_KS = (1, 2, 5, 10, 20, 50, 100)
+ModelSpec = tuple[str, dict[str, Any]]
+
+
+# -- model specifications --------------------------------------------------------------------
+
+
+def parse_value(text: str) -> Any:
+    """``128`` -> 128, ``0.05`` -> 0.05, ``true`` -> True, ``null`` -> None, else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_param_args(args: Iterable[str], default_model: str | None = None) -> dict[str, dict]:
+    """``["als.factors=128", "ease.lambda_=200"]`` -> ``{"als": {"factors": 128}, ...}``.
+
+    Without a ``model.`` prefix the parameter belongs to ``default_model`` (for ``train``).
+    """
+    out: dict[str, dict] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param {arg!r}: expected MODEL.NAME=VALUE (e.g. als.factors=128)")
+        model, dot, name = key.strip().rpartition(".")
+        if not dot:
+            if default_model is None:
+                raise UsageError(f"--param {arg!r}: name the model, e.g. als.{key.strip()}=...")
+            model = default_model
+        out.setdefault(model, {})[name] = parse_value(value.strip())
+    return out
+
+
+def read_params_file(path: str | Path) -> dict[str, dict]:
+    """Read ``{"model": "als", "params": {...}}`` (or a list of them, or ``{"results": [...]}``
+    as written by ``evaluate --json``) into ``{"als": {...}}``."""
+    path = Path(path)
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read parameters ({exc})") from None
+    if isinstance(content, dict) and isinstance(content.get("results"), list):
+        content = content["results"]
+    entries = content if isinstance(content, list) else [content]
+    out: dict[str, dict] = {}
+    for entry in entries:
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("model"), str)
+            or not isinstance(entry.get("params", {}), dict)
+        ):
+            raise UsageError(f'{path}: expected {{"model": NAME, "params": {{...}}}} or a list')
+        out.setdefault(entry["model"], {}).update(entry.get("params", {}))
+    return out
+
+
+def resolve_models(
+    names: Sequence[str],
+    param_args: Iterable[str] = (),
+    params_files: Iterable[str | Path] = (),
+    default_model: str | None = None,
+) -> list[ModelSpec]:
+    """Model names plus their parameters: files first (entries for other models are
+    ignored), then ``--param`` overrides on top (naming another model is an error).
+
+    Every model is instantiated once here so that an unknown model or parameter fails before
+    any work starts.
+    """
+    if not names:
+        raise UsageError("no models given")
+    given: dict[str, dict] = {}
+    for file in params_files:
+        # A file may hold the best parameters of several models: use those being run.
+        for model, params in read_params_file(file).items():
+            if model in names:
+                given.setdefault(model, {}).update(params)
+    overrides = parse_param_args(param_args, default_model)
+    unused = set(overrides) - set(names)
+    if unused:
+        raise UsageError(
+            f"--param given for {', '.join(sorted(unused))}, which is not among the "
+            f"models ({', '.join(names)})"
+        )
+    for model, params in overrides.items():
+        given.setdefault(model, {}).update(params)
+    specs = [(name, dict(given.get(name, {}))) for name in names]
+    for name, params in specs:
+        instantiate(name, params)
+    return specs
+
+
+def instantiate(name: str, params: dict[str, Any]) -> Recommender:
+    """``create_model`` with a one-line error when a value has the wrong type."""
+    try:
+        return create_model(name, **params)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"model {name!r} with {params}: {exc}") from None
+
+
+ModelFactory = Callable[[str, dict[str, Any]], Recommender]
+
+
+def fit_model(
+    name: str,
+    params: dict[str, Any],
+    train: Interactions,
+    factory: ModelFactory | None = None,
+) -> Recommender:
+    """Instantiate (with ``factory``: e.g. the Spark engine's, default ``instantiate``), fit."""
+    model = (factory or instantiate)(name, params)
+    try:
+        return model.fit(train)
+    except (TypeError, ValueError) as exc:
+        if not params:
+            raise
+        raise UsageError(f"model {name!r} cannot fit with {params}: {exc}") from None
+
+
+# -- the protocol ----------------------------------------------------------------------------
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return nullcontext(None)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(params, default=str))
+
+
+def _popularity_profile(train: Interactions, top: np.ndarray) -> dict[str, Any]:
+    """How popular (training listeners) the recommended items are, against the catalogue."""
+    listeners = np.bincount(train.user_items.indices, minlength=train.n_items)
+    recommended = listeners[top[top >= 0]]
+    edges = np.unique(np.concatenate([[0], np.geomspace(1, max(listeners.max(), 1) + 1, 25)]))
+    edges = np.unique(np.floor(edges)).astype(np.int64)
+    return {
+        "bin_edges": edges.tolist(),
+        "recommended": np.histogram(recommended, edges)[0].tolist(),
+        "catalogue": np.histogram(listeners, edges)[0].tolist(),
+        "recommended_median_listeners": float(np.median(recommended)) if len(recommended) else 0,
+        "catalogue_median_listeners": float(np.median(listeners)),
+    }
+
+
+def evaluate_split(
+    spec: ModelSpec,
+    split: Split,
+    ks: Sequence[int],
+    *,
+    curves: bool = False,
+    classification: bool = False,
+    seed: int = 0,
+    progress: Progress | None = None,
+    model: Recommender | None = None,
+    factory: ModelFactory | None = None,
+) -> dict[str, Any]:
+    """Fit one model on ``split.train`` (unless ``model`` is given fitted) and evaluate it."""
+    name, params = spec
+    task = None
+    if progress is not None:
+        task = progress.add_task(f"fit {name}", total=None)
+    started = time.perf_counter()
+    if model is None:
+        model = fit_model(name, params, split.train, factory)
+    fit_seconds = time.perf_counter() - started
+    users = split.test_users
+    if progress is not None:
+        progress.update(task, description=f"evaluate {name}", total=len(users), completed=0)
+
+    def advance(n: int) -> None:
+        if progress is not None:
+            progress.advance(task, n)
+
+    started = time.perf_counter()
+    all_ks = sorted(set(ks) | (set(CURVE_KS) if curves else set()))
+    metrics = ranking_metrics(model, split, ks=all_ks, progress=advance, collect_top=max(ks))
+    evaluate_seconds = time.perf_counter() - started
+    top = metrics.pop("_top")
+    result: dict[str, Any] = {
+        "model": name,
+        "params": _json_params(model.get_params()),
+        "metrics": {key: metrics[key] for key in metric_names(ks)},
+        "fit_seconds": fit_seconds,
+        "evaluate_seconds": evaluate_seconds,
+    }
+    if curves:
+        result["curves"] = {
+            "k": list(all_ks),
+            "precision": [metrics[f"precision@{k}"] for k in all_ks],
+            "recall": [metrics[f"recall@{k}"] for k in all_ks],
+            "ndcg": [metrics[f"ndcg@{k}"] for k in all_ks],
+        }
+        result["popularity"] = _popularity_profile(split.train, top)
+    if classification:
+        if progress is not None:
+            progress.update(task, description=f"classify {name}", completed=0)
+        result["classification"] = classification_view(model, split, seed=seed, progress=advance)
+    if progress is not None:
+        progress.remove_task(task)
+    return result
+
+
+def _aggregate(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread over folds; curves averaged; classification and the popularity
+    profile from the first fold."""
+    first = dict(per_fold[0])
+    keys = list(first["metrics"])
+    values = {k: np.array([fold["metrics"][k] for fold in per_fold]) for k in keys}
+    first["metrics"] = {k: float(v.mean()) for k, v in values.items()}
+    first["std"] = {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()}
+    first["folds"] = [fold["metrics"] for fold in per_fold]
+    first["fit_seconds"] = float(np.mean([f["fit_seconds"] for f in per_fold]))
+    first["evaluate_seconds"] = float(np.mean([f["evaluate_seconds"] for f in per_fold]))
+    if "curves" in first:
+        for key in ("precision", "recall", "ndcg"):
+            first["curves"][key] = np.mean([f["curves"][key] for f in per_fold], axis=0).tolist()
+    return first
+
+
+def evaluate(
+    interactions: Interactions,
+    models: Sequence[ModelSpec],
+    split: str = "random",
+    ks: Sequence[int] = (10,),
+    seed: int = 0,
+    folds: int | None = None,
+    split_params: dict[str, Any] | None = None,
+    curves: bool = False,
+    classification: bool = False,
+    progress: bool = True,
+    splits: Sequence[Split] | None = None,
+    factory: ModelFactory | None = None,
+) -> dict[str, Any]:
+    """Split ``interactions`` (or use the given ``splits``), fit and evaluate each model.
+
+    ``models`` is a list of ``(name, params)``; ``split`` a name from ``splits.SPLITS`` with
+    ``split_params``; ``folds`` turns on user K-fold. Returns the JSON-ready dict above.
+    """
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise UsageError(f"cut-offs must be positive integers; got {ks}")
+    models = [(name, dict(params)) for name, params in models]
+    for name, params in models:
+        instantiate(name, params)  # unknown models or parameters fail before any work
+    if splits is None:
+        params = {"seed": seed, **(split_params or {})}
+        splits = make_splits(interactions, split, folds=folds, **params)
+    splits = list(splits)
+    for fold in splits:
+        if len(fold.test_users) == 0:
+            raise UsageError(f"nothing to evaluate: {fold.label}")
+    results = []
+    with _progress(progress) as bar:
+        overall = None
+        if bar is not None and len(splits) > 1:
+            overall = bar.add_task("folds", total=len(splits) * len(models))
+        for spec in models:
+            per_fold = []
+            for index, fold in enumerate(splits):
+                per_fold.append(
+                    evaluate_split(
+                        spec,
+                        fold,
+                        ks,
+                        curves=curves,
+                        # An illustration, not a measurement: the first fold shows it.
+                        classification=classification and index == 0,
+                        seed=seed,
+                        progress=bar,
+                        factory=factory,
+                    )
+                )
+                if overall is not None:
+                    bar.advance(overall)
+            results.append(per_fold[0] if len(per_fold) == 1 else _aggregate(per_fold))
+    description = splits[0].describe()
+    if len(splits) > 1:
+        description["params"] = {k: v for k, v in description["params"].items() if k != "fold"}
+        description["label"] = (
+            f"user {len(splits)}-fold: held-out users folded in from part of their history; "
+            "mean and standard deviation over folds"
+        )
+        description["test_users"] = int(sum(len(s.test_users) for s in splits))
+        description["test_items"] = int(sum(s.test.nnz for s in splits))
+        description.pop("train_interactions", None)  # differs per fold
+    return {
+        "split": description,
+        "k": ks,
+        "data": {
+            "users": interactions.n_users,
+            "items": interactions.n_items,
+            "interactions": interactions.nnz,
+            "fingerprint": interactions.fingerprint,
+            "level": interactions.level,
+        },
+        "results": results,
+    }
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> None:
+    """Write an evaluation result atomically."""
+    from tastemaker.artifacts import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(result, indent=2, default=float).encode())

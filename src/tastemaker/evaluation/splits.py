@@ -1,0 +1,490 @@
+"""Train / test splits of an ``Interactions`` object, leak-free by construction.
+
+Every split holds out whole (user, item) pairs: a held-out pair leaves the training matrix,
+its ``last_listened`` entry and every one of its listen events, so no model ever sees any trace
+of a test interaction. Test matrices are binary (users x items).
+
+- ``random`` (the default protocol, DESIGN.md): every user with at least ``min_items`` items
+  keeps ``round(test_fraction * n_items)`` of them, drawn uniformly with ``seed``, as test.
+- ``temporal``: pairs last listened at or after a global ``cutoff``, or each user's latest
+  ``test_fraction`` of pairs by last-listened time. Needs timestamps.
+- ``leave-last-out``: each user's most recently listened pair. Needs timestamps.
+- ``user-kfold``: users are dealt into ``k`` folds; in fold ``f`` the users of that fold leave
+  training entirely and are *folded in* at test time from the visible part of their history
+  (``Split.fold_in``), the rest of which is test.
+- ``sampled``: one held-out item per user (the last one where timestamps exist, else random)
+  ranked against ``negatives`` random items the user never listened to -- the NCF paper's
+  protocol. Its numbers are not comparable with full ranking and are always labelled so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from tastemaker.data.interactions import (
+    UNKNOWN_TIME,
+    Interactions,
+    ListenEvents,
+    TagAssignments,
+)
+from tastemaker.errors import UsageError
+
+SPLITS = ("random", "temporal", "leave-last-out", "user-kfold", "sampled")
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """A training ``Interactions`` and the held-out pairs to rank for.
+
+    ``test`` is binary users x items. ``fold_in`` (user K-fold only) holds the visible history
+    of held-out users, who have no row in training: they are scored through fold-in.
+    ``candidates`` (sampled only) lists, per test user in ``test_users`` order, the items the
+    user's test items are ranked against (held-out items included); ``None`` means full
+    ranking against every item not in the user's history.
+    """
+
+    train: Interactions
+    test: sp.csr_matrix
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    fold_in: sp.csr_matrix | None = None
+    candidates: np.ndarray | None = None
+
+    @property
+    def test_users(self) -> np.ndarray:
+        """Indices of the users with at least one test item."""
+        return np.flatnonzero(np.diff(self.test.indptr) > 0)
+
+    @property
+    def sampled(self) -> bool:
+        return self.candidates is not None
+
+    def history(self, users: np.ndarray) -> sp.csr_matrix:
+        """What each of ``users`` is known to have heard (masked from their rankings)."""
+        source = self.fold_in if self.fold_in is not None else self.train.user_items
+        return source[np.asarray(users, dtype=np.int64)]
+
+    @property
+    def label(self) -> str:
+        """A one-line description for tables and reports."""
+        p = self.params
+        if self.name == "random":
+            text = (
+                f"random: {p['test_fraction']:.0%} of each user's items (users with >= "
+                f"{p['min_items']}), seed {p['seed']}, full ranking"
+            )
+        elif self.name == "temporal":
+            if p.get("cutoff"):
+                how = f"pairs last listened at or after {p['cutoff']}"
+            else:
+                how = f"each user's latest {p['test_fraction']:.0%} of items by last listen"
+            text = f"temporal: {how}, full ranking"
+        elif self.name == "leave-last-out":
+            text = "leave-last-out: each user's latest item, full ranking"
+        elif self.name == "user-kfold":
+            text = (
+                f"user {p['folds']}-fold (fold {p['fold'] + 1}): held-out users folded in from "
+                f"{1 - p['test_fraction']:.0%} of their history, full ranking"
+            )
+        elif self.name == "sampled":
+            text = (
+                f"SAMPLED: each held-out item ({p['holdout']}) ranked against {p['negatives']} "
+                "random unheard items (NCF protocol; not comparable with full ranking)"
+            )
+        else:
+            text = self.name
+        return f"{text}; {len(self.test_users)} test users, {self.test.nnz} test items"
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description of the split."""
+        return {
+            "name": self.name,
+            "params": dict(self.params),
+            "label": self.label,
+            "full_ranking": not self.sampled,
+            "test_users": int(len(self.test_users)),
+            "test_items": int(self.test.nnz),
+            "train_interactions": int(self.train.nnz),
+        }
+
+
+# -- building blocks ------------------------------------------------------------------------
+
+
+def _row_of_each_entry(matrix: sp.csr_matrix) -> np.ndarray:
+    return np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+
+
+def _rank_within_rows(matrix: sp.csr_matrix, keys: np.ndarray) -> np.ndarray:
+    """0-based rank of every stored entry within its row, ordered by ``keys`` (ascending)."""
+    rows = _row_of_each_entry(matrix)
+    order = np.lexsort((keys, rows))
+    rank = np.empty(matrix.nnz, np.int64)
+    rank[order] = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], np.diff(matrix.indptr))
+    return rank
+
+
+def _select(matrix: sp.csr_matrix, keep: np.ndarray, binary: bool = False) -> sp.csr_matrix:
+    """The stored entries where ``keep`` is true, in CSR order (so aligned arrays stay aligned)."""
+    rows = _row_of_each_entry(matrix)[keep]
+    indptr = np.zeros(matrix.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=matrix.shape[0]), out=indptr[1:])
+    data = np.ones(int(keep.sum()), np.float32) if binary else matrix.data[keep]
+    return sp.csr_matrix((data, matrix.indices[keep], indptr), shape=matrix.shape)
+
+
+def _pair_keys(rows: np.ndarray, cols: np.ndarray, n_items: int) -> np.ndarray:
+    return rows.astype(np.int64) * n_items + cols.astype(np.int64)
+
+
+def _filter_events(events: ListenEvents | None, train: sp.csr_matrix) -> ListenEvents | None:
+    """Keep only the listen events of pairs that are in the training matrix."""
+    if events is None:
+        return None
+    train_keys = _pair_keys(_row_of_each_entry(train), train.indices, train.shape[1])
+    event_keys = _pair_keys(events.user, events.item, train.shape[1])
+    pos = np.searchsorted(train_keys, event_keys)
+    pos = np.minimum(pos, max(len(train_keys) - 1, 0))
+    keep = (train_keys[pos] == event_keys) if len(train_keys) else np.zeros(len(events), bool)
+    return ListenEvents(events.user[keep], events.item[keep], events.timestamp[keep])
+
+
+def _filter_tags(tags: TagAssignments | None, test: sp.csr_matrix) -> TagAssignments | None:
+    """Drop the tag assignments a user made on their own held-out items (they would leak)."""
+    if tags is None or test.nnz == 0:
+        return tags
+    test_keys = _pair_keys(_row_of_each_entry(test), test.indices, test.shape[1])
+    tag_keys = _pair_keys(np.maximum(tags.user, 0), tags.item, test.shape[1])
+    pos = np.minimum(np.searchsorted(test_keys, tag_keys), len(test_keys) - 1)
+    leaked = (test_keys[pos] == tag_keys) & (tags.user >= 0)
+    if not leaked.any():
+        return tags
+    keep = ~leaked
+    return TagAssignments(tags.user[keep], tags.item[keep], tags.tag[keep], tags.tags)
+
+
+def _from_test_mask(
+    interactions: Interactions,
+    is_test: np.ndarray,
+    name: str,
+    params: dict[str, Any],
+    train_rows: np.ndarray | None = None,
+    drop: np.ndarray | None = None,
+) -> tuple[Interactions, sp.csr_matrix]:
+    """Training Interactions (entries neither in test nor dropped, and in ``train_rows`` if
+    given) + the binary test matrix."""
+    m = interactions.user_items
+    keep = ~is_test if drop is None else ~is_test & ~drop
+    if train_rows is not None:
+        keep &= train_rows[_row_of_each_entry(m)]
+    train_matrix = _select(m, keep)
+    last = interactions.last_listened[keep] if interactions.last_listened is not None else None
+    train = interactions.with_matrix(
+        train_matrix,
+        last_listened=last,
+        events=_filter_events(interactions.events, train_matrix),
+        split=name,
+        split_params=params,
+    )
+    test = _select(m, is_test, binary=True)
+    train = dataclasses.replace(train, tags=_filter_tags(interactions.tags, test))
+    return train, test
+
+
+def _holdout_counts(lengths: np.ndarray, fraction: float, min_items: int) -> np.ndarray:
+    return np.where(lengths >= min_items, np.round(fraction * lengths).astype(np.int64), 0)
+
+
+def _check_fraction(test_fraction: float) -> None:
+    if not 0.0 < test_fraction < 1.0:
+        raise UsageError(f"test fraction must be between 0 and 1; got {test_fraction}")
+
+
+def _timestamps(interactions: Interactions, split: str) -> np.ndarray:
+    last = interactions.last_listened
+    if last is None or not np.any(last != UNKNOWN_TIME):
+        raise UsageError(
+            f"the {split} split needs listen timestamps, and this data has none "
+            f"(source: {interactions.source.get('format', 'unknown')}); use --split random"
+        )
+    return last
+
+
+# -- splits ---------------------------------------------------------------------------------
+
+
+def random_split(
+    interactions: Interactions, test_fraction: float = 0.2, min_items: int = 5, seed: int = 0
+) -> Split:
+    """The default protocol: users with >= ``min_items`` items keep
+    ``round(test_fraction * n_items)`` of them, drawn uniformly with ``seed``, as test."""
+    _check_fraction(test_fraction)
+    m = interactions.user_items
+    rng = np.random.default_rng(seed)
+    rank = _rank_within_rows(m, rng.random(m.nnz))
+    n_test = _holdout_counts(np.diff(m.indptr), test_fraction, min_items)
+    is_test = rank < n_test[_row_of_each_entry(m)]
+    params = {"test_fraction": test_fraction, "min_items": min_items, "seed": seed}
+    train, test = _from_test_mask(interactions, is_test, "random", params)
+    return Split(train, test, "random", params)
+
+
+def _parse_cutoff(cutoff: str | int | float) -> int:
+    if isinstance(cutoff, int | float):
+        return int(cutoff)
+    text = str(cutoff).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"cut-off {cutoff!r} is neither an ISO date (2009-01-01) nor epoch seconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def temporal_split(
+    interactions: Interactions,
+    cutoff: str | int | None = None,
+    test_fraction: float = 0.2,
+    min_items: int = 5,
+    seed: int = 0,
+) -> Split:
+    """Hold out by time (each pair's time is its last listen; pairs of unknown time train).
+
+    With ``cutoff`` (ISO date or epoch seconds): every pair last listened at or after it is
+    test, for users who keep at least one training pair (the pairs of users with nothing
+    before the cut-off cannot be ranked for; they are dropped from both parts, and counted).
+    Without: each user with >= ``min_items`` items keeps their latest ``round(test_fraction *
+    n)`` pairs (ties in time broken at random with ``seed``).
+    """
+    last = _timestamps(interactions, "temporal")
+    m = interactions.user_items
+    rows = _row_of_each_entry(m)
+    known = last != UNKNOWN_TIME
+    params: dict[str, Any] = {"seed": seed}
+    drop = None
+    if cutoff is not None:
+        at = _parse_cutoff(cutoff)
+        is_test = known & (last >= at)
+        train_count = np.bincount(rows[~is_test], minlength=m.shape[0])
+        cold = is_test & (train_count[rows] == 0)
+        is_test &= ~cold
+        drop = cold  # after the cut-off, yet not rankable: in neither part
+        params.update(
+            cutoff=datetime.fromtimestamp(at, UTC).isoformat(),
+            cold_users_dropped=int(len(np.unique(rows[cold]))),
+        )
+    else:
+        _check_fraction(test_fraction)
+        rng = np.random.default_rng(seed)
+        # Latest first: sort by descending time, unknown times last, random among equal times.
+        time_key = np.where(known, -last.astype(np.float64), np.inf)
+        order = np.lexsort((rng.random(m.nnz), time_key, rows))
+        rank = np.empty(m.nnz, np.int64)
+        rank[order] = np.arange(m.nnz) - np.repeat(m.indptr[:-1], np.diff(m.indptr))
+        n_test = _holdout_counts(np.diff(m.indptr), test_fraction, min_items)
+        is_test = (rank < n_test[rows]) & known
+        params.update(test_fraction=test_fraction, min_items=min_items)
+    train, test = _from_test_mask(interactions, is_test, "temporal", params, drop=drop)
+    return Split(train, test, "temporal", params)
+
+
+def _one_per_user(
+    interactions: Interactions, holdout: str, min_items: int, seed: int
+) -> np.ndarray:
+    """Mask of one held-out pair per user with >= ``min_items`` items: latest, or random."""
+    m = interactions.user_items
+    rows = _row_of_each_entry(m)
+    rng = np.random.default_rng(seed)
+    tiebreak = rng.random(m.nnz)
+    if holdout == "last":
+        last = _timestamps(interactions, "leave-last-out")
+        known = last != UNKNOWN_TIME
+        key = np.where(known, -last.astype(np.float64), np.inf)
+        order = np.lexsort((tiebreak, key, rows))
+        rank = np.empty(m.nnz, np.int64)
+        rank[order] = np.arange(m.nnz) - np.repeat(m.indptr[:-1], np.diff(m.indptr))
+        eligible = known
+    elif holdout == "random":
+        rank = _rank_within_rows(m, tiebreak)
+        eligible = np.ones(m.nnz, bool)
+    else:
+        raise UsageError(f"holdout must be 'last' or 'random'; got {holdout!r}")
+    long_enough = np.diff(m.indptr) >= min_items
+    return (rank == 0) & eligible & long_enough[rows]
+
+
+def leave_last_out(interactions: Interactions, min_items: int = 2, seed: int = 0) -> Split:
+    """Each user with >= ``min_items`` items holds out the pair they listened to last."""
+    is_test = _one_per_user(interactions, "last", min_items, seed)
+    params = {"min_items": min_items, "seed": seed}
+    train, test = _from_test_mask(interactions, is_test, "leave-last-out", params)
+    return Split(train, test, "leave-last-out", params)
+
+
+def sampled_split(
+    interactions: Interactions,
+    negatives: int = 100,
+    holdout: str | None = None,
+    min_items: int = 2,
+    seed: int = 0,
+) -> Split:
+    """One held-out item per user ranked against ``negatives`` random never-heard items.
+
+    ``holdout`` is ``"last"`` (the NCF paper's choice) when the data has timestamps, else
+    ``"random"``. Negatives are drawn uniformly, without replacement, from the items the user
+    has neither in training nor in test.
+    """
+    if holdout is None:
+        has_time = interactions.last_listened is not None and np.any(
+            interactions.last_listened != UNKNOWN_TIME
+        )
+        holdout = "last" if has_time else "random"
+    if negatives < 1:
+        raise UsageError(f"negatives must be at least 1; got {negatives}")
+    is_test = _one_per_user(interactions, holdout, min_items, seed)
+    params = {"negatives": negatives, "holdout": holdout, "min_items": min_items, "seed": seed}
+    train, test = _from_test_mask(interactions, is_test, "sampled", params)
+    m = interactions.user_items
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    unheard = m.shape[1] - np.diff(m.indptr)[users]
+    if len(users) and unheard.min() < negatives:
+        raise UsageError(
+            f"some users have only {int(unheard.min())} unheard items; "
+            f"ask for fewer than {negatives} negatives"
+        )
+    candidates = _sample_unheard(m, users, negatives, np.random.default_rng([seed, 1]))
+    # Each row: the user's test items then the negatives, sorted by item index so that ties in
+    # score are broken the same way as in full ranking (lower index first).
+    test_items = test[users]
+    pos = np.split(test_items.indices, test_items.indptr[1:-1])
+    widths = {len(p) for p in pos}
+    if len(widths) > 1:
+        raise AssertionError("sampled split holds out exactly one item per user")
+    full = np.hstack([np.asarray(pos, dtype=np.int64).reshape(len(users), -1), candidates])
+    full.sort(axis=1)
+    return Split(train, test, "sampled", params, candidates=full)
+
+
+def _sample_unheard(
+    m: sp.csr_matrix, users: np.ndarray, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``n`` distinct items per user, uniformly among the items not in the user's row.
+
+    Vectorised rejection sampling: draw with some slack, drop heard items and duplicates,
+    redraw only the rows that came up short.
+    """
+    n_items = m.shape[1]
+    out = np.full((len(users), n), -1, np.int64)
+    todo = np.arange(len(users))
+    heard_keys = _pair_keys(_row_of_each_entry(m), m.indices, n_items)
+    draw = n * 2 + 8
+    while len(todo):
+        u = users[todo]
+        sample = rng.integers(0, n_items, size=(len(todo), draw))
+        keys = _pair_keys(np.repeat(u, draw), sample.ravel(), n_items)
+        pos = np.minimum(np.searchsorted(heard_keys, keys), max(len(heard_keys) - 1, 0))
+        heard = (heard_keys[pos] == keys).reshape(sample.shape) if len(heard_keys) else False
+        sample = np.where(heard, -1, sample)
+        # Drop repeats within a row, keeping first occurrences (order stays random).
+        sorted_idx = np.argsort(sample, axis=1, kind="stable")
+        s = np.take_along_axis(sample, sorted_idx, axis=1)
+        dup = np.zeros_like(s, bool)
+        dup[:, 1:] = s[:, 1:] == s[:, :-1]
+        invalid = np.empty_like(dup)
+        np.put_along_axis(invalid, sorted_idx, dup | (s < 0), axis=1)
+        valid_count = (~invalid).sum(axis=1)
+        done = valid_count >= n
+        for_rows = np.flatnonzero(done)
+        if len(for_rows):
+            # Take the first n valid draws of each finished row.
+            order = np.argsort(invalid[for_rows], axis=1, kind="stable")[:, :n]
+            out[todo[for_rows]] = np.take_along_axis(sample[for_rows], order, axis=1)
+        todo = todo[~done]
+        draw *= 2
+    return out
+
+
+def user_kfold(
+    interactions: Interactions,
+    folds: int = 5,
+    test_fraction: float = 0.2,
+    min_items: int = 5,
+    seed: int = 0,
+) -> list[Split]:
+    """User K-fold: each fold's users leave training and are folded in from part of their
+    history; ``round(test_fraction * n)`` of their items (drawn with ``seed``) are test.
+
+    Users with fewer than ``min_items`` items always stay in training.
+    """
+    if folds < 2:
+        raise UsageError(f"--folds must be at least 2; got {folds}")
+    _check_fraction(test_fraction)
+    m = interactions.user_items
+    rows = _row_of_each_entry(m)
+    lengths = np.diff(m.indptr)
+    eligible = np.flatnonzero(lengths >= min_items)
+    if len(eligible) < folds:
+        raise UsageError(
+            f"only {len(eligible)} users have >= {min_items} items; cannot make {folds} folds"
+        )
+    rng = np.random.default_rng(seed)
+    fold_of = np.full(m.shape[0], -1, np.int64)
+    fold_of[rng.permutation(eligible)] = np.arange(len(eligible)) % folds
+    rank = _rank_within_rows(m, rng.random(m.nnz))
+    n_test = _holdout_counts(lengths, test_fraction, min_items)
+    splits = []
+    for fold in range(folds):
+        held = fold_of == fold
+        is_test = held[rows] & (rank < n_test[rows])
+        params = {
+            "folds": folds,
+            "fold": fold,
+            "test_fraction": test_fraction,
+            "min_items": min_items,
+            "seed": seed,
+        }
+        train, test = _from_test_mask(interactions, is_test, "user-kfold", params, ~held)
+        fold_in = _select(m, held[rows] & ~is_test)
+        splits.append(Split(train, test, "user-kfold", params, fold_in=fold_in))
+    return splits
+
+
+def make_splits(
+    interactions: Interactions, name: str = "random", folds: int | None = None, **params: Any
+) -> list[Split]:
+    """One split by name, or the ``folds`` splits of user K-fold (``name`` random / user-kfold)."""
+    if folds is not None or name == "user-kfold":
+        if name not in ("random", "user-kfold"):
+            raise UsageError(
+                f"--folds makes a user K-fold split; it cannot be combined with {name}"
+            )
+        return user_kfold(interactions, folds=folds or 5, **params)
+    return [make_split(interactions, name, **params)]
+
+
+def make_split(interactions: Interactions, name: str = "random", **params: Any) -> Split:
+    """A single split by name: random, temporal, leave-last-out or sampled."""
+    builders = {
+        "random": random_split,
+        "temporal": temporal_split,
+        "leave-last-out": leave_last_out,
+        "sampled": sampled_split,
+    }
+    if name not in builders:
+        hint = " (use make_splits / --folds)" if name == "user-kfold" else ""
+        raise UsageError(f"unknown split {name!r}{hint}; choose one of: {', '.join(SPLITS)}")
+    try:
+        return builders[name](interactions, **params)
+    except TypeError as exc:
+        raise UsageError(f"bad parameters for the {name} split: {exc}") from None

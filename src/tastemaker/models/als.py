@@ -1,0 +1,212 @@
+"""Alternating least squares for implicit feedback (Hu, Koren & Volinsky 2008), on implicit.
+
+The play counts reach implicit as confidences through a weighting (``log1p`` by default):
+raw counts of 1 to 350,000 used as confidence drown every other signal (the original study's
+first mistake). implicit uses ``alpha * weight`` as the confidence of a listened pair and 1
+for the rest. Histories not seen in training are folded in by solving the user's least-squares
+problem exactly against the learned item factors (implicit's ``recalculate_user``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from implicit.cpu.topk import topk
+from threadpoolctl import threadpool_limits
+
+from tastemaker.data.interactions import Interactions
+from tastemaker.errors import UsageError
+from tastemaker.models.base import FactorModel, Recommender, WeightedInput
+
+
+class StopTraining(Exception):
+    """Raised from implicit's per-iteration callback when the fit callback asks to stop."""
+
+
+def check_positive(model: Recommender, **values: float) -> None:
+    """UsageError naming the first hyperparameter that is not > 0."""
+    for name, value in values.items():
+        if not value > 0:
+            raise UsageError(f"{model.name}: {name} must be > 0, not {value!r}")
+
+
+def cosine_to_all(vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Cosine similarity of the given rows of ``vectors`` to every row (float32)."""
+    norms = np.linalg.norm(vectors, axis=1)
+    norms[norms == 0] = 1.0
+    sims = (vectors[items] @ vectors.T) / (norms[items, None] * norms[None, :])
+    return sims.astype(np.float32, copy=False)
+
+
+class ImplicitRanking:
+    """``recommend`` / ``recommend_for_history`` for factor models through implicit's
+    multi-threaded top-k: the same lists as the base class's dense ranking (which stays the
+    reference), without materialising the score matrix; ~1.7x faster for all HetRec users."""
+
+    def recommend(
+        self, users: np.ndarray, n: int = 10, exclude_heard: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        return self._top_k(self.user_vectors(users), self.user_items_[users], n, exclude_heard)
+
+    def recommend_for_history(
+        self, history: sp.spmatrix, n: int = 10, exclude_heard: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        history = self._check_history(history)
+        return self._top_k(self.history_vectors(history), history, n, exclude_heard)
+
+    def _top_k(
+        self, vectors: np.ndarray, heard: sp.csr_matrix, n: int, exclude_heard: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        rows, items = vectors.shape[0], self.item_vectors()
+        width = max(int(n), 0)
+        ids = np.full((rows, width), -1, np.int64)
+        scores = np.full((rows, width), -np.inf, np.float32)
+        n_eff = min(width, items.shape[0])
+        if rows == 0 or n_eff == 0:
+            return ids, scores
+        found, best = topk(
+            items,
+            np.ascontiguousarray(vectors, dtype=items.dtype),
+            n_eff,
+            filter_query_items=sp.csr_matrix(heard) if exclude_heard else None,
+        )
+        # implicit marks filtered items with the lowest float instead of leaving them out.
+        valid = best > np.finfo(np.float32).min
+        ids[:, :n_eff] = np.where(valid, found, -1)
+        scores[:, :n_eff] = np.where(valid, best, -np.inf)
+        return ids, scores
+
+
+class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
+    """Implicit-feedback matrix factorisation by alternating least squares.
+
+    Hyperparameters: ``factors``, ``regularization`` (L2, absolute as in implicit), ``alpha``
+    (confidence = ``alpha * weight``), ``iterations``, ``weighting`` (+ ``bm25_k1`` /
+    ``bm25_b``), ``seed`` (initial factors). implicit fits with its own threads, BLAS pinned to
+    one thread as implicit advises; results depend on ``seed`` only.
+    """
+
+    name = "als"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 1.0,
+        iterations: int = 15,
+        weighting: str = "log1p",
+        bm25_k1: float = 100.0,
+        bm25_b: float = 0.8,
+        seed: int = 0,
+    ) -> None:
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.weighting = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.seed = seed
+
+    # -- fitting -----------------------------------------------------------------------------
+    def _new_solver(self) -> AlternatingLeastSquares:
+        # Built under the BLAS limit, so implicit's check of the BLAS threads stays quiet.
+        return AlternatingLeastSquares(
+            factors=int(self.factors),
+            regularization=float(self.regularization),
+            alpha=float(self.alpha),
+            iterations=int(self.iterations),
+            random_state=int(self.seed),
+            dtype=np.float32,
+        )
+
+    def _fit(self, interactions: Interactions) -> None:
+        check_positive(self, factors=self.factors, iterations=self.iterations, alpha=self.alpha)
+        if self.regularization < 0:
+            raise UsageError(f"als: regularization must be >= 0, not {self.regularization!r}")
+        weighted = self._fit_weighting(interactions.user_items)
+        with threadpool_limits(1, "blas"):
+            solver = self._new_solver()
+
+            # implicit updates its factor arrays in place, so the fit callback can score the
+            # model between iterations through these references.
+            def on_iteration(iteration: int, _elapsed: float, _loss: float | None) -> None:
+                self.user_factors_ = solver.user_factors
+                self.item_factors_ = solver.item_factors
+                if self._report_iteration(iteration + 1):
+                    raise StopTraining
+
+            with contextlib.suppress(StopTraining):
+                solver.fit(weighted, show_progress=False, callback=on_iteration)
+        self.user_factors_ = solver.user_factors
+        self.item_factors_ = solver.item_factors
+        self._solver = solver
+
+    def _fitted_solver(self) -> AlternatingLeastSquares:
+        """The implicit model around the learned factors (rebuilt after ``load``)."""
+        solver = getattr(self, "_solver", None)
+        if solver is None or solver.item_factors is not self.item_factors_:
+            with threadpool_limits(1, "blas"):
+                solver = self._new_solver()
+            solver.user_factors = self.user_factors_
+            solver.item_factors = self.item_factors_
+            self._solver = solver
+        return solver
+
+    # -- vectors and scores ------------------------------------------------------------------
+    def user_vectors(self, users: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        return self.user_factors_[np.asarray(users, dtype=np.int64)]
+
+    def history_vectors(self, history: sp.csr_matrix) -> np.ndarray:
+        """Fold-in: each row's factors solved exactly against the item factors."""
+        self._check_fitted()
+        history = self._check_history(history)
+        weighted = self._weigh(history)
+        solver = self._fitted_solver()
+        with threadpool_limits(1, "blas"):
+            vectors = solver.recalculate_user(np.arange(history.shape[0]), weighted)
+        return np.asarray(vectors, dtype=np.float32).reshape(history.shape[0], -1)
+
+    def item_vectors(self) -> np.ndarray:
+        self._check_fitted()
+        return self.item_factors_
+
+    def _score_rows(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
+        vectors = self.history_vectors(history) if users is None else self.user_vectors(users)
+        return vectors @ self.item_factors_.T
+
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        return cosine_to_all(self.item_factors_, items)
+
+    def explain(self, history: sp.spmatrix, item: int, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """Exact decomposition of the folded-in score into one term per history item
+        (section 5 of Hu et al., implicit's ``explain``); the terms sum to the score."""
+        self._check_fitted()
+        row = self._check_history(history)[:1]
+        if row.nnz == 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        _, top, _ = self._fitted_solver().explain(0, self._weigh(row), int(item), N=n)
+        ids = np.asarray([i for i, _ in top], dtype=np.int64)
+        contributions = np.asarray([s for _, s in top], dtype=np.float32)
+        return ids, contributions
+
+    # -- persistence -------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        return {
+            "user_factors": self.user_factors_,
+            "item_factors": self.item_factors_,
+            **self._weighting_state(),
+        }
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_factors_ = arrays["user_factors"].astype(np.float32, copy=False)
+        self.item_factors_ = arrays["item_factors"].astype(np.float32, copy=False)
+        self._set_weighting_state(arrays)
+        self._solver = None

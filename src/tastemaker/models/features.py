@@ -1,0 +1,441 @@
+"""Features for the hybrid's ranker: one row per (user, candidate item).
+
+The ranker earns its keep through signals the collaborative generators cannot see (DESIGN.md,
+"Where a hybrid's gain lies"), so besides each generator's score and rank the features cover:
+
+- ``scores``: per generator, the raw score, the score relative to the user's best
+  (``(score - top1) / std`` over the generator's top-N for that user) and the 1-based rank
+  (NaN when the generator did not propose the item); how many generators proposed it; the best
+  rank over generators;
+- ``popularity``: the candidate's listeners and plays per listener (log-scaled);
+- ``user``: the user's number of items and plays, and how mainstream the history is (mean
+  log-listeners of its items);
+- ``neighbours``: how much the user listened to the candidate's closest neighbours (top-k
+  cosine item-item on the training matrix): similarity-weighted and plain sums of log plays,
+  and how many of the neighbours are in the history;
+- ``tags`` (where the data has tag assignments): cosine between the user's TF-IDF tag profile
+  and the candidate's, and the candidate's number of tag assignments. A user's OWN tag
+  assignments never reach that user's features: both the profile and the candidate's tag vector
+  are rebuilt without them for every (user, item) pair the user tagged;
+- ``recency`` (where the data has listen times): the share of the candidate's listeners who
+  played it within ``recent_days`` of the latest listen in the training data;
+- ``friends`` (where ``interactions.friends`` exists, a users x users matrix): how many of the
+  user's friends listen to the candidate, and that as a share of the user's friends.
+
+Every statistic is computed from the matrix the builder was fitted on: the hybrid fits one
+builder on its inner training part (to train the ranker) and one on the full training data
+(to serve), so features never include the listens they are asked to predict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from tastemaker.data.interactions import UNKNOWN_TIME, Interactions, TagAssignments
+
+FEATURE_GROUPS = ("scores", "popularity", "user", "neighbours", "tags", "recency", "friends")
+DAY = 86_400
+
+
+@dataclass
+class Candidates:
+    """Candidate (row, item) pairs of a batch and what each generator said about them.
+
+    ``score``, ``relative`` and ``rank`` are ``(n_candidates, n_generators)``; ``rank`` is
+    1-based and NaN where a generator did not propose the item.
+    """
+
+    row: np.ndarray
+    item: np.ndarray
+    score: np.ndarray
+    relative: np.ndarray
+    rank: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def subset(self, keep: np.ndarray) -> Candidates:
+        return Candidates(
+            self.row[keep], self.item[keep], self.score[keep], self.relative[keep], self.rank[keep]
+        )
+
+
+def gather(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Values ``matrix[rows[k], cols[k]]`` of a CSR matrix (0 where absent), vectorised."""
+    m = sp.csr_matrix(matrix)
+    m.sum_duplicates()
+    m.sort_indices()
+    n_cols = m.shape[1]
+    entry_rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+    keys = entry_rows * n_cols + m.indices.astype(np.int64)  # sorted: rows, then columns
+    wanted = np.asarray(rows, np.int64) * n_cols + np.asarray(cols, np.int64)
+    if len(keys) == 0:
+        return np.zeros(len(wanted), np.float32)
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    found = keys[at] == wanted
+    return np.where(found, m.data[at], 0.0).astype(np.float32)
+
+
+def _row_normalise(m: sp.csr_matrix) -> sp.csr_matrix:
+    m = sp.csr_matrix(m, dtype=np.float32)
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ m)
+
+
+def _expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ranges [lo_k, hi_k): (k for each element, element index)."""
+    lengths = np.maximum(hi - lo, 0)
+    owner = np.repeat(np.arange(len(lo)), lengths)
+    start = np.repeat(lo - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+    return owner, start + np.arange(lengths.sum())
+
+
+class TagProfiles:
+    """TF-IDF tag vectors of items, with each tagger's own assignments removable per pair.
+
+    ``item_vectors`` (items x tags, L2-normalised) use every assignment. For each (user, item)
+    pair the user tagged, ``own_vectors`` hold the item's vector rebuilt without that user's
+    assignments; features for that user use those instead. The IDF is a corpus statistic
+    over all assignments (one user moves it by at most one item per tag).
+    """
+
+    def __init__(self, tags: TagAssignments, n_users: int, n_items: int) -> None:
+        ok = (tags.item >= 0) & (tags.item < n_items)
+        user, item, tag = tags.user[ok].astype(np.int64), tags.item[ok], tags.tag[ok]
+        n_tags = len(tags.tags)
+        counts = sp.csr_matrix(
+            (np.ones(len(item), np.float32), (item, tag)), shape=(n_items, n_tags)
+        )
+        counts.sum_duplicates()
+        tagged_items = max(int((np.diff(counts.indptr) > 0).sum()), 1)
+        df = np.bincount(counts.indices, minlength=n_tags)
+        self.idf = (np.log((1.0 + tagged_items) / (1.0 + df)) + 1.0).astype(np.float32)
+        self.n_items = n_items
+        self.item_counts = np.asarray(counts.sum(axis=1)).ravel().astype(np.float32)
+        self.item_vectors = self._vectors(counts)
+
+        # Own assignments, one row per (user, item) pair of a known user.
+        own = (user >= 0) & (user < n_users)
+        pair_key = user[own] * n_items + item[own]
+        self.own_keys, pair = np.unique(pair_key, return_inverse=True)
+        own_counts = sp.csr_matrix(
+            (np.ones(len(pair), np.float32), (pair, tag[own])), shape=(len(self.own_keys), n_tags)
+        )
+        own_counts.sum_duplicates()
+        others = counts[self.own_keys % n_items] - own_counts
+        others.eliminate_zeros()
+        self.own_vectors = self._vectors(others)
+        self.own_item_counts = np.asarray(others.sum(axis=1)).ravel().astype(np.float32)
+
+    def _vectors(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        tfidf = sp.csr_matrix(counts, dtype=np.float32, copy=True)
+        tfidf.data = np.log1p(tfidf.data) * self.idf[tfidf.indices]
+        return _row_normalise(tfidf)
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray], prefix: str = "tag_") -> TagProfiles:
+        self = cls.__new__(cls)
+        self.idf = arrays[f"{prefix}idf"]
+        self.item_counts = arrays[f"{prefix}item_counts"]
+        self.own_keys = arrays[f"{prefix}own_keys"]
+        self.own_item_counts = arrays[f"{prefix}own_item_counts"]
+        self.n_items = len(self.item_counts)
+        self.item_vectors = _csr_from(arrays, f"{prefix}item_vectors", len(self.idf))
+        self.own_vectors = _csr_from(arrays, f"{prefix}own_vectors", len(self.idf))
+        return self
+
+    def state(self, prefix: str = "tag_") -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}idf": self.idf,
+            f"{prefix}item_counts": self.item_counts,
+            f"{prefix}own_keys": self.own_keys,
+            f"{prefix}own_item_counts": self.own_item_counts,
+            **_csr_state(self.item_vectors, f"{prefix}item_vectors"),
+            **_csr_state(self.own_vectors, f"{prefix}own_vectors"),
+        }
+
+    def _own_pairs(self, row_user: np.ndarray, item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions k where (row_user[k], item[k]) is an own pair, and that pair's index."""
+        if len(self.own_keys) == 0 or len(item) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        key = row_user * self.n_items + item
+        at = np.minimum(np.searchsorted(self.own_keys, key), len(self.own_keys) - 1)
+        hit = (self.own_keys[at] == key) & (row_user >= 0)
+        return np.flatnonzero(hit), at[hit]
+
+    def profiles(self, weighted: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
+        """Dense ``(rows, tags)`` L2-normalised profiles: weighted sums of item vectors."""
+        profile = sp.csr_matrix(weighted @ self.item_vectors)
+        if users is not None and len(self.own_keys):
+            # Swap in the own-free vector of every history item the user tagged.
+            owner_user = self.own_keys // self.n_items
+            lo = np.searchsorted(owner_user, users, "left")
+            hi = np.searchsorted(owner_user, users, "right")
+            row, pair = _expand_ranges(lo, hi)
+            if len(pair):
+                item = self.own_keys[pair] % self.n_items
+                w = gather(weighted, row, item)
+                keep = w != 0
+                row, pair, item, w = row[keep], pair[keep], item[keep], w[keep]
+                delta = self.own_vectors[pair] - self.item_vectors[item]
+                mix = sp.csr_matrix(
+                    (w, (row, np.arange(len(w)))), shape=(weighted.shape[0], len(w))
+                )
+                profile = profile + mix @ delta
+        dense = np.asarray(profile.todense(), np.float32)
+        norms = np.linalg.norm(dense, axis=1, keepdims=True)
+        return np.divide(dense, norms, out=np.zeros_like(dense), where=norms > 0)
+
+    def affinity(
+        self, profiles: np.ndarray, row: np.ndarray, item: np.ndarray, row_user: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine of each candidate with its row's profile, and the candidate's tag count."""
+        vectors = self.item_vectors[item]
+        counts = self.item_counts[item].copy()
+        position, pair = self._own_pairs(row_user, item)
+        cosine = _rowwise_dot(vectors, profiles, row)
+        if len(position):
+            cosine[position] = _rowwise_dot(self.own_vectors[pair], profiles, row[position])
+            counts[position] = self.own_item_counts[pair]
+        return cosine, counts
+
+
+def _rowwise_dot(vectors: sp.csr_matrix, dense: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """``vectors[k] . dense[row[k]]`` for every k (sparse rows against dense rows)."""
+    v = sp.csr_matrix(vectors)
+    owner = np.repeat(np.arange(v.shape[0]), np.diff(v.indptr))
+    products = v.data * dense[row[owner], v.indices]
+    return np.bincount(owner, weights=products, minlength=v.shape[0]).astype(np.float32)
+
+
+def _csr_state(m: sp.csr_matrix, name: str) -> dict[str, np.ndarray]:
+    m = sp.csr_matrix(m)
+    return {
+        f"{name}_indptr": m.indptr,
+        f"{name}_indices": m.indices,
+        f"{name}_data": m.data,
+        f"{name}_shape": np.asarray(m.shape, np.int64),
+    }
+
+
+def _csr_from(arrays: dict[str, np.ndarray], name: str, n_cols: int | None = None):
+    shape = tuple(int(x) for x in arrays[f"{name}_shape"])
+    return sp.csr_matrix(
+        (arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]),
+        shape=shape,
+    )
+
+
+def log_weights(history: sp.csr_matrix) -> sp.csr_matrix:
+    h = sp.csr_matrix(history, dtype=np.float32, copy=True)
+    h.data = np.log1p(np.maximum(h.data, 0))
+    return h
+
+
+class FeatureBuilder:
+    """Fitted item-side statistics plus the code that turns candidates into a feature matrix."""
+
+    def __init__(
+        self,
+        groups: tuple[str, ...] = FEATURE_GROUPS,
+        neighbours: int = 20,
+        recent_days: float = 90.0,
+    ) -> None:
+        self.groups = tuple(groups)
+        self.neighbours = neighbours
+        self.recent_days = recent_days
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, interactions: Interactions) -> FeatureBuilder:
+        m = interactions.user_items
+        self.n_items = interactions.n_items
+        self._nb_t = None
+        listeners = np.bincount(m.indices, minlength=self.n_items).astype(np.float32)
+        plays = np.bincount(m.indices, weights=np.log1p(m.data), minlength=self.n_items).astype(
+            np.float32
+        )
+        self.item_log_listeners = np.log1p(listeners).astype(np.float32)
+        self.item_plays_per_listener = np.divide(
+            plays, listeners, out=np.zeros_like(plays), where=listeners > 0
+        )
+        self.active = [g for g in self.groups if self._available(g, interactions)]
+        if "neighbours" in self.active:
+            from implicit.nearest_neighbours import CosineRecommender
+
+            knn = CosineRecommender(K=self.neighbours + 1)
+            with threadpool_limits(1, "blas"):
+                knn.fit(sp.csr_matrix(m, dtype=np.float32), show_progress=False)
+            sim = sp.csr_matrix(knn.similarity, dtype=np.float32)
+            sim.setdiag(0)
+            sim.eliminate_zeros()
+            self.neighbour_sim = sim
+        if "tags" in self.active:
+            self.tags = TagProfiles(interactions.tags, interactions.n_users, self.n_items)
+        if "recency" in self.active:
+            last = interactions.last_listened
+            known = last != UNKNOWN_TIME
+            latest = last[known].max()
+            recent = known & (last >= latest - self.recent_days * DAY)
+            recent_listeners = np.bincount(m.indices[recent], minlength=self.n_items)
+            self.item_recent_share = np.divide(
+                recent_listeners, listeners, out=np.zeros_like(listeners), where=listeners > 0
+            ).astype(np.float32)
+        if "friends" in self.active:
+            self.friends = sp.csr_matrix(interactions.friends, dtype=np.float32)
+            self.listened = sp.csr_matrix(
+                (np.ones(m.nnz, np.float32), m.indices, m.indptr), shape=m.shape
+            )
+        return self
+
+    @staticmethod
+    def _available(group: str, interactions: Interactions) -> bool:
+        if group == "tags":
+            return interactions.tags is not None and len(interactions.tags.item) > 0
+        if group == "recency":
+            last = interactions.last_listened
+            return last is not None and bool(np.any(last != UNKNOWN_TIME))
+        if group == "friends":
+            friends = getattr(interactions, "friends", None)
+            return friends is not None and friends.nnz > 0
+        return group in FEATURE_GROUPS
+
+    # -- feature names ---------------------------------------------------------------------
+    def names(self, generators: list[str]) -> list[str]:
+        names: list[str] = []
+        for group in self.active:
+            names += self._group_names(group, generators)
+        return names
+
+    @staticmethod
+    def _group_names(group: str, generators: list[str]) -> list[str]:
+        if group == "scores":
+            per = [f"{g}_{what}" for g in generators for what in ("score", "relative", "rank")]
+            return per + ["n_generators", "best_rank"]
+        return {
+            "popularity": ["item_listeners", "item_plays_per_listener"],
+            "user": ["user_items", "user_plays", "user_mainstream"],
+            "neighbours": ["nb_weighted", "nb_listens", "nb_count"],
+            "tags": ["tag_cosine", "tag_count"],
+            "recency": ["item_recent_share"],
+            "friends": ["friends_listening", "friends_share"],
+        }[group]
+
+    def group_of(self, generators: list[str]) -> dict[str, str]:
+        """Feature name -> feature group."""
+        return {n: g for g in self.active for n in self._group_names(g, generators)}
+
+    # -- building --------------------------------------------------------------------------
+    def build(
+        self, history: sp.csr_matrix, users: np.ndarray | None, candidates: Candidates
+    ) -> np.ndarray:
+        """float32 ``(len(candidates), n_features)`` in the order of ``names``."""
+        columns: list[np.ndarray] = []
+        row, item = candidates.row, candidates.item
+        weighted = log_weights(history)
+        for group in self.active:
+            if group == "scores":
+                for g in range(candidates.score.shape[1]):
+                    columns += [
+                        candidates.score[:, g],
+                        candidates.relative[:, g],
+                        candidates.rank[:, g],
+                    ]
+                proposed = ~np.isnan(candidates.rank)
+                columns.append(proposed.sum(axis=1).astype(np.float32))
+                best = np.where(proposed, candidates.rank, np.inf).min(axis=1)
+                columns.append(np.where(np.isfinite(best), best, np.nan).astype(np.float32))
+            elif group == "popularity":
+                columns += [self.item_log_listeners[item], self.item_plays_per_listener[item]]
+            elif group == "user":
+                n_heard = np.diff(weighted.indptr).astype(np.float32)
+                plays = np.asarray(history.sum(axis=1)).ravel().astype(np.float32)
+                mainstream = np.asarray(
+                    sp.csr_matrix(history > 0, dtype=np.float32) @ self.item_log_listeners
+                ).ravel()
+                mainstream = np.divide(
+                    mainstream, n_heard, out=np.zeros_like(n_heard), where=n_heard > 0
+                )
+                columns += [np.log1p(n_heard)[row], np.log1p(plays)[row], mainstream[row]]
+            elif group == "neighbours":
+                sim_t, linked_t = self._neighbour_transposes()
+                heard = sp.csr_matrix(history > 0, dtype=np.float32)
+                columns += [
+                    gather(weighted @ sim_t, row, item),
+                    gather(weighted @ linked_t, row, item),
+                    gather(heard @ linked_t, row, item),
+                ]
+            elif group == "tags":
+                row_user = (
+                    np.full(len(row), -1, np.int64)
+                    if users is None
+                    else users[row].astype(np.int64)
+                )
+                profiles = self.tags.profiles(weighted, users)
+                cosine, counts = self.tags.affinity(profiles, row, item, row_user)
+                columns += [cosine, np.log1p(counts)]
+            elif group == "recency":
+                columns.append(self.item_recent_share[item])
+            elif group == "friends":
+                if users is None:  # a new listener has no friends in the data
+                    columns += [np.full(len(row), np.nan, np.float32)] * 2
+                else:
+                    f = self.friends[users]
+                    listening = gather(f @ self.listened, row, item)
+                    n_friends = np.diff(f.indptr).astype(np.float32)[row]
+                    share = np.divide(
+                        listening, n_friends, out=np.zeros_like(listening), where=n_friends > 0
+                    )
+                    columns += [listening, share]
+        if not columns:
+            return np.zeros((len(row), 0), np.float32)
+        return np.column_stack([np.asarray(c, np.float32) for c in columns])
+
+    def _neighbour_transposes(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """Neighbour similarity transposed (column i = item i's neighbours), and its pattern."""
+        if getattr(self, "_nb_t", None) is None:
+            sim_t = self.neighbour_sim.T.tocsr()
+            linked_t = sp.csr_matrix(
+                (np.ones_like(sim_t.data), sim_t.indices, sim_t.indptr), shape=sim_t.shape
+            )
+            self._nb_t = (sim_t, linked_t)
+        return self._nb_t
+
+    # -- persistence -----------------------------------------------------------------------
+    def state(self) -> dict[str, np.ndarray]:
+        arrays = {
+            "feat_item_log_listeners": self.item_log_listeners,
+            "feat_item_plays_per_listener": self.item_plays_per_listener,
+            "feat_active": np.asarray(self.active, dtype=np.str_),
+        }
+        if "neighbours" in self.active:
+            arrays.update(_csr_state(self.neighbour_sim, "feat_neighbour_sim"))
+        if "tags" in self.active:
+            arrays.update(self.tags.state("feat_tag_"))
+        if "recency" in self.active:
+            arrays["feat_item_recent_share"] = self.item_recent_share
+        if "friends" in self.active:
+            arrays.update(_csr_state(self.friends, "feat_friends"))
+            arrays.update(_csr_state(self.listened, "feat_listened"))
+        return arrays
+
+    def set_state(self, arrays: dict[str, np.ndarray]) -> FeatureBuilder:
+        self.item_log_listeners = arrays["feat_item_log_listeners"]
+        self.item_plays_per_listener = arrays["feat_item_plays_per_listener"]
+        self.n_items = len(self.item_log_listeners)
+        self._nb_t = None
+        self.active = [str(g) for g in arrays["feat_active"]]
+        if "neighbours" in self.active:
+            self.neighbour_sim = _csr_from(arrays, "feat_neighbour_sim")
+        if "tags" in self.active:
+            self.tags = TagProfiles.from_state(arrays, "feat_tag_")
+        if "recency" in self.active:
+            self.item_recent_share = arrays["feat_item_recent_share"]
+        if "friends" in self.active:
+            self.friends = _csr_from(arrays, "feat_friends")
+            self.listened = _csr_from(arrays, "feat_listened")
+        return self

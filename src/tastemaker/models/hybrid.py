@@ -1,0 +1,456 @@
+"""The multi-stage hybrid: several candidate generators, one learned ranker.
+
+Stage 1 proposes candidates: the union of the top-``candidates`` unheard items of each
+generator (registered models: ALS, item-KNN, EASE, popularity, and session co-listening where
+the data has listen events). Stage 2 orders them with a LightGBM ``lambdarank`` model grouped
+by user, over the features of ``tastemaker.models.features``.
+
+Training the ranker never touches the evaluation split (the hybrid only ever receives training
+data): ``fit`` carves an inner validation split from its training matrix
+(``models.validation.holdout_split``), fits the generators and the feature statistics on the
+inner training part, labels the candidates of inner-validation users by their held-out items,
+and trains the ranker on those. It then refits the generators and feature statistics on the
+whole training matrix; serving applies the ranker to their candidates. The ranker thus learns
+on generators that saw 80 % of each user's items and is applied to generators that saw all of
+them; ranks and per-user relative scores keep the features comparable across that shift.
+
+Items outside the candidate set are still scored (full ranking and AUC need every item): they
+rank below every candidate, ordered by the first generator's score.
+
+Saved without pickle: LightGBM's text model (``ranker.txt``), each generator's own model
+directory under ``generators/<name>/`` (its own ``save`` / ``load``), the feature statistics in
+``model.npz``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from tastemaker.data.interactions import Interactions
+from tastemaker.errors import ArtifactError, UsageError
+from tastemaker.models.base import Recommender, mask_rows, top_n
+from tastemaker.models.features import FEATURE_GROUPS, Candidates, FeatureBuilder, gather
+from tastemaker.models.sessions import restrict_events
+from tastemaker.models.validation import holdout_split
+
+DEFAULT_GENERATORS = "als,itemknn,ease,popularity,sessions"
+# Generators that need listen events; left out (not an error) when the data has none.
+NEEDS_EVENTS = {"sessions"}
+# Rows scored at once inside the hybrid (dense generator scores are rows x items floats).
+BLOCK = 256
+# Reciprocal-rank fusion constant, used only when the data is too small to train a ranker.
+RRF_K = 60.0
+
+
+def _names(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
+def propose(
+    generators: dict[str, Recommender],
+    history: sp.csr_matrix,
+    users: np.ndarray | None,
+    n: int,
+) -> tuple[Candidates, np.ndarray]:
+    """Stage 1 for a block of rows: the union of each generator's top-n unheard items.
+
+    Returns the candidates and the first generator's unmasked dense scores (the order of the
+    items outside the candidate set).
+    """
+    rows, n_items = history.shape
+    keys, ranked, dense, firsts, spreads = [], [], [], [], []
+    fallback = None
+    for generator in generators.values():
+        scores = np.array(generator._score_rows(history, users), dtype=np.float32)
+        if fallback is None:
+            fallback = scores.copy()
+        mask_rows(scores, history)
+        ids, best = top_n(scores, n)
+        valid = ids >= 0
+        row_of = np.repeat(np.arange(rows, dtype=np.int64), n).reshape(rows, n)
+        key = row_of[valid] * n_items + ids[valid]
+        order = np.argsort(key, kind="stable")
+        keys.append(key)
+        ranked.append((key[order], (np.nonzero(valid)[1] + 1)[order].astype(np.float32)))
+        dense.append(scores)
+        finite = np.where(np.isfinite(best), best, np.nan)
+        with warnings.catch_warnings():  # rows with fewer than n candidates are all-NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            firsts.append(np.nan_to_num(finite[:, 0] if n else np.zeros(rows), nan=0.0))
+            spreads.append(np.nan_to_num(np.nanstd(finite, axis=1), nan=0.0))
+    union = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+    row, item = union // n_items, union % n_items
+    n_gen = len(generators)
+    score = np.empty((len(union), n_gen), np.float32)
+    relative = np.empty_like(score)
+    rank = np.full((len(union), n_gen), np.nan, np.float32)
+    for g in range(n_gen):
+        sorted_keys, sorted_ranks = ranked[g]
+        if len(sorted_keys):
+            at = np.minimum(np.searchsorted(sorted_keys, union), len(sorted_keys) - 1)
+            hit = sorted_keys[at] == union
+            rank[hit, g] = sorted_ranks[at[hit]]
+        # Score features only where the generator proposed the item, NaN elsewhere (the
+        # ranker then learns from "not proposed" itself, as with a generator that only
+        # returns its top-N).
+        s = np.where(np.isnan(rank[:, g]), np.nan, dense[g][row, item])
+        s = np.where(np.isfinite(s), s, np.nan)
+        score[:, g] = s
+        relative[:, g] = (s - firsts[g][row]) / (spreads[g][row] + 1e-6)
+    assert fallback is not None
+    return Candidates(row, item, score, relative, rank), fallback
+
+
+def inner_interactions(interactions: Interactions, matrix: sp.csr_matrix) -> Interactions:
+    """``interactions`` restricted to the pairs of ``matrix`` (a sub-matrix of its own):
+    last-listened times realigned, events of the removed pairs dropped."""
+    m = interactions.user_items
+    last = None
+    if interactions.last_listened is not None:
+        n_items = m.shape[1]
+        rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+        keys = rows * n_items + m.indices
+        sub = sp.csr_matrix(matrix)
+        sub.sort_indices()
+        sub_rows = np.repeat(np.arange(sub.shape[0], dtype=np.int64), np.diff(sub.indptr))
+        at = np.searchsorted(keys, sub_rows * n_items + sub.indices)
+        last = interactions.last_listened[at]
+    events = None
+    if interactions.events is not None:
+        events = restrict_events(interactions.events, matrix)
+    return dataclasses.replace(interactions, user_items=matrix, last_listened=last, events=events)
+
+
+class Hybrid(Recommender):
+    """Candidates from several registered models, ordered by a LightGBM lambdarank ranker.
+
+    Hyperparameters: ``generators`` (comma-separated registry names), ``candidates`` (top-N
+    taken from each), ``features`` (feature groups, see ``models.features``),
+    ``generator_params`` (``{name: {param: value}}``), the ranker's ``iterations``,
+    ``learning_rate`` and ``leaves``, ``negatives`` (negative candidates kept per user when
+    training the ranker; 0 keeps all), ``valid_fraction`` of each user's items held out to
+    train the ranker, ``neighbours`` for the neighbour features, and ``seed``.
+    """
+
+    name = "hybrid"
+
+    def __init__(
+        self,
+        generators: str = DEFAULT_GENERATORS,
+        candidates: int = 200,
+        features: str = ",".join(FEATURE_GROUPS),
+        generator_params: dict[str, dict[str, Any]] | str | None = None,
+        iterations: int = 150,
+        learning_rate: float = 0.05,
+        leaves: int = 15,
+        negatives: int = 100,
+        valid_fraction: float = 0.2,
+        neighbours: int = 20,
+        seed: int = 0,
+    ) -> None:
+        self.generators = generators
+        self.candidates = candidates
+        self.features = features
+        self.generator_params = generator_params
+        self.iterations = iterations
+        self.learning_rate = learning_rate
+        self.leaves = leaves
+        self.negatives = negatives
+        self.valid_fraction = valid_fraction
+        self.neighbours = neighbours
+        self.seed = seed
+
+    # -- configuration ---------------------------------------------------------------------
+    def _params_for(self, name: str) -> dict[str, Any]:
+        params = self.generator_params or {}
+        if isinstance(params, str):
+            try:
+                params = json.loads(params) if params.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"hybrid: generator_params is not JSON ({exc})") from None
+        if not isinstance(params, dict):
+            raise UsageError("hybrid: generator_params must map generator names to parameters")
+        return dict(params.get(name, {}))
+
+    def _make_generator(self, name: str) -> Recommender:
+        from tastemaker.models import create_model, model_class
+
+        if name == self.name:
+            raise UsageError("hybrid: a hybrid cannot be its own generator")
+        params = self._params_for(name)
+        if "seed" in model_class(name).param_names():
+            params.setdefault("seed", self.seed)
+        return create_model(name, **params)
+
+    def _active_generators(self, interactions: Interactions) -> list[str]:
+        names = _names(self.generators)
+        if not names:
+            raise UsageError("hybrid: at least one generator is needed")
+        if len(set(names)) != len(names):
+            raise UsageError(f"hybrid: generators listed twice in {self.generators!r}")
+        has_events = interactions.events is not None and len(interactions.events) > 0
+        active = [n for n in names if has_events or n not in NEEDS_EVENTS]
+        if not active:
+            raise UsageError(f"hybrid: none of the generators {names} can run on this data")
+        return active
+
+    def _feature_groups(self) -> tuple[str, ...]:
+        groups = _names(self.features)
+        unknown = sorted(set(groups) - set(FEATURE_GROUPS))
+        if unknown:
+            raise UsageError(
+                f"hybrid: unknown feature group(s) {unknown}; "
+                f"choose from {', '.join(FEATURE_GROUPS)}"
+            )
+        return tuple(g for g in FEATURE_GROUPS if g in groups)
+
+    def _fit_generators(self, names: list[str], data: Interactions) -> dict[str, Recommender]:
+        fitted = {}
+        for name in names:
+            start = time.perf_counter()
+            fitted[name] = self._make_generator(name).fit(data)
+            self.fit_seconds_[f"generator:{name}"] = (
+                self.fit_seconds_.get(f"generator:{name}", 0.0) + time.perf_counter() - start
+            )
+        return fitted
+
+    # -- fitting ---------------------------------------------------------------------------
+    def _fit(self, interactions: Interactions) -> None:
+        if self.candidates < 1:
+            raise UsageError("hybrid: candidates must be at least 1")
+        if not 0.0 < self.valid_fraction < 1.0:
+            raise UsageError("hybrid: valid_fraction must be between 0 and 1")
+        self.fit_seconds_: dict[str, float] = {}
+        names = self._active_generators(interactions)
+        groups = self._feature_groups()
+
+        # 1. The ranker learns on an inner split of the training data.
+        start = time.perf_counter()
+        inner_train, inner_valid = holdout_split(
+            interactions.user_items, self.valid_fraction, min_items=5, seed=self.seed
+        )
+        inner = inner_interactions(interactions, inner_train)
+        self.fit_seconds_["split"] = time.perf_counter() - start
+        inner_generators = self._fit_generators(names, inner)
+        start = time.perf_counter()
+        inner_builder = FeatureBuilder(groups, self.neighbours).fit(inner)
+        features, labels, group_sizes, stats = self._training_rows(
+            inner_generators, inner_builder, inner.user_items, inner_valid
+        )
+        self.fit_seconds_["features"] = time.perf_counter() - start
+        self.training_stats_ = stats
+        del inner_generators
+
+        # 2. Generators and feature statistics on the whole training data, for serving.
+        self.generators_ = self._fit_generators(names, interactions)
+        start = time.perf_counter()
+        self.builder_ = FeatureBuilder(groups, self.neighbours).fit(interactions)
+        if self.builder_.active != inner_builder.active:
+            # A group present in the full data but not in the inner part (or vice versa) would
+            # shift the feature columns; serve only what the ranker was trained with.
+            self.builder_.active = list(inner_builder.active)
+        self.feature_names_ = inner_builder.names(names)
+        self.feature_groups_ = inner_builder.group_of(names)
+        self.fit_seconds_["features"] += time.perf_counter() - start
+
+        start = time.perf_counter()
+        self.booster_ = self._train_ranker(features, labels, group_sizes)
+        self.fit_seconds_["ranker"] = time.perf_counter() - start
+
+    def _training_rows(
+        self,
+        generators: dict[str, Recommender],
+        builder: FeatureBuilder,
+        train: sp.csr_matrix,
+        valid: sp.csr_matrix,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+        """Feature rows, labels and per-user group sizes for the ranker."""
+        users = np.flatnonzero(np.diff(valid.indptr) > 0)
+        rng = np.random.default_rng(self.seed)
+        blocks_x, blocks_y, sizes = [], [], []
+        reached = held_out = 0
+        for start in range(0, len(users), BLOCK):
+            block = users[start : start + BLOCK]
+            history = train[block]
+            cands, _ = propose(generators, history, block, int(self.candidates))
+            label = gather(valid[block], cands.row, cands.item) > 0
+            reached += int(label.sum())
+            held_out += int(valid[block].nnz)
+            # Users none of whose held-out items is a candidate teach the ranker nothing.
+            has_positive = np.bincount(cands.row, weights=label, minlength=len(block)) > 0
+            keep = self._keep_rows(cands.row, label, len(block), rng) & has_positive[cands.row]
+            cands, y = cands.subset(keep), label[keep]
+            blocks_x.append(builder.build(history, block, cands))
+            blocks_y.append(y.astype(np.float32))
+            sizes.append(np.bincount(cands.row, minlength=len(block))[has_positive])
+        stats = {
+            "users": float(len(users)),
+            "held_out_items": float(held_out),
+            "candidate_recall": reached / held_out if held_out else 0.0,
+        }
+        n_features = len(builder.names(list(generators)))
+        x = np.vstack(blocks_x) if blocks_x else np.zeros((0, n_features), np.float32)
+        y = np.concatenate(blocks_y) if blocks_y else np.zeros(0, np.float32)
+        sizes_all = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
+        stats["rows"] = float(len(y))
+        stats["groups"] = float(len(sizes_all))
+        return x, y, sizes_all, stats
+
+    def _keep_rows(
+        self, row: np.ndarray, label: np.ndarray, n_rows: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """All positives, and at most ``negatives`` random negatives per user (0: all)."""
+        if self.negatives <= 0:
+            return np.ones(len(row), dtype=bool)
+        key = rng.random(len(row))
+        key[label] = -1.0  # positives first
+        order = np.lexsort((key, row))
+        starts = np.searchsorted(row[order], np.arange(n_rows))
+        position = np.arange(len(row)) - np.repeat(starts, np.bincount(row, minlength=n_rows))
+        n_pos = np.bincount(row, weights=label, minlength=n_rows).astype(np.int64)
+        keep = np.zeros(len(row), dtype=bool)
+        keep[order] = position < (n_pos[row[order]] + self.negatives)
+        return keep
+
+    def _train_ranker(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray):
+        """LightGBM lambdarank on the inner-validation candidates; None when there is no
+        positive to learn from (tiny data: the hybrid then fuses the generators' ranks)."""
+        if len(sizes) == 0 or y.sum() == 0:
+            return None
+        import lightgbm as lgb
+
+        params = {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [10],
+            "learning_rate": float(self.learning_rate),
+            "num_leaves": int(self.leaves),
+            "min_data_in_leaf": int(max(5, min(50, len(y) // 200))),
+            "feature_fraction": 0.8,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "lambdarank_truncation_level": 20,
+            "seed": int(self.seed),
+            "deterministic": True,
+            "force_row_wise": True,
+            "max_bin": 63,
+            # One thread: the training set is small (~100 rows per user), and OpenMP threads
+            # spinning against implicit's and BLAS's on a busy machine cost far more than
+            # they save (measured: 5x the CPU time on 2 shared cores).
+            "num_threads": 1,
+            "verbosity": -1,
+        }
+        dataset = lgb.Dataset(
+            x, label=y, group=sizes, feature_name=self.feature_names_, free_raw_data=True
+        )
+
+        def report(env: Any) -> None:
+            if self._report_iteration(env.iteration + 1):
+                raise lgb.callback.EarlyStopException(env.iteration, [])
+
+        return lgb.train(params, dataset, num_boost_round=int(self.iterations), callbacks=[report])
+
+    # -- scoring ---------------------------------------------------------------------------
+    def _score_rows(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
+        out = np.empty(history.shape, np.float32)
+        for start in range(0, history.shape[0], BLOCK):
+            block_users = None if users is None else users[start : start + BLOCK]
+            block = history[start : start + BLOCK]
+            out[start : start + block.shape[0]] = self._score_block(block, block_users)
+        return out
+
+    def ranked_candidates(
+        self, history: sp.csr_matrix, users: np.ndarray | None
+    ) -> tuple[Candidates, np.ndarray, np.ndarray, np.ndarray]:
+        """Stage 1 and 2 for a block of rows: candidates, their features, their ranker scores,
+        and the first generator's dense scores (the order of everything else)."""
+        cands, fallback = propose(self.generators_, history, users, int(self.candidates))
+        x = self.builder_.build(history, users, cands)
+        if self.booster_ is None:
+            ranks = np.nan_to_num(cands.rank, nan=np.inf)
+            predicted = (1.0 / (RRF_K + ranks)).sum(axis=1)
+        else:
+            # One thread for a user's few hundred rows: thread start-up costs more than it saves.
+            predicted = self.booster_.predict(x, num_threads=1 if len(x) < 5000 else 0)
+        return cands, x, np.asarray(predicted, np.float32), fallback
+
+    def _score_block(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
+        cands, _, predicted, fallback = self.ranked_candidates(history, users)
+        rows = history.shape[0]
+        # Items outside the candidate set: below every candidate, in the first generator's
+        # order (scaled into [floor - 2, floor - 1] per row).
+        finite = np.isfinite(fallback)
+        low = np.where(finite, fallback, np.inf).min(axis=1, keepdims=True)
+        high = np.where(finite, fallback, -np.inf).max(axis=1, keepdims=True)
+        low = np.where(np.isfinite(low), low, 0.0)
+        span = np.where(np.isfinite(high), high, 1.0) - low
+        scaled = np.where(finite, (fallback - low) / np.maximum(span, 1e-12), 0.0)
+        floor = np.zeros(rows, np.float32)
+        if len(predicted):
+            floor = np.full(rows, np.inf, np.float32)
+            np.minimum.at(floor, cands.row, predicted)
+            floor = np.where(np.isfinite(floor), floor, 0.0)
+        out = (floor[:, None] - 2.0 + scaled).astype(np.float32)
+        out[cands.row, cands.item] = predicted
+        return out
+
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        """Item-to-item lists come from the first generator with a real similarity."""
+        for name, generator in self.generators_.items():
+            if name != "popularity":
+                return generator._similar(items)
+        return next(iter(self.generators_.values()))._similar(items)
+
+    # -- persistence -----------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        return {
+            **self.builder_.state(),
+            "generator_names": np.asarray(list(self.generators_), dtype=np.str_),
+            "feature_names": np.asarray(self.feature_names_, dtype=np.str_),
+            "feature_group_of": np.asarray(
+                [self.feature_groups_[n] for n in self.feature_names_], dtype=np.str_
+            ),
+            "has_ranker": np.asarray(self.booster_ is not None),
+        }
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.builder_ = FeatureBuilder(self._feature_groups(), self.neighbours)
+        self.builder_.set_state(arrays)
+        self._generator_names = [str(n) for n in arrays["generator_names"]]
+        self.feature_names_ = [str(n) for n in arrays["feature_names"]]
+        self.feature_groups_ = dict(
+            zip(self.feature_names_, [str(g) for g in arrays["feature_group_of"]], strict=True)
+        )
+        self._has_ranker = bool(arrays["has_ranker"])
+
+    def _save_extra(self, directory: Path) -> None:
+        if self.booster_ is not None:
+            (directory / "ranker.txt").write_text(self.booster_.model_to_string())
+        for name, generator in self.generators_.items():
+            generator.save(directory / "generators" / name)
+
+    def _load_extra(self, directory: Path) -> None:
+        from tastemaker.models import model_class
+
+        self.booster_ = None
+        if self._has_ranker:
+            import lightgbm as lgb
+
+            path = directory / "ranker.txt"
+            if not path.is_file():
+                raise ArtifactError(f"{directory}: the ranker model ranker.txt is missing")
+            self.booster_ = lgb.Booster(model_str=path.read_text())
+        self.generators_ = {
+            name: model_class(name).load(directory / "generators" / name)
+            for name in self._generator_names
+        }

@@ -1,0 +1,280 @@
+"""Neighbourhood models: item-based (Sarwar et al. 2001; top-N form of Deshpande & Karypis
+2004) and user-based collaborative filtering.
+
+Both measure likeness by the cosine of weighted play-count vectors with a shrinkage term,
+``sim(a, b) = a . b / (|a| |b| + shrinkage)``, which pulls down similarities resting on little
+evidence (two obscure artists sharing one listener look identical under plain cosine). The
+weighting (``log1p`` by default) keeps a few enormous play counts from deciding the cosine.
+A history is scored directly, so unseen histories need no fold-in step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from tastemaker.data.interactions import Interactions
+from tastemaker.errors import UsageError
+from tastemaker.models.base import Recommender, WeightedInput
+
+# Upper bound on the non-zeros of one block of the item-item product (bounds memory).
+BLOCK_NNZ = 10_000_000
+# Upper bound on the dense history x training-user similarities UserKNN holds at once.
+BLOCK_FLOATS = 32_000_000
+
+
+def _check_knn_params(model: Recommender, neighbours: int, shrinkage: float) -> None:
+    if not int(neighbours) >= 1:
+        raise UsageError(f"{model.name}: neighbours must be >= 1, not {neighbours!r}")
+    if not shrinkage >= 0:
+        raise UsageError(f"{model.name}: shrinkage must be >= 0, not {shrinkage!r}")
+
+
+def _column_norms(matrix: sp.csr_matrix) -> np.ndarray:
+    return np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel()).astype(np.float32)
+
+
+def _row_norms(matrix: sp.csr_matrix) -> np.ndarray:
+    return np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel()).astype(np.float32)
+
+
+def _top_k_per_row(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keep the k largest values of each row (ties: lower column first)."""
+    order = np.lexsort((cols, -values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    lengths = np.diff(np.r_[starts, len(rows)])
+    rank = np.arange(len(rows)) - np.repeat(starts, lengths)
+    keep = rank < k
+    return rows[keep], cols[keep], values[keep]
+
+
+def shrunk_cosine_neighbours(weighted: sp.csr_matrix, k: int, shrinkage: float) -> sp.csr_matrix:
+    """Items x items: row i holds item i's k most similar items (shrunk cosine over users).
+
+    Exact and vectorised: the item-item product is formed in blocks of items whose product
+    stays under ``BLOCK_NNZ`` non-zeros, shrunk, and cut to the top k per row.
+    """
+    x = sp.csr_matrix(weighted, dtype=np.float32)
+    n_items = x.shape[1]
+    item_users = x.T.tocsr()
+    norms = _column_norms(x)
+    # Non-zeros of row i of the product are at most the summed history lengths of i's users.
+    user_lengths = np.diff(x.indptr).astype(np.float64)
+    cost = np.asarray(
+        sp.csr_matrix(
+            (np.ones(item_users.nnz), item_users.indices, item_users.indptr),
+            shape=item_users.shape,
+        )
+        @ user_lengths
+    ).ravel()
+    bounds = [0]
+    running = 0.0
+    for i, c in enumerate(cost):
+        if running + c > BLOCK_NNZ and i > bounds[-1]:
+            bounds.append(i)
+            running = 0.0
+        running += c
+    bounds.append(n_items)
+    parts_r, parts_c, parts_v = [], [], []
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        block = (item_users[start:stop] @ x).tocoo()
+        rows = block.row.astype(np.int64) + start
+        cols = block.col.astype(np.int64)
+        values = block.data / (norms[rows] * norms[cols] + shrinkage)
+        keep = (rows != cols) & (values > 0) & np.isfinite(values)
+        r, c, v = _top_k_per_row(rows[keep], cols[keep], values[keep].astype(np.float32), k)
+        parts_r.append(r)
+        parts_c.append(c)
+        parts_v.append(v)
+    rows, cols, values = (np.concatenate(p) for p in (parts_r, parts_c, parts_v))
+    similarity = sp.csr_matrix((values, (rows, cols)), shape=(n_items, n_items))
+    similarity.sort_indices()
+    return similarity
+
+
+class ItemKNN(WeightedInput, Recommender):
+    """Item-based collaborative filtering.
+
+    Fit keeps, for every item, its ``neighbours`` most similar items (shrunk cosine of the
+    weighted item columns). A history ``h`` (weighted like training) scores item ``i`` as
+    ``sum_j h_j * sim(j, i)`` over the history items ``j`` that have ``i`` among their
+    neighbours. Hyperparameters: ``neighbours``, ``shrinkage``, ``weighting`` (+ ``bm25_k1``,
+    ``bm25_b``).
+    """
+
+    name = "itemknn"
+
+    def __init__(
+        self,
+        neighbours: int = 200,
+        shrinkage: float = 100.0,
+        weighting: str = "log1p",
+        bm25_k1: float = 100.0,
+        bm25_b: float = 0.8,
+    ) -> None:
+        self.neighbours = neighbours
+        self.shrinkage = shrinkage
+        self.weighting = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+
+    def _fit(self, interactions: Interactions) -> None:
+        _check_knn_params(self, self.neighbours, self.shrinkage)
+        weighted = self._fit_weighting(interactions.user_items)
+        self.similarity_ = shrunk_cosine_neighbours(
+            weighted, int(self.neighbours), float(self.shrinkage)
+        )
+
+    def _score_rows(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
+        scores = (self._weigh(history) @ self.similarity_).toarray()
+        return scores.astype(np.float32, copy=False)
+
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        """Each item's kept neighbours by similarity; items that are not neighbours: -inf."""
+        rows = self.similarity_[items]
+        dense = np.full((len(items), self.n_items_), -np.inf, np.float32)
+        r = np.repeat(np.arange(len(items)), np.diff(rows.indptr))
+        dense[r, rows.indices] = rows.data
+        return dense
+
+    def explain(self, history: sp.spmatrix, item: int, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """Exact: each history item's weight times its similarity to ``item``."""
+        self._check_fitted()
+        row = self._weigh(self._check_history(history)[:1])
+        contribution = row.data * self.similarity_[row.indices, int(item)].toarray().ravel()
+        return _largest(row.indices, contribution, n)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        s = self.similarity_
+        return {
+            "similarity_indptr": s.indptr,
+            "similarity_indices": s.indices,
+            "similarity_data": s.data,
+            **self._weighting_state(),
+        }
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        n = self.n_items_
+        self.similarity_ = sp.csr_matrix(
+            (
+                arrays["similarity_data"],
+                arrays["similarity_indices"],
+                arrays["similarity_indptr"],
+            ),
+            shape=(n, n),
+        )
+        self._set_weighting_state(arrays)
+
+
+def _largest(items: np.ndarray, contribution: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n largest non-zero contributions, best first (ties: lower item first)."""
+    contribution = np.asarray(contribution, dtype=np.float32)
+    keep = contribution != 0
+    items, contribution = np.asarray(items, np.int64)[keep], contribution[keep]
+    order = np.lexsort((items, -contribution))[:n]
+    return items[order], contribution[order]
+
+
+class UserKNN(WeightedInput, Recommender):
+    """User-based collaborative filtering.
+
+    A history finds its ``neighbours`` most similar training users (shrunk cosine of weighted
+    rows; a training user never counts as its own neighbour) and scores each item by the
+    similarity-weighted sum of the neighbours' weighted play counts. Nothing is precomputed
+    beyond the weighting, so fit is instant and scoring does the work. ``similar_items`` uses
+    the shrunk cosine of the item columns. Hyperparameters: ``neighbours``, ``shrinkage``,
+    ``weighting`` (+ ``bm25_k1``, ``bm25_b``). ``bm25`` by default: its inverse document
+    frequency keeps two users from looking alike merely because both play the most popular
+    artists (NDCG@10 on HetRec 2K: 0.227 against 0.196 with ``log1p``).
+    """
+
+    name = "userknn"
+
+    def __init__(
+        self,
+        neighbours: int = 100,
+        shrinkage: float = 10.0,
+        weighting: str = "bm25",
+        bm25_k1: float = 100.0,
+        bm25_b: float = 0.8,
+    ) -> None:
+        self.neighbours = neighbours
+        self.shrinkage = shrinkage
+        self.weighting = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+
+    def _fit(self, interactions: Interactions) -> None:
+        _check_knn_params(self, self.neighbours, self.shrinkage)
+        self._prepare(self._fit_weighting(interactions.user_items))
+
+    def _prepare(self, weighted: sp.csr_matrix) -> None:
+        self.weighted_ = sp.csr_matrix(weighted, dtype=np.float32)
+        self.weighted_t_ = self.weighted_.T.tocsr()
+        self.user_norms_ = _row_norms(self.weighted_)
+        self.item_norms_ = _column_norms(self.weighted_)
+
+    def _neighbour_weights(self, history: sp.csr_matrix, users: np.ndarray | None) -> sp.csr_matrix:
+        """Sparse (rows x training users): each row's top neighbours and their similarity."""
+        step = max(1, BLOCK_FLOATS // max(self.weighted_.shape[0], 1))
+        if history.shape[0] > step:
+            return sp.vstack(
+                [
+                    self._neighbour_weights(
+                        history[s : s + step], None if users is None else users[s : s + step]
+                    )
+                    for s in range(0, history.shape[0], step)
+                ],
+                format="csr",
+            )
+        h = self._weigh(history)
+        sims = (h @ self.weighted_t_).toarray()
+        sims /= _row_norms(h)[:, None] * self.user_norms_[None, :] + float(self.shrinkage)
+        sims[~np.isfinite(sims)] = 0.0
+        if users is not None:
+            sims[np.arange(len(users)), users] = 0.0
+        k = min(int(self.neighbours), sims.shape[1])
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        values = np.take_along_axis(sims, top, axis=1)
+        rows = np.repeat(np.arange(sims.shape[0]), k)
+        keep = values.ravel() > 0
+        return sp.csr_matrix(
+            (values.ravel()[keep], (rows[keep], top.ravel()[keep])), shape=sims.shape
+        )
+
+    def _score_rows(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
+        weights = self._neighbour_weights(history, users)
+        return (weights @ self.weighted_).toarray().astype(np.float32, copy=False)
+
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        dots = (self.weighted_t_[items] @ self.weighted_).toarray()
+        denominator = self.item_norms_[items, None] * self.item_norms_[None, :]
+        return (dots / (denominator + float(self.shrinkage) + 1e-12)).astype(np.float32)
+
+    def explain(self, history: sp.spmatrix, item: int, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """The history items shared with the neighbours who listened to ``item``, each
+        weighted by how much those neighbours' similarity rests on it."""
+        self._check_fitted()
+        history = self._check_history(history)[:1]
+        weights = self._neighbour_weights(history, None)
+        listeners = weights.indices[
+            self.weighted_[weights.indices, int(item)].toarray().ravel() > 0
+        ]
+        row = self._weigh(history)
+        if len(listeners) == 0 or row.nnz == 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        sims = weights[0, listeners].toarray().ravel()
+        shared = self.weighted_[listeners][:, row.indices].toarray()  # listeners x history
+        contribution = row.data * (sims @ shared)
+        return _largest(row.indices, contribution, n)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return self._weighting_state()
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self._set_weighting_state(arrays)
+        # The training matrix travels with every model; the weighted copy is derived from it.
+        self._prepare(self._weigh(self.user_items_))

@@ -1,0 +1,685 @@
+"""Neural collaborative filtering (He et al., WWW 2017) and the original study's network.
+
+- ``gmf``: generalised matrix factorisation, ``h . (p_u * q_i) + b``;
+- ``mlp``: a ReLU tower on the concatenated user and item embeddings;
+- ``neumf``: both side by side under one output layer, optionally started from a trained GMF
+  and MLP (``pretrain=True``, as in the paper);
+- ``ncf-seed``: the original study's network (5-dim embeddings, their dot product through
+  dense 2048 -> 1024 -> 512 -> sigmoid), trained on the whole matrix as classification.
+
+Training (see ``ncf_training``): fresh negatives every epoch, drawn uniformly from the items
+each user has not heard; binary cross-entropy (or BPR); Adam with weight decay; mini-batches;
+early stopping by NDCG@10 on an inner hold-out carved from the *training* matrix, restoring
+the best epoch, then a refit on all training data for that many epochs. Scores are logits
+(``ncf-seed``: probabilities, as its network ends in a sigmoid). Weights are saved with
+safetensors; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from safetensors.torch import load_file, save_file
+
+from tastemaker.data.interactions import Interactions
+from tastemaker.errors import ArtifactError, UsageError
+from tastemaker.models.base import FactorModel, Recommender, WeightedInput
+from tastemaker.models.ncf_training import (
+    GMFNet,
+    MLPNet,
+    NCFNet,
+    NeuMFNet,
+    SeedNet,
+    UnheardSampler,
+    fold_in,
+    make_optimizer,
+    positive_pairs,
+    resolve_device,
+    sampled_epoch,
+    score_block_parts,
+    train_epoch,
+    validation_ndcg,
+)
+from tastemaker.models.validation import holdout_split
+
+WEIGHTS_FILE = "weights.safetensors"
+# Inner hold-out for early stopping: this share of the items of up to VALIDATION_USERS users
+# (with >= 5 items). Only those users lose items, so little training signal is spent on it.
+VALIDATION_FRACTION = 0.2
+VALIDATION_USERS = 500
+LOSSES = ("bce", "bpr")
+
+_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def _epoch_progress(label: str, epochs: int):
+    """A rich bar over epochs showing loss and validation NDCG (only on a terminal)."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  val NDCG@10 {task.fields[ndcg]}"),
+        TimeElapsedColumn(),
+        console=_console,
+        transient=True,
+        disable=not _console.is_terminal,
+    )
+    with progress:
+        task = progress.add_task(label, total=epochs, loss="-", ndcg="-")
+
+        def advance(loss: float, ndcg: float) -> None:
+            shown = "-" if math.isnan(ndcg) else f"{ndcg:.4f}"
+            progress.update(task, advance=1, loss=f"{loss:.4f}", ndcg=shown)
+
+        yield advance
+
+
+class _NeuralRecommender(Recommender):
+    """Shared training, scoring, fold-in and persistence for the PyTorch models."""
+
+    format_version = 1
+    # Subclasses set these in __init__: factors, epochs, learning_rate, negatives,
+    # regularization, batch_size, loss, patience, seed, device.
+
+    # -- construction ------------------------------------------------------------------------
+    def _build_net(self, n_users: int, n_items: int) -> NCFNet:
+        raise NotImplementedError
+
+    def _check_params(self) -> None:
+        positive = ("factors", "epochs", "negatives", "batch_size")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise UsageError(f"{self.name}: {name} must be a positive integer, not {value!r}")
+        if not self.learning_rate > 0:
+            raise UsageError(f"{self.name}: learning_rate must be > 0")
+        if self.regularization < 0:
+            raise UsageError(f"{self.name}: regularization must be >= 0")
+        if self.patience < 0:
+            raise UsageError(f"{self.name}: patience must be >= 0 (0 turns early stopping off)")
+        if self.loss not in LOSSES:
+            raise UsageError(f"{self.name}: loss must be one of {LOSSES}, not {self.loss!r}")
+        for width in getattr(self, "layers", (1,)):
+            if int(width) < 1:
+                raise UsageError(f"{self.name}: layers must be positive widths")
+        if not 0.0 <= getattr(self, "dropout", 0.0) < 1.0:
+            raise UsageError(f"{self.name}: dropout must be in [0, 1)")
+        try:
+            device = resolve_device(self.device)
+        except RuntimeError as exc:
+            raise UsageError(f"{self.name}: bad device {self.device!r} ({exc})") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UsageError(f"{self.name}: device {self.device!r} asked for, but no CUDA here")
+
+    # -- fitting -----------------------------------------------------------------------------
+    def _fit(self, interactions: Interactions) -> None:
+        self._check_params()
+        self.device_ = resolve_device(self.device)
+        matrix = interactions.user_items
+        if (np.diff(matrix.indptr) >= matrix.shape[1]).any():
+            raise UsageError(f"{self.name}: a user has heard every item; nothing to rank")
+        for attr in ("net_", "seed_table_"):
+            self.__dict__.pop(attr, None)
+        if isinstance(self, WeightedInput):
+            self._fit_weighting(matrix)
+        devices = [self.device_] if self.device_.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            rng = np.random.default_rng(self.seed)
+            self._train(matrix, rng)
+        self._after_fit()
+
+    def _after_fit(self) -> None:
+        """Hook for derived state (the seed network's lookup table)."""
+
+    def _validation_split(
+        self, matrix: sp.csr_matrix, rng: np.random.Generator
+    ) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+        """(inner train, validation, validation users): only the chosen users lose items."""
+        inner, valid = holdout_split(matrix, VALIDATION_FRACTION, 5, seed=self.seed)
+        candidates = np.flatnonzero(np.diff(valid.indptr) > 0)
+        chosen = np.sort(rng.permutation(candidates)[:VALIDATION_USERS])
+        keep = np.zeros(matrix.shape[0], np.float32)
+        keep[chosen] = 1.0
+        chosen_rows = sp.diags(keep)
+        inner = sp.csr_matrix(chosen_rows @ inner + sp.diags(1.0 - keep) @ matrix)
+        inner.eliminate_zeros()
+        valid = sp.csr_matrix(chosen_rows @ valid)
+        valid.eliminate_zeros()
+        return inner, valid, chosen
+
+    def _new_net(self, n_users: int, n_items: int) -> NCFNet:
+        return self._build_net(n_users, n_items).to(self.device_)
+
+    def _train(self, matrix: sp.csr_matrix, rng: np.random.Generator) -> None:
+        """Early stopping on the inner hold-out, then a refit on all training data."""
+        n_users, n_items = matrix.shape
+        history_loss: list[float] = []
+        history_ndcg: list[float] = []
+        started = time.perf_counter()
+        if self.patience > 0:
+            inner, valid, valid_users = self._validation_split(matrix, rng)
+        else:
+            inner, valid, valid_users = matrix, None, np.empty(0, np.int64)
+        self.net_ = self._initial_net(n_users, n_items, inner, rng)
+        best_epoch, best_ndcg, best_state = 0, -np.inf, None
+        epochs_run = 0
+        with _epoch_progress(self.name, self.epochs) as advance:
+            optimizer = make_optimizer(
+                self.net_, self.learning_rate, self.regularization, self.device_
+            )
+            sampler = UnheardSampler(inner)
+            positives = self._positives(inner)
+            for epoch in range(1, self.epochs + 1):
+                loss = self._run_epoch(optimizer, sampler, positives, rng)
+                epochs_run = epoch
+                ndcg = float("nan")
+                if valid is not None and len(valid_users):
+                    ndcg = validation_ndcg(
+                        self.net_,
+                        valid_users,
+                        inner,
+                        valid,
+                        self.device_,
+                        score_fn=self._validation_scorer(),
+                    )
+                history_loss.append(loss)
+                history_ndcg.append(ndcg)
+                advance(loss, ndcg)
+                if not math.isnan(ndcg) and ndcg > best_ndcg:
+                    best_epoch, best_ndcg = epoch, ndcg
+                    best_state = copy.deepcopy(self.net_.state_dict())
+                if self._report_iteration(epoch):
+                    break
+                if valid is not None and epoch - best_epoch >= self.patience:
+                    break
+        if best_state is not None:
+            self.net_.load_state_dict(best_state)
+        self.best_epoch_ = best_epoch if best_state is not None else epochs_run
+        self.history_ = {
+            "loss": np.asarray(history_loss, np.float64),
+            "validation_ndcg": np.asarray(history_ndcg, np.float64),
+        }
+        if valid is not None and len(valid_users):
+            self._refit(matrix, rng)
+        self.fit_seconds_ = time.perf_counter() - started
+
+    def _refit(self, matrix: sp.csr_matrix, rng: np.random.Generator) -> None:
+        """Train a fresh network on all training data for the best epoch count.
+
+        The early-stopped network never saw the validation items of its validation users;
+        the refit spends the same budget again so the final model learns from everything.
+        """
+        n_users, n_items = matrix.shape
+        torch.manual_seed(self.seed)
+        self.net_ = self._initial_net(n_users, n_items, matrix, rng)
+        optimizer = make_optimizer(self.net_, self.learning_rate, self.regularization, self.device_)
+        sampler = UnheardSampler(matrix)
+        positives = self._positives(matrix)
+        with _epoch_progress(f"{self.name} (refit on all)", self.best_epoch_) as advance:
+            for _ in range(self.best_epoch_):
+                advance(self._run_epoch(optimizer, sampler, positives, rng), float("nan"))
+
+    def _initial_net(
+        self, n_users: int, n_items: int, matrix: sp.csr_matrix, rng: np.random.Generator
+    ) -> NCFNet:
+        return self._new_net(n_users, n_items)
+
+    def _positives(self, matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(users, items, confidence) of every listened pair; confidence from ``weighting``."""
+        users, items = positive_pairs(matrix)
+        return users, items, self._confidence(matrix)
+
+    def _confidence(self, counts: sp.csr_matrix) -> np.ndarray:
+        """Per-non-zero weight of a positive: the weighting of the counts (binary here)."""
+        return np.ones(sp.csr_matrix(counts).nnz, np.float64)
+
+    def _run_epoch(
+        self,
+        optimizer: torch.optim.Optimizer,
+        sampler: UnheardSampler,
+        positives: tuple[np.ndarray, np.ndarray],
+        rng: np.random.Generator,
+    ) -> float:
+        samples = sampled_epoch(positives, sampler, self.negatives, self.loss, rng)
+        dev = self.device_
+        return train_epoch(
+            self.net_,
+            optimizer,
+            *(torch.as_tensor(a, device=dev) for a in samples),
+            self.batch_size,
+            self.loss,
+        )
+
+    def _validation_scorer(self):
+        return None  # score_block_parts on the network
+
+    # -- scoring -----------------------------------------------------------------------------
+    def _user_parts(self, history: sp.csr_matrix, users: np.ndarray | None) -> list[torch.Tensor]:
+        """Embedding parts of training users, or folded-in parts of unseen histories."""
+        if users is not None:
+            with torch.no_grad():
+                return self.net_.user_parts(torch.as_tensor(users, device=self.device_))
+        return fold_in(
+            self.net_,
+            history,
+            self._confidence(history),
+            self.negatives,
+            self.loss,
+            self.seed,
+            self.device_,
+        )
+
+    def _logits(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        return score_block_parts(self.net_, parts)
+
+    def _score_rows(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
+        if history.shape[0] == 0:
+            return np.empty((0, self.n_items_), np.float32)
+        parts = self._user_parts(history, users)
+        return self._logits(parts).float().cpu().numpy()
+
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            reps = self.net_.item_representation()
+            chosen = reps[torch.as_tensor(items, device=self.device_)]
+            return (chosen @ reps.T).float().cpu().numpy()
+
+    # -- persistence -------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        return {
+            "history_loss": self.history_["loss"],
+            "history_validation_ndcg": self.history_["validation_ndcg"],
+            "best_epoch": np.asarray(self.best_epoch_, np.int64),
+        }
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.history_ = {
+            "loss": arrays["history_loss"],
+            "validation_ndcg": arrays["history_validation_ndcg"],
+        }
+        self.best_epoch_ = int(arrays["best_epoch"])
+
+    def _save_extra(self, directory: Path) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE), metadata={"model": self.name})
+
+    def _load_extra(self, directory: Path) -> None:
+        # Checked against the manifest's checksums by load(); safetensors runs no code.
+        self.device_ = resolve_device(self.device)
+        path = directory / WEIGHTS_FILE
+        if not path.is_file():
+            raise ArtifactError(f"{directory}: {WEIGHTS_FILE} is missing")
+        try:
+            state = load_file(str(path), device=str(self.device_))
+        except Exception as exc:  # safetensors raises its own error types
+            raise ArtifactError(f"{path}: cannot read weights ({exc})") from None
+        net = self._new_net(self.user_items_.shape[0], self.n_items_)
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ArtifactError(f"{path}: weights do not match the model ({exc})") from None
+        self.net_ = net.eval()
+
+
+class _Weighted(WeightedInput, _NeuralRecommender):
+    """Positives weighted by the play counts through ``weighting`` (log1p by default), as
+    confidences: a heavily played artist counts more than one heard once."""
+
+    def _confidence(self, counts: sp.csr_matrix) -> np.ndarray:
+        return self._weigh(sp.csr_matrix(counts, dtype=np.float32)).data.astype(np.float64)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {**super()._state(), **self._weighting_state()}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        super()._set_state(arrays)
+        self._set_weighting_state(arrays)
+
+
+class GMF(_Weighted, FactorModel):
+    """Generalised matrix factorisation, trained with sampled negatives (NCF paper, 3.2)."""
+
+    name = "gmf"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        epochs: int = 30,
+        learning_rate: float = 0.002,
+        negatives: int = 4,
+        regularization: float = 0.0,
+        weighting: str = "log1p",
+        bm25_k1: float = 100.0,
+        bm25_b: float = 0.8,
+        batch_size: int = 1024,
+        loss: str = "bce",
+        patience: int = 3,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        self.factors = factors
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.negatives = negatives
+        self.regularization = regularization
+        self.weighting = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.batch_size = batch_size
+        self.loss = loss
+        self.patience = patience
+        self.seed = seed
+        self.device = device
+
+    def _build_net(self, n_users: int, n_items: int) -> NCFNet:
+        return GMFNet(n_users, n_items, self.factors)
+
+    # score = (p_u * h) . q_i + b  ->  user vector [p_u * h, 1], item vector [q_i, b]
+    def _as_user_vectors(self, p: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            scaled = p * self.net_.out.weight[0]
+            ones = torch.ones((p.shape[0], 1), device=p.device)
+            return torch.cat([scaled, ones], dim=1).float().cpu().numpy()
+
+    def user_vectors(self, users: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        return self._as_user_vectors(self._user_parts(self.user_items_[users], users)[0])
+
+    def history_vectors(self, history: sp.csr_matrix) -> np.ndarray:
+        self._check_fitted()
+        history = self._check_history(history)
+        return self._as_user_vectors(self._user_parts(history, None)[0])
+
+    def item_vectors(self) -> np.ndarray:
+        self._check_fitted()
+        with torch.no_grad():
+            q = self.net_.item_gmf.weight
+            bias = self.net_.out.bias.expand(q.shape[0], 1)
+            return torch.cat([q, bias], dim=1).float().cpu().numpy()
+
+
+class MLP(_Weighted):
+    """A ReLU tower on the concatenated user and item embeddings (NCF paper, 3.3)."""
+
+    name = "mlp"
+
+    def __init__(
+        self,
+        factors: int = 32,
+        layers: tuple[int, ...] = (64, 32, 16),
+        dropout: float = 0.0,
+        epochs: int = 30,
+        learning_rate: float = 0.002,
+        negatives: int = 4,
+        regularization: float = 0.0,
+        weighting: str = "log1p",
+        bm25_k1: float = 100.0,
+        bm25_b: float = 0.8,
+        batch_size: int = 1024,
+        loss: str = "bce",
+        patience: int = 3,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        self.factors = factors
+        self.layers = tuple(int(x) for x in layers)
+        self.dropout = dropout
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.negatives = negatives
+        self.regularization = regularization
+        self.weighting = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.batch_size = batch_size
+        self.loss = loss
+        self.patience = patience
+        self.seed = seed
+        self.device = device
+
+    def _build_net(self, n_users: int, n_items: int) -> NCFNet:
+        return MLPNet(n_users, n_items, self.factors, self.layers, self.dropout)
+
+
+class NeuMF(_Weighted):
+    """GMF and MLP under one output layer (NCF paper, 3.4).
+
+    ``pretrain=True`` first trains a GMF and an MLP with the same settings (each with its own
+    early stopping) and starts NeuMF from their weights, as the paper does.
+    """
+
+    name = "neumf"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        layers: tuple[int, ...] = (64, 32, 16),
+        dropout: float = 0.0,
+        epochs: int = 30,
+        learning_rate: float = 0.002,
+        negatives: int = 4,
+        regularization: float = 0.0,
+        weighting: str = "log1p",
+        bm25_k1: float = 100.0,
+        bm25_b: float = 0.8,
+        batch_size: int = 1024,
+        loss: str = "bce",
+        patience: int = 3,
+        pretrain: bool = False,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        self.factors = factors
+        self.layers = tuple(int(x) for x in layers)
+        self.dropout = dropout
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.negatives = negatives
+        self.regularization = regularization
+        self.weighting = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.batch_size = batch_size
+        self.loss = loss
+        self.patience = patience
+        self.pretrain = pretrain
+        self.seed = seed
+        self.device = device
+
+    def _build_net(self, n_users: int, n_items: int) -> NCFNet:
+        return NeuMFNet(n_users, n_items, self.factors, self.layers, self.dropout)
+
+    def _initial_net(
+        self, n_users: int, n_items: int, matrix: sp.csr_matrix, rng: np.random.Generator
+    ) -> NCFNet:
+        net = self._new_net(n_users, n_items)
+        if not self.pretrain:
+            return net
+        shared = dict(
+            factors=self.factors,
+            epochs=self.epochs,
+            learning_rate=self.learning_rate,
+            negatives=self.negatives,
+            regularization=self.regularization,
+            weighting=self.weighting,
+            bm25_k1=self.bm25_k1,
+            bm25_b=self.bm25_b,
+            batch_size=self.batch_size,
+            loss=self.loss,
+            patience=self.patience,
+            seed=self.seed,
+            device=self.device,
+        )
+        parts = []
+        for cls, extra in ((GMF, {}), (MLP, {"layers": self.layers, "dropout": self.dropout})):
+            part = cls(**shared, **extra)
+            part.device_ = self.device_
+            part.weighting_statistics_ = self.weighting_statistics_
+            part._callback = None
+            part._train(matrix, np.random.default_rng(rng.integers(1 << 62)))
+            parts.append(part.net_)
+        net.load_pretrained(*parts)
+        return net
+
+
+class NCFSeed(_NeuralRecommender):
+    """The original study's network, trained as the study trained it.
+
+    Architecture: user and item embeddings of size 5, their dot product, dense layers
+    2048 -> 1024 -> 512 (ReLU) and a sigmoid output. Training: binary classification over the
+    *whole* user x item matrix (every unheard cell a 0), no validation, no early stopping.
+
+    A full pass over 33 M HetRec cells through 2.6 M multiply-adds each is hours of CPU, so
+    each epoch draws ``samples_per_epoch`` cells: heard cells and ``negatives`` unheard cells
+    per heard one, each class weighted by (its count in the matrix / its count in the sample).
+    The weighted loss is an unbiased estimate of the study's full-matrix loss, class imbalance
+    (99.7 % zeros on HetRec) included, so the network learns what the study's learned.
+
+    Scores are the network's probabilities. The dense layers see only the dot product, so the
+    network is a function of one number; ranking tabulates it at ``TABLE_SIZE`` points over the
+    range of trained dot products and interpolates (checked against the network in the tests),
+    evaluating the network directly for dot products outside that range.
+    """
+
+    name = "ncf-seed"
+    TABLE_SIZE = 1 << 15
+
+    def __init__(
+        self,
+        factors: int = 5,
+        layers: tuple[int, ...] = (2048, 1024, 512),
+        epochs: int = 3,
+        learning_rate: float = 0.001,
+        negatives: int = 1,
+        samples_per_epoch: int = 65536,
+        regularization: float = 0.0,
+        batch_size: int = 1024,
+        loss: str = "bce",
+        patience: int = 0,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        self.factors = factors
+        self.layers = tuple(int(x) for x in layers)
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.negatives = negatives
+        self.samples_per_epoch = samples_per_epoch
+        self.regularization = regularization
+        self.batch_size = batch_size
+        self.loss = loss
+        self.patience = patience
+        self.seed = seed
+        self.device = device
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.loss != "bce":
+            raise UsageError("ncf-seed: the study trained with binary cross-entropy (loss='bce')")
+        if self.samples_per_epoch < 1 + self.negatives:
+            raise UsageError("ncf-seed: samples_per_epoch must exceed negatives")
+
+    def _build_net(self, n_users: int, n_items: int) -> NCFNet:
+        return SeedNet(n_users, n_items, self.factors, self.layers)
+
+    def _run_epoch(self, optimizer, sampler, positives, rng) -> float:
+        pos_users, pos_items, _ = positives
+        n_pos = max(1, self.samples_per_epoch // (1 + self.negatives))
+        n_neg = n_pos * self.negatives
+        picked = rng.integers(0, len(pos_users), n_pos)
+        neg_users, neg_items = sampler.sample_cells(n_neg, rng)
+        total_zero = float(sampler.n_unheard.sum())
+        users = np.concatenate([pos_users[picked], neg_users])
+        items = np.concatenate([pos_items[picked], neg_items])
+        labels = np.concatenate([np.ones(n_pos), np.zeros(n_neg)]).astype(np.float32)
+        weights = np.concatenate(
+            [np.full(n_pos, len(pos_users) / n_pos), np.full(n_neg, total_zero / n_neg)]
+        ).astype(np.float32)
+        weights /= weights.mean()  # the scale is Adam's business; the ratio is the point
+        order = rng.permutation(len(users))
+        dev = self.device_
+        return train_epoch(
+            self.net_,
+            optimizer,
+            *(torch.as_tensor(a[order], device=dev) for a in (users, items, labels, weights)),
+            self.batch_size,
+            "bce",
+        )
+
+    # -- the tabulated curve -----------------------------------------------------------------
+    @torch.no_grad()
+    def _tabulate(self) -> tuple[float, float, torch.Tensor]:
+        """(lo, hi, logits at TABLE_SIZE evenly spaced dot products from lo to hi)."""
+        net = self.net_
+        net.eval()
+        lo, hi = np.inf, -np.inf
+        users = net.user.weight
+        for start in range(0, users.shape[0], 256):
+            dots = users[start : start + 256] @ net.item.weight.T
+            lo, hi = min(lo, float(dots.min())), max(hi, float(dots.max()))
+        margin = 0.5 * (hi - lo) + 1e-3
+        lo, hi = lo - margin, hi + margin
+        knots = torch.linspace(lo, hi, self.TABLE_SIZE, device=self.device_, dtype=torch.float64)
+        table = torch.cat([net.curve(chunk.float()) for chunk in knots.split(4096)])
+        return lo, hi, table
+
+    def _after_fit(self) -> None:
+        lo, hi, table = self._tabulate()
+        self.seed_table_ = (lo, hi, table)
+
+    def _curve_logits(self, dots: torch.Tensor, lo: float, hi: float, table: torch.Tensor):
+        steps = len(table) - 1
+        position = (dots.double() - lo) * (steps / (hi - lo))
+        inside = (position >= 0) & (position <= steps)
+        index = position.clamp(0, steps - 1).floor()
+        fraction = (position - index).float()
+        index = index.long()
+        logits = torch.lerp(table[index], table[index + 1], fraction)
+        if not bool(inside.all()):
+            logits[~inside] = self.net_.curve(dots[~inside])
+        return logits
+
+    def _validation_scorer(self):
+        lo, hi, table = self._tabulate()
+
+        def score(users: torch.Tensor) -> torch.Tensor:
+            dots = self.net_.block_dots(self.net_.user_parts(users))
+            return self._curve_logits(dots, lo, hi, table)
+
+        return score
+
+    @torch.no_grad()
+    def _logits(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        lo, hi, table = self.seed_table_
+        dots = self.net_.block_dots(parts)
+        return torch.sigmoid(self._curve_logits(dots, lo, hi, table))
+
+    def _state(self) -> dict[str, np.ndarray]:
+        lo, hi, table = self.seed_table_
+        return {
+            **super()._state(),
+            "table_range": np.asarray([lo, hi], np.float64),
+            "table": table.float().cpu().numpy(),
+        }
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        super()._set_state(arrays)
+        self._table_arrays = (arrays["table_range"], arrays["table"])
+
+    def _load_extra(self, directory: Path) -> None:
+        super()._load_extra(directory)
+        (lo, hi), table = self._table_arrays
+        del self._table_arrays
+        self.seed_table_ = (float(lo), float(hi), torch.as_tensor(table, device=self.device_))

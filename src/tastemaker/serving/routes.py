@@ -1,0 +1,340 @@
+"""HTTP routes: thin handlers that look ids up, ask the retriever or model, and shape answers.
+
+Scoring is CPU-bound, so handlers are plain ``def`` (FastAPI runs them in its thread pool).
+Each handler reads the current model bundle once, so a concurrent reload never mixes models.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from tastemaker.errors import TastemakerError
+from tastemaker.serving.schemas import (
+    MAX_N,
+    Contribution,
+    ErrorBody,
+    Explanation,
+    Health,
+    HistoryRequest,
+    Item,
+    ModelInfo,
+    Recommendations,
+    ReloadRequest,
+    ReloadResult,
+    SearchResults,
+    SimilarItems,
+)
+from tastemaker.serving.state import LoadedModel, load_bundle
+
+log = logging.getLogger("tastemaker.serving")
+
+NOT_FOUND = {404: {"model": ErrorBody, "description": "Unknown user or item."}}
+TOO_LARGE = {413: {"model": ErrorBody, "description": "History or body too large."}}
+N = Annotated[int, Query(ge=1, le=MAX_N, description="How many items to return.")]
+
+router = APIRouter()
+admin_router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+async def current_model(request: Request) -> LoadedModel:
+    # async: a lookup, not worth a trip through the thread pool.
+    bundle = request.app.state.holder.current
+    if bundle is None:
+        raise HTTPException(503, "no model loaded yet")
+    return bundle
+
+
+Bundle = Annotated[LoadedModel, Depends(current_model)]
+
+
+# -- shaping answers ---------------------------------------------------------------------------
+def _json(body: BaseModel) -> Response:
+    """Serialize a response model directly. The models validate on construction; returning a
+    Response spares FastAPI a second validation, done in the thread pool for ``def`` handlers."""
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
+def _item(bundle: LoadedModel, index: int, score: float, reason: str | None = None) -> Item:
+    cat = bundle.catalogue
+    return Item(
+        item=cat.ids[index],
+        name=cat.names[index],
+        score=float(score),
+        reason=reason,
+        listeners=int(cat.listeners[index]),
+    )
+
+
+def _valid(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Padding (-1 / -inf) and any non-finite score never reach JSON (which has no NaN).
+    keep = (ids >= 0) & np.isfinite(scores)
+    return ids[keep], scores[keep]
+
+
+def _recommended_items(
+    bundle: LoadedModel, ids: np.ndarray, scores: np.ndarray, history, with_reasons: bool
+) -> list[Item]:
+    ids, scores = _valid(ids, scores)
+    because = bundle.reasons(history, ids) if with_reasons else [None] * len(ids)
+    items = []
+    for index, score, source in zip(ids.tolist(), scores.tolist(), because, strict=True):
+        if source is not None:
+            reason = f"because you listened to {bundle.catalogue.names[source]}"
+        elif with_reasons and not bundle.personalised:
+            reason = "popular with listeners"
+        else:
+            reason = None
+        items.append(_item(bundle, index, score, reason))
+    return items
+
+
+def _find_user(bundle: LoadedModel, user_id: str) -> int:
+    index = bundle.user_index(user_id)
+    if index is None:
+        raise HTTPException(404, f"unknown user {user_id!r}")
+    return index
+
+
+def _find_item(bundle: LoadedModel, item: str) -> int:
+    index = bundle.catalogue.resolve(item)
+    if index is None:
+        raise HTTPException(404, f"unknown item {item!r} (give an item id or an exact name)")
+    return index
+
+
+# -- recommendations ---------------------------------------------------------------------------
+@router.get(
+    "/v1/users/{user_id:path}/recommendations",
+    response_model=Recommendations,
+    responses=NOT_FOUND,
+    tags=["recommendations"],
+)
+def recommend_for_user(
+    user_id: str,
+    bundle: Bundle,
+    n: N = 10,
+    exclude_heard: bool = True,
+    reasons: Annotated[bool, Query(description="Add 'because you listened to ...'.")] = True,
+) -> Response:
+    """Top-n items for a user of the training data (ids are the source's own)."""
+    user = _find_user(bundle, user_id)
+    ids, scores = bundle.retriever.for_user(user, n, exclude_heard)
+    items = _recommended_items(bundle, ids, scores, bundle.user_history(user), reasons)
+    return _json(Recommendations(user=user_id, model=bundle.name, items=items))
+
+
+@router.post(
+    "/v1/recommendations",
+    response_model=Recommendations,
+    responses={**NOT_FOUND, **TOO_LARGE},
+    tags=["recommendations"],
+)
+def recommend_for_history(
+    request: Request,
+    body: HistoryRequest,
+    bundle: Bundle,
+    n: N = 10,
+    reasons: bool = True,
+) -> Response:
+    """Top-n for a listening history not in the training data (fold-in): items by id or name
+    (names match case-insensitively); unknown entries are listed in ``unmatched``."""
+    limit = request.app.state.settings.max_history
+    if len(body.history) > limit:
+        raise HTTPException(413, f"history has {len(body.history)} entries; at most {limit}")
+    indices, counts, unmatched = [], [], []
+    for entry in body.history:
+        index = bundle.catalogue.resolve(entry.item)
+        if index is None:
+            unmatched.append(entry.item)
+        else:
+            indices.append(index)
+            counts.append(entry.count)
+    if not indices:
+        raise HTTPException(404, f"none of the {len(body.history)} history items is known")
+    history = bundle.history_matrix(np.asarray(indices, np.int64), np.asarray(counts, np.float64))
+    ids, scores = bundle.retriever.for_history(history, n, body.exclude_heard)
+    items = _recommended_items(bundle, ids, scores, history, reasons)
+    return _json(Recommendations(user=None, model=bundle.name, items=items, unmatched=unmatched))
+
+
+@router.get(
+    "/v1/users/{user_id:path}/explain",
+    response_model=Explanation,
+    responses=NOT_FOUND,
+    tags=["recommendations"],
+)
+def explain(
+    user_id: str,
+    bundle: Bundle,
+    item: Annotated[str, Query(min_length=1, max_length=500, description="Item id or name.")],
+    n: Annotated[int, Query(ge=1, le=100)] = 5,
+) -> Response:
+    """Why ``item`` scores as it does for the user: the history items that contribute most."""
+    user = _find_user(bundle, user_id)
+    index = _find_item(bundle, item)
+    history = bundle.user_history(user)
+    score = float(bundle.model.score(np.asarray([user]))[0, index])
+    because: list[Contribution] = []
+    if bundle.personalised:
+        top, weights = bundle.model.explain(history, index, n=n)
+        for source, weight in zip(top.tolist(), weights.tolist(), strict=True):
+            if np.isfinite(weight):
+                because.append(
+                    Contribution(
+                        item=bundle.catalogue.ids[source],
+                        name=bundle.catalogue.names[source],
+                        weight=float(weight),
+                    )
+                )
+    positive = [c.name for c in because if c.weight > 0][:3]
+    if not bundle.personalised:
+        reason = "popular with listeners"
+    elif positive:
+        reason = "because you listened to " + _join(positive)
+    else:
+        reason = None
+    return _json(
+        Explanation(
+            user=user_id,
+            model=bundle.name,
+            item=_item(bundle, index, score if np.isfinite(score) else 0.0, reason),
+            because=because,
+            reason=reason,
+        )
+    )
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+# -- items -------------------------------------------------------------------------------------
+@router.get(
+    "/v1/items/{item:path}/similar",
+    response_model=SimilarItems,
+    responses=NOT_FOUND,
+    tags=["items"],
+)
+def similar(item: str, bundle: Bundle, n: N = 10) -> Response:
+    """The n items most similar to an item (given by id or name)."""
+    index = _find_item(bundle, item)
+    ids, scores = bundle.model.similar_items(np.asarray([index]), n)
+    ids, scores = _valid(ids[0], scores[0])
+    return _json(
+        SimilarItems(
+            model=bundle.name,
+            item=_item(bundle, index, 1.0),
+            items=[_item(bundle, i, s) for i, s in zip(ids.tolist(), scores.tolist(), strict=True)],
+        )
+    )
+
+
+SEARCH_REASONS = {
+    "id": "id",
+    "name": "exact name",
+    "prefix": "name starts with it",
+    "word": "a word starts with it",
+    "fuzzy": "similar spelling",
+    "popular": "popular",
+}
+
+
+@router.get("/v1/items", response_model=SearchResults, tags=["items"])
+def search_items(
+    bundle: Bundle,
+    search: Annotated[str, Query(max_length=200, description="Name or id; empty: popular.")] = "",
+    n: N = 10,
+) -> Response:
+    """Find items by name as you type: exact, prefix (of the name or a word), then fuzzy."""
+    hits = bundle.catalogue.search(search, n)
+    return _json(
+        SearchResults(
+            model=bundle.name,
+            query=search,
+            items=[_item(bundle, h.index, h.score, SEARCH_REASONS[h.how]) for h in hits],
+        )
+    )
+
+
+# -- operations --------------------------------------------------------------------------------
+@router.get("/healthz", response_model=Health, tags=["operations"])
+def healthz(bundle: Bundle) -> Response:
+    """Liveness and what is being served (model, version, retrieval and its recall@10)."""
+    return _json(Health(status="ok", model=ModelInfo(**bundle.describe())))
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process."""
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )
+
+
+@router.get("/", include_in_schema=False)
+def index_page(request: Request) -> FileResponse:
+    return FileResponse(request.app.state.static_dir / "index.html")
+
+
+# -- admin -------------------------------------------------------------------------------------
+bearer = HTTPBearer(auto_error=False)
+
+
+def require_admin(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    token = request.app.state.settings.admin_token
+    given = credentials.credentials if credentials else ""
+    if token is None or not secrets.compare_digest(
+        given.encode(), token.get_secret_value().encode()
+    ):
+        raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
+
+
+@admin_router.post(
+    "/reload",
+    response_model=ReloadResult,
+    dependencies=[Depends(require_admin)],
+    responses={
+        400: {"model": ErrorBody, "description": "The new model was refused; the old serves on."},
+        401: {"model": ErrorBody, "description": "Missing or wrong admin token."},
+        409: {"model": ErrorBody, "description": "Another reload is in progress."},
+        **TOO_LARGE,
+    },
+)
+def reload(request: Request, body: ReloadRequest) -> Response:
+    """Load, validate and swap in a new model directory; on failure the old one keeps serving."""
+    state = request.app.state
+    if not state.holder.reload_lock.acquire(blocking=False):
+        raise HTTPException(409, "another reload is in progress")
+    try:
+        try:
+            bundle = load_bundle(body.model_dir, state.settings)
+        except TastemakerError as exc:
+            state.metrics.reloads.labels(outcome="refused").inc()
+            log.warning("reload refused: %s", exc)
+            raise HTTPException(
+                400, f"reload refused, the previous model keeps serving: {exc}"
+            ) from None
+        old = state.holder.swap(bundle)
+        state.metrics.model_loaded(bundle)
+        state.metrics.reloads.labels(outcome="swapped").inc()
+        return _json(
+            ReloadResult(
+                reloaded=True,
+                previous_version=old.version if old else None,
+                model=ModelInfo(**bundle.describe()),
+            )
+        )
+    finally:
+        state.holder.reload_lock.release()

@@ -1,0 +1,38 @@
+"""Service settings: one class, read from ``TASTEMAKER_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServeSettings(BaseSettings):
+    """Everything the service can be told; ``TASTEMAKER_MODEL_DIR`` etc. override defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="TASTEMAKER_", extra="ignore")
+
+    model_dir: Path | None = Field(None, description="Model directory loaded at start-up.")
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for /v1/admin/*; admin routes are off when unset."
+    )
+    # Retrieval: exact scoring below this many items, an ANN index over item factors above.
+    ann_threshold: int = Field(50_000, ge=1)
+    ann_head_items: int = Field(
+        8192, ge=1, description="Items with the longest vectors, searched exactly (see retrieval)."
+    )
+    ann_hnsw_m: int = Field(16, ge=4, le=128)
+    ann_ef_construction: int = Field(64, ge=8)
+    ann_ef_search: int = Field(128, ge=8)
+    ann_recall_users: int = Field(500, ge=1, description="Users sampled to measure recall@10.")
+    ann_min_recall: float = Field(
+        0.0, ge=0.0, le=1.0, description="Refuse a model whose ANN recall@10 is below this."
+    )
+    # Per-request work done by faiss: one thread, since requests already run in parallel.
+    faiss_threads: int = Field(1, ge=1)
+    # Limits on what a request may ask for.
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_history: int = Field(10_000, ge=1)
+    search_limit: int = Field(20, ge=1, le=100)
+    log_level: str = "info"

@@ -1,0 +1,226 @@
+"""The model being served: loaded, validated and indexed as one bundle, swapped atomically.
+
+A request reads ``ModelHolder.current`` once and works with that bundle to the end, so a
+reload that swaps in a new model never mixes two models within one answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from tastemaker.artifacts import MANIFEST
+from tastemaker.errors import ArtifactError, TastemakerError
+from tastemaker.models import load_model
+from tastemaker.models.base import FactorModel, Recommender, read_model_manifest
+from tastemaker.models.popularity import Popularity
+from tastemaker.serving.catalogue import Catalogue
+from tastemaker.serving.retrieval import AnnSettings, ExactRetriever, FactorIndex, build_retriever
+from tastemaker.serving.settings import ServeSettings
+
+log = logging.getLogger("tastemaker.serving")
+
+# Reasons from ``model.explain`` one item at a time (models without item vectors) are given
+# for at most this many items of a list.
+REASONS_LIMIT = 100
+
+
+@dataclass
+class LoadedModel:
+    """One model directory, ready to serve."""
+
+    model: Recommender
+    directory: Path
+    manifest: dict
+    version: str  # first 12 hex digits of the manifest's SHA-256: changes with any file
+    retriever: ExactRetriever | FactorIndex
+    catalogue: Catalogue
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    load_seconds: float = 0.0
+    # Unit-length item vectors of factor models: reasons without scoring every item.
+    _unit_vectors: np.ndarray | None = None
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def personalised(self) -> bool:
+        return not isinstance(self.model, Popularity)
+
+    def user_index(self, user_id: str) -> int | None:
+        index = self.model.catalogue_.users.get(user_id)
+        return index if index >= 0 else None
+
+    def user_history(self, user: int) -> sp.csr_matrix:
+        return self.model.user_items_[user]
+
+    def history_matrix(self, indices: np.ndarray, counts: np.ndarray) -> sp.csr_matrix:
+        """One history row (duplicates summed) over the model's item columns."""
+        row = sp.csr_matrix(
+            (counts.astype(np.float32), (np.zeros(len(indices), np.int64), indices)),
+            shape=(1, len(self.catalogue)),
+        )
+        row.sum_duplicates()
+        return row
+
+    def reasons(self, history: sp.csr_matrix, items: np.ndarray) -> list[int | None]:
+        """For each recommended item, the history item behind it ("because you listened to").
+
+        Factor models: the base explanation of ``Recommender.explain`` (cosine of item vectors
+        times log plays), for all items at once over the heard items only, about 0.1 ms a list.
+        A model's own exact decomposition (ALS overrides ``explain``, /explain serves it) costs
+        a Cholesky solve and a loop over the history per item, over 1 ms each, too slow for
+        every list. Other models ask ``model.explain`` per item. Non-personalised models have
+        no reason of this kind.
+        """
+        heard = history.indices
+        out: list[int | None] = [None] * len(items)
+        if not self.personalised or len(heard) == 0 or len(items) == 0:
+            return out
+        if self._unit_vectors is not None:
+            unit = self._unit_vectors
+            contribution = (unit[items] @ unit[heard].T) * np.log1p(history.data)[None, :]
+            return [int(heard[b]) for b in np.argmax(contribution, axis=1)]
+        for i, item in enumerate(items[:REASONS_LIMIT].tolist()):
+            top, _ = self.model.explain(history, int(item), n=1)
+            out[i] = int(top[0]) if len(top) else None
+        return out
+
+    def describe(self) -> dict:
+        retrieval = (
+            self.retriever.describe()
+            if isinstance(self.retriever, FactorIndex)
+            else {"kind": "exact"}
+        )
+        return {
+            "model": self.name,
+            "version": self.version,
+            "model_dir": str(self.directory),
+            "data_fingerprint": self.manifest.get("data_fingerprint"),
+            "params": self.manifest.get("params", {}),
+            "users": int(self.model.user_items_.shape[0]),
+            "items": len(self.catalogue),
+            "loaded_at": self.loaded_at.isoformat(),
+            "load_seconds": round(self.load_seconds, 3),
+            "retrieval": retrieval,
+        }
+
+
+def _unit_item_vectors(model: Recommender) -> np.ndarray | None:
+    if not isinstance(model, FactorModel):
+        return None
+    vectors = np.asarray(model.item_vectors(), dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _ann_settings(settings: ServeSettings) -> AnnSettings:
+    return AnnSettings(
+        head_items=settings.ann_head_items,
+        hnsw_m=settings.ann_hnsw_m,
+        ef_construction=settings.ann_ef_construction,
+        ef_search=settings.ann_ef_search,
+        search_threads=settings.faiss_threads,
+    )
+
+
+def load_bundle(directory: str | Path, settings: ServeSettings) -> LoadedModel:
+    """Load, index and validate a model directory; ArtifactError saying why if it cannot serve.
+
+    The directory's manifest is checked first (kind, version, every file's checksum), so a
+    corrupted or foreign directory fails before any array is read.
+    """
+    started = time.perf_counter()
+    directory = Path(directory)
+    try:
+        manifest = read_model_manifest(directory)
+        model = load_model(directory)
+        bundle = LoadedModel(
+            model=model,
+            directory=directory.resolve(),
+            manifest=manifest,
+            version=hashlib.sha256((directory / MANIFEST).read_bytes()).hexdigest()[:12],
+            retriever=build_retriever(
+                model,
+                settings.ann_threshold,
+                _ann_settings(settings),
+                settings.ann_recall_users,
+            ),
+            catalogue=Catalogue(model.catalogue_),
+            _unit_vectors=_unit_item_vectors(model),
+        )
+        validate(bundle, settings)
+        model.catalogue_.users.get("")  # build the id lookup now, not on the first request
+    except TastemakerError:
+        raise
+    except Exception as exc:  # untrusted files: whatever breaks, say so in one line
+        raise ArtifactError(
+            f"{directory}: cannot serve this model ({type(exc).__name__}: {exc})"
+        ) from None
+    bundle.load_seconds = time.perf_counter() - started
+    log.info(
+        "serving %s model %s from %s (%d items, %s retrieval, loaded in %.1f s)",
+        bundle.name,
+        bundle.version,
+        directory,
+        len(bundle.catalogue),
+        bundle.retriever.kind,
+        bundle.load_seconds,
+    )
+    return bundle
+
+
+def validate(bundle: LoadedModel, settings: ServeSettings) -> None:
+    """Sample calls every endpoint relies on must work and give sane answers."""
+    model, directory = bundle.model, bundle.directory
+    n_users, n_items = model.user_items_.shape
+    if n_users == 0 or n_items == 0:
+        raise ArtifactError(f"{directory}: the model knows no users or no items")
+    user = int(np.argmax(np.diff(model.user_items_.indptr)))  # the most active user
+    n = min(10, n_items)
+    for what, (ids, scores) in (
+        ("user recommendation", bundle.retriever.for_user(user, n, True)),
+        (
+            "history recommendation",
+            bundle.retriever.for_history(bundle.user_history(user), n, True),
+        ),
+        ("similar items", tuple(a[0] for a in model.similar_items(np.asarray([0]), n))),
+    ):
+        valid = ids >= 0
+        if ids.shape != (n,) or np.any(ids >= n_items) or not np.all(np.isfinite(scores[valid])):
+            raise ArtifactError(f"{directory}: sample {what} failed (bad indices or scores)")
+        if (
+            what != "similar items"
+            and not valid.any()
+            and n_items > len(bundle.user_history(user).indices)
+        ):
+            raise ArtifactError(f"{directory}: sample {what} returned nothing")
+    if isinstance(bundle.retriever, FactorIndex):
+        recall = bundle.retriever.recall_at_10 or 0.0
+        if recall < settings.ann_min_recall:
+            raise ArtifactError(
+                f"{directory}: ANN recall@10 {recall:.3f} is below the required "
+                f"{settings.ann_min_recall:.3f}"
+            )
+
+
+class ModelHolder:
+    """The current bundle, replaced atomically; one reload at a time."""
+
+    def __init__(self, bundle: LoadedModel | None = None) -> None:
+        self.current = bundle
+        self.reload_lock = threading.Lock()
+
+    def swap(self, bundle: LoadedModel) -> LoadedModel | None:
+        # Rebinding one attribute is atomic: a request sees the old bundle or the new one.
+        old, self.current = self.current, bundle
+        return old

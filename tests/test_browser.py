@@ -1,0 +1,143 @@
+"""The web page in real headless Chromium (Debian's chromium, driven by Playwright): search as
+you type, add artists, see recommendations with reasons, explore similar artists."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from tastemaker.data.synth import synthetic_interactions
+from tastemaker.models import create_model
+from tastemaker.serving import ServeSettings, create_app, load_bundle
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def interactions():
+    return synthetic_interactions(users=400, artists=800, listens=40_000, seed=2)
+
+
+@pytest.fixture(scope="module")
+def server(interactions, tmp_path_factory):
+    """uvicorn on a free loopback port, in a thread of this process."""
+    model = create_model("als", factors=16, iterations=6, seed=0).fit(interactions)
+    directory = model.save(tmp_path_factory.mktemp("browser") / "model")
+    settings = ServeSettings(model_dir=directory)
+    app = create_app(settings, load_bundle(directory, settings))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install chromium"
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 860},
+        )
+        yield context
+        context.close()
+
+
+def test_search_add_recommend_explore(server, browser, interactions, tmp_path):
+    listeners = interactions.user_items.getnnz(axis=0)
+    # Three well-known artists of one listener's history, typed as a person would.
+    user = int(interactions.user_items.getnnz(axis=1).argmax())
+    heard = interactions.user_items[user].indices
+    picks = heard[(-listeners[heard]).argsort()[:3]]
+    names = [interactions.item_metadata["name"][int(i)] for i in picks]
+
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server + "/")
+    page.wait_for_selector("#model-info:has-text('als model')")
+
+    for name in names:
+        page.fill("#search", "")
+        page.type("#search", name[:5].lower(), delay=20)  # as-you-type search
+        option = page.locator("#suggestions li", has_text=name).first
+        option.wait_for(state="visible", timeout=10_000)
+        option.click()
+        page.locator("#my-artists li", has_text=name).wait_for(timeout=10_000)
+
+    assert page.locator("#my-artists li").count() == 3
+    results = page.locator("#recommendations li")
+    results.first.wait_for(timeout=10_000)
+    page.wait_for_function("document.querySelectorAll('#recommendations li').length >= 10")
+    texts = results.all_inner_texts()
+    shown = [page.locator("#recommendations li .artist").nth(i).inner_text() for i in range(3)]
+    assert not set(shown) & set(names)  # the artists you gave are not recommended back
+    reasons = page.locator("#recommendations li .reason").all_inner_texts()
+    assert reasons and all(r.startswith("because you listened to ") for r in reasons)
+    assert all(r.removeprefix("because you listened to ") in names for r in reasons)
+    assert len(texts) >= 10
+
+    # One click on a recommended artist explores it: its similar artists.
+    first = shown[0]
+    page.locator("#recommendations li .artist").first.click()
+    page.wait_for_selector(f"#explore-title:has-text('Artists similar to {first}')")
+    page.locator("#similar li").first.wait_for(timeout=10_000)
+    similar = page.locator("#similar li .artist").all_inner_texts()
+    assert len(similar) >= 5 and first not in similar
+    # ... and a similar artist can be explored in turn.
+    page.locator("#similar li .artist").first.click()
+    page.wait_for_selector(f"#explore-title:has-text('Artists similar to {similar[0]}')")
+
+    screenshot = tmp_path / "page.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    data = screenshot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    # Kept for a person to look at (the path is printed with -s).
+    print(f"screenshot: {screenshot}")
+    assert not errors, errors
+    # The page's own API calls are the service's: the recommendations match a direct request.
+    direct = httpx.post(
+        server + "/v1/recommendations?n=12",
+        json={"history": [{"item": interactions.items.id(int(i)), "count": 1} for i in picks]},
+    ).json()
+    assert shown == [it["name"] for it in direct["items"][:3]]

@@ -1,0 +1,170 @@
+"""The ingest pipeline: one atomic directory, the listens table in the manifest, the CLI,
+and the integer-coded reduction checked against a plain polars group-by."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from conftest import LISTENBRAINZ
+from tastemaker.artifacts import read_manifest
+from tastemaker.cli import app
+from tastemaker.data.filters import Filters
+from tastemaker.data.ingest import LISTENS_FILE, ingest, summary
+from tastemaker.data.interactions import Interactions
+from tastemaker.data.listens import (
+    LISTENS_SCHEMA,
+    conform,
+    interactions_from_listens,
+    item_key,
+)
+
+
+def test_ingest_writes_listens_and_matrix_in_one_manifest(tmp_path):
+    out = tmp_path / "lb"
+    inter = ingest([LISTENBRAINZ], out)
+    manifest = read_manifest(out, kind="interactions")  # verifies every checksum
+    assert LISTENS_FILE in manifest["files"]
+    assert {"matrix.npz", "users.parquet", "items.parquet", "events.npz"} <= set(manifest["files"])
+    listens = pl.read_parquet(out / LISTENS_FILE)
+    assert listens.schema == pl.Schema(LISTENS_SCHEMA)
+    assert listens.height == 128
+    loaded = Interactions.load(out)
+    assert loaded.fingerprint == inter.fingerprint
+    assert len(loaded.events) == 128
+    assert summary(loaded)["listens"] == 128 and summary(loaded)["users"] == 2
+    # Nothing but the output directory is left beside it.
+    assert [p.name for p in tmp_path.iterdir()] == ["lb"]
+
+
+def test_ingest_is_deterministic_and_replaces_atomically(tmp_path):
+    out = tmp_path / "lb"
+    first = ingest([LISTENBRAINZ], out, level="recording")
+    items_before = (out / "items.parquet").read_bytes()
+    second = ingest([LISTENBRAINZ], out, level="recording")
+    assert first.fingerprint == second.fingerprint
+    assert (out / "items.parquet").read_bytes() == items_before
+    np.testing.assert_array_equal(first.events.timestamp, second.events.timestamp)
+    assert [p.name for p in tmp_path.iterdir()] == ["lb"]
+
+
+def test_ingest_several_sources_and_options(tmp_path):
+    dumps = sorted(p for p in LISTENBRAINZ.iterdir() if p.is_dir())
+    inter = ingest(dumps, tmp_path / "a", listens=False, keep_events=False)
+    assert not (tmp_path / "a" / LISTENS_FILE).exists()
+    assert inter.events is None and inter.user_items.sum() == 128
+    assert inter.source["paths"] == [str(p) for p in dumps]
+    # Duplicates across separately given sources: the full dump twice over counts once.
+    again = ingest([dumps[0], dumps[0]], tmp_path / "b")
+    assert again.source["listens"] == 68 and again.source["duplicates_dropped"] == 68
+
+
+def test_an_ingested_directory_is_a_source_for_another_level(tmp_path):
+    ingest([LISTENBRAINZ], tmp_path / "artist")
+    direct = ingest([LISTENBRAINZ], tmp_path / "direct", level="recording")
+    again = ingest([tmp_path / "artist"], tmp_path / "recording", level="recording")
+    assert again.fingerprint == direct.fingerprint
+    assert again.source["format"] == "listens"
+
+
+def test_ingest_applies_filters_and_reports_them(tmp_path):
+    filters = Filters(
+        start=datetime(2021, 1, 1, tzinfo=UTC),
+        end=datetime(2021, 7, 15, tzinfo=UTC),
+        min_user_items=3,
+    )
+    inter = ingest([LISTENBRAINZ], tmp_path / "f", filters=filters)
+    listens = pl.read_parquet(tmp_path / "f" / LISTENS_FILE)
+    in_range = listens.filter(
+        (pl.col("listened_at") >= filters.start) & (pl.col("listened_at") < filters.end)
+    )
+    steps = {step["name"]: step for step in inter.source["filtered"]}
+    assert steps["date range"]["listens"] == 128 - in_range.height
+    assert (np.diff(inter.user_items.indptr) >= 3).all()
+    assert steps["k-core"]["users"] >= 0 and inter.nnz > 0
+    assert inter.events.timestamp.min() >= int(filters.start.timestamp())
+    assert inter.events.timestamp.max() < int(filters.end.timestamp())
+    assert listens.height == 128  # the listens table keeps every listen
+
+
+def test_cli_ingest_prints_a_summary(tmp_path):
+    result = CliRunner().invoke(
+        app, ["ingest", str(LISTENBRAINZ), "--out", str(tmp_path / "o"), "--level", "release"]
+    )
+    assert result.exit_code == 0, result.output
+    for label in ("users", "items", "interactions", "listens", "duplicates dropped"):
+        assert label in result.stdout
+    assert "128" in result.stdout
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["level"] == "release"
+
+
+# -- the reduction against a plain polars implementation -------------------------------------
+
+
+def random_listens(seed: int, n: int = 3000) -> pl.DataFrame:
+    """Listens with every kind of key: ids, MBIDs, name-only rows, unkeyable rows, counts."""
+    rng = np.random.default_rng(seed)
+    artist = rng.integers(0, 40, n)
+    title = rng.integers(0, 30, n)
+    spelled = np.array(["Artist", " artist", "ARTIST  "])[rng.integers(0, 3, n)]
+    return pl.DataFrame(
+        {
+            "user": [f"u{u}" for u in rng.integers(0, 60, n)],
+            "listened_at": pl.Series(rng.integers(1_500_000_000_000, 1_600_000_000_000, n)).cast(
+                pl.Datetime("ms", "UTC")
+            ),
+            "count": rng.integers(1, 5, n),
+            "artist_id": [f"id{a}" if a % 3 == 0 else None for a in artist],
+            "artist_mbid": [f"mb{a}" if a % 3 == 1 else None for a in artist],
+            "artist_name": [
+                None if (a == 7 and t == 0) else f"{s} {a}"
+                for a, t, s in zip(artist, title, spelled, strict=True)
+            ],
+            "release_name": [None if t == 5 else f"Rel {t % 7}" for t in title],
+            "release_mbid": [f"rel{t}" if t % 4 == 0 else None for t in title],
+            "recording_name": [f"Song {t}" for t in title],
+            "recording_mbid": [
+                f"rec{a}-{t}" if (a + t) % 5 == 0 else None
+                for a, t in zip(artist, title, strict=True)
+            ],
+        }
+    )
+
+
+def reference(frame: pl.DataFrame, level: str) -> tuple[list, list, dict]:
+    keyed = frame.with_columns(item=item_key(level)).filter(pl.col("item").is_not_null())
+    keyed = keyed.filter(pl.col("item").str.len_bytes() > 0)
+    pairs = keyed.group_by("user", "item").agg(
+        pl.col("count").sum(), pl.col("listened_at").max().dt.epoch("s").alias("last")
+    )
+    cells = {(r["user"], r["item"]): (r["count"], r["last"]) for r in pairs.iter_rows(named=True)}
+    return sorted(pairs["user"].unique()), sorted(pairs["item"].unique()), cells
+
+
+@pytest.mark.parametrize("level", ["artist", "release", "recording"])
+def test_reduction_matches_a_plain_group_by(level):
+    frame = random_listens(seed=len(level))
+    inter = interactions_from_listens(conform(frame.lazy()), level=level)
+    users, items, cells = reference(frame, level)
+    assert inter.users.to_list() == users
+    assert inter.items.to_list() == items
+    coo = inter.user_items.tocoo()
+    got = {}
+    last = dict(zip(zip(coo.row, coo.col, strict=True), inter.last_listened, strict=True))
+    for r, c, v in zip(coo.row, coo.col, coo.data, strict=True):
+        got[(users[r], items[c])] = (int(v), int(last[(r, c)]))
+    assert got == cells
+    # Events: one per keyed row, sorted by user then time, summing to the counts' rows.
+    ev = inter.events
+    assert len(ev) == sum(1 for _ in range(frame.height)) - inter.source.get("rows_without_item", 0)
+    order = np.lexsort((ev.item, ev.timestamp, ev.user))
+    np.testing.assert_array_equal(order, np.arange(len(ev)))
+    rows = np.bincount(
+        ev.user.astype(np.int64) * inter.n_items + ev.item, minlength=inter.n_users * inter.n_items
+    )
+    assert (rows.reshape(inter.n_users, inter.n_items) > 0).sum() == inter.nnz
