@@ -11,7 +11,10 @@ the reference implementation (Steck's published code: ``np.linalg.inv`` of the f
 Each row reports NDCG@10 / recall@10 on the default random split, so the price of pruning is
 visible beside its speed.
 
-    .venv/bin/python bench/ease_fit.py [--data PATH] [--repeats 3] [--full]
+    .venv/bin/python bench/ease_fit.py [--data PATH] [--repeats 3] [--full] [--blas-threads N]
+
+On a 2-core machine shared with other work, OpenBLAS's spinning threads make the LAPACK calls
+several times slower than one thread; compare ``--blas-threads 1`` there.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from tastemaker.evaluation.metrics import ranking_metrics
 from tastemaker.evaluation.splits import random_split
@@ -49,7 +53,14 @@ def main() -> None:
     parser.add_argument("--data", default=str(HETREC))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="also invert over all items")
+    parser.add_argument(
+        "--blas-threads", type=int, default=0, help="limit BLAS threads (0: library default)"
+    )
     args = parser.parse_args()
+    if args.blas_threads:
+        # Kept for the whole run: the reference inverts under the same limit.
+        threadpool_limits(args.blas_threads, "blas")
+    threads = threadpool_info()[0]["num_threads"] if threadpool_info() else "?"
 
     from tastemaker.data.load import load_interactions
 
@@ -66,7 +77,8 @@ def main() -> None:
     lam = float(model.regularization)
     print(
         f"data: {train.n_users:,} users x {train.n_items:,} items; EASE lambda {lam:g}, "
-        f"{len(kept):,} items with >= {model.min_listeners} listeners kept"
+        f"{len(kept):,} items with >= {model.min_listeners} listeners kept; BLAS threads "
+        f"{threads}"
     )
 
     def quality(m) -> str:

@@ -152,7 +152,9 @@ def quality(data, train, test, args) -> list[dict]:
 
     started = time.perf_counter()
     with threadpool_limits(1):
-        als = AlternatingLeastSquares(factors=64, regularization=0.05, iterations=15, random_state=0)
+        als = AlternatingLeastSquares(
+            factors=64, regularization=0.05, iterations=15, random_state=0
+        )
         als.fit(weighted, show_progress=False)
     fit = time.perf_counter() - started
     ids, _ = als.recommend(users, weighted[users], N=10, filter_already_liked_items=True)

@@ -26,6 +26,8 @@ FLOORS = {
 }
 POPULARITY_CEILING = 0.10
 
+pytestmark = pytest.mark.slow  # trains on real data (about 20 s on 2 cores)
+
 
 @pytest.fixture(scope="module")
 def split(hetrec):

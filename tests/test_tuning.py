@@ -369,7 +369,7 @@ def test_killed_cli_run_resumes(data_dir, tmp_path):
         "--space",
         str(space),
         "--trials",
-        "6",
+        "20",
         "--storage",
         f"sqlite:///{db}",
         "--study-name",
@@ -391,20 +391,20 @@ def test_killed_cli_run_resumes(data_dir, tmp_path):
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
+            time.sleep(0.05)
             done = _finished_in_db(db)
             if done >= 2:
                 break
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert 2 <= done < 6, "the run should be killed mid-search"
+    assert 2 <= done < 20, "the run should be killed mid-search"
     from tastemaker.cli import main
 
     _run_cli(main, ["tune", *args])
-    assert _finished_in_db(db) == 6
+    assert _finished_in_db(db) == 20
     best = json.loads((tmp_path / "b.json").read_text())
-    assert best["trials"] == 6
+    assert best["trials"] == 20
 
 
 def _finished_in_db(db: Path) -> int:
@@ -543,3 +543,14 @@ def test_failing_trials_are_recorded_and_not_counted(data, capsys):
     err = capsys.readouterr().err
     assert f"trial {failed[0].number} failed: als: alpha must be > 0" in err
     assert "Traceback" not in err
+
+
+def test_parallel_trials_finish_the_requested_count(data):
+    space = load_space_text(ALS_SPACE)
+    config = SearchConfig(model="als", space=space, trials=6, n_jobs=2, threads=1, seed=1)
+    assert config.threads_per_trial() == 1
+    study = run_search(random_split(data).train, config)
+    assert len(finished(study)) == 6 and not [t for t in study.trials if t.state.name == "FAIL"]
+    assert SearchConfig(model="als", space=space, n_jobs=2).threads_per_trial() == max(
+        1, (os.cpu_count() or 1) // 2
+    )

@@ -12,6 +12,7 @@ import typer
 
 from tastemaker.cli import (
     evaluate_cmd,
+    hybrid_cmd,
     ingest_cmd,
     inspect_cmd,
     model_cmds,
@@ -43,7 +44,16 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for module in (ingest_cmd, synth_cmd, inspect_cmd, evaluate_cmd, model_cmds, serve_cmd, tune_cmd):
+for module in (
+    ingest_cmd,
+    synth_cmd,
+    inspect_cmd,
+    evaluate_cmd,
+    model_cmds,
+    tune_cmd,
+    hybrid_cmd,
+    serve_cmd,
+):
     module.register(app)
 
 

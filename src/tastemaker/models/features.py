@@ -18,9 +18,7 @@ The ranker earns its keep through signals the collaborative generators cannot se
   assignments never reach that user's features: both the profile and the candidate's tag vector
   are rebuilt without them for every (user, item) pair the user tagged;
 - ``recency`` (where the data has listen times): the share of the candidate's listeners who
-  played it within ``recent_days`` of the latest listen in the training data;
-- ``friends`` (where ``interactions.friends`` exists, a users x users matrix): how many of the
-  user's friends listen to the candidate, and that as a share of the user's friends.
+  played it within ``recent_days`` of the latest listen in the training data.
 
 Every statistic is computed from the matrix the builder was fitted on: the hybrid fits one
 builder on its inner training part (to train the ranker) and one on the full training data
@@ -37,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from tastemaker.data.interactions import UNKNOWN_TIME, Interactions, TagAssignments
 
-FEATURE_GROUPS = ("scores", "popularity", "user", "neighbours", "tags", "recency", "friends")
+FEATURE_GROUPS = ("scores", "popularity", "user", "neighbours", "tags", "recency")
 DAY = 86_400
 
 
@@ -80,6 +78,20 @@ def gather(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndar
     return np.where(found, m.data[at], 0.0).astype(np.float32)
 
 
+def row_entries(
+    matrix: sp.csr_matrix, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stored entries of ``matrix[rows]`` as (position in ``rows``, column, value).
+
+    Plain numpy on ``indptr``: for the few hundred rows of one user's candidates this is several
+    times faster than scipy's fancy indexing, which builds a new matrix each time.
+    """
+    rows = np.asarray(rows, np.int64)
+    lo, hi = matrix.indptr[rows], matrix.indptr[rows + 1]
+    owner, at = _expand_ranges(lo, hi)
+    return owner, matrix.indices[at], matrix.data[at]
+
+
 def _row_normalise(m: sp.csr_matrix) -> sp.csr_matrix:
     m = sp.csr_matrix(m, dtype=np.float32)
     norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
@@ -89,10 +101,11 @@ def _row_normalise(m: sp.csr_matrix) -> sp.csr_matrix:
 
 def _expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For ranges [lo_k, hi_k): (k for each element, element index)."""
-    lengths = np.maximum(hi - lo, 0)
-    owner = np.repeat(np.arange(len(lo)), lengths)
-    start = np.repeat(lo - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
-    return owner, start + np.arange(lengths.sum())
+    lengths = np.maximum(np.asarray(hi, np.int64) - lo, 0)
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    ends = np.cumsum(lengths)
+    start = np.repeat(np.asarray(lo, np.int64) - (ends - lengths), lengths)
+    return owner, start + np.arange(ends[-1] if len(ends) else 0)
 
 
 class TagProfiles:
@@ -100,8 +113,9 @@ class TagProfiles:
 
     ``item_vectors`` (items x tags, L2-normalised) use every assignment. For each (user, item)
     pair the user tagged, ``own_vectors`` hold the item's vector rebuilt without that user's
-    assignments; features for that user use those instead. The IDF is a corpus statistic
-    over all assignments (one user moves it by at most one item per tag).
+    assignments; features for that user use those instead. The IDF is a corpus statistic over
+    all assignments: a user's own tags can move a tag's document frequency only by the items
+    nobody else gave that tag, which tells nothing about which items that user holds.
     """
 
     def __init__(self, tags: TagAssignments, n_users: int, n_items: int) -> None:
@@ -112,9 +126,10 @@ class TagProfiles:
             (np.ones(len(item), np.float32), (item, tag)), shape=(n_items, n_tags)
         )
         counts.sum_duplicates()
-        tagged_items = max(int((np.diff(counts.indptr) > 0).sum()), 1)
+        # Smoothed IDF over the whole catalogue (every item a document, tagged or not), so that
+        # the number of documents does not depend on who tagged what.
         df = np.bincount(counts.indices, minlength=n_tags)
-        self.idf = (np.log((1.0 + tagged_items) / (1.0 + df)) + 1.0).astype(np.float32)
+        self.idf = (np.log((1.0 + n_items) / (1.0 + df)) + 1.0).astype(np.float32)
         self.n_items = n_items
         self.item_counts = np.asarray(counts.sum(axis=1)).ravel().astype(np.float32)
         self.item_vectors = self._vectors(counts)
@@ -145,8 +160,8 @@ class TagProfiles:
         self.own_keys = arrays[f"{prefix}own_keys"]
         self.own_item_counts = arrays[f"{prefix}own_item_counts"]
         self.n_items = len(self.item_counts)
-        self.item_vectors = _csr_from(arrays, f"{prefix}item_vectors", len(self.idf))
-        self.own_vectors = _csr_from(arrays, f"{prefix}own_vectors", len(self.idf))
+        self.item_vectors = _csr_from(arrays, f"{prefix}item_vectors")
+        self.own_vectors = _csr_from(arrays, f"{prefix}own_vectors")
         return self
 
     def state(self, prefix: str = "tag_") -> dict[str, np.ndarray]:
@@ -170,24 +185,23 @@ class TagProfiles:
 
     def profiles(self, weighted: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
         """Dense ``(rows, tags)`` L2-normalised profiles: weighted sums of item vectors."""
-        profile = sp.csr_matrix(weighted @ self.item_vectors)
+        rows = weighted.shape[0]
+        dense = np.zeros((rows, len(self.idf)), np.float32)
+        history_row = np.repeat(np.arange(rows), np.diff(weighted.indptr))
+        owner, tag, value = row_entries(self.item_vectors, weighted.indices)
+        np.add.at(dense, (history_row[owner], tag), value * weighted.data[owner])
         if users is not None and len(self.own_keys):
             # Swap in the own-free vector of every history item the user tagged.
-            owner_user = self.own_keys // self.n_items
-            lo = np.searchsorted(owner_user, users, "left")
-            hi = np.searchsorted(owner_user, users, "right")
-            row, pair = _expand_ranges(lo, hi)
-            if len(pair):
-                item = self.own_keys[pair] % self.n_items
-                w = gather(weighted, row, item)
-                keep = w != 0
-                row, pair, item, w = row[keep], pair[keep], item[keep], w[keep]
-                delta = self.own_vectors[pair] - self.item_vectors[item]
-                mix = sp.csr_matrix(
-                    (w, (row, np.arange(len(w)))), shape=(weighted.shape[0], len(w))
-                )
-                profile = profile + mix @ delta
-        dense = np.asarray(profile.todense(), np.float32)
+            position, pair = self._own_pairs(
+                np.asarray(users, np.int64)[history_row], weighted.indices.astype(np.int64)
+            )
+            if len(position):
+                w = weighted.data[position]
+                row = history_row[position]
+                owner, tag, value = row_entries(self.item_vectors, weighted.indices[position])
+                np.add.at(dense, (row[owner], tag), -value * w[owner])
+                owner, tag, value = row_entries(self.own_vectors, pair)
+                np.add.at(dense, (row[owner], tag), value * w[owner])
         norms = np.linalg.norm(dense, axis=1, keepdims=True)
         return np.divide(dense, norms, out=np.zeros_like(dense), where=norms > 0)
 
@@ -195,22 +209,22 @@ class TagProfiles:
         self, profiles: np.ndarray, row: np.ndarray, item: np.ndarray, row_user: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Cosine of each candidate with its row's profile, and the candidate's tag count."""
-        vectors = self.item_vectors[item]
         counts = self.item_counts[item].copy()
         position, pair = self._own_pairs(row_user, item)
-        cosine = _rowwise_dot(vectors, profiles, row)
+        cosine = _rowwise_dot(self.item_vectors, item, profiles, row)
         if len(position):
-            cosine[position] = _rowwise_dot(self.own_vectors[pair], profiles, row[position])
+            cosine[position] = _rowwise_dot(self.own_vectors, pair, profiles, row[position])
             counts[position] = self.own_item_counts[pair]
         return cosine, counts
 
 
-def _rowwise_dot(vectors: sp.csr_matrix, dense: np.ndarray, row: np.ndarray) -> np.ndarray:
-    """``vectors[k] . dense[row[k]]`` for every k (sparse rows against dense rows)."""
-    v = sp.csr_matrix(vectors)
-    owner = np.repeat(np.arange(v.shape[0]), np.diff(v.indptr))
-    products = v.data * dense[row[owner], v.indices]
-    return np.bincount(owner, weights=products, minlength=v.shape[0]).astype(np.float32)
+def _rowwise_dot(
+    vectors: sp.csr_matrix, which: np.ndarray, dense: np.ndarray, row: np.ndarray
+) -> np.ndarray:
+    """``vectors[which[k]] . dense[row[k]]`` for every k (sparse rows against dense rows)."""
+    owner, cols, values = row_entries(vectors, which)
+    products = values * dense[row[owner], cols]
+    return np.bincount(owner, weights=products, minlength=len(which)).astype(np.float32)
 
 
 def _csr_state(m: sp.csr_matrix, name: str) -> dict[str, np.ndarray]:
@@ -223,18 +237,12 @@ def _csr_state(m: sp.csr_matrix, name: str) -> dict[str, np.ndarray]:
     }
 
 
-def _csr_from(arrays: dict[str, np.ndarray], name: str, n_cols: int | None = None):
+def _csr_from(arrays: dict[str, np.ndarray], name: str) -> sp.csr_matrix:
     shape = tuple(int(x) for x in arrays[f"{name}_shape"])
     return sp.csr_matrix(
         (arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]),
         shape=shape,
     )
-
-
-def log_weights(history: sp.csr_matrix) -> sp.csr_matrix:
-    h = sp.csr_matrix(history, dtype=np.float32, copy=True)
-    h.data = np.log1p(np.maximum(h.data, 0))
-    return h
 
 
 class FeatureBuilder:
@@ -254,25 +262,29 @@ class FeatureBuilder:
     def fit(self, interactions: Interactions) -> FeatureBuilder:
         m = interactions.user_items
         self.n_items = interactions.n_items
-        self._nb_t = None
         listeners = np.bincount(m.indices, minlength=self.n_items).astype(np.float32)
-        plays = np.bincount(m.indices, weights=np.log1p(m.data), minlength=self.n_items).astype(
-            np.float32
-        )
+        plays = np.bincount(m.indices, weights=np.log1p(m.data), minlength=self.n_items)
         self.item_log_listeners = np.log1p(listeners).astype(np.float32)
         self.item_plays_per_listener = np.divide(
-            plays, listeners, out=np.zeros_like(plays), where=listeners > 0
+            plays.astype(np.float32), listeners, out=np.zeros_like(listeners), where=listeners > 0
         )
         self.active = [g for g in self.groups if self._available(g, interactions)]
         if "neighbours" in self.active:
-            from implicit.nearest_neighbours import CosineRecommender
+            from implicit.nearest_neighbours import ItemItemRecommender
 
-            knn = CosineRecommender(K=self.neighbours + 1)
+            # Cosine of the log-play columns: implicit's all-pairs top-k in C++ (its
+            # CosineRecommender does the same on raw counts, via a COO detour it warns about).
+            weighted = sp.csr_matrix(m, dtype=np.float64, copy=True)  # implicit wants doubles
+            weighted.data = np.log1p(weighted.data)
+            norms = np.sqrt(np.bincount(weighted.indices, weighted.data**2, self.n_items))
+            weighted.data /= np.maximum(norms, 1e-12)[weighted.indices]
+            knn = ItemItemRecommender(K=self.neighbours + 1)  # +1: it keeps the item itself
             with threadpool_limits(1, "blas"):
-                knn.fit(sp.csr_matrix(m, dtype=np.float32), show_progress=False)
+                knn.fit(weighted, show_progress=False)
             sim = sp.csr_matrix(knn.similarity, dtype=np.float32)
             sim.setdiag(0)
             sim.eliminate_zeros()
+            sim.sort_indices()
             self.neighbour_sim = sim
         if "tags" in self.active:
             self.tags = TagProfiles(interactions.tags, interactions.n_users, self.n_items)
@@ -283,12 +295,10 @@ class FeatureBuilder:
             recent = known & (last >= latest - self.recent_days * DAY)
             recent_listeners = np.bincount(m.indices[recent], minlength=self.n_items)
             self.item_recent_share = np.divide(
-                recent_listeners, listeners, out=np.zeros_like(listeners), where=listeners > 0
-            ).astype(np.float32)
-        if "friends" in self.active:
-            self.friends = sp.csr_matrix(interactions.friends, dtype=np.float32)
-            self.listened = sp.csr_matrix(
-                (np.ones(m.nnz, np.float32), m.indices, m.indptr), shape=m.shape
+                recent_listeners.astype(np.float32),
+                listeners,
+                out=np.zeros_like(listeners),
+                where=listeners > 0,
             )
         return self
 
@@ -299,9 +309,6 @@ class FeatureBuilder:
         if group == "recency":
             last = interactions.last_listened
             return last is not None and bool(np.any(last != UNKNOWN_TIME))
-        if group == "friends":
-            friends = getattr(interactions, "friends", None)
-            return friends is not None and friends.nnz > 0
         return group in FEATURE_GROUPS
 
     # -- feature names ---------------------------------------------------------------------
@@ -322,7 +329,6 @@ class FeatureBuilder:
             "neighbours": ["nb_weighted", "nb_listens", "nb_count"],
             "tags": ["tag_cosine", "tag_count"],
             "recency": ["item_recent_share"],
-            "friends": ["friends_listening", "friends_share"],
         }[group]
 
     def group_of(self, generators: list[str]) -> dict[str, str]:
@@ -333,10 +339,17 @@ class FeatureBuilder:
     def build(
         self, history: sp.csr_matrix, users: np.ndarray | None, candidates: Candidates
     ) -> np.ndarray:
-        """float32 ``(len(candidates), n_features)`` in the order of ``names``."""
+        """float32 ``(len(candidates), n_features)`` in the order of ``names``.
+
+        ``history`` holds the play counts of the batch's rows (CSR), ``users`` their training
+        indices or None for new listeners (whose own tags the data cannot hold).
+        """
+        history = sp.csr_matrix(history)
+        history.sort_indices()
         columns: list[np.ndarray] = []
         row, item = candidates.row, candidates.item
-        weighted = log_weights(history)
+        weights = np.log1p(np.maximum(history.data, 0)).astype(np.float32)
+        weighted = sp.csr_matrix((weights, history.indices, history.indptr), shape=history.shape)
         for group in self.active:
             if group == "scores":
                 for g in range(candidates.score.shape[1]):
@@ -352,23 +365,18 @@ class FeatureBuilder:
             elif group == "popularity":
                 columns += [self.item_log_listeners[item], self.item_plays_per_listener[item]]
             elif group == "user":
-                n_heard = np.diff(weighted.indptr).astype(np.float32)
-                plays = np.asarray(history.sum(axis=1)).ravel().astype(np.float32)
-                mainstream = np.asarray(
-                    sp.csr_matrix(history > 0, dtype=np.float32) @ self.item_log_listeners
-                ).ravel()
+                n_heard = np.diff(history.indptr).astype(np.float32)
+                history_row = np.repeat(np.arange(history.shape[0]), np.diff(history.indptr))
+                plays = np.bincount(history_row, history.data, minlength=history.shape[0])
+                mainstream = np.bincount(
+                    history_row, self.item_log_listeners[history.indices], history.shape[0]
+                ).astype(np.float32)
                 mainstream = np.divide(
                     mainstream, n_heard, out=np.zeros_like(n_heard), where=n_heard > 0
                 )
                 columns += [np.log1p(n_heard)[row], np.log1p(plays)[row], mainstream[row]]
             elif group == "neighbours":
-                sim_t, linked_t = self._neighbour_transposes()
-                heard = sp.csr_matrix(history > 0, dtype=np.float32)
-                columns += [
-                    gather(weighted @ sim_t, row, item),
-                    gather(weighted @ linked_t, row, item),
-                    gather(heard @ linked_t, row, item),
-                ]
+                columns += list(self._neighbour_features(weighted, row, item))
             elif group == "tags":
                 row_user = (
                     np.full(len(row), -1, np.int64)
@@ -380,30 +388,23 @@ class FeatureBuilder:
                 columns += [cosine, np.log1p(counts)]
             elif group == "recency":
                 columns.append(self.item_recent_share[item])
-            elif group == "friends":
-                if users is None:  # a new listener has no friends in the data
-                    columns += [np.full(len(row), np.nan, np.float32)] * 2
-                else:
-                    f = self.friends[users]
-                    listening = gather(f @ self.listened, row, item)
-                    n_friends = np.diff(f.indptr).astype(np.float32)[row]
-                    share = np.divide(
-                        listening, n_friends, out=np.zeros_like(listening), where=n_friends > 0
-                    )
-                    columns += [listening, share]
         if not columns:
             return np.zeros((len(row), 0), np.float32)
         return np.column_stack([np.asarray(c, np.float32) for c in columns])
 
-    def _neighbour_transposes(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """Neighbour similarity transposed (column i = item i's neighbours), and its pattern."""
-        if getattr(self, "_nb_t", None) is None:
-            sim_t = self.neighbour_sim.T.tocsr()
-            linked_t = sp.csr_matrix(
-                (np.ones_like(sim_t.data), sim_t.indices, sim_t.indptr), shape=sim_t.shape
-            )
-            self._nb_t = (sim_t, linked_t)
-        return self._nb_t
+    def _neighbour_features(
+        self, weighted: sp.csr_matrix, row: np.ndarray, item: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Over each candidate's closest neighbours: similarity-weighted and plain sums of the
+        user's log plays, and how many of them the user has heard."""
+        owner, neighbour, similarity = row_entries(self.neighbour_sim, item)
+        plays = gather(weighted, row[owner], neighbour)
+        n = len(item)
+        return (
+            np.bincount(owner, similarity * plays, minlength=n),
+            np.bincount(owner, plays, minlength=n),
+            np.bincount(owner, plays > 0, minlength=n),
+        )
 
     # -- persistence -----------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
@@ -418,16 +419,12 @@ class FeatureBuilder:
             arrays.update(self.tags.state("feat_tag_"))
         if "recency" in self.active:
             arrays["feat_item_recent_share"] = self.item_recent_share
-        if "friends" in self.active:
-            arrays.update(_csr_state(self.friends, "feat_friends"))
-            arrays.update(_csr_state(self.listened, "feat_listened"))
         return arrays
 
     def set_state(self, arrays: dict[str, np.ndarray]) -> FeatureBuilder:
         self.item_log_listeners = arrays["feat_item_log_listeners"]
         self.item_plays_per_listener = arrays["feat_item_plays_per_listener"]
         self.n_items = len(self.item_log_listeners)
-        self._nb_t = None
         self.active = [str(g) for g in arrays["feat_active"]]
         if "neighbours" in self.active:
             self.neighbour_sim = _csr_from(arrays, "feat_neighbour_sim")
@@ -435,7 +432,4 @@ class FeatureBuilder:
             self.tags = TagProfiles.from_state(arrays, "feat_tag_")
         if "recency" in self.active:
             self.item_recent_share = arrays["feat_item_recent_share"]
-        if "friends" in self.active:
-            self.friends = _csr_from(arrays, "feat_friends")
-            self.listened = _csr_from(arrays, "feat_listened")
         return self

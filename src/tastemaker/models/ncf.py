@@ -28,7 +28,8 @@ import scipy.sparse as sp
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_weights
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError, UsageError
@@ -48,6 +49,7 @@ from tastemaker.models.ncf_training import (
     score_block_parts,
     train_epoch,
     validation_ndcg,
+    warm_start,
 )
 from tastemaker.models.validation import holdout_split
 
@@ -109,9 +111,9 @@ class _NeuralRecommender(Recommender):
             raise UsageError(f"{self.name}: patience must be >= 0 (0 turns early stopping off)")
         if self.loss not in LOSSES:
             raise UsageError(f"{self.name}: loss must be one of {LOSSES}, not {self.loss!r}")
-        for width in getattr(self, "layers", (1,)):
-            if int(width) < 1:
-                raise UsageError(f"{self.name}: layers must be positive widths")
+        layers = getattr(self, "layers", (1,))
+        if not layers or not all(isinstance(w, int | np.integer) and w >= 1 for w in layers):
+            raise UsageError(f"{self.name}: layers must be positive integer widths, not {layers}")
         if not 0.0 <= getattr(self, "dropout", 0.0) < 1.0:
             raise UsageError(f"{self.name}: dropout must be in [0, 1)")
         try:
@@ -126,8 +128,6 @@ class _NeuralRecommender(Recommender):
         self._check_params()
         self.device_ = resolve_device(self.device)
         matrix = interactions.user_items
-        if (np.diff(matrix.indptr) >= matrix.shape[1]).any():
-            raise UsageError(f"{self.name}: a user has heard every item; nothing to rank")
         for attr in ("net_", "seed_table_"):
             self.__dict__.pop(attr, None)
         if isinstance(self, WeightedInput):
@@ -173,7 +173,7 @@ class _NeuralRecommender(Recommender):
             inner, valid, valid_users = matrix, None, np.empty(0, np.int64)
         self.net_ = self._initial_net(n_users, n_items, inner, rng)
         best_epoch, best_ndcg, best_state = 0, -np.inf, None
-        epochs_run = 0
+        epochs_run, stopped_by_callback = 0, False
         with _epoch_progress(self.name, self.epochs) as advance:
             optimizer = make_optimizer(
                 self.net_, self.learning_rate, self.regularization, self.device_
@@ -200,6 +200,7 @@ class _NeuralRecommender(Recommender):
                     best_epoch, best_ndcg = epoch, ndcg
                     best_state = copy.deepcopy(self.net_.state_dict())
                 if self._report_iteration(epoch):
+                    stopped_by_callback = True  # e.g. a pruned tuning trial: no refit either
                     break
                 if valid is not None and epoch - best_epoch >= self.patience:
                     break
@@ -210,7 +211,7 @@ class _NeuralRecommender(Recommender):
             "loss": np.asarray(history_loss, np.float64),
             "validation_ndcg": np.asarray(history_ndcg, np.float64),
         }
-        if valid is not None and len(valid_users):
+        if valid is not None and len(valid_users) and not stopped_by_callback:
             self._refit(matrix, rng)
         self.fit_seconds_ = time.perf_counter() - started
 
@@ -270,10 +271,12 @@ class _NeuralRecommender(Recommender):
         if users is not None:
             with torch.no_grad():
                 return self.net_.user_parts(torch.as_tensor(users, device=self.device_))
+        start = warm_start(self.net_, history, self.user_items_, self.device_)
         return fold_in(
             self.net_,
             history,
             self._confidence(history),
+            start,
             self.negatives,
             self.loss,
             self.seed,
@@ -312,7 +315,15 @@ class _NeuralRecommender(Recommender):
 
     def _save_extra(self, directory: Path) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE), metadata={"model": self.name})
+        metadata = {"model": self.name}
+        data = save_weights(state, metadata=metadata)
+        # A safetensors file starts with its header length (u64, little-endian); a length of
+        # 0x280..0x5FF with low byte 0x80 reads like a pickle's protocol marker (0x80 0x02..05)
+        # to scanners that refuse pickles. Pad the metadata until it does not.
+        while data[0] == 0x80 and 2 <= data[1] <= 5:
+            metadata["padding"] = metadata.get("padding", "") + " "
+            data = save_weights(state, metadata=metadata)
+        (directory / WEIGHTS_FILE).write_bytes(data)
 
     def _load_extra(self, directory: Path) -> None:
         # Checked against the manifest's checksums by load(); safetensors runs no code.
@@ -355,16 +366,16 @@ class GMF(_Weighted, FactorModel):
     def __init__(
         self,
         factors: int = 64,
-        epochs: int = 30,
+        epochs: int = 60,
         learning_rate: float = 0.002,
         negatives: int = 4,
-        regularization: float = 0.0,
+        regularization: float = 0.3,
         weighting: str = "log1p",
         bm25_k1: float = 100.0,
         bm25_b: float = 0.8,
         batch_size: int = 1024,
         loss: str = "bce",
-        patience: int = 3,
+        patience: int = 5,
         seed: int = 0,
         device: str = "auto",
     ) -> None:
@@ -418,23 +429,23 @@ class MLP(_Weighted):
     def __init__(
         self,
         factors: int = 32,
-        layers: tuple[int, ...] = (64, 32, 16),
+        layers: tuple[int, ...] = (32, 16, 8),
         dropout: float = 0.0,
-        epochs: int = 30,
+        epochs: int = 60,
         learning_rate: float = 0.002,
         negatives: int = 4,
-        regularization: float = 0.0,
+        regularization: float = 0.2,
         weighting: str = "log1p",
         bm25_k1: float = 100.0,
         bm25_b: float = 0.8,
         batch_size: int = 1024,
         loss: str = "bce",
-        patience: int = 3,
+        patience: int = 5,
         seed: int = 0,
         device: str = "auto",
     ) -> None:
         self.factors = factors
-        self.layers = tuple(int(x) for x in layers)
+        self.layers = tuple(layers) if isinstance(layers, list | tuple) else layers
         self.dropout = dropout
         self.epochs = epochs
         self.learning_rate = learning_rate
@@ -465,24 +476,24 @@ class NeuMF(_Weighted):
     def __init__(
         self,
         factors: int = 64,
-        layers: tuple[int, ...] = (64, 32, 16),
-        dropout: float = 0.0,
-        epochs: int = 30,
+        layers: tuple[int, ...] = (32, 16, 8),
+        dropout: float = 0.5,
+        epochs: int = 60,
         learning_rate: float = 0.002,
         negatives: int = 4,
-        regularization: float = 0.0,
+        regularization: float = 0.3,
         weighting: str = "log1p",
         bm25_k1: float = 100.0,
         bm25_b: float = 0.8,
         batch_size: int = 1024,
         loss: str = "bce",
-        patience: int = 3,
+        patience: int = 5,
         pretrain: bool = False,
         seed: int = 0,
         device: str = "auto",
     ) -> None:
         self.factors = factors
-        self.layers = tuple(int(x) for x in layers)
+        self.layers = tuple(layers) if isinstance(layers, list | tuple) else layers
         self.dropout = dropout
         self.epochs = epochs
         self.learning_rate = learning_rate
@@ -554,7 +565,7 @@ class NCFSeed(_NeuralRecommender):
     """
 
     name = "ncf-seed"
-    TABLE_SIZE = 1 << 15
+    TABLE_SIZE = 1 << 14
 
     def __init__(
         self,
@@ -572,7 +583,7 @@ class NCFSeed(_NeuralRecommender):
         device: str = "auto",
     ) -> None:
         self.factors = factors
-        self.layers = tuple(int(x) for x in layers)
+        self.layers = tuple(layers) if isinstance(layers, list | tuple) else layers
         self.epochs = epochs
         self.learning_rate = learning_rate
         self.negatives = negatives
@@ -600,12 +611,13 @@ class NCFSeed(_NeuralRecommender):
         n_neg = n_pos * self.negatives
         picked = rng.integers(0, len(pos_users), n_pos)
         neg_users, neg_items = sampler.sample_cells(n_neg, rng)
+        n_neg = len(neg_users)  # 0 when the matrix has no zero left
         total_zero = float(sampler.n_unheard.sum())
         users = np.concatenate([pos_users[picked], neg_users])
         items = np.concatenate([pos_items[picked], neg_items])
         labels = np.concatenate([np.ones(n_pos), np.zeros(n_neg)]).astype(np.float32)
         weights = np.concatenate(
-            [np.full(n_pos, len(pos_users) / n_pos), np.full(n_neg, total_zero / n_neg)]
+            [np.full(n_pos, len(pos_users) / n_pos), np.full(n_neg, total_zero / max(n_neg, 1))]
         ).astype(np.float32)
         weights /= weights.mean()  # the scale is Adam's business; the ratio is the point
         order = rng.permutation(len(users))

@@ -35,8 +35,11 @@ BLOCK_ELEMENTS = 1 << 24
 FOLD_IN_STEPS = 60
 FOLD_IN_LEARNING_RATE = 0.05
 FOLD_IN_CANDIDATES = 2000
-# Strength of the pull towards the mean trained user (per-row loss is a mean of BCE terms).
-FOLD_IN_PRIOR = 1e-3
+# Strength of the pull towards the warm start (per-row loss is a mean of BCE terms).
+FOLD_IN_PRIOR = 1e-2
+# Warm start: the nearest trained users by history cosine, weighted by cosine ** power.
+WARM_START_USERS = 10
+WARM_START_POWER = 4
 
 
 def resolve_device(device: str) -> torch.device:
@@ -301,6 +304,8 @@ class UnheardSampler:
     def sample_cells(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``n`` cells drawn uniformly from all unheard (user, item) cells of the matrix."""
         cumulative = np.cumsum(self.n_unheard)
+        if cumulative[-1] == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
         users = np.searchsorted(cumulative, rng.integers(0, cumulative[-1], n), side="right")
         return users.astype(np.int64), self.sample(users, rng)
 
@@ -384,15 +389,17 @@ def sampled_epoch(
     positive, each with the positive's weight.
     """
     pos_users, pos_items, pos_weights = positives
-    neg_users = np.repeat(pos_users, negatives)
+    # A user who has heard every item has no negative to offer; their positives still count.
+    has_unheard = sampler.n_unheard[pos_users] > 0
+    neg_users = np.repeat(pos_users[has_unheard], negatives)
     neg_items = sampler.sample(neg_users, rng)
     if loss == "bpr":
         order = rng.permutation(len(neg_users))
         return (
             neg_users[order],
-            np.repeat(pos_items, negatives)[order],
+            np.repeat(pos_items[has_unheard], negatives)[order],
             neg_items[order],
-            np.repeat(pos_weights, negatives)[order],
+            np.repeat(pos_weights[has_unheard], negatives)[order],
         )
     users = np.concatenate([pos_users, neg_users])
     items = np.concatenate([pos_items, neg_items])
@@ -455,10 +462,48 @@ def validation_ndcg(
 # -- fold-in ------------------------------------------------------------------------------------
 
 
+def warm_start(
+    net: NCFNet, history: sp.csr_matrix, train: sp.csr_matrix, device: torch.device
+) -> list[torch.Tensor]:
+    """Starting embeddings for unseen histories: a similarity-weighted mean of the trained
+    users whose histories are most alike (cosine over binary rows, the ``WARM_START_USERS``
+    nearest, weights ``cos ** WARM_START_POWER``); the mean trained user where none overlap."""
+    mean = [p.detach() for p in net.mean_user_parts()]
+    n_rows = history.shape[0]
+    k = min(WARM_START_USERS, train.shape[0])
+    starts = [m.repeat(n_rows, 1) for m in mean]
+    if n_rows == 0 or k == 0:
+        return starts
+
+    def unit_rows(m: sp.csr_matrix) -> sp.csr_matrix:
+        binary = sp.csr_matrix((np.ones(m.nnz, np.float32), m.indices, m.indptr), m.shape)
+        norms = np.sqrt(np.diff(binary.indptr)).astype(np.float32)
+        return sp.diags(1.0 / np.maximum(norms, 1.0)) @ binary
+
+    train_unit = unit_rows(train).T.tocsr()
+    for start in range(0, n_rows, 256):
+        block = slice(start, min(start + 256, n_rows))
+        sims = (unit_rows(history[block]) @ train_unit).toarray()
+        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        weights = np.take_along_axis(sims, nearest, axis=1) ** WARM_START_POWER
+        totals = weights.sum(1)
+        found = totals > 0
+        if not found.any():
+            continue
+        weights = torch.as_tensor(weights[found] / totals[found, None], device=device)
+        rows = torch.as_tensor(np.arange(block.start, block.stop)[found], device=device)
+        with torch.no_grad():
+            parts = net.user_parts(torch.as_tensor(nearest[found], device=device))
+            for target, part in zip(starts, parts, strict=True):
+                target[rows] = (weights[..., None].to(part.dtype) * part).sum(1)
+    return starts
+
+
 def fold_in(
     net: NCFNet,
     history: sp.csr_matrix,
     weights: np.ndarray,
+    start: list[torch.Tensor],
     negatives: int,
     loss: str,
     seed: int,
@@ -466,13 +511,14 @@ def fold_in(
 ) -> list[torch.Tensor]:
     """User embeddings for unseen histories, every network weight frozen.
 
-    Each history row gets its own embedding(s), started from the mean trained user and moved
-    by ``FOLD_IN_STEPS`` Adam steps on the training objective (an L2 pull towards that mean
-    user stands in for weight decay): its heard items as positives
-    against a fixed, seeded set of ``FOLD_IN_CANDIDATES`` candidate items (those it has not
-    heard) as negatives, weighted so that each positive faces ``negatives`` negatives as in
-    training. Rows do not interact (Adam is element-wise), so a batch gives the same result
-    as one history at a time, and the result depends only on the history and the seed.
+    Each history row gets its own embedding(s), started at ``start`` (``warm_start``) and
+    moved by ``FOLD_IN_STEPS`` Adam steps on the training objective, with a weak L2 pull
+    towards the start standing in for weight decay: its heard items (weighted by confidence)
+    as positives against a fixed, seeded set of ``FOLD_IN_CANDIDATES`` candidate items (those
+    it has not heard) as negatives, weighted so that each positive faces ``negatives``
+    negatives as in training. Rows do not interact (Adam is element-wise), so a batch gives
+    the same result as one history at a time, and the result depends only on the history,
+    the trained model and the seed.
     """
     history = sp.csr_matrix(history)
     n_rows, n_items = history.shape
@@ -488,14 +534,18 @@ def fold_in(
     n_neg = n_candidates - heard_candidates.sum(1)
     pos_rows, pos_items = positive_pairs(history)
 
-    mean = [p.detach() for p in net.mean_user_parts()]
-    params = [m.repeat(n_rows, 1).clone().requires_grad_(True) for m in mean]
+    anchor = [p.detach() for p in start]
+    params = [p.clone().requires_grad_(True) for p in anchor]
     frozen = [p.requires_grad for p in net.parameters()]
     for p in net.parameters():
         p.requires_grad_(False)
     net.eval()
     try:
         optimizer = torch.optim.Adam(params, lr=FOLD_IN_LEARNING_RATE)
+        # Large steps first to travel from the mean user, then smaller ones to settle.
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: max(0.02, 1.0 - step / max(FOLD_IN_STEPS, 1))
+        )
         pos_rows_t = torch.as_tensor(pos_rows, device=device)
         pos_items_t = torch.as_tensor(pos_items, device=device)
         neg_mask = torch.as_tensor(~heard_candidates, device=device, dtype=torch.float32)
@@ -526,13 +576,14 @@ def fold_in(
                 row_loss = torch.zeros(n_rows, device=device).index_add(0, pos_rows_t, pos_loss)
                 neg_loss = (F.softplus(cand_logits) * neg_mask).sum(1) * neg_weight
                 row_loss = (row_loss + neg_loss) / norm
-            # The prior is the mean user (not zero), so an empty history stays there.
+            # The prior is the warm start (not zero), so an empty history stays there.
             penalty = (
-                sum(((p - m) ** 2).sum(1) for p, m in zip(params, mean, strict=True))
+                sum(((p - m) ** 2).sum(1) for p, m in zip(params, anchor, strict=True))
                 * FOLD_IN_PRIOR
             )
             (row_loss + penalty).sum().backward()
             optimizer.step()
+            schedule.step()
     finally:
         for p, flag in zip(net.parameters(), frozen, strict=True):
             p.requires_grad_(flag)
