@@ -41,7 +41,7 @@ serve: $(STAMP)
 	$(BIN)/tastemaker serve $(DEMO)/model --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -327,3 +327,22 @@ def test_hybrid_quality_on_hetrec(hetrec):
     assert metrics["ndcg@10"] >= 0.245
     assert "tag_cosine" in model.feature_names_
     assert model.training_stats_["candidate_recall"] > 0.6
+
+
+def test_too_little_data_for_a_ranker_falls_back_to_rank_fusion(tmp_path):
+    """No user has the 5 items an inner validation split needs: the generators' ranks are
+    fused instead, and the model still saves, loads and serves (an empty history too)."""
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(30), 3)
+    items = np.concatenate([rng.choice(12, 3, replace=False) for _ in range(30)])
+    data = Interactions.from_arrays([f"u{u}" for u in users], [f"i{i}" for i in items])
+    model = create_model("hybrid", **SMALL).fit(data)
+    assert model.booster_ is None
+    ids, _ = model.recommend(np.arange(30), n=5)
+    assert (ids >= 0).all()
+    loaded = load_model(model.save(tmp_path / "fused"))
+    assert not (tmp_path / "fused" / "ranker.txt").exists()
+    np.testing.assert_array_equal(loaded.score(np.arange(30)), model.score(np.arange(30)))
+    empty = sp.csr_matrix((1, data.n_items), dtype=np.float32)
+    ids, scores = loaded.recommend_for_history(empty, n=3)
+    assert (ids >= 0).all() and np.isfinite(scores).all()

@@ -226,3 +226,15 @@ def test_session_candidates_add_recall_on_synthetic_sessions(synthetic_split):
     assert with_sessions >= without + 0.02
     # Not merely more candidates: sessions alone rivals the best collaborative generator.
     assert recall(["sessions"]) >= 0.9 * max(recall([g]) for g in ("als", "itemknn", "ease"))
+
+
+def test_counting_in_blocks_of_users_changes_nothing():
+    rng = np.random.default_rng(4)
+    user = np.repeat(np.arange(40), 50)
+    item = rng.integers(0, 30, len(user))
+    t = np.tile(np.cumsum(rng.integers(60, 900, 50)), 40)
+    whole = session_pair_counts(user, item, t, 30, max_contribution=3)
+    blocks = session_pair_counts(user, item, t, 30, max_contribution=3, block_listens=170)
+    assert _pairs(whole) == _pairs(blocks) and len(whole.a) > 100
+    np.testing.assert_array_equal(whole.occurrences, blocks.occurrences)
+    assert whole.n_sessions == blocks.n_sessions

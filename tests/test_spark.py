@@ -48,9 +48,8 @@ def test_spark_ingest_matches_polars(dump, tmp_path, level):
 
 
 def test_spark_ingest_real_listenbrainz_dumps(tmp_path):
-    from tastemaker.engines.spark import spark_ingest
-
     from conftest import LISTENBRAINZ
+    from tastemaker.engines.spark import spark_ingest
 
     out = spark_ingest([LISTENBRAINZ], tmp_path / "lb", master="local[1]")
     assert out.n_users == 2

@@ -37,7 +37,7 @@ from threadpoolctl import ThreadpoolController
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError, UsageError
-from tastemaker.models.base import Recommender, mask_rows, top_n
+from tastemaker.models.base import Recommender, mask_rows
 from tastemaker.models.features import FEATURE_GROUPS, Candidates, FeatureBuilder, gather
 from tastemaker.models.sessions import restrict_events
 from tastemaker.models.validation import holdout_split
@@ -67,6 +67,38 @@ def _names(value: str | list[str] | tuple[str, ...]) -> list[str]:
     return [str(v) for v in value]
 
 
+def top_entries(
+    scores: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The n best finite scores of each row as flat (row, item, 1-based rank, score) arrays,
+    sorted by row then item; ties go to the lower item index.
+
+    The lists of ``base.top_n``, without padding, and with ties at the cut resolved the same
+    way as everywhere else (``argpartition`` alone would pick among them arbitrarily).
+    """
+    rows, n_items = scores.shape
+    n_eff = min(n, n_items)
+    if n_eff <= 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, np.zeros(0, np.float32)
+    if n_eff < n_items:
+        # (An index partition: a value partition is slower on rows with many equal scores,
+        # such as a neighbour model's zeros.)
+        part = np.argpartition(-scores, n_eff - 1, axis=1)[:, :n_eff]
+        threshold = np.take_along_axis(scores, part, axis=1).min(axis=1)
+        chosen = (scores >= threshold[:, None]) & np.isfinite(scores)
+    else:
+        chosen = np.isfinite(scores)
+    row, item = np.nonzero(chosen)
+    value = scores[row, item]
+    order = np.lexsort((item, -value, row))
+    starts = np.searchsorted(row[order], np.arange(rows))
+    rank = np.empty(len(row), np.int64)
+    rank[order] = np.arange(len(row)) - starts[row[order]] + 1
+    keep = rank <= n_eff  # ties at the threshold can select a few more
+    return row[keep], item[keep], rank[keep], value[keep]
+
+
 def propose(
     generators: dict[str, Recommender],
     history: sp.csr_matrix,
@@ -87,18 +119,19 @@ def propose(
         if fallback is None:
             fallback = scores.copy()
         mask_rows(scores, history)
-        ids, best = top_n(scores, n)
-        valid = (ids >= 0) & np.isfinite(best)
-        count = valid.sum(axis=1)
-        values = np.where(valid, best, 0.0)
-        mean = values.sum(axis=1) / np.maximum(count, 1)
-        spread = np.sqrt(((values - mean[:, None]) ** 2 * valid).sum(axis=1) / np.maximum(count, 1))
-        first = values[:, 0] if n else np.zeros(rows, np.float32)
-        row_of, rank_of = np.nonzero(valid)
-        key = row_of * n_items + ids[valid]
-        order = np.argsort(key)
-        relative = (best[valid] - first[row_of]) / (spread[row_of] + 1e-6)
-        proposals.append((key[order], rank_of[order] + 1, best[valid][order], relative[order]))
+        row_of, item, rank_of, best = top_entries(scores, n)
+        # A generator whose scores are all equal for a row (an empty history, say) has no
+        # opinion there: its "top n" would be the lowest item indices. It proposes nothing.
+        lowest = np.where(np.isfinite(scores), scores, np.inf).min(axis=1)
+        first = np.zeros(rows, np.float32)
+        first[row_of[rank_of == 1]] = best[rank_of == 1]
+        keep = first[row_of] > lowest[row_of]
+        row_of, item, rank_of, best = row_of[keep], item[keep], rank_of[keep], best[keep]
+        count = np.maximum(np.bincount(row_of, minlength=rows), 1)
+        mean = np.bincount(row_of, best, rows) / count
+        spread = np.sqrt(np.bincount(row_of, (best - mean[row_of]) ** 2, rows) / count)
+        relative = (best - first[row_of]) / (spread[row_of] + 1e-6)
+        proposals.append((row_of * n_items + item, rank_of, best, relative))  # sorted keys
     union = np.unique(np.concatenate([p[0] for p in proposals]))
     shape = (len(union), len(proposals))
     score = np.full(shape, np.nan, np.float32)

@@ -74,19 +74,67 @@ def session_pair_counts(
     max_contribution: int = 5,
     max_session_items: int = 200,
     item_group: np.ndarray | None = None,
+    block_listens: int = 2_000_000,
 ) -> SessionPairs:
     """Count co-listened pairs of distinct items over all users' sessions.
 
     ``item_group`` (optional, one integer per item) excludes pairs whose items share a group:
     at recording level, the artist. Sessions with more than ``max_session_items`` distinct items
     (an endless radio, a scrobbling bot) are cut into chunks of that size, in order of first
-    listen, which bounds the quadratic number of pairs.
+    listen, which bounds the quadratic number of pairs. Users are processed in blocks of about
+    ``block_listens`` listens (whole users), which bounds memory on large dumps.
     """
     user = np.asarray(user, dtype=np.int64)
     item = np.asarray(item, dtype=np.int64)
     timestamp = np.asarray(timestamp, dtype=np.int64)
     order = np.lexsort((timestamp, user))
     user, item, timestamp = user[order], item[order], timestamp[order]
+    # Blocks start at the first user whose first listen falls in the next block_listens.
+    user_starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]]) if len(user) else []
+    block_of = np.asarray(user_starts, np.int64) // max(int(block_listens), 1)
+    new_block = np.r_[True, block_of[1:] != block_of[:-1]] if len(block_of) else []
+    cuts = [*np.asarray(user_starts)[new_block].tolist(), len(user)]
+    keys, counts = [], []
+    occurrences = np.zeros(n_items)
+    n_sessions = 0
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        if hi <= lo:
+            continue
+        block = _block_pair_counts(
+            user[lo:hi],
+            item[lo:hi],
+            timestamp[lo:hi],
+            n_items,
+            session_gap,
+            track_length,
+            max_contribution,
+            max_session_items,
+            item_group,
+        )
+        keys.append(block[0])
+        counts.append(block[1])
+        occurrences += block[2]
+        n_sessions += block[3]
+    pair_keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    pair_counts = np.concatenate(counts) if counts else np.zeros(0)
+    pairs, inverse = np.unique(pair_keys, return_inverse=True)
+    count = np.bincount(inverse, weights=pair_counts, minlength=len(pairs))
+    return SessionPairs(pairs // n_items, pairs % n_items, count, occurrences, n_sessions)
+
+
+def _block_pair_counts(
+    user: np.ndarray,
+    item: np.ndarray,
+    timestamp: np.ndarray,
+    n_items: int,
+    session_gap: float,
+    track_length: float,
+    max_contribution: int,
+    max_session_items: int,
+    item_group: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Pair keys ``a * n_items + b`` with their capped counts summed over the block's users,
+    item occurrences and the number of sessions, for listens sorted by user then time."""
     session = session_ids(user, timestamp, session_gap, track_length)
     n_sessions = int(session[-1]) + 1 if len(session) else 0
 
@@ -94,19 +142,16 @@ def session_pair_counts(
     key = session * n_items + item
     _, first = np.unique(key, return_index=True)
     first.sort()  # back in (session, time) order
-    s_session, s_item = session[first], item[first]
-    s_user = user[first]
+    s_session, s_item, s_user = session[first], item[first], user[first]
 
     # Cut long sessions into chunks of max_session_items.
     starts = np.flatnonzero(np.r_[True, s_session[1:] != s_session[:-1]])
     lengths = np.diff(np.r_[starts, len(s_session)])
     within = np.arange(len(s_session)) - np.repeat(starts, lengths)
     chunk_start = np.r_[True, s_session[1:] != s_session[:-1]] | (within % max_session_items == 0)
-    chunk = np.cumsum(chunk_start) - 1
 
     # Item occurrences: sessions per (user, item), capped, summed over users.
-    ui_key = s_user * n_items + s_item
-    ui_unique, ui_sessions = np.unique(ui_key, return_counts=True)
+    ui_unique, ui_sessions = np.unique(s_user * n_items + s_item, return_counts=True)
     occurrences = np.bincount(
         ui_unique % n_items,
         weights=np.minimum(ui_sessions, max_contribution).astype(np.float64),
@@ -115,11 +160,11 @@ def session_pair_counts(
 
     # All pairs (p, q), p before q, within each chunk: element p pairs with the rest of its chunk.
     c_starts = np.flatnonzero(chunk_start)
-    c_lengths = np.diff(np.r_[c_starts, len(chunk)])
-    c_within = np.arange(len(chunk)) - np.repeat(c_starts, c_lengths)
+    c_lengths = np.diff(np.r_[c_starts, len(s_item)])
+    c_within = np.arange(len(s_item)) - np.repeat(c_starts, c_lengths)
     partners = np.repeat(c_lengths, c_lengths) - 1 - c_within
     total = int(partners.sum())
-    left = np.repeat(np.arange(len(chunk)), partners)
+    left = np.repeat(np.arange(len(s_item)), partners)
     offset = np.arange(total) - np.repeat(np.cumsum(partners) - partners, partners)
     right = left + 1 + offset
     a = np.minimum(s_item[left], s_item[right])
@@ -130,8 +175,7 @@ def session_pair_counts(
         keep = group[a] != group[b]
         a, b, pair_user = a[keep], b[keep], pair_user[keep]
     if len(a) == 0:
-        empty = np.zeros(0, np.int64)
-        return SessionPairs(empty, empty, np.zeros(0), occurrences, n_sessions)
+        return np.zeros(0, np.int64), np.zeros(0), occurrences, n_sessions
 
     # Per user and pair: the number of sessions with both, capped; then summed over users.
     pair_key = a * n_items + b
@@ -141,10 +185,8 @@ def session_pair_counts(
     run_index = np.flatnonzero(run_start)
     run_count = np.diff(np.r_[run_index, len(pair_key)])
     capped = np.minimum(run_count, max_contribution).astype(np.float64)
-    run_pair = pair_key[run_index]
-    pairs, inverse = np.unique(run_pair, return_inverse=True)
-    count = np.bincount(inverse, weights=capped)
-    return SessionPairs(pairs // n_items, pairs % n_items, count, occurrences, n_sessions)
+    pairs, inverse = np.unique(pair_key[run_index], return_inverse=True)
+    return pairs, np.bincount(inverse, weights=capped), occurrences, n_sessions
 
 
 def top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
