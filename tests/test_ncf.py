@@ -247,6 +247,10 @@ def test_the_same_seed_gives_the_same_model_and_another_seed_another():
     np.testing.assert_array_equal(first, again)
     other = fit("neumf", data, epochs=5, dropout=0.2, seed=1).score(users)
     assert not np.allclose(first, other)
+    # Training leaves the caller's torch state alone: random generator and thread count.
+    torch.set_num_threads(2)
+    fit("gmf", data, epochs=1)
+    assert torch.get_num_threads() == 2
     # Training leaves the caller's global torch random state alone.
     torch.manual_seed(123)
     expected = torch.rand(3)
@@ -265,6 +269,14 @@ def test_early_stopping_keeps_the_best_epoch_and_records_the_curve():
     # It stopped because the metric stalled, `patience` epochs after the best.
     assert len(loss) == 40 or len(loss) == model.best_epoch_ + 3
     assert loss[-1] < loss[0]
+
+
+def test_early_stopping_works_on_a_catalogue_smaller_than_the_cut_off():
+    rng = np.random.default_rng(2)
+    dense = (rng.random((30, 7)) < 0.8).astype(np.float32)
+    dense[:, 0] = 0.0
+    model = fit("gmf", interactions(dense), epochs=4, patience=2)
+    assert np.isfinite(model.history_["validation_ndcg"]).all()
 
 
 def test_a_callback_returning_true_stops_training():

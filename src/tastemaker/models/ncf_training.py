@@ -423,8 +423,7 @@ def score_block_parts(
 ) -> torch.Tensor:
     """Logits of users (given by their embedding parts) against items, in memory-sized blocks."""
     net.eval()
-    n_items = net.item_tables and getattr(net, net.item_tables[0]).num_embeddings
-    n_items = n_items if items is None else len(items)
+    n_items = getattr(net, net.item_tables[0]).num_embeddings if items is None else len(items)
     rows = net.block_rows(n_items)
     blocks = [
         net.block_logits([p[start : start + rows] for p in parts], items)
@@ -444,7 +443,7 @@ def validation_ndcg(
     score_fn=None,
 ) -> float:
     """NDCG@k of ``users`` on ``valid``, ranking every item not in their ``train`` row."""
-    ranked = np.empty((len(users), k), np.int64)
+    ranked = np.full((len(users), k), -1, np.int64)  # -1 pads catalogues under k items
     chunk = 256
     for start in range(0, len(users), chunk):
         block = users[start : start + chunk]
@@ -455,7 +454,8 @@ def validation_ndcg(
         scores[
             torch.as_tensor(r, device=device), torch.as_tensor(rows.indices, device=device)
         ] = -torch.inf
-        ranked[start : start + len(block)] = torch.topk(scores, k, dim=1).indices.cpu().numpy()
+        top = torch.topk(scores, min(k, scores.shape[1]), dim=1).indices.cpu().numpy()
+        ranked[start : start + len(block), : top.shape[1]] = top
     return ndcg_at_k(ranked, valid[users], k)
 
 
