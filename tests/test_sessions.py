@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from tastemaker.data.interactions import Interactions, ListenEvents, Vocabulary, empty_metadata
 from tastemaker.errors import UsageError
-from tastemaker.models import MODELS, create_model, load_model
+from tastemaker.models import create_model, load_model
 from tastemaker.models.sessions import (
     SessionCoListen,
     item_groups,
@@ -19,8 +19,6 @@ from tastemaker.models.sessions import (
     session_ids,
     session_pair_counts,
 )
-
-MODELS.setdefault("sessions", "tastemaker.models.sessions:SessionCoListen")
 
 # Hand-made listens (user, item, start time in seconds).
 #   user 0: items 0, 1, 2 a minute apart; 10 minutes later items 0, 1 again (a 2nd session).

@@ -64,9 +64,10 @@ class Candidates:
 
 def gather(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Values ``matrix[rows[k], cols[k]]`` of a CSR matrix (0 where absent), vectorised."""
-    m = sp.csr_matrix(matrix)
-    m.sum_duplicates()
-    m.sort_indices()
+    m = matrix if sp.isspmatrix_csr(matrix) else sp.csr_matrix(matrix)
+    if not m.has_canonical_format:  # sorted, no duplicates: needed for the binary search
+        m = m.copy()
+        m.sum_duplicates()
     n_cols = m.shape[1]
     entry_rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
     keys = entry_rows * n_cols + m.indices.astype(np.int64)  # sorted: rows, then columns
@@ -76,6 +77,21 @@ def gather(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndar
     at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
     found = keys[at] == wanted
     return np.where(found, m.data[at], 0.0).astype(np.float32)
+
+
+# Blocks of history rows up to this many cells are looked up densely (16 MB of float32).
+DENSE_LOOKUP_CELLS = 1 << 22
+
+
+def lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``gather`` for any shape of ``rows`` / ``cols``; through a dense copy when the matrix is
+    small (one user's history), where that is several times faster than a binary search."""
+    cols = np.asarray(cols)
+    safe = np.maximum(cols, 0)
+    if matrix.shape[0] * matrix.shape[1] <= DENSE_LOOKUP_CELLS:
+        return matrix.toarray()[rows, safe].astype(np.float32, copy=False)
+    flat = gather(matrix, np.ravel(rows), np.ravel(safe))
+    return flat.reshape(np.shape(cols))
 
 
 def row_entries(
@@ -185,11 +201,11 @@ class TagProfiles:
 
     def profiles(self, weighted: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
         """Dense ``(rows, tags)`` L2-normalised profiles: weighted sums of item vectors."""
-        rows = weighted.shape[0]
-        dense = np.zeros((rows, len(self.idf)), np.float32)
+        rows, n_tags = weighted.shape[0], len(self.idf)
         history_row = np.repeat(np.arange(rows), np.diff(weighted.indptr))
         owner, tag, value = row_entries(self.item_vectors, weighted.indices)
-        np.add.at(dense, (history_row[owner], tag), value * weighted.data[owner])
+        cells = [history_row[owner] * n_tags + tag]
+        weights = [value * weighted.data[owner]]
         if users is not None and len(self.own_keys):
             # Swap in the own-free vector of every history item the user tagged.
             position, pair = self._own_pairs(
@@ -199,9 +215,16 @@ class TagProfiles:
                 w = weighted.data[position]
                 row = history_row[position]
                 owner, tag, value = row_entries(self.item_vectors, weighted.indices[position])
-                np.add.at(dense, (row[owner], tag), -value * w[owner])
+                cells.append(row[owner] * n_tags + tag)
+                weights.append(-value * w[owner])
                 owner, tag, value = row_entries(self.own_vectors, pair)
-                np.add.at(dense, (row[owner], tag), value * w[owner])
+                cells.append(row[owner] * n_tags + tag)
+                weights.append(value * w[owner])
+        # One bincount over (row, tag) cells: a scatter-add much faster than np.add.at.
+        dense = np.bincount(
+            np.concatenate(cells), np.concatenate(weights), minlength=rows * n_tags
+        ).reshape(rows, n_tags)
+        dense = dense.astype(np.float32)
         norms = np.linalg.norm(dense, axis=1, keepdims=True)
         return np.divide(dense, norms, out=np.zeros_like(dense), where=norms > 0)
 
@@ -211,7 +234,13 @@ class TagProfiles:
         """Cosine of each candidate with its row's profile, and the candidate's tag count."""
         counts = self.item_counts[item].copy()
         position, pair = self._own_pairs(row_user, item)
-        cosine = _rowwise_dot(self.item_vectors, item, profiles, row)
+        if profiles.shape[0] == 1:  # one listener: one sparse product with every item is cheaper
+            # (float64, like _rowwise_dot: exact products summed in the same order, so one
+            # listener gets bit-identical features alone and in a batch.)
+            cosine = (self.item_vectors @ profiles[0].astype(np.float64))[item]
+            cosine = cosine.astype(np.float32)
+        else:
+            cosine = _rowwise_dot(self.item_vectors, item, profiles, row)
         if len(position):
             cosine[position] = _rowwise_dot(self.own_vectors, pair, profiles, row[position])
             counts[position] = self.own_item_counts[pair]
@@ -223,7 +252,7 @@ def _rowwise_dot(
 ) -> np.ndarray:
     """``vectors[which[k]] . dense[row[k]]`` for every k (sparse rows against dense rows)."""
     owner, cols, values = row_entries(vectors, which)
-    products = values * dense[row[owner], cols]
+    products = values.astype(np.float64) * dense[row[owner], cols]
     return np.bincount(owner, weights=products, minlength=len(which)).astype(np.float32)
 
 
@@ -262,6 +291,7 @@ class FeatureBuilder:
     def fit(self, interactions: Interactions) -> FeatureBuilder:
         m = interactions.user_items
         self.n_items = interactions.n_items
+        self._table = None
         listeners = np.bincount(m.indices, minlength=self.n_items).astype(np.float32)
         plays = np.bincount(m.indices, weights=np.log1p(m.data), minlength=self.n_items)
         self.item_log_listeners = np.log1p(listeners).astype(np.float32)
@@ -397,14 +427,26 @@ class FeatureBuilder:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Over each candidate's closest neighbours: similarity-weighted and plain sums of the
         user's log plays, and how many of them the user has heard."""
-        owner, neighbour, similarity = row_entries(self.neighbour_sim, item)
-        plays = gather(weighted, row[owner], neighbour)
-        n = len(item)
-        return (
-            np.bincount(owner, similarity * plays, minlength=n),
-            np.bincount(owner, plays, minlength=n),
-            np.bincount(owner, plays > 0, minlength=n),
-        )
+        index, similarity = self._neighbour_table()
+        neighbours, weights = index[item], similarity[item]  # (candidates, k); -1 pads
+        plays = lookup(weighted, np.broadcast_to(row[:, None], neighbours.shape), neighbours)
+        plays = np.where(neighbours >= 0, plays, 0.0)
+        return (weights * plays).sum(axis=1), plays.sum(axis=1), (plays > 0).sum(axis=1)
+
+    def _neighbour_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """The neighbour lists as a dense (items, k) table, -1 where an item has fewer."""
+        if getattr(self, "_table", None) is None:
+            sim = self.neighbour_sim
+            lengths = np.diff(sim.indptr)
+            width = max(int(lengths.max()) if len(lengths) else 0, 1)
+            index = np.full((sim.shape[0], width), -1, np.int64)
+            weights = np.zeros((sim.shape[0], width), np.float32)
+            rows = np.repeat(np.arange(sim.shape[0]), lengths)
+            slot = np.arange(sim.nnz) - np.repeat(sim.indptr[:-1], lengths)
+            index[rows, slot] = sim.indices
+            weights[rows, slot] = sim.data
+            self._table = (index, weights)
+        return self._table
 
     # -- persistence -----------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
@@ -425,6 +467,7 @@ class FeatureBuilder:
         self.item_log_listeners = arrays["feat_item_log_listeners"]
         self.item_plays_per_listener = arrays["feat_item_plays_per_listener"]
         self.n_items = len(self.item_log_listeners)
+        self._table = None
         self.active = [str(g) for g in arrays["feat_active"]]
         if "neighbours" in self.active:
             self.neighbour_sim = _csr_from(arrays, "feat_neighbour_sim")
