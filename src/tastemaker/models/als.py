@@ -15,11 +15,10 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.topk import topk
-from threadpoolctl import threadpool_limits
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import UsageError
-from tastemaker.models.base import FactorModel, Recommender, WeightedInput
+from tastemaker.models.base import FactorModel, Recommender, WeightedInput, single_blas_thread
 
 
 class StopTraining(Exception):
@@ -131,7 +130,7 @@ class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
         if self.regularization < 0:
             raise UsageError(f"als: regularization must be >= 0, not {self.regularization!r}")
         weighted = self._fit_weighting(interactions.user_items)
-        with threadpool_limits(1, "blas"):
+        with single_blas_thread():
             solver = self._new_solver()
 
             # implicit updates its factor arrays in place, so the fit callback can score the
@@ -152,7 +151,7 @@ class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
         """The implicit model around the learned factors (rebuilt after ``load``)."""
         solver = getattr(self, "_solver", None)
         if solver is None or solver.item_factors is not self.item_factors_:
-            with threadpool_limits(1, "blas"):
+            with single_blas_thread():
                 solver = self._new_solver()
             solver.user_factors = self.user_factors_
             solver.item_factors = self.item_factors_
@@ -170,7 +169,7 @@ class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
         history = self._check_history(history)
         weighted = self._weigh(history)
         solver = self._fitted_solver()
-        with threadpool_limits(1, "blas"):
+        with single_blas_thread():
             vectors = solver.recalculate_user(np.arange(history.shape[0]), weighted)
         return np.asarray(vectors, dtype=np.float32).reshape(history.shape[0], -1)
 

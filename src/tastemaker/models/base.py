@@ -18,6 +18,7 @@ Subclasses implement ``_fit``, ``_score_rows``, ``_similar`` and the state hooks
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 from abc import ABC, abstractmethod
@@ -27,6 +28,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import ThreadpoolController
 
 from tastemaker.artifacts import (
     atomic_directory,
@@ -38,6 +40,21 @@ from tastemaker.artifacts import (
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.weighting import WEIGHTINGS, apply_weighting, weighting_statistics
 from tastemaker.errors import ArtifactError, UsageError
+
+
+@functools.cache
+def _thread_controller() -> ThreadpoolController:
+    """Built once: inspecting the loaded native libraries costs about a millisecond per call,
+    which ``threadpool_limits`` would pay on every request."""
+    return ThreadpoolController()
+
+
+def single_blas_thread():
+    """Context manager: BLAS on one thread inside it. implicit's solvers run their own threads
+    and warn (and slow down) when BLAS also fans out; small per-request products are faster
+    on one thread."""
+    return _thread_controller().limit(limits=1, user_api="blas")
+
 
 MODEL_KIND = "model"
 # Models score users in blocks of this many rows to bound memory (rows x n_items floats).

@@ -20,12 +20,11 @@ import contextlib
 import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.bpr import BayesianPersonalizedRanking
-from threadpoolctl import threadpool_limits
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import UsageError
 from tastemaker.models.als import ImplicitRanking, StopTraining, check_positive, cosine_to_all
-from tastemaker.models.base import FactorModel, Recommender
+from tastemaker.models.base import FactorModel, Recommender, single_blas_thread
 
 # Ridge penalty of the fold-in regression, relative to the mean diagonal of its Gram matrix.
 FOLD_IN_RIDGE = 1e-3
@@ -66,7 +65,7 @@ class BPR(ImplicitRanking, FactorModel, Recommender):
         if self.regularization < 0:
             raise UsageError(f"bpr: regularization must be >= 0, not {self.regularization!r}")
         listened = interactions.user_items
-        with threadpool_limits(1, "blas"):
+        with single_blas_thread():
             solver = BayesianPersonalizedRanking(
                 factors=int(self.factors),
                 learning_rate=float(self.learning_rate),

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 
 from tastemaker.data.interactions import UNKNOWN_TIME, Interactions, TagAssignments
+from tastemaker.models.base import single_blas_thread
 
 FEATURE_GROUPS = ("scores", "popularity", "user", "neighbours", "tags", "recency")
 DAY = 86_400
@@ -309,7 +309,7 @@ class FeatureBuilder:
             norms = np.sqrt(np.bincount(weighted.indices, weighted.data**2, self.n_items))
             weighted.data /= np.maximum(norms, 1e-12)[weighted.indices]
             knn = ItemItemRecommender(K=self.neighbours + 1)  # +1: it keeps the item itself
-            with threadpool_limits(1, "blas"):
+            with single_blas_thread():
                 knn.fit(weighted, show_progress=False)
             sim = sp.csr_matrix(knn.similarity, dtype=np.float32)
             sim.setdiag(0)

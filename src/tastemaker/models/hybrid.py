@@ -25,7 +25,6 @@ directory under ``generators/<name>/`` (its own ``save`` / ``load``), the featur
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import time
@@ -34,11 +33,10 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import ThreadpoolController
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError, UsageError
-from tastemaker.models.base import Recommender, mask_rows
+from tastemaker.models.base import Recommender, mask_rows, single_blas_thread
 from tastemaker.models.features import FEATURE_GROUPS, Candidates, FeatureBuilder, gather
 from tastemaker.models.sessions import restrict_events
 from tastemaker.models.validation import holdout_split
@@ -54,12 +52,6 @@ NEEDS_EVENTS = {"sessions"}
 BLOCK = 256
 # Reciprocal-rank fusion constant, used only when the data is too small to train a ranker.
 RRF_K = 60.0
-
-
-@functools.cache
-def _blas_controller() -> ThreadpoolController:
-    """Built once: inspecting the loaded libraries takes about a millisecond."""
-    return ThreadpoolController()
 
 
 def ranker_threads() -> int:
@@ -472,7 +464,7 @@ class Hybrid(Recommender):
     def _score_rows(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
         # One BLAS thread: the generators' products here are small, and waking a sleeping BLAS
         # thread pool after LightGBM and scipy have run costs milliseconds per call.
-        with _blas_controller().limit(limits=1, user_api="blas"):
+        with single_blas_thread():
             if history.shape[0] <= BLOCK:  # one user at serving time: no slicing
                 return self._score_block(history, users)
             out = np.empty(history.shape, np.float32)
