@@ -4,7 +4,7 @@
 For exact retrieval (the model scores all items: the reference) and the ANN index, and for
 user recommendations (GET) and history-based ones (POST, fold-in), it measures:
 
-* latency at a fixed offered rate (open loop, default 300 requests/s, 10,000 requests for the
+* latency at a fixed offered rate (open loop, default 330 requests/s, 10,000 requests for the
   ANN user run), from a client process (httpx, asyncio, bounded in-flight requests);
 * peak throughput with ``wrk`` (closed loop, a few connections) when wrk is installed.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import gc
 import json
 import multiprocessing
 import os
@@ -229,6 +230,9 @@ def open_loop(url: str, requests: list, rate: float, max_in_flight: int) -> dict
             latencies.clear()
             errors = 0
             kinds.clear()
+            # The client's own garbage collection pauses would be counted as server latency.
+            gc.collect()
+            gc.disable()
             started = time.perf_counter()
             tasks = []
             for i, req in enumerate(requests):
@@ -238,6 +242,7 @@ def open_loop(url: str, requests: list, rate: float, max_in_flight: int) -> dict
                 tasks.append(asyncio.create_task(one(*req)))
             await asyncio.gather(*tasks)
             elapsed = time.perf_counter() - started
+            gc.enable()
         ms = np.asarray(latencies) * 1000
         return {
             "requests": len(latencies),
@@ -326,7 +331,9 @@ def main() -> None:
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=15)
     parser.add_argument("--requests", type=int, default=10_000, help="ANN user run; others 1/3")
-    parser.add_argument("--rate", type=float, default=TARGET_RPS, help="offered requests/s")
+    # Offered 10 % above the target: the rate that counts is the one achieved (completed
+    # requests over the run's wall time, tail included), which trails the offered rate.
+    parser.add_argument("--rate", type=float, default=1.1 * TARGET_RPS, help="offered requests/s")
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--wrk-seconds", type=int, default=10)
