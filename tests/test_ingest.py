@@ -168,3 +168,38 @@ def test_reduction_matches_a_plain_group_by(level):
         ev.user.astype(np.int64) * inter.n_items + ev.item, minlength=inter.n_users * inter.n_items
     )
     assert (rows.reshape(inter.n_users, inter.n_items) > 0).sum() == inter.nnz
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 22])
+def test_single_listens_take_the_packed_sort_and_match_a_group_by(monkeypatch, chunk):
+    # One play per row with known times: pairs and events come from in-place sorts of packed
+    # keys, processed in chunks (a tiny chunk puts pair runs across chunk boundaries).
+    import tastemaker.data.listens as listens_module
+
+    monkeypatch.setattr(listens_module, "_CHUNK", chunk)
+    frame = random_listens(n=1500, seed=3).with_columns(count=pl.lit(1, pl.Int64))
+    table = listens_module.encode_listens(conform(frame.lazy()), "artist")
+    assert table.count is None and table.time is not None
+    expected = sorted(
+        zip(
+            table.users.ids.gather(table.user),
+            table.item.tolist(),
+            table.time.tolist(),
+            strict=True,
+        )
+    )
+    inter = listens_module.interactions_from_table(table, consume=True)
+    users, items, cells = reference(frame, "artist")
+    coo = inter.user_items.tocoo()
+    last = dict(zip(zip(coo.row, coo.col, strict=True), inter.last_listened, strict=True))
+    got = {
+        (users[r], items[c]): (int(v), int(last[(r, c)]))
+        for r, c, v in zip(*coo.nonzero(), coo.data, strict=True)
+    }
+    assert got == cells
+    ev = inter.events
+    np.testing.assert_array_equal(np.lexsort((ev.item, ev.timestamp, ev.user)), np.arange(len(ev)))
+    events = sorted(
+        zip(inter.users.ids.gather(ev.user), ev.item.tolist(), ev.timestamp.tolist(), strict=True)
+    )
+    assert events == expected

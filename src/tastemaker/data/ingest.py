@@ -115,7 +115,7 @@ def ingest(
             with steps.step("filter", "filtering"):
                 table, filter_steps = filter_table(table, filters)
             with steps.step("reduce", f"building the user x {level} matrix"):
-                interactions = interactions_from_table(table, keep_events=keep_events)
+                interactions = interactions_from_table(table, keep_events=keep_events, consume=True)
                 del table
                 if source.tag_assignments is not None and level == "artist":
                     tags = index_tags(interactions, source.tag_assignments)

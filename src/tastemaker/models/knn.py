@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastemaker.data.interactions import Interactions
+from tastemaker.data.weighting import WEIGHTINGS, apply_weighting
 from tastemaker.errors import UsageError
 from tastemaker.models.base import Recommender, WeightedInput
 
@@ -28,6 +29,19 @@ def _check_knn_params(model: Recommender, neighbours: int, shrinkage: float) -> 
         raise UsageError(f"{model.name}: neighbours must be >= 1, not {neighbours!r}")
     if not shrinkage >= 0:
         raise UsageError(f"{model.name}: shrinkage must be >= 0, not {shrinkage!r}")
+
+
+def _check_item_knn_options(
+    model: Recommender, asymmetry: float, exponent: float, popularity_penalty: float
+) -> None:
+    if not 0.0 <= asymmetry <= 1.0:
+        raise UsageError(f"{model.name}: asymmetry must be in [0, 1], not {asymmetry!r}")
+    if not exponent > 0:
+        raise UsageError(f"{model.name}: exponent must be > 0, not {exponent!r}")
+    if not popularity_penalty >= 0:
+        raise UsageError(
+            f"{model.name}: popularity_penalty must be >= 0, not {popularity_penalty!r}"
+        )
 
 
 def _column_norms(matrix: sp.csr_matrix) -> np.ndarray:
@@ -63,16 +77,35 @@ def _top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
     return sp.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
 
 
-def shrunk_cosine_neighbours(weighted: sp.csr_matrix, k: int, shrinkage: float) -> sp.csr_matrix:
+def shrunk_cosine_neighbours(
+    weighted: sp.csr_matrix,
+    k: int,
+    shrinkage: float,
+    *,
+    asymmetry: float = 0.5,
+    exponent: float = 1.0,
+    popularity_penalty: float = 0.0,
+) -> sp.csr_matrix:
     """Items x items: row i holds item i's k most similar items (shrunk cosine over users).
 
-    Exact and vectorised: the item-item product is formed in blocks of items whose product
-    stays under ``BLOCK_NNZ`` non-zeros, shrunk, and cut to the top k per row.
+    ``sim(i, j) = (x_i . x_j / (|x_i|^(2a) |x_j|^(2(1-a)) + shrinkage))^exponent / d_j^beta``
+    with ``a = asymmetry`` (0.5: the plain cosine) and ``beta = popularity_penalty`` (``d_j``:
+    listeners of item j); the defaults give the plain shrunk cosine. The top k are chosen on
+    the final values. Exact and vectorised: the item-item product is formed in blocks of items
+    whose product stays under ``BLOCK_NNZ`` non-zeros, shrunk, and cut to the top k per row.
     """
     x = sp.csr_matrix(weighted, dtype=np.float32)
     n_items = x.shape[1]
     item_users = x.T.tocsr()
-    norms = _column_norms(x)
+    norms = _column_norms(x).astype(np.float64)
+    # Plain cosine keeps the exact float32 arithmetic of the original formula.
+    plain = asymmetry == 0.5
+    row_norms = norms ** (2.0 * asymmetry)
+    col_norms = norms ** (2.0 * (1.0 - asymmetry))
+    penalty = None
+    if popularity_penalty > 0:
+        listeners = np.diff(item_users.indptr).astype(np.float64)
+        penalty = np.maximum(listeners, 1.0) ** -float(popularity_penalty)
     # Non-zeros of row i of the product are at most the summed history lengths of i's users.
     user_lengths = np.diff(x.indptr).astype(np.float64)
     cost = np.asarray(
@@ -95,7 +128,15 @@ def shrunk_cosine_neighbours(weighted: sp.csr_matrix, k: int, shrinkage: float) 
         block = (item_users[start:stop] @ x).tocoo()
         rows = block.row.astype(np.int64)
         cols = block.col.astype(np.int64)
-        values = block.data / (norms[rows + start] * norms[cols] + shrinkage)
+        if plain:
+            n32 = norms.astype(np.float32)
+            values = block.data / (n32[rows + start] * n32[cols] + shrinkage)
+        else:
+            values = block.data / (row_norms[rows + start] * col_norms[cols] + shrinkage)
+        if exponent != 1.0:
+            values = np.power(np.maximum(values, 0.0), exponent)
+        if penalty is not None:
+            values = values * penalty[cols]
         keep = (rows + start != cols) & (values > 0) & np.isfinite(values)
         shrunk = sp.csr_matrix(
             (values[keep].astype(np.float32), (rows[keep], cols[keep])),
@@ -113,8 +154,25 @@ class ItemKNN(WeightedInput, Recommender):
     Fit keeps, for every item, its ``neighbours`` most similar items (shrunk cosine of the
     weighted item columns). A history ``h`` (weighted like training) scores item ``i`` as
     ``sum_j h_j * sim(j, i)`` over the history items ``j`` that have ``i`` among their
-    neighbours. Hyperparameters: ``neighbours``, ``shrinkage``, ``weighting`` (+ ``bm25_k1``,
-    ``bm25_b``).
+    neighbours.
+
+    Hyperparameters: ``neighbours``, ``shrinkage``, ``weighting`` (+ ``bm25_k1``, ``bm25_b``),
+    and options whose defaults give the plain shrunk cosine above:
+
+    - ``asymmetry`` (Aiolli 2013's asymmetric cosine, 0.5 = cosine):
+      ``sim(j, i) = x_j . x_i / (|x_j|^(2a) |x_i|^(2(1-a)) + shrinkage)``. On binary data
+      ``a = 1`` is the conditional probability P(i | j), which favours popular targets, and
+      ``a = 0`` is P(j | i), which favours rare ones.
+    - ``exponent`` (Aiolli's locality ``q``, 1 = off): ``sim ** q``; ``q > 1`` lets the
+      strongest neighbours dominate a score.
+    - ``popularity_penalty`` (RP3beta's ``beta``, Paudel et al. 2017; 0 = off): divides
+      ``sim(j, i)`` by the number of listeners of ``i`` to the power ``beta``, so that
+      popular artists stop filling every list. Neighbours are chosen after this step.
+    - ``normalize`` (False): scale each item's kept neighbour similarities to sum to 1, so
+      every history item casts the same total vote whatever its neighbourhood looks like.
+    - ``history_weighting`` (None = ``weighting``): the weighting of the scored history,
+      separate from the one the similarities are computed on (e.g. ``binary``: every artist a
+      listener played votes equally, however much they played it).
     """
 
     name = "itemknn"
@@ -126,22 +184,60 @@ class ItemKNN(WeightedInput, Recommender):
         weighting: str = "log1p",
         bm25_k1: float = 100.0,
         bm25_b: float = 0.8,
+        asymmetry: float = 0.5,
+        exponent: float = 1.0,
+        popularity_penalty: float = 0.0,
+        normalize: bool = False,
+        history_weighting: str | None = None,
     ) -> None:
         self.neighbours = neighbours
         self.shrinkage = shrinkage
         self.weighting = weighting
         self.bm25_k1 = bm25_k1
         self.bm25_b = bm25_b
+        self.asymmetry = asymmetry
+        self.exponent = exponent
+        self.popularity_penalty = popularity_penalty
+        self.normalize = normalize
+        self.history_weighting = history_weighting
 
     def _fit(self, interactions: Interactions) -> None:
         _check_knn_params(self, self.neighbours, self.shrinkage)
+        _check_item_knn_options(self, self.asymmetry, self.exponent, self.popularity_penalty)
+        if self.history_weighting is not None and self.history_weighting not in WEIGHTINGS:
+            raise UsageError(
+                f"{self.name}: unknown history_weighting {self.history_weighting!r}; "
+                f"choose one of: {', '.join(WEIGHTINGS)}"
+            )
         weighted = self._fit_weighting(interactions.user_items)
-        self.similarity_ = shrunk_cosine_neighbours(
-            weighted, int(self.neighbours), float(self.shrinkage)
+        similarity = shrunk_cosine_neighbours(
+            weighted,
+            int(self.neighbours),
+            float(self.shrinkage),
+            asymmetry=float(self.asymmetry),
+            exponent=float(self.exponent),
+            popularity_penalty=float(self.popularity_penalty),
+        )
+        if self.normalize:
+            sums = np.asarray(similarity.sum(axis=1)).ravel()
+            sums[sums == 0] = 1.0
+            similarity = sp.csr_matrix(sp.diags(1.0 / sums) @ similarity, dtype=np.float32)
+            similarity.sort_indices()
+        self.similarity_ = similarity
+
+    def _weigh_history(self, history: sp.csr_matrix) -> sp.csr_matrix:
+        """A history weighted for scoring: ``history_weighting``, else like training."""
+        if self.history_weighting is None or self.history_weighting == self.weighting:
+            return self._weigh(history)
+        params = {}
+        if self.history_weighting == "bm25":
+            params = {"K1": float(self.bm25_k1), "B": float(self.bm25_b)}
+        return apply_weighting(
+            history, self.history_weighting, statistics=self.weighting_statistics_, **params
         )
 
     def _score_rows(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
-        scores = (self._weigh(history) @ self.similarity_).toarray()
+        scores = (self._weigh_history(history) @ self.similarity_).toarray()
         return scores.astype(np.float32, copy=False)
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
@@ -155,7 +251,7 @@ class ItemKNN(WeightedInput, Recommender):
     def explain(self, history: sp.spmatrix, item: int, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Exact: each history item's weight times its similarity to ``item``."""
         self._check_fitted()
-        row = self._weigh(self._check_history(history)[:1])
+        row = self._weigh_history(self._check_history(history)[:1])
         contribution = row.data * self.similarity_[row.indices, int(item)].toarray().ravel()
         return _largest(row.indices, contribution, n)
 
