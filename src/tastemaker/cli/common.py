@@ -1,9 +1,16 @@
-"""Options shared by every command that reads data, and the console used for output."""
+"""Options shared by the commands (the data options and the engine options, each also as one
+``option_groups`` value), the consoles used for output and the writing of results."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +23,14 @@ console = Console()
 err_console = Console(stderr=True)
 
 DELIMITERS = {",": ",", "tab": "\t", "\\t": "\t", ";": ";", "|": "|"}
+
+DataArg = Annotated[
+    Path, typer.Argument(help="An ingested directory or any raw source the readers accept.")
+]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")]
+ReportOpt = Annotated[
+    Path | None, typer.Option("--report", help="Write a self-contained HTML report here.")
+]
 
 FormatOpt = Annotated[
     str | None, typer.Option("--format", help="Source format (detected from the path if omitted).")
@@ -112,3 +127,106 @@ def model_factory(engine: str, spark_master: str, spark_conf: list[str]):
         return create_model(name, **params)
 
     return factory
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """The data options (``--format --level --columns --delimiter --header --on-bad-rows``)
+    as one value; a command takes it as a parameter under ``option_groups``."""
+
+    format: FormatOpt = None
+    level: LevelOpt = "artist"
+    columns: ColumnsOpt = None
+    delimiter: DelimiterOpt = ","
+    header: HeaderOpt = True
+    on_bad_rows: BadRowsOpt = "error"
+
+    def reader_options(self) -> ReaderOptions:
+        return reader_options(self.columns, self.delimiter, self.header, self.on_bad_rows)
+
+    def load(self, path: Path) -> Interactions:
+        """``load_data`` with these options."""
+        return load_data(
+            path,
+            self.format,
+            self.level,
+            self.columns,
+            self.delimiter,
+            self.header,
+            self.on_bad_rows,
+        )
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """``--engine --spark-master --spark-conf`` as one value (see ``option_groups``)."""
+
+    engine: EngineOpt = "local"
+    spark_master: SparkMasterOpt = "local[*]"
+    spark_conf: SparkConfOpt = dataclasses.field(default_factory=list)
+
+    def model_factory(self):
+        """``model_factory`` for these options (None for the local engine)."""
+        return model_factory(self.engine, self.spark_master, self.spark_conf)
+
+
+OPTION_GROUPS = (DataOptions, EngineOptions)
+
+
+def option_groups(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Let a command take a group of shared options as one parameter.
+
+    A parameter of ``command`` annotated with a class of ``OPTION_GROUPS`` reaches Typer as
+    that class's fields (each an annotated option), in the parameter's place, so the help
+    lists them where they were written; the command gets one instance built from them.
+    Typer calls commands with keyword arguments only, and so must any other caller.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    parameters: list[inspect.Parameter] = []
+    groups: dict[str, tuple[type, list[str]]] = {}
+    for parameter in signature.parameters.values():
+        group = parameter.annotation
+        if group not in OPTION_GROUPS:
+            parameters.append(parameter)
+            continue
+        hints = typing.get_type_hints(group, include_extras=True)
+        fields = dataclasses.fields(group)
+        for field in fields:
+            default = field.default
+            if default is dataclasses.MISSING:
+                default = field.default_factory()
+            parameters.append(
+                inspect.Parameter(
+                    field.name, parameter.kind, default=default, annotation=hints[field.name]
+                )
+            )
+        groups[parameter.name] = (group, [field.name for field in fields])
+
+    @functools.wraps(command)
+    def run(**values: Any) -> Any:
+        for name, (group, names) in groups.items():
+            values[name] = group(**{option: values.pop(option) for option in names})
+        return command(**values)
+
+    # Raises ValueError if a group's option has the name of another parameter.
+    run.__signature__ = signature.replace(parameters=parameters)
+    run.__annotations__ = {p.name: p.annotation for p in parameters}
+    return run
+
+
+def write_results(
+    result: dict[str, Any],
+    json_path: Path | None,
+    report: Path | None,
+    write_report: Callable[[dict[str, Any], Path], Path],
+) -> None:
+    """Write ``result`` as JSON (``--json``) and as an HTML report (``--report``, through
+    ``write_report``) where asked, saying where on stderr."""
+    from tastemaker.evaluation.protocol import write_json
+
+    if json_path is not None:
+        write_json(result, json_path)
+        err_console.print(f"wrote {json_path}")
+    if report is not None:
+        path = write_report(result, report)
+        err_console.print(f"wrote {path}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,34 +11,23 @@ from rich.console import Console
 from rich.table import Table
 
 from tastemaker.cli.common import (
-    BadRowsOpt,
-    ColumnsOpt,
-    DelimiterOpt,
-    EngineOpt,
-    FormatOpt,
-    HeaderOpt,
-    LevelOpt,
-    SparkConfOpt,
-    SparkMasterOpt,
+    DataArg,
+    DataOptions,
+    EngineOptions,
+    JsonOpt,
+    ReportOpt,
     console,
     err_console,
-    load_data,
-    model_factory,
+    option_groups,
+    write_results,
 )
 from tastemaker.errors import UsageError
 
-DataArg = Annotated[
-    Path, typer.Argument(help="An ingested directory or any raw source the readers accept.")
-]
 KOpt = Annotated[
     list[str],
     typer.Option("--k", help="Cut-off(s): repeat the option or give a comma list (10,20)."),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the split (and sampling).")]
-JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")]
-ReportOpt = Annotated[
-    Path | None, typer.Option("--report", help="Write a self-contained HTML report here.")
-]
 
 
 def parse_ks(values: list[str]) -> list[int]:
@@ -213,18 +203,12 @@ def replication_tables(result: dict[str, Any]) -> list[Table]:
 
 
 def _write_outputs(result: dict, json_path: Path | None, report: Path | None, title: str) -> None:
-    from tastemaker.evaluation.protocol import write_json
+    from tastemaker.evaluation.report import write_report
 
-    if json_path is not None:
-        write_json(result, json_path)
-        err_console.print(f"wrote {json_path}")
-    if report is not None:
-        from tastemaker.evaluation.report import write_report
-
-        path = write_report(result, report, title=title)
-        err_console.print(f"wrote {path}")
+    write_results(result, json_path, report, partial(write_report, title=title))
 
 
+@option_groups
 def evaluate(
     data: DataArg,
     models: Annotated[
@@ -266,15 +250,8 @@ def evaluate(
     ] = None,
     json_out: JsonOpt = None,
     report: ReportOpt = None,
-    format: FormatOpt = None,
-    level: LevelOpt = "artist",
-    columns: ColumnsOpt = None,
-    delimiter: DelimiterOpt = ",",
-    header: HeaderOpt = True,
-    on_bad_rows: BadRowsOpt = "error",
-    engine: EngineOpt = "local",
-    spark_master: SparkMasterOpt = "local[*]",
-    spark_conf: SparkConfOpt = [],  # noqa: B006 (Typer needs a list default)
+    data_options: DataOptions = DataOptions(),
+    engine_options: EngineOptions = EngineOptions(),
 ) -> None:
     """Evaluate models on held-out data (full ranking by default) and print a table."""
     from tastemaker.evaluation.protocol import evaluate as run_evaluation
@@ -289,8 +266,8 @@ def evaluate(
     params = split_params(split, test_fraction, cutoff, negatives)
     if folds is not None and split != "random":
         raise UsageError("--folds makes a user K-fold split; use it with --split random")
-    factory = model_factory(engine, spark_master, spark_conf)
-    interactions = load_data(data, format, level, columns, delimiter, header, on_bad_rows)
+    factory = engine_options.model_factory()
+    interactions = data_options.load(data)
     result = run_evaluation(
         interactions,
         specs,
@@ -307,6 +284,7 @@ def evaluate(
     _write_outputs(result, json_out, report, title=f"tastemaker evaluate {data.name}")
 
 
+@option_groups
 def replicate(
     data: DataArg,
     grid: Annotated[
@@ -331,19 +309,14 @@ def replicate(
     seed: SeedOpt = 0,
     json_out: JsonOpt = None,
     report: ReportOpt = None,
-    format: FormatOpt = None,
-    level: LevelOpt = "artist",
-    columns: ColumnsOpt = None,
-    delimiter: DelimiterOpt = ",",
-    header: HeaderOpt = True,
-    on_bad_rows: BadRowsOpt = "error",
+    data_options: DataOptions = DataOptions(),
 ) -> None:
     """Redo the original study: its ALS settings and grid beside the corrected pipeline."""
     from tastemaker.evaluation.replicate import replicate as run_replication
 
     ks = parse_ks(k)
     names = [m.strip() for m in corrected.split(",") if m.strip()]
-    interactions = load_data(data, format, level, columns, delimiter, header, on_bad_rows)
+    interactions = data_options.load(data)
     result = run_replication(
         interactions,
         corrected=names,

@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from functools import partial
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from tastemaker.cli.common import (
-    BadRowsOpt,
-    ColumnsOpt,
-    DelimiterOpt,
-    FormatOpt,
-    HeaderOpt,
-    LevelOpt,
+    DataArg,
+    DataOptions,
+    JsonOpt,
+    ReportOpt,
     console,
     err_console,
-    load_data,
+    option_groups,
+    write_results,
 )
 from tastemaker.errors import UsageError
-
-DataArg = Annotated[
-    Path, typer.Argument(help="An ingested directory or any raw source the readers accept.")
-]
 
 
 def _ablation_table(result: dict) -> Table:
@@ -61,6 +56,7 @@ def _recall_table(result: dict) -> Table:
     return table
 
 
+@option_groups
 def ablate(
     data: DataArg,
     param: Annotated[
@@ -76,23 +72,14 @@ def ablate(
         bool,
         typer.Option("--quick", help="Skip the refits without each generator / feature group."),
     ] = False,
-    report: Annotated[
-        Path | None, typer.Option("--report", help="Write a self-contained HTML report here.")
-    ] = None,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the results as JSON.")
-    ] = None,
-    format: FormatOpt = None,
-    level: LevelOpt = "artist",
-    columns: ColumnsOpt = None,
-    delimiter: DelimiterOpt = ",",
-    header: HeaderOpt = True,
-    on_bad_rows: BadRowsOpt = "error",
+    report: ReportOpt = None,
+    json_out: JsonOpt = None,
+    data_options: DataOptions = DataOptions(),
 ) -> None:
     """Fit the hybrid, then measure candidate recall per generator, feature importance and an
     ablation table (the hybrid without each generator and each feature group)."""
     from tastemaker.evaluation.hybrid_report import hybrid_report, write_report
-    from tastemaker.evaluation.protocol import parse_param_args, write_json
+    from tastemaker.evaluation.protocol import parse_param_args
 
     if k < 1:
         raise UsageError("--k must be a positive integer")
@@ -102,7 +89,7 @@ def ablate(
     unknown = set(params) - {"hybrid"}
     if unknown:
         raise UsageError(f"--param: only hybrid parameters apply here, not {sorted(unknown)}")
-    interactions = load_data(data, format, level, columns, delimiter, header, on_bad_rows)
+    interactions = data_options.load(data)
     split_params = {"seed": seed} if split in ("random", "leave-last-out") else {}
     with err_console.status("hybrid report") as status:
         result = hybrid_report(
@@ -116,12 +103,8 @@ def ablate(
         )
     console.print(_ablation_table(result))
     console.print(_recall_table(result))
-    if json_out is not None:
-        write_json(result, json_out)
-        err_console.print(f"wrote {json_out}")
-    if report is not None:
-        path = write_report(result, report, title=f"tastemaker hybrid report: {data.name}")
-        err_console.print(f"wrote {path}")
+    title = f"tastemaker hybrid report: {data.name}"
+    write_results(result, json_out, report, partial(write_report, title=title))
 
 
 def register(app: typer.Typer) -> None:

@@ -10,18 +10,11 @@ import typer
 from rich.table import Table
 
 from tastemaker.cli.common import (
-    BadRowsOpt,
-    ColumnsOpt,
-    DelimiterOpt,
-    EngineOpt,
-    FormatOpt,
-    HeaderOpt,
-    LevelOpt,
-    SparkConfOpt,
-    SparkMasterOpt,
+    DataOptions,
+    EngineOptions,
     console,
     err_console,
-    reader_options,
+    option_groups,
 )
 from tastemaker.errors import UsageError
 
@@ -42,6 +35,7 @@ def parse_date(text: str | None, option: str, end: bool = False) -> datetime | N
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+@option_groups
 def ingest(
     sources: Annotated[
         list[Path],
@@ -52,12 +46,7 @@ def ingest(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write (replaced).")],
-    format: FormatOpt = None,
-    level: LevelOpt = "artist",
-    columns: ColumnsOpt = None,
-    delimiter: DelimiterOpt = ",",
-    header: HeaderOpt = True,
-    on_bad_rows: BadRowsOpt = "error",
+    data_options: DataOptions = DataOptions(),
     min_user_items: Annotated[
         int, typer.Option("--min-user-items", help="k-core: keep users with at least N items.")
     ] = 1,
@@ -86,16 +75,15 @@ def ingest(
         bool,
         typer.Option("--listens/--no-listens", help="Write the canonical listens.parquet."),
     ] = True,
-    engine: EngineOpt = "local",
-    spark_master: SparkMasterOpt = "local[*]",
-    spark_conf: SparkConfOpt = [],  # noqa: B006 (Typer needs a list default)
+    engine_options: EngineOptions = EngineOptions(),
 ) -> None:
     """Read sources, write the canonical listens table and the interaction matrix to --out."""
     from tastemaker.data.filters import Filters
     from tastemaker.data.ingest import ingest as run_ingest
     from tastemaker.data.ingest import summary
 
-    options = reader_options(columns, delimiter, header, on_bad_rows)
+    options = data_options.reader_options()
+    format, level, engine = data_options.format, data_options.level, engine_options.engine
     filters = Filters(
         min_user_items=min_user_items,
         min_item_users=min_item_users,
@@ -104,9 +92,7 @@ def ingest(
         max_listens_per_day=max_listens_per_day,
     )
     if engine == "spark":
-        interactions = _spark_ingest(
-            sources, out, format, level, filters, events, spark_master, spark_conf
-        )
+        interactions = _spark_ingest(sources, out, format, level, filters, events, engine_options)
     elif engine == "local":
         interactions = run_ingest(
             sources,
@@ -143,7 +129,7 @@ def ingest(
         console.print(f"{step['name']} ({step['setting']}): removed " + ", ".join(parts))
 
 
-def _spark_ingest(sources, out, format, level, filters, events, master, conf_pairs):
+def _spark_ingest(sources, out, format, level, filters, events, engine: EngineOptions):
     """``--engine spark``: ListenBrainz Parquet dumps (local paths or URIs) through Spark."""
     from tastemaker.data.filters import Filters
     from tastemaker.engines.spark import parse_conf, spark_ingest
@@ -157,8 +143,8 @@ def _spark_ingest(sources, out, format, level, filters, events, master, conf_pai
             [str(s) for s in sources],
             out,
             level=level,
-            master=master,
-            conf=parse_conf(conf_pairs),
+            master=engine.spark_master,
+            conf=parse_conf(engine.spark_conf),
             keep_events=events,
         )
 

@@ -9,32 +9,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tastemaker.cli.common import (
-    BadRowsOpt,
-    ColumnsOpt,
-    DelimiterOpt,
-    FormatOpt,
-    HeaderOpt,
-    LevelOpt,
-    console,
-    load_data,
-)
+from tastemaker.cli.common import DataOptions, console, option_groups
 
 
+@option_groups
 def inspect(
     data: Annotated[Path, typer.Argument(help="An ingested directory or a raw source.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    format: FormatOpt = None,
-    level: LevelOpt = "artist",
-    columns: ColumnsOpt = None,
-    delimiter: DelimiterOpt = ",",
-    header: HeaderOpt = True,
-    on_bad_rows: BadRowsOpt = "error",
+    data_options: DataOptions = DataOptions(),
 ) -> None:
     """Users, items, distributions, popularity concentration, time span and warnings."""
     from tastemaker.data.inspect import inspect_interactions, report_rows
 
-    interactions = load_data(data, format, level, columns, delimiter, header, on_bad_rows)
+    interactions = data_options.load(data)
     report = inspect_interactions(interactions)
     if as_json:
         typer.echo(json.dumps(report, default=str))

@@ -11,19 +11,12 @@ import typer
 from rich.table import Table
 
 from tastemaker.cli.common import (
-    BadRowsOpt,
-    ColumnsOpt,
-    DelimiterOpt,
-    EngineOpt,
-    FormatOpt,
-    HeaderOpt,
-    LevelOpt,
-    SparkConfOpt,
-    SparkMasterOpt,
+    DataArg,
+    DataOptions,
+    EngineOptions,
     console,
     err_console,
-    load_data,
-    model_factory,
+    option_groups,
 )
 from tastemaker.errors import UsageError
 
@@ -31,10 +24,9 @@ ModelDirArg = Annotated[Path, typer.Argument(help="A model directory written by 
 NOpt = Annotated[int, typer.Option("--n", help="How many items to list.")]
 
 
+@option_groups
 def train(
-    data: Annotated[
-        Path, typer.Argument(help="An ingested directory or any raw source the readers accept.")
-    ],
+    data: DataArg,
     model: Annotated[str, typer.Option("--model", help="A registered model name.")] = "als",
     out: Annotated[
         Path | None, typer.Option("--out", help="Model directory to write (replaced).")
@@ -47,15 +39,8 @@ def train(
         list[Path] | None,
         typer.Option("--params-file", help='JSON {"model": ..., "params": {...}} (best.json).'),
     ] = None,
-    format: FormatOpt = None,
-    level: LevelOpt = "artist",
-    columns: ColumnsOpt = None,
-    delimiter: DelimiterOpt = ",",
-    header: HeaderOpt = True,
-    on_bad_rows: BadRowsOpt = "error",
-    engine: EngineOpt = "local",
-    spark_master: SparkMasterOpt = "local[*]",
-    spark_conf: SparkConfOpt = [],  # noqa: B006 (Typer needs a list default)
+    data_options: DataOptions = DataOptions(),
+    engine_options: EngineOptions = EngineOptions(),
 ) -> None:
     """Fit one model on all the data and save it (manifest + arrays, no pickle)."""
     from tastemaker.evaluation.protocol import fit_model, resolve_models
@@ -63,10 +48,10 @@ def train(
     if out is None:
         raise UsageError("--out: give the model directory to write")
     ((name, params),) = resolve_models([model], param or [], params_file or [], default_model=model)
-    if engine == "spark" and name != "als":
+    if engine_options.engine == "spark" and name != "als":
         raise UsageError(f"--engine spark trains only 'als'; {name!r} runs with --engine local")
-    factory = model_factory(engine, spark_master, spark_conf)
-    interactions = load_data(data, format, level, columns, delimiter, header, on_bad_rows)
+    factory = engine_options.model_factory()
+    interactions = data_options.load(data)
     started = time.perf_counter()
     with err_console.status(f"fitting {name}"):
         fitted = fit_model(name, params, interactions, factory)

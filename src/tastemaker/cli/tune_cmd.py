@@ -7,23 +7,14 @@ from typing import Annotated
 
 import typer
 
-from tastemaker.cli.common import (
-    BadRowsOpt,
-    ColumnsOpt,
-    DelimiterOpt,
-    FormatOpt,
-    HeaderOpt,
-    LevelOpt,
-    console,
-    err_console,
-    load_data,
-)
+from tastemaker.cli.common import DataOptions, console, err_console, option_groups
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``tune`` command."""
 
     @app.command()
+    @option_groups
     def tune(
         data: Annotated[Path, typer.Argument(help="Ingested directory or raw source.")],
         model: Annotated[str, typer.Option("--model", help="Model to tune (als, itemknn, ...).")],
@@ -83,12 +74,7 @@ def register(app: typer.Typer) -> None:
         report: Annotated[
             Path | None, typer.Option("--report", help="Write an HTML report into DIR.")
         ] = None,
-        format: FormatOpt = None,
-        level: LevelOpt = "artist",
-        columns: ColumnsOpt = None,
-        delimiter: DelimiterOpt = ",",
-        header: HeaderOpt = True,
-        on_bad_rows: BadRowsOpt = "error",
+        data_options: DataOptions = DataOptions(),
     ) -> None:
         """Tune a model's hyperparameters on validation carved from training; evaluate the best
         and the defaults once on the test split; write best.json (for --params-file)."""
@@ -113,7 +99,7 @@ def register(app: typer.Typer) -> None:
             threads=threads,
             prune=prune,
         )
-        interactions = load_data(data, format, level, columns, delimiter, header, on_bad_rows)
+        interactions = data_options.load(data)
         try:
             result = tune(interactions, config, progress=True)
         except KeyboardInterrupt:

@@ -495,7 +495,9 @@ def _events(table: ListenTable, reuse_arrays: bool = False) -> ListenEvents:
         part |= item[lo:hi].astype(np.uint64)
         key[lo:hi] = part
     key.sort()  # in place: numpy's vectorized sort, no second row-sized buffer
-    if not (reuse_arrays and everything):
+    # Arrays polars lends without a copy are read-only: those are never reused.
+    writable = all(a.flags.writeable for a in (user, item, time))
+    if not (reuse_arrays and everything and writable):
         user = np.empty(n, dtype=np.int32)
         item = np.empty(n, dtype=np.int32)
         time = np.empty(n, dtype=np.int64)

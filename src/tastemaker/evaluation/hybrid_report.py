@@ -24,11 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from tastemaker.artifacts import atomic_directory
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import UsageError
 from tastemaker.evaluation.metrics import ranking_metrics
-from tastemaker.evaluation.report import CSS, _figure_html, _table
+from tastemaker.evaluation.report import _figure_html, _table, page_start, write_page
 from tastemaker.evaluation.splits import Split, make_split
 from tastemaker.models import create_model
 from tastemaker.models.features import gather
@@ -258,16 +257,11 @@ def _ablation_plot(result: dict[str, Any]) -> str:
 
 def render(result: dict[str, Any], title: str = "tastemaker hybrid report") -> str:
     """The report page as one HTML string."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     k = result["k"]
     recall = result["candidate_recall"]
     stats = result["ranker_training"]
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-        f"<p><b>Split:</b> {html.escape(result['split']['label'])}</p>",
+        *page_start(title, result["split"]["label"]),
         f"<p class='note'>Generators: {html.escape(', '.join(result['generators']))}; "
         f"feature groups: {html.escape(', '.join(result['feature_groups']))}. The ranker "
         f"learned from {stats.get('groups', 0):,.0f} users' inner-validation candidates "
@@ -321,9 +315,4 @@ def write_report(
     result: dict[str, Any], directory: str | Path, title: str = "tastemaker hybrid report"
 ) -> Path:
     """Write ``index.html`` (self-contained) and ``results.json`` into ``directory``."""
-    directory = Path(directory)
-    page = render(result, title)
-    with atomic_directory(directory) as tmp:
-        (tmp / "index.html").write_text(page, encoding="utf-8")
-        (tmp / "results.json").write_text(json.dumps(result, indent=2, default=float))
-    return directory / "index.html"
+    return write_page(render(result, title), result, directory)

@@ -216,17 +216,32 @@ def classification_table(result: dict[str, Any]) -> str:
     )
 
 
-def render(result: dict[str, Any], title: str = "tastemaker evaluation") -> str:
-    """The report page as one HTML string."""
+def page_start(title: str, split_label: str) -> list[str]:
+    """The opening of a report page: head, style, title and the split it measured."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed, whatever the environment says
-    split = result["split"]
-    parts = [
+    return [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-        f"<p><b>Split:</b> {html.escape(split['label'])}</p>",
+        f"<p><b>Split:</b> {html.escape(split_label)}</p>",
     ]
+
+
+def write_page(page: str, result: dict[str, Any], directory: str | Path) -> Path:
+    """Write ``page`` as ``index.html`` and ``result`` as ``results.json`` into ``directory``
+    (atomically); the path of the page."""
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        (tmp / "index.html").write_text(page, encoding="utf-8")
+        (tmp / "results.json").write_text(json.dumps(result, indent=2, default=float))
+    return directory / "index.html"
+
+
+def render(result: dict[str, Any], title: str = "tastemaker evaluation") -> str:
+    """The report page as one HTML string."""
+    split = result["split"]
+    parts = page_start(title, split["label"])
     if not split.get("full_ranking", True):
         parts.append(
             '<p class="warn">Sampled protocol: each test item ranked against a few random '
@@ -281,9 +296,4 @@ def write_report(
     result: dict[str, Any], directory: str | Path, title: str = "tastemaker evaluation"
 ) -> Path:
     """Write ``index.html`` (self-contained) and ``results.json`` into ``directory``."""
-    directory = Path(directory)
-    page = render(result, title)
-    with atomic_directory(directory) as tmp:
-        (tmp / "index.html").write_text(page, encoding="utf-8")
-        (tmp / "results.json").write_text(json.dumps(result, indent=2, default=float))
-    return directory / "index.html"
+    return write_page(render(result, title), result, directory)

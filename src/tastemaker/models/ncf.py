@@ -107,10 +107,18 @@ class _NeuralRecommender(Recommender):
     """Shared training, scoring, fold-in and persistence for the PyTorch models."""
 
     format_version = 1
-    # Subclasses set these in __init__: factors, epochs, learning_rate, negatives,
+    # Every subclass takes at least: factors, epochs, learning_rate, negatives,
     # regularization, batch_size, loss, patience, seed, device.
 
     # -- construction ------------------------------------------------------------------------
+    def _set_params(self, arguments: dict[str, object]) -> None:
+        """Store the constructor's arguments (its ``locals()``) as hyperparameters."""
+        for name in self.param_names():
+            value = arguments[name]
+            if name == "layers" and isinstance(value, list | tuple):
+                value = tuple(value)  # a list from JSON or the command line
+            setattr(self, name, value)
+
     def _build_net(self, n_users: int, n_items: int) -> NCFNet:
         raise NotImplementedError
 
@@ -398,19 +406,7 @@ class GMF(_Weighted, FactorModel):
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        self.factors = factors
-        self.epochs = epochs
-        self.learning_rate = learning_rate
-        self.negatives = negatives
-        self.regularization = regularization
-        self.weighting = weighting
-        self.bm25_k1 = bm25_k1
-        self.bm25_b = bm25_b
-        self.batch_size = batch_size
-        self.loss = loss
-        self.patience = patience
-        self.seed = seed
-        self.device = device
+        self._set_params(locals())
 
     def _build_net(self, n_users: int, n_items: int) -> NCFNet:
         return GMFNet(n_users, n_items, self.factors)
@@ -463,21 +459,7 @@ class MLP(_Weighted):
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        self.factors = factors
-        self.layers = tuple(layers) if isinstance(layers, list | tuple) else layers
-        self.dropout = dropout
-        self.epochs = epochs
-        self.learning_rate = learning_rate
-        self.negatives = negatives
-        self.regularization = regularization
-        self.weighting = weighting
-        self.bm25_k1 = bm25_k1
-        self.bm25_b = bm25_b
-        self.batch_size = batch_size
-        self.loss = loss
-        self.patience = patience
-        self.seed = seed
-        self.device = device
+        self._set_params(locals())
 
     def _build_net(self, n_users: int, n_items: int) -> NCFNet:
         return MLPNet(n_users, n_items, self.factors, self.layers, self.dropout)
@@ -511,22 +493,7 @@ class NeuMF(_Weighted):
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        self.factors = factors
-        self.layers = tuple(layers) if isinstance(layers, list | tuple) else layers
-        self.dropout = dropout
-        self.epochs = epochs
-        self.learning_rate = learning_rate
-        self.negatives = negatives
-        self.regularization = regularization
-        self.weighting = weighting
-        self.bm25_k1 = bm25_k1
-        self.bm25_b = bm25_b
-        self.batch_size = batch_size
-        self.loss = loss
-        self.patience = patience
-        self.pretrain = pretrain
-        self.seed = seed
-        self.device = device
+        self._set_params(locals())
 
     def _build_net(self, n_users: int, n_items: int) -> NCFNet:
         return NeuMFNet(n_users, n_items, self.factors, self.layers, self.dropout)
@@ -537,24 +504,10 @@ class NeuMF(_Weighted):
         net = self._new_net(n_users, n_items)
         if not self.pretrain:
             return net
-        shared = dict(
-            factors=self.factors,
-            epochs=self.epochs,
-            learning_rate=self.learning_rate,
-            negatives=self.negatives,
-            regularization=self.regularization,
-            weighting=self.weighting,
-            bm25_k1=self.bm25_k1,
-            bm25_b=self.bm25_b,
-            batch_size=self.batch_size,
-            loss=self.loss,
-            patience=self.patience,
-            seed=self.seed,
-            device=self.device,
-        )
         parts = []
-        for cls, extra in ((GMF, {}), (MLP, {"layers": self.layers, "dropout": self.dropout})):
-            part = cls(**shared, **extra)
+        for cls in (GMF, MLP):
+            # The same settings: every GMF and MLP hyperparameter is one of NeuMF's.
+            part = cls(**{name: getattr(self, name) for name in cls.param_names()})
             part.device_ = self.device_
             part.weighting_statistics_ = self.weighting_statistics_
             part._callback = None
@@ -601,18 +554,7 @@ class NCFSeed(_NeuralRecommender):
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        self.factors = factors
-        self.layers = tuple(layers) if isinstance(layers, list | tuple) else layers
-        self.epochs = epochs
-        self.learning_rate = learning_rate
-        self.negatives = negatives
-        self.samples_per_epoch = samples_per_epoch
-        self.regularization = regularization
-        self.batch_size = batch_size
-        self.loss = loss
-        self.patience = patience
-        self.seed = seed
-        self.device = device
+        self._set_params(locals())
 
     def _check_params(self) -> None:
         super()._check_params()

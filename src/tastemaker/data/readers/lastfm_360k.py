@@ -11,48 +11,30 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
-from tastemaker.data.listens import conform
 from tastemaker.data.readers import (
     ReaderOptions,
     RowCheck,
     SourceData,
-    check_rows,
     count_checks,
     required_checks,
 )
-from tastemaker.data.readers.delimited import explain_text, scan_text, structure_checks
-from tastemaker.errors import DataError
+from tastemaker.data.readers.lastfm_tsv import LastfmTsv
 
 NAME = "lastfm-360k"
 FILE = "usersha1-artmbid-artname-plays.tsv"
 COLUMNS = ["user", "artist_mbid", "artist_name", "plays"]
-
-
-def _file(path: Path) -> Path:
-    return path / FILE if path.is_dir() else path
+DUMP = LastfmTsv(NAME, FILE, COLUMNS)
 
 
 def detect(path: Path) -> bool:
-    if path.is_dir():
-        return (path / FILE).is_file()
-    if not path.is_file():
-        return False
-    if path.name == FILE:
-        return True
-    return path.suffix.lower() == ".tsv" and _looks_like(path)
+    return DUMP.detect(path, _looks_like)
 
 
-def _looks_like(path: Path) -> bool:
+def _looks_like(fields: list[str]) -> bool:
     """Four tab-separated fields: a 40-hex user id first and an integer last."""
-    try:
-        with open(path, "rb") as fh:
-            fields = fh.readline().decode("utf-8", "replace").rstrip("\r\n").split("\t")
-    except OSError:
-        return False
     return (
         len(fields) == 4
         and re.fullmatch(r"[0-9a-f]{40}", fields[0]) is not None
@@ -61,16 +43,11 @@ def _looks_like(path: Path) -> bool:
 
 
 def read(path: Path, options: ReaderOptions) -> SourceData:
-    file = _file(path)
-    if path.is_dir() and not file.exists():
-        raise DataError(f"no {FILE} in this folder", path=path)
-    stats: dict[str, Any] = {}
-    raw = scan_text(file, COLUMNS, "\t", False, None, options, stats)
+    file, raw, stats = DUMP.scan(path, options)
     frame = raw.with_columns(
         pl.col("plays").str.strip_chars().cast(pl.Float64, strict=False).alias("n")
     )
     checks = [
-        *structure_checks(len(COLUMNS), "\t", options),
         *required_checks({"user": "user"}),
         RowCheck(
             pl.col("artist_name").is_null() & pl.col("artist_mbid").is_null(),
@@ -78,17 +55,10 @@ def read(path: Path, options: ReaderOptions) -> SourceData:
         ),
         *count_checks("n", "plays"),
     ]
-    checked = check_rows(frame, checks, file, options, stats, line_offset=1)
-    listens = checked.select(
+    listens = [
         "user",
         pl.col("n").round(0).clip(1).cast(pl.Int64).alias("count"),
         "artist_mbid",
         pl.col("artist_name").fill_null(pl.col("artist_mbid")),
-    )
-    return SourceData(
-        listens=conform(listens),
-        format=NAME,
-        paths=[str(file)],
-        stats=stats,
-        explain=explain_text(file, len(COLUMNS), "\t", None, False),
-    )
+    ]
+    return DUMP.source(file, frame, checks, listens, options, stats)
