@@ -97,6 +97,9 @@ def test_saved_without_pickle_as_text_ranker_and_generator_directories(model, da
     assert ranker.startswith("tree\n")  # LightGBM's own text model format
     for name in model.generators_:
         assert (directory / "generators" / name / "manifest.json").is_file()
+        # One copy of the training data, the hybrid's own: generators load it from there.
+        assert not (directory / "generators" / name / "data").exists()
+    assert (directory / "data" / "matrix.npz").is_file()
     loaded = load_model(directory)
     assert isinstance(loaded, Hybrid) and loaded.feature_names_ == model.feature_names_
     users = np.arange(data.n_users)

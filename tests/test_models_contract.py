@@ -276,3 +276,16 @@ def test_a_second_fit_forgets_the_first(name):
     np.testing.assert_allclose(
         refitted.score_history(history), fresh.score_history(history), rtol=1e-5, atol=1e-6
     )
+
+
+def test_a_model_saved_without_data_loads_only_with_its_own_catalogue(tmp_path):
+    from tastemaker.models.popularity import Popularity
+
+    data, other = clusters(seed=0), clusters(seed=1)
+    model = Popularity().fit(data)
+    directory = model.save(tmp_path / "bare", data=False)
+    assert not (directory / "data").exists()
+    loaded = Popularity.load(directory, catalogue=data, fingerprint=data.fingerprint)
+    np.testing.assert_array_equal(loaded.score(np.arange(3)), model.score(np.arange(3)))
+    with pytest.raises(ArtifactError, match="other data"):
+        Popularity.load(directory, catalogue=other, fingerprint=other.fingerprint)

@@ -327,15 +327,20 @@ class Recommender(ABC):
     def _load_extra(self, directory: Path) -> None:
         """Read what ``_save_extra`` wrote."""
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the model directory atomically: manifest.json, model.npz, data/ (catalogue)."""
+    def save(self, directory: str | Path, data: bool = True) -> Path:
+        """Write the model directory atomically: manifest.json, model.npz, data/ (catalogue).
+
+        ``data=False`` leaves the catalogue out, for a model stored inside another that holds
+        the same data (the hybrid's generators): load it with ``catalogue=``.
+        """
         self._check_fitted()
         directory = Path(directory)
         with atomic_directory(directory) as tmp:
             save_arrays(tmp / "model.npz", **self._state())
-            data_dir = tmp / "data"
-            data_dir.mkdir()
-            self.catalogue_.write_into(data_dir)
+            if data:
+                data_dir = tmp / "data"
+                data_dir.mkdir()
+                self.catalogue_.write_into(data_dir)
             self._save_extra(tmp)
             write_manifest(
                 tmp,
@@ -349,8 +354,17 @@ class Recommender(ABC):
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> Self:
-        """Load a directory written by ``save``: checks kind, model type, version, checksums."""
+    def load(
+        cls,
+        directory: str | Path,
+        catalogue: Interactions | None = None,
+        fingerprint: str | None = None,
+    ) -> Self:
+        """Load a directory written by ``save``: checks kind, model type, version, checksums.
+
+        ``catalogue`` supplies the training data of a model saved with ``data=False``; its
+        ``fingerprint`` (as the enclosing model's manifest records it) must match this model's.
+        """
         directory = Path(directory)
         manifest = read_model_manifest(directory)
         if manifest.get("model") != cls.name:
@@ -363,7 +377,10 @@ class Recommender(ABC):
                 f"this tastemaker reads ({cls.format_version})"
             )
         model = cls(**manifest.get("params", {}))
-        catalogue = Interactions.load(directory / "data", verify=False)  # checked above
+        if catalogue is None:
+            catalogue = Interactions.load(directory / "data", verify=False)  # checked above
+        elif fingerprint != manifest["data_fingerprint"]:
+            raise ArtifactError(f"{directory}: the model was trained on other data")
         model.user_items_ = catalogue.user_items
         model.n_items_ = catalogue.n_items
         model.data_fingerprint_ = manifest["data_fingerprint"]

@@ -541,7 +541,8 @@ class Hybrid(Recommender):
         if self.booster_ is not None:
             (directory / "ranker.txt").write_text(self.booster_.model_to_string())
         for name, generator in self.generators_.items():
-            generator.save(directory / "generators" / name)
+            # The generators share the hybrid's catalogue (data/): one copy, not one each.
+            generator.save(directory / "generators" / name, data=False)
 
     def _load_extra(self, directory: Path) -> None:
         from tastemaker.models import model_class
@@ -555,6 +556,10 @@ class Hybrid(Recommender):
                 raise ArtifactError(f"{directory}: the ranker model ranker.txt is missing")
             self.booster_ = lgb.Booster(model_str=path.read_text())
         self.generators_ = {
-            name: model_class(name).load(directory / "generators" / name)
+            name: model_class(name).load(
+                directory / "generators" / name,
+                catalogue=self.catalogue_,
+                fingerprint=self.data_fingerprint_,
+            )
             for name in self._generator_names
         }

@@ -100,7 +100,7 @@ def shrunk_cosine_neighbours(
     norms = _column_norms(x).astype(np.float64)
     # Plain cosine keeps the exact float32 arithmetic of the original formula.
     plain = asymmetry == 0.5
-    row_norms = norms ** (2.0 * (1.0 - asymmetry))
+    row_norms = norms ** (2.0 * asymmetry)
     col_norms = norms ** (2.0 * (1.0 - asymmetry))
     penalty = None
     if popularity_penalty > 0:
