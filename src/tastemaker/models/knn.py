@@ -100,6 +100,7 @@ def shrunk_cosine_neighbours(
     norms = _column_norms(x).astype(np.float64)
     # Plain cosine keeps the exact float32 arithmetic of the original formula.
     plain = asymmetry == 0.5
+    norms32 = norms.astype(np.float32)
     row_norms = norms ** (2.0 * asymmetry)
     col_norms = norms ** (2.0 * (1.0 - asymmetry))
     penalty = None
@@ -129,8 +130,7 @@ def shrunk_cosine_neighbours(
         rows = block.row.astype(np.int64)
         cols = block.col.astype(np.int64)
         if plain:
-            n32 = norms.astype(np.float32)
-            values = block.data / (n32[rows + start] * n32[cols] + shrinkage)
+            values = block.data / (norms32[rows + start] * norms32[cols] + shrinkage)
         else:
             values = block.data / (row_norms[rows + start] * col_norms[cols] + shrinkage)
         if exponent != 1.0:
