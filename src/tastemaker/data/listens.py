@@ -519,9 +519,11 @@ def interactions_from_table(
 ) -> Interactions:
     """Play counts and last-listened time per (user, item), and optionally the listen events.
 
-    Pairs come from one parallel sort of the rows by a packed (user, item) key; events from
-    one sort by (user, time, item). ``consume`` lets the events reuse the table's arrays
-    (the table must not be used afterwards): at 100 M listens that saves 1.6 GB of peak.
+    Single timestamped listens (dumps) are reduced by in-place sorts of packed keys: one by
+    (user, item, time) for the pairs, one by (user, time, item) for the events; rows with
+    play counts by a parallel sort of a packed (user, item) key and a group-by. ``consume``
+    lets the events reuse the table's arrays (the table must not be used afterwards), which
+    keeps their 16 bytes per listen out of the peak.
     """
     n_users, n_items = len(table.users), len(table.items)
     pairs = _pairs(table)
