@@ -7,7 +7,6 @@ among them. Each model runs with small, fast hyperparameters from ``TEST_PARAMS`
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,17 @@ import pytest
 import scipy.sparse as sp
 
 import tastemaker.models as models
+from model_checks import (
+    assert_batch_equals_one_by_one,
+    assert_refit_is_fresh,
+    assert_same_model,
+    assert_similar_items_exclude_the_item,
+    clusters,
+    fold_in_overlap,
+    with_listen_events,
+)
 from tastemaker.artifacts import read_manifest
-from tastemaker.data.interactions import Interactions, ListenEvents
+from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError
 from tastemaker.models import MODELS, available_models, create_model, load_model
 from tastemaker.models.base import Recommender
@@ -94,24 +102,6 @@ def test_the_classic_models_are_all_under_contract():
     assert set(IMPLEMENTED) >= CLASSIC, f"missing: {CLASSIC - set(IMPLEMENTED)}"
 
 
-def _interactions(matrix: sp.spmatrix) -> Interactions:
-    """The matrix with ids, plus one listen per pair (each user's listens one minute apart,
-    in one session) so that models that need timestamps (sessions) see the same data."""
-    coo = sp.coo_matrix(matrix)
-    plain = Interactions.from_arrays(
-        [f"u{r:03d}" for r in coo.row], [f"i{c:03d}" for c in coo.col], coo.data
-    )
-    m = plain.user_items
-    users = np.repeat(np.arange(m.shape[0], dtype=np.int32), np.diff(m.indptr))
-    order_in_row = np.arange(m.nnz) - np.repeat(m.indptr[:-1], np.diff(m.indptr))
-    timestamps = 1_600_000_000 + users.astype(np.int64) * 86_400 + order_in_row * 60
-    return dataclasses.replace(
-        plain,
-        events=ListenEvents(users, m.indices.astype(np.int32), timestamps),
-        last_listened=timestamps,
-    )
-
-
 def checkerboard() -> tuple[Interactions, np.ndarray]:
     """20 users x 16 items: even users play even items, odd users odd items, with varied
     play counts; each user's withheld item (one of their parity) is returned beside."""
@@ -124,20 +114,7 @@ def checkerboard() -> tuple[Interactions, np.ndarray]:
         withheld[u] = liked[(u // 2) % len(liked)]
         heard = liked[liked != withheld[u]]
         dense[u, heard] = rng.integers(1, 200, len(heard))
-    return _interactions(sp.csr_matrix(dense)), withheld
-
-
-def clusters(seed: int = 3, n_users: int = 80, n_items: int = 100) -> Interactions:
-    """Users in 4 taste groups of 25 items each: 10 items from their group, 2 at random."""
-    rng = np.random.default_rng(seed)
-    groups = rng.permutation(n_items).reshape(4, -1)
-    dense = np.zeros((n_users, n_items), np.float32)
-    for u in range(n_users):
-        own = rng.choice(groups[u % 4], 10, replace=False)
-        other = rng.choice(n_items, 2, replace=False)
-        heard = np.union1d(own, other)
-        dense[u, heard] = np.ceil(rng.lognormal(2.0, 1.5, len(heard)))
-    return _interactions(sp.csr_matrix(dense))
+    return with_listen_events(sp.csr_matrix(dense)), withheld
 
 
 def fitted(name: str, interactions: Interactions):
@@ -175,17 +152,7 @@ def test_withheld_item_ranks_first_on_the_checkerboard(name):
 
 def test_batch_recommend_equals_one_by_one(cluster_model):
     _, model = cluster_model
-    users = np.arange(0, 80, 7)
-    ids, scores = model.recommend(users, n=5)
-    history = model.user_items_[users]
-    folded_ids, folded_scores = model.recommend_for_history(history, n=5)
-    for row, user in enumerate(users):
-        one_ids, one_scores = model.recommend(np.asarray([user]), n=5)
-        np.testing.assert_array_equal(one_ids[0], ids[row])
-        np.testing.assert_allclose(one_scores[0], scores[row], rtol=1e-5, atol=1e-6)
-        h_ids, h_scores = model.recommend_for_history(history[row], n=5)
-        np.testing.assert_array_equal(h_ids[0], folded_ids[row])
-        np.testing.assert_allclose(h_scores[0], folded_scores[row], rtol=1e-5, atol=1e-6)
+    assert_batch_equals_one_by_one(model, np.arange(0, 80, 7))
 
 
 def test_recommendations_are_the_top_of_the_scores(cluster_model, cluster_data):
@@ -220,16 +187,7 @@ def test_save_load_round_trip_without_pickle(cluster_model, cluster_data, tmp_pa
                 assert arrays[key].dtype != object
     manifest = read_manifest(directory, verify=True)
     assert manifest["model"] == name
-    loaded = load_model(directory)
-    assert type(loaded) is type(model)
-    assert loaded.get_params() == model.get_params()
-    users = np.arange(cluster_data.n_users)
-    np.testing.assert_array_equal(loaded.score(users), model.score(users))
-    history = cluster_data.user_items[:10]
-    np.testing.assert_array_equal(loaded.score_history(history), model.score_history(history))
-    np.testing.assert_array_equal(
-        loaded.similar_items(np.arange(5), 5)[0], model.similar_items(np.arange(5), 5)[0]
-    )
+    assert_same_model(load_model(directory), model, cluster_data)
 
 
 def test_a_corrupted_model_file_is_refused(cluster_model, tmp_path):
@@ -245,37 +203,19 @@ def test_a_corrupted_model_file_is_refused(cluster_model, tmp_path):
 
 def test_fold_in_of_a_training_history_lands_near_the_trained_user(cluster_model, cluster_data):
     _, model = cluster_model
-    users = np.arange(cluster_data.n_users)
-    trained, _ = model.recommend(users, n=10)
-    folded, _ = model.recommend_for_history(cluster_data.user_items[users], n=10)
-    overlap = np.mean(
-        [len(np.intersect1d(a, b)) / 10 for a, b in zip(trained, folded, strict=True)]
-    )
-    assert overlap >= FOLD_IN_OVERLAP
+    assert fold_in_overlap(model, cluster_data) >= FOLD_IN_OVERLAP
 
 
 def test_similar_items_never_include_the_item_itself(cluster_model, cluster_data):
     _, model = cluster_model
-    items = np.arange(cluster_data.n_items)
-    ids, scores = model.similar_items(items, n=10)
-    assert ids.shape == (cluster_data.n_items, 10)
-    assert not (ids == items[:, None]).any()
+    ids = assert_similar_items_exclude_the_item(model, cluster_data)
     assert ((ids >= -1) & (ids < cluster_data.n_items)).all()
-    assert (np.diff(scores, axis=1)[np.isfinite(scores[:, 1:])] <= 0).all()
 
 
 @pytest.mark.parametrize("name", IMPLEMENTED)
 def test_a_second_fit_forgets_the_first(name):
     first, second = clusters(seed=11, n_users=60, n_items=40), clusters(seed=5)
-    refitted = fitted(name, first).fit(second)
-    fresh = fitted(name, second)
-    assert refitted.n_items_ == fresh.n_items_ == second.n_items
-    users = np.arange(second.n_users)
-    np.testing.assert_allclose(refitted.score(users), fresh.score(users), rtol=1e-5, atol=1e-6)
-    history = second.user_items[:5]
-    np.testing.assert_allclose(
-        refitted.score_history(history), fresh.score_history(history), rtol=1e-5, atol=1e-6
-    )
+    assert_refit_is_fresh(fitted(name, first).fit(second), fitted(name, second), second)
 
 
 def test_a_model_saved_without_data_loads_only_with_its_own_catalogue(tmp_path):

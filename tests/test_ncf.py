@@ -14,6 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 
+from model_checks import (
+    assert_batch_equals_one_by_one,
+    assert_refit_is_fresh,
+    assert_same_model,
+    assert_similar_items_exclude_the_item,
+    clusters,
+    fold_in_overlap,
+)
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models import create_model, load_model
@@ -445,19 +453,6 @@ def test_gmf_factor_vectors_reproduce_its_scores():
 NEURAL = ["gmf", "mlp", "neumf", "ncf-seed"]
 
 
-def clusters(seed: int = 3, n_users: int = 80, n_items: int = 100) -> Interactions:
-    """As in the contract test: 4 taste groups of 25 items; 10 from the group, 2 at random."""
-    rng = np.random.default_rng(seed)
-    groups = rng.permutation(n_items).reshape(4, -1)
-    dense = np.zeros((n_users, n_items), np.float32)
-    for u in range(n_users):
-        own = rng.choice(groups[u % 4], 10, replace=False)
-        other = rng.choice(n_items, 2, replace=False)
-        heard = np.union1d(own, other)
-        dense[u, heard] = np.ceil(rng.lognormal(2.0, 1.5, len(heard)))
-    return interactions(dense)
-
-
 @pytest.fixture(scope="module")
 def cluster_data() -> Interactions:
     return clusters()
@@ -470,17 +465,7 @@ def cluster_model(request, cluster_data):
 
 def test_contract_batch_equals_one_by_one(cluster_model):
     _, model = cluster_model
-    users = np.arange(0, 80, 9)
-    ids, scores = model.recommend(users, n=5)
-    history = model.user_items_[users]
-    folded_ids, folded_scores = model.recommend_for_history(history, n=5)
-    for row, user in enumerate(users):
-        one_ids, one_scores = model.recommend(np.asarray([user]), n=5)
-        np.testing.assert_array_equal(one_ids[0], ids[row])
-        np.testing.assert_allclose(one_scores[0], scores[row], rtol=1e-5, atol=1e-6)
-        h_ids, h_scores = model.recommend_for_history(history[row], n=5)
-        np.testing.assert_array_equal(h_ids[0], folded_ids[row])
-        np.testing.assert_allclose(h_scores[0], folded_scores[row], rtol=1e-5, atol=1e-6)
+    assert_batch_equals_one_by_one(model, np.arange(0, 80, 9))
 
 
 def test_contract_recommendations_are_the_top_of_the_scores(cluster_model, cluster_data):
@@ -499,47 +484,23 @@ def test_contract_fold_in_of_a_training_history_lands_near_the_trained_user(
 ):
     """Measured top-10 overlap: gmf 0.97, mlp 0.94, neumf 0.97, ncf-seed 0.85."""
     _, model = cluster_model
-    users = np.arange(cluster_data.n_users)
-    trained, _ = model.recommend(users, n=10)
-    folded, _ = model.recommend_for_history(cluster_data.user_items[users], n=10)
-    overlap = np.mean(
-        [len(np.intersect1d(a, b)) / 10 for a, b in zip(trained, folded, strict=True)]
-    )
-    assert overlap >= 0.8
+    assert fold_in_overlap(model, cluster_data) >= 0.8
 
 
 def test_contract_similar_items_never_include_the_item_itself(cluster_model, cluster_data):
     _, model = cluster_model
-    items = np.arange(cluster_data.n_items)
-    ids, scores = model.similar_items(items, n=10)
-    assert ids.shape == (cluster_data.n_items, 10)
-    assert not (ids == items[:, None]).any()
-    assert (np.diff(scores, axis=1)[np.isfinite(scores[:, 1:])] <= 0).all()
+    assert_similar_items_exclude_the_item(model, cluster_data)
 
 
 def test_contract_save_load_round_trip(cluster_model, cluster_data, tmp_path):
     name, model = cluster_model
     directory = model.save(tmp_path / name)
-    loaded = load_model(directory)
-    assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
-    users = np.arange(cluster_data.n_users)
-    np.testing.assert_array_equal(loaded.score(users), model.score(users))
-    history = cluster_data.user_items[:10]
-    np.testing.assert_array_equal(loaded.score_history(history), model.score_history(history))
-    np.testing.assert_array_equal(
-        loaded.similar_items(np.arange(5), 5)[0], model.similar_items(np.arange(5), 5)[0]
-    )
+    assert_same_model(load_model(directory), model, cluster_data)
 
 
 @pytest.mark.parametrize("name", NEURAL)
 def test_contract_a_second_fit_forgets_the_first(name):
     first, second = clusters(seed=11, n_users=60, n_items=40), clusters(seed=5, n_users=40)
-    refitted = fit(name, first, epochs=5).fit(second)
-    fresh = fit(name, second, epochs=5)
-    assert refitted.n_items_ == fresh.n_items_ == second.n_items
-    users = np.arange(second.n_users)
-    np.testing.assert_allclose(refitted.score(users), fresh.score(users), rtol=1e-5, atol=1e-6)
-    history = second.user_items[:5]
-    np.testing.assert_allclose(
-        refitted.score_history(history), fresh.score_history(history), rtol=1e-5, atol=1e-6
+    assert_refit_is_fresh(
+        fit(name, first, epochs=5).fit(second), fit(name, second, epochs=5), second
     )

@@ -341,14 +341,19 @@ def evaluate(
     return {
         "split": description,
         "k": ks,
-        "data": {
-            "users": interactions.n_users,
-            "items": interactions.n_items,
-            "interactions": interactions.nnz,
-            "fingerprint": interactions.fingerprint,
-            "level": interactions.level,
-        },
+        "data": data_summary(interactions),
         "results": results,
+    }
+
+
+def data_summary(interactions: Interactions) -> dict[str, Any]:
+    """What a result file says about the data it was measured on."""
+    return {
+        "users": interactions.n_users,
+        "items": interactions.n_items,
+        "interactions": interactions.nnz,
+        "fingerprint": interactions.fingerprint,
+        "level": interactions.level,
     }
 
 

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from tastemaker.data.interactions import Interactions, empty_metadata
 from tastemaker.errors import UsageError
 from tastemaker.evaluation.metrics import ranking_metrics
-from tastemaker.evaluation.protocol import _progress, evaluate_split
+from tastemaker.evaluation.protocol import _progress, data_summary, evaluate_split
 from tastemaker.evaluation.splits import Split, random_split
 from tastemaker.models import create_model, model_class
 from tastemaker.models.base import Recommender
@@ -231,13 +231,7 @@ def replicate(
     out: dict[str, Any] = {
         "split": split.describe(),
         "k": ks,
-        "data": {
-            "users": interactions.n_users,
-            "items": interactions.n_items,
-            "interactions": interactions.nnz,
-            "fingerprint": interactions.fingerprint,
-            "level": interactions.level,
-        },
+        "data": data_summary(interactions),
         "results": results,
         "notes": notes,
     }

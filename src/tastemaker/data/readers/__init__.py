@@ -197,7 +197,7 @@ def merge_sources(parts: list[SourceData]) -> SourceData:
                 error = part.explain(exc)
                 if error.row is not None or error.where is not None:
                     return error
-        return cannot_read(exc, merged.paths[0] if len(merged.paths) == 1 else None)
+        return _cannot_read_source(exc, merged.paths)
 
     merged.explain = explain
     # Skip counts are filled in while the parts' frames are collected: read them live.
@@ -251,6 +251,11 @@ def cannot_read(exc: BaseException, path: str | Path | None) -> DataError:
     return DataError(f"cannot read ({first_line(exc)})", path=path)
 
 
+def _cannot_read_source(exc: BaseException, paths: list[str]) -> DataError:
+    """``cannot_read`` for a source of one or several paths (named only when there is one)."""
+    return cannot_read(exc, paths[0] if len(paths) == 1 else None)
+
+
 @contextlib.contextmanager
 def reading(source: SourceData) -> Iterator[None]:
     """Run the collection of ``source.listens``; failures become one-line DataErrors."""
@@ -259,9 +264,10 @@ def reading(source: SourceData) -> Iterator[None]:
     except DataError:
         raise
     except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as exc:
+        # Readers give ``explain`` where they can name a row; otherwise the source's path.
         if source.explain is not None:
             raise source.explain(exc) from None
-        raise cannot_read(exc, source.paths[0] if len(source.paths) == 1 else None) from None
+        raise _cannot_read_source(exc, source.paths) from None
 
 
 def require_file(path: Path) -> None:

@@ -80,12 +80,7 @@ def read_many(paths: list[Path], options: ReaderOptions) -> SourceData:
     probe = _probe([p for _, p in scanned[_base_dump(dumps)]])
     listens, dropped = merge_dumps(frames, _base_dump(dumps), probe)
     stats["duplicates_dropped"] = dropped
-    all_paths = [str(p) for p in paths]
-
-    def explain(exc: BaseException) -> DataError:
-        return cannot_read(exc, all_paths[0] if len(all_paths) == 1 else None)
-
-    return SourceData(listens=listens, format=NAME, paths=all_paths, stats=stats, explain=explain)
+    return SourceData(listens=listens, format=NAME, paths=[str(p) for p in paths], stats=stats)
 
 
 def _natural_key(path: Path) -> list:

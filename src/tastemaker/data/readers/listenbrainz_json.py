@@ -155,12 +155,7 @@ def read_many(paths: list[Path], options: ReaderOptions) -> SourceData:
     base = next((i for i, p in enumerate(paths) if "full" in p.name.lower()), None)
     listens, dropped = merge_dumps(frames, sizes.index(max(sizes)) if base is None else base)
     stats["duplicates_dropped"] = dropped
-    names = [str(p) for p in paths]
-
-    def explain(exc: BaseException) -> DataError:
-        return cannot_read(exc, names[0] if len(names) == 1 else None)
-
-    return SourceData(listens=listens, format=NAME, paths=names, stats=stats, explain=explain)
+    return SourceData(listens=listens, format=NAME, paths=[str(p) for p in paths], stats=stats)
 
 
 def _size(path: Path) -> int:
