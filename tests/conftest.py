@@ -1,4 +1,5 @@
-"""Shared fixtures: paths to the real data sets beside the checkout (../shared/data)."""
+"""Shared fixtures and helpers: paths to the real data sets beside the checkout (../shared/data)
+and in-process runs of the command line."""
 
 from __future__ import annotations
 
@@ -25,3 +26,27 @@ def hetrec(hetrec_path):
     from tastemaker.data.load import load_interactions
 
     return load_interactions(hetrec_path)
+
+
+def invoke_cli(*args) -> int:
+    """Run the console entry point in-process with ``args``; its exit code."""
+    import sys
+
+    from tastemaker.cli import main
+
+    old = sys.argv
+    sys.argv = ["tastemaker", *map(str, args)]
+    try:
+        main()
+        return 0
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = old
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """``invoke_cli`` and what it printed: (exit code, stdout, stderr)."""
+    code = invoke_cli(*args)
+    out, err = capsys.readouterr()
+    return code, out, err

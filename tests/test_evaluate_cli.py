@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
-from tastemaker.cli import main
+from conftest import run_cli
 from tastemaker.data.synth import synthetic_interactions
 from tastemaker.errors import UsageError
 from tastemaker.evaluation.metrics import metric_names
@@ -25,21 +24,6 @@ def installed(name: str) -> bool:
 
 # The classic models come from another part of the project; popularity is always there.
 FAST_MODELS = [m for m in ("popularity", "als", "itemknn") if m in MODELS and installed(m)]
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Run the console entry point in-process; returns (exit code, stdout, stderr)."""
-    old = sys.argv
-    sys.argv = ["tastemaker", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = old
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from tastemaker.cli import main
+from conftest import run_cli
 from tastemaker.data.synth import synthetic_interactions
 from tastemaker.models import create_model
 from tastemaker.models.base import Recommender
@@ -306,19 +306,6 @@ def test_admin_routes_are_off_without_a_token(model_dirs):
         assert "/v1/admin/reload" not in c.get("/openapi.json").json()["paths"]
 
 
-def run_cli(capsys, *args) -> tuple[int, str]:
-    old = sys.argv
-    sys.argv = ["tastemaker", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = old
-    return code, capsys.readouterr().err
-
-
 def test_serve_refuses_corrupted_and_foreign_directories(model_dirs, tmp_path, capsys):
     bad = corrupted_copy(model_dirs["als"], tmp_path / "corrupted")
     for directory, why in (
@@ -326,7 +313,7 @@ def test_serve_refuses_corrupted_and_foreign_directories(model_dirs, tmp_path, c
         (model_dirs["data"], "holds a 'interactions'"),
         (tmp_path / "nothing", "not a directory"),
     ):
-        code, err = run_cli(capsys, "serve", directory, "--port", "1")
+        code, _, err = run_cli(capsys, "serve", directory, "--port", "1")
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 2 and len(lines) == 1, err
         assert why in lines[0] and "Traceback" not in err

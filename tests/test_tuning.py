@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import invoke_cli
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import UsageError
 from tastemaker.evaluation.splits import random_split
@@ -399,9 +400,7 @@ def test_killed_cli_run_resumes(data_dir, tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert 2 <= done < 20, "the run should be killed mid-search"
-    from tastemaker.cli import main
-
-    _run_cli(main, ["tune", *args])
+    invoke_cli("tune", *args)
     assert _finished_in_db(db) == 20
     best = json.loads((tmp_path / "b.json").read_text())
     assert best["trials"] == 20
@@ -420,46 +419,29 @@ def _finished_in_db(db: Path) -> int:
         return 0
 
 
-def _run_cli(main, argv: list[str]) -> int:
-    old = sys.argv
-    sys.argv = ["tastemaker", *argv]
-    try:
-        main()
-        return 0
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        sys.argv = old
-
-
 # -- best.json, report and the command line ---------------------------------------------------
 
 
 def test_cli_writes_best_json_and_report(data_dir, tmp_path, capsys):
-    from tastemaker.cli import main
-
     out = tmp_path / "best.json"
     report = tmp_path / "report"
-    code = _run_cli(
-        main,
-        [
-            "tune",
-            str(data_dir),
-            "--model",
-            "als",
-            "--space",
-            "seed",
-            "--search",
-            "grid",
-            "--trials",
-            "4",
-            "--out",
-            str(out),
-            "--report",
-            str(report),
-            "--threads",
-            "1",
-        ],
+    code = invoke_cli(
+        "tune",
+        str(data_dir),
+        "--model",
+        "als",
+        "--space",
+        "seed",
+        "--search",
+        "grid",
+        "--trials",
+        "4",
+        "--out",
+        str(out),
+        "--report",
+        str(report),
+        "--threads",
+        "1",
     )
     assert code == 0
     best = json.loads(out.read_text())
@@ -502,19 +484,15 @@ def test_cli_writes_best_json_and_report(data_dir, tmp_path, capsys):
     ],
 )
 def test_cli_bad_arguments_exit_2_with_one_line(argv, message, tmp_path, capsys):
-    from tastemaker.cli import main
-
-    code = _run_cli(main, ["tune", str(tmp_path / "no-data"), *argv])
+    code = invoke_cli("tune", tmp_path / "no-data", *argv)
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and message in err, err
 
 
 def test_cli_unknown_space_parameter_exits_2(tmp_path, capsys):
-    from tastemaker.cli import main
-
     space = tmp_path / "s.toml"
     space.write_text("[params.neighbors]\ntype = 'int'\nlow = 1\nhigh = 5\n")
-    code = _run_cli(main, ["tune", str(tmp_path), "--model", "itemknn", "--space", str(space)])
+    code = invoke_cli("tune", tmp_path, "--model", "itemknn", "--space", space)
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "has no parameter(s) neighbors" in err
