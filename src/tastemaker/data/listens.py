@@ -412,6 +412,20 @@ def _pairs(table: ListenTable) -> pl.DataFrame:
     )
 
 
+def _packed_keys(fields: list[tuple[np.ndarray, int, int]], n: int) -> np.ndarray:
+    """One uint64 per row: every ``(values, offset, shift)`` field as ``(values - offset) <<
+    shift``, OR-ed together. Built in chunks, so temporaries stay chunk-sized."""
+    key = np.empty(n, dtype=np.uint64)
+    for lo in range(0, n, _CHUNK):
+        hi = min(lo + _CHUNK, n)
+        part = np.zeros(hi - lo, dtype=np.uint64)
+        for values, offset, shift in fields:
+            chunk = values[lo:hi] - offset if offset else values[lo:hi]
+            part |= chunk.astype(np.uint64) << np.uint64(shift)
+        key[lo:hi] = part
+    return key
+
+
 def _pairs_packed(table: ListenTable, user_bits: int, item_bits: int) -> pl.DataFrame | None:
     """``_pairs`` for single listens with known times (dumps of timestamped listens), when
     (user, item, time offset) packs into 64 bits: the packed keys are sorted in place and
@@ -430,15 +444,11 @@ def _pairs_packed(table: ListenTable, user_bits: int, item_bits: int) -> pl.Data
         time_bits = max(int(time.max()) - start, 1).bit_length()
     if user_bits + item_bits + time_bits > 64:
         return None
-    pair_shift, item_shift = np.uint64(time_bits), np.uint64(time_bits + item_bits)
-    key = np.empty(n, dtype=np.uint64)
-    for lo in range(0, n, _CHUNK):
-        hi = min(lo + _CHUNK, n)
-        part = table.user[lo:hi].astype(np.uint64) << item_shift
-        part |= table.item[lo:hi].astype(np.uint64) << pair_shift
-        if time is not None:
-            part |= (time[lo:hi] - start).astype(np.uint64)
-        key[lo:hi] = part
+    pair_shift = np.uint64(time_bits)
+    fields = [(table.user, 0, time_bits + item_bits), (table.item, 0, time_bits)]
+    if time is not None:
+        fields.append((time, start, 0))
+    key = _packed_keys(fields, n)
     key.sort()
     starts = []
     previous = None
@@ -487,13 +497,9 @@ def _events(table: ListenTable, reuse_arrays: bool = False) -> ListenEvents:
         order = np.lexsort((item, time, user))
         return ListenEvents(user[order].astype(np.int32), item[order].astype(np.int32), time[order])
     user_shift, time_shift = np.uint64(time_bits + item_bits), np.uint64(item_bits)
-    key = np.empty(n, dtype=np.uint64)
-    for lo in range(0, n, _CHUNK):  # in chunks: temporaries stay chunk-sized
-        hi = min(lo + _CHUNK, n)
-        part = user[lo:hi].astype(np.uint64) << user_shift
-        part |= (time[lo:hi] - start).astype(np.uint64) << time_shift
-        part |= item[lo:hi].astype(np.uint64)
-        key[lo:hi] = part
+    key = _packed_keys(
+        [(user, 0, time_bits + item_bits), (time, start, item_bits), (item, 0, 0)], n
+    )
     key.sort()  # in place: numpy's vectorized sort, no second row-sized buffer
     # Arrays polars lends without a copy are read-only: those are never reused.
     writable = all(a.flags.writeable for a in (user, item, time))
