@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from model_checks import clusters, with_listen_events
 from tastemaker.data.weighting import apply_weighting, weighting_statistics
 from tastemaker.errors import UsageError
 from tastemaker.models import create_model
-from test_models_contract import _interactions, clusters
 
 
 @pytest.mark.parametrize("name", ["bm25", "tfidf", "log1p", "binary"])
@@ -85,7 +85,7 @@ def test_ease_scores_pruned_items_minus_infinity_and_pads_short_lists():
     dense = np.zeros((6, 5), np.float32)
     dense[:, :3] = 1.0  # items 0-2: six listeners each
     dense[0, 3] = dense[1, 4] = 1.0  # items 3 and 4: one listener each
-    data = _interactions(sp.csr_matrix(dense))
+    data = with_listen_events(sp.csr_matrix(dense))
     model = create_model("ease", regularization=1.0, min_listeners=2).fit(data)
     assert list(model.kept_items_) == [0, 1, 2]
     assert np.isneginf(model.score(np.arange(6))[:, 3:]).all()
