@@ -40,7 +40,7 @@ def child_ingest(engine: str, dump: str, out: str) -> dict:
         from tastemaker.data.ingest import ingest
 
         start = time.perf_counter()
-        interactions = ingest([dump], out, keep_events=False)
+        interactions = ingest([dump], out, keep_events=False, listens=True)
         return {
             "seconds": time.perf_counter() - start,
             "peak_gb": peak_rss_gb(),

@@ -138,6 +138,7 @@ def test_cli_filters(tmp_path):
             "1000",
             "--min-user-items",
             "2",
+            "--listens",
         ],
     )
     assert result.exit_code == 0, result.output

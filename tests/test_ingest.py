@@ -23,11 +23,12 @@ from tastemaker.data.listens import (
     interactions_from_listens,
     item_key,
 )
+from tastemaker.errors import DataError
 
 
 def test_ingest_writes_listens_and_matrix_in_one_manifest(tmp_path):
     out = tmp_path / "lb"
-    inter = ingest([LISTENBRAINZ], out)
+    inter = ingest([LISTENBRAINZ], out, listens=True)
     manifest = read_manifest(out, kind="interactions")  # verifies every checksum
     assert LISTENS_FILE in manifest["files"]
     assert {"matrix.npz", "users.parquet", "items.parquet", "events.npz"} <= set(manifest["files"])
@@ -53,6 +54,20 @@ def test_ingest_is_deterministic_and_replaces_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["lb"]
 
 
+def test_the_listens_table_is_written_by_default_only_for_text_sources(tmp_path):
+    # A ListenBrainz Parquet dump is re-readable as it is: no second copy by default.
+    parquet = ingest([LISTENBRAINZ], tmp_path / "parquet")
+    assert not (tmp_path / "parquet" / LISTENS_FILE).exists()
+    assert parquet.source["listens_table"] is None
+    text = ingest([LISTENBRAINZ / "listenbrainz_listens.jsonl"], tmp_path / "json")
+    assert LISTENS_FILE in read_manifest(tmp_path / "json")["files"]
+    assert pl.read_parquet(tmp_path / "json" / LISTENS_FILE).height == text.source["listens"]
+    # Without the table an ingested directory is no source for another level: one clear error.
+    with pytest.raises(DataError, match="ingested directory without listens.parquet"):
+        ingest([tmp_path / "parquet"], tmp_path / "again", level="recording")
+    assert not (tmp_path / "again").exists()
+
+
 def test_ingest_several_sources_and_options(tmp_path):
     dumps = sorted(p for p in LISTENBRAINZ.iterdir() if p.is_dir())
     inter = ingest(dumps, tmp_path / "a", listens=False, keep_events=False)
@@ -65,7 +80,7 @@ def test_ingest_several_sources_and_options(tmp_path):
 
 
 def test_an_ingested_directory_is_a_source_for_another_level(tmp_path):
-    ingest([LISTENBRAINZ], tmp_path / "artist")
+    ingest([LISTENBRAINZ], tmp_path / "artist", listens=True)
     direct = ingest([LISTENBRAINZ], tmp_path / "direct", level="recording")
     again = ingest([tmp_path / "artist"], tmp_path / "recording", level="recording")
     assert again.fingerprint == direct.fingerprint
@@ -78,7 +93,7 @@ def test_ingest_applies_filters_and_reports_them(tmp_path):
         end=datetime(2021, 7, 15, tzinfo=UTC),
         min_user_items=3,
     )
-    inter = ingest([LISTENBRAINZ], tmp_path / "f", filters=filters)
+    inter = ingest([LISTENBRAINZ], tmp_path / "f", filters=filters, listens=True)
     listens = pl.read_parquet(tmp_path / "f" / LISTENS_FILE)
     in_range = listens.filter(
         (pl.col("listened_at") >= filters.start) & (pl.col("listened_at") < filters.end)

@@ -72,9 +72,13 @@ def ingest(
         bool, typer.Option("--events/--no-events", help="Keep every timestamped listen.")
     ] = True,
     listens: Annotated[
-        bool,
-        typer.Option("--listens/--no-listens", help="Write the canonical listens.parquet."),
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--listens/--no-listens",
+            help="Write the canonical listens.parquet (default: yes, unless the source already "
+            "is Parquet: a ListenBrainz dump or an ingested table).",
+        ),
+    ] = None,
     engine_options: EngineOptions = EngineOptions(),
 ) -> None:
     """Read sources, write the canonical listens table and the interaction matrix to --out."""
