@@ -267,12 +267,16 @@ def test_validation_never_contains_a_test_pair(data, monkeypatch):
         )
         result = tune(data, config)
         assert result.split["test_items"] == outer.test.nnz
-    assert len(seen) == 3 * 1 + 3 * 2  # (2 trials + the defaults) x folds
+    # (2 trials + the defaults) x (2 random splits, the default repeats; then 2 K-folds)
+    assert len(seen) == 3 * 2 + 3 * 2
     for split in seen:
         for matrix in (split.train.user_items, split.test, split.fold_in):
             if matrix is not None:
                 pairs = set(zip(*matrix.nonzero(), strict=True))
                 assert pairs and not pairs & test_pairs
+    # The repeated random splits hold out different pairs.
+    first, second = (set(zip(*s.test.nonzero(), strict=True)) for s in seen[:2])
+    assert first != second
     # K-fold validation holds out whole users of the training part.
     kfold = validation_folds(outer.train, folds=2)
     assert len(kfold) == 2 and all(s.fold_in is not None for s in kfold)
@@ -476,6 +480,8 @@ def test_cli_writes_best_json_and_report(data_dir, tmp_path, capsys):
         (["--model", "als", "--search", "bayes"], "--search must be one of"),
         (["--model", "als", "--metric", "rmse"], "is not a tunable metric"),
         (["--model", "als", "--folds", "0"], "--folds must be"),
+        (["--model", "als", "--repeats", "0"], "--repeats must be at least 1"),
+        (["--model", "als", "--folds", "3", "--repeats", "2"], "--repeats applies to"),
         (["--model", "als", "--trials", "0"], "--trials must be at least 1"),
         (["--model", "als", "--space", "missing.toml"], "cannot read the space file"),
         (["--model", "als", "--space", "nope"], "no space file 'nope'"),

@@ -31,9 +31,17 @@ def register(app: typer.Typer) -> None:
         folds: Annotated[
             int,
             typer.Option(
-                "--folds", help="1: one validation split of training; K >= 2: user K-fold."
+                "--folds", help="1: random validation split(s) of training; K >= 2: user K-fold."
             ),
         ] = 1,
+        repeats: Annotated[
+            int | None,
+            typer.Option(
+                "--repeats",
+                help="Random validation splits averaged per trial, with --folds 1 (default 2: "
+                "half the noise of one split, twice the fitting).",
+            ),
+        ] = None,
         space: Annotated[
             str | None,
             typer.Option(
@@ -91,6 +99,7 @@ def register(app: typer.Typer) -> None:
             trials=trials,
             metric=metric,
             folds=folds,
+            repeats=repeats,
             seed=seed,
             storage=storage,
             study_name=study_name,

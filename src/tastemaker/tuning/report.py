@@ -276,7 +276,8 @@ def render_html(result: TuneResult) -> str:
         f"<p class='note'>Outer split: {html.escape(result.split.get('label', ''))}.<br>"
         f"Validation (carved from its training part only): "
         f"{html.escape(result.validation_split.get('label', ''))}"
-        f"{' and the other folds' if result.config.folds > 1 else ''}.<br>"
+        f"{' and the other folds' if result.config.folds > 1 else ''}"
+        f"{_repeats_note(result.config.validation_repeats)}.<br>"
         f"Trial states: {html.escape(json.dumps(data['trial_states']))}. Space: "
         f"{html.escape(result.config.space.source)}.</p>",
         "<h2>Validation against test</h2>",
@@ -296,6 +297,10 @@ def render_html(result: TuneResult) -> str:
     parts += ["<h2>Trials</h2>", _table(*trial_rows(result), highlight=result.best_trial)]
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _repeats_note(repeats: int) -> str:
+    return f", and {repeats - 1} more such split(s) with other seeds (mean)" if repeats > 1 else ""
 
 
 def write_report(directory: str | Path, result: TuneResult) -> Path:
