@@ -13,8 +13,8 @@ then times, each in its own subprocess so that peak RSS is measured per side:
   with the streaming engine, then a scipy CSR.
 
 The dump's files are read once before the first side runs, so every side finds them in the
-page cache. Prints both times, the ratio and both peak RSS. Targets: <= 1.2x the bare group-by and
-<= 1.5 GB peak at 20 M listens; <= 6 GB peak at 100 M (``--listens 100000000``).
+page cache. Prints both times, the ratio and both peak RSS. Targets: <= 1.2x the bare
+group-by and <= 1.5 GB peak at 20 M listens; <= 6 GB peak at 100 M (``--listens 100000000``).
 
     .venv/bin/python bench/ingest.py                       # 20 M listens
     .venv/bin/python bench/ingest.py --listens 100000000   # the streaming path

@@ -1,4 +1,4 @@
-"""``tastemaker ingest``: raw sources -> an ingested directory (listens table + matrix)."""
+"""``tastemaker ingest``: raw sources -> an ingested directory (matrix [+ listens table])."""
 
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def ingest(
     ] = None,
     engine_options: EngineOptions = EngineOptions(),
 ) -> None:
-    """Read sources, write the canonical listens table and the interaction matrix to --out."""
+    """Read sources, write the interaction matrix (and the canonical listens table, for text
+    sources or with --listens) to --out."""
     from tastemaker.data.filters import Filters
     from tastemaker.data.ingest import ingest as run_ingest
     from tastemaker.data.ingest import summary

@@ -25,7 +25,7 @@ Layout of an ingested directory (see ``Interactions.write_into``)::
 Costs (measured in ``bench/ingest.py``): the source is read once, hashing each string into
 a categorical code as it streams; everything after works on integer arrays. With the
 listens table the source is read once to write it and the table once more; that write is
-the largest single cost (a 20 M-listen dump: 2.7x the time of the ingest without it).
+the largest single cost (a 20 M-listen dump: about 2.2x the time of the ingest without it).
 """
 
 from __future__ import annotations

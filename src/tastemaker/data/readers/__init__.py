@@ -90,7 +90,11 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if not path.exists():
         raise DataError("no such file or directory", path=path)
-    if path.is_dir() and (path / "manifest.json").is_file():
+    if (
+        path.is_dir()
+        and (path / "manifest.json").is_file()
+        and not (path / INGESTED_LISTENS).exists()
+    ):
         raise DataError(
             f"an ingested directory without {INGESTED_LISTENS}, so it cannot be read again as "
             "listens; ingest its sources again (add --listens to keep the table)",
