@@ -461,6 +461,7 @@ def test_cli_writes_best_json_and_report(data_dir, tmp_path, capsys):
     } <= set(best)
     assert best["model"] == "als" and best["search"] == "grid" and best["trials"] == 4
     assert best["metric"] == "ndcg@10"
+    assert best["study"]["folds"] == 1 and best["study"]["repeats"] == 2  # the default
     assert {"validation", "test"} <= set(best["defaults"])
     assert best["params"]["alpha"] == 10 and best["params"]["factors"] == 8
     create_model(best["model"], **best["params"])  # feeds --params-file as is
@@ -469,6 +470,7 @@ def test_cli_writes_best_json_and_report(data_dir, tmp_path, capsys):
     assert read_params_file(out)["als"] == best["params"]
     page = (report / "index.html").read_text()
     assert page.count("data:image/png;base64,") >= 2 and "Validation against test" in page
+    assert "1 more such split(s) with other seeds (mean)" in page
     assert len((report / "trials.csv").read_text().splitlines()) == 1 + 4
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # nothing half-written
 
