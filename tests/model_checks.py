@@ -98,3 +98,25 @@ def assert_refit_is_fresh(refitted, fresh, data: Interactions) -> None:
     np.testing.assert_allclose(
         refitted.score_history(history), fresh.score_history(history), rtol=1e-5, atol=1e-6
     )
+
+
+def assert_factor_vectors_reproduce_scores(
+    model,
+    data: Interactions,
+    users: np.ndarray,
+    history_rows: int,
+    rtol: float = 1e-7,
+    atol: float = 0.0,
+    history_atol: float | None = None,
+) -> None:
+    """User (and history) vectors dotted with item vectors give the model's scores."""
+    np.testing.assert_allclose(
+        model.user_vectors(users) @ model.item_vectors().T, model.score(users), rtol, atol
+    )
+    history = data.user_items[:history_rows]
+    np.testing.assert_allclose(
+        model.history_vectors(history) @ model.item_vectors().T,
+        model.score_history(history),
+        rtol,
+        atol if history_atol is None else history_atol,
+    )

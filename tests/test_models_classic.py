@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from model_checks import clusters, with_listen_events
+from model_checks import assert_factor_vectors_reproduce_scores, clusters, with_listen_events
 from tastemaker.data.weighting import apply_weighting, weighting_statistics
 from tastemaker.errors import UsageError
 from tastemaker.models import create_model
@@ -55,16 +55,8 @@ def test_factor_vectors_reproduce_the_scores():
     data = clusters()
     for name in ("als", "bpr"):
         model = create_model(name, factors=8, iterations=10).fit(data)
-        users = np.arange(10)
-        np.testing.assert_allclose(
-            model.user_vectors(users) @ model.item_vectors().T, model.score(users), rtol=1e-5
-        )
-        history = data.user_items[:10]
-        np.testing.assert_allclose(
-            model.history_vectors(history) @ model.item_vectors().T,
-            model.score_history(history),
-            rtol=1e-5,
-            atol=1e-6,
+        assert_factor_vectors_reproduce_scores(
+            model, data, np.arange(10), history_rows=10, rtol=1e-5, history_atol=1e-6
         )
 
 

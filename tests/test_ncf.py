@@ -16,6 +16,7 @@ from safetensors import safe_open
 
 from model_checks import (
     assert_batch_equals_one_by_one,
+    assert_factor_vectors_reproduce_scores,
     assert_refit_is_fresh,
     assert_same_model,
     assert_similar_items_exclude_the_item,
@@ -436,16 +437,7 @@ def test_a_weights_file_never_starts_like_a_pickle(tmp_path, monkeypatch):
 def test_gmf_factor_vectors_reproduce_its_scores():
     data = taste_groups(n_users=60, n_items=80)
     model = fit("gmf", data, epochs=5)
-    users = np.arange(10)
-    np.testing.assert_allclose(
-        model.user_vectors(users) @ model.item_vectors().T, model.score(users), atol=1e-4
-    )
-    history = data.user_items[:4]
-    np.testing.assert_allclose(
-        model.history_vectors(history) @ model.item_vectors().T,
-        model.score_history(history),
-        atol=1e-4,
-    )
+    assert_factor_vectors_reproduce_scores(model, data, np.arange(10), history_rows=4, atol=1e-4)
 
 
 # -- the common model contract (tests/test_models_contract.py leaves the NCF models to us) ----
