@@ -30,7 +30,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastemaker.evaluation.splits import Split
-from tastemaker.models.base import Recommender, top_n
+from tastemaker.models.base import Recommender
+from tastemaker.ranking import top_n
 
 PER_USER = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
 METRIC_ORDER = (*PER_USER, "auc", "coverage", "novelty")

@@ -36,10 +36,11 @@ import scipy.sparse as sp
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError, UsageError
-from tastemaker.models.base import Recommender, mask_rows, single_blas_thread
+from tastemaker.models.base import Recommender, single_blas_thread
 from tastemaker.models.features import FEATURE_GROUPS, Candidates, FeatureBuilder, gather
 from tastemaker.models.sessions import restrict_events
 from tastemaker.models.validation import holdout_split
+from tastemaker.ranking import mask_rows
 
 DEFAULT_GENERATORS = "als,itemknn,ease,popularity,sessions"
 # Generator settings the hybrid uses unless ``generator_params`` says otherwise: ALS with 32

@@ -218,7 +218,7 @@ def score_metric(model: Any, split: Any, metric: str, users: np.ndarray | None =
         ranking_metrics,
         score_users,
     )
-    from tastemaker.models.base import mask_rows, top_n
+    from tastemaker.ranking import mask_rows, top_n
 
     name, k = parse_metric(metric)
     if name == "auc" or split.sampled:
