@@ -162,7 +162,9 @@ def _int(fields: dict[str, str], key: str, where: Path | str) -> int:
         raise ArtifactError(f"{where}: {key} missing or not an integer") from None
 
 
-def _numbers(fields: dict[str, str], key: str, count: int, kind: type, where: str) -> list:
+def _numbers(
+    fields: dict[str, str], key: str, count: int, kind: type, where: str, finite: bool = True
+) -> list:
     values = fields.get(key, "").split()
     if len(values) != count:
         raise ArtifactError(f"{where}: {key} has {len(values)} values; expected {count}")
@@ -170,7 +172,7 @@ def _numbers(fields: dict[str, str], key: str, count: int, kind: type, where: st
         numbers = [kind(v) for v in values]
     except ValueError:
         raise ArtifactError(f"{where}: {key} holds a value that is not a number") from None
-    if kind is float and not all(math.isfinite(v) for v in numbers):
+    if kind is float and any(math.isnan(v) or (finite and math.isinf(v)) for v in numbers):
         raise ArtifactError(f"{where}: {key} holds NaN or infinite values")
     return numbers
 
@@ -187,7 +189,7 @@ def _check_tree(fields: dict[str, str], n_features: int, where: str) -> None:
         return
     internal = leaves - 1
     features = _numbers(fields, "split_feature", internal, int, where)
-    _numbers(fields, "threshold", internal, float, where)
+    _numbers(fields, "threshold", internal, float, where, finite=False)  # inf: "all go left"
     decisions = _numbers(fields, "decision_type", internal, int, where)
     left = _numbers(fields, "left_child", internal, int, where)
     right = _numbers(fields, "right_child", internal, int, where)
