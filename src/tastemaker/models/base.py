@@ -420,7 +420,7 @@ def checked_params(cls: type[Recommender], params: Any, directory: Path) -> dict
     unknown = sorted(set(params) - set(names))
     if unknown:
         raise ArtifactError(
-            f"{directory}: {cls.name} has no parameter(s) {[short_repr(u) for u in unknown]}; "
+            f"{directory}: {cls.name} has no parameter(s) {[u[:40] for u in unknown]}; "
             "written by another version?"
         )
     hints = _param_types(cls)

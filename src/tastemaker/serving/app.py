@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from tastemaker import __version__
 from tastemaker.errors import ArtifactError, UsageError
@@ -75,8 +76,6 @@ def create_app(settings: ServeSettings | None = None, bundle: LoadedModel | None
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        # Bodies over the limit answer 413, whether declared (Content-Length) or chunked.
-        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     app.state.holder = holder
@@ -89,6 +88,10 @@ def create_app(settings: ServeSettings | None = None, bundle: LoadedModel | None
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if shared is not None:
         app.add_middleware(FollowMiddleware, follow_now=follow_now)
+    # Bodies over the limit answer 413, whether declared (Content-Length) or chunked. Starlette's
+    # limit rather than FastAPI's max_body_size, which sits outside every user middleware and
+    # answers in plain text: in here, JSONErrors gives its answer a JSON body.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
     app.add_middleware(JSONErrors)
     app.add_middleware(ServiceMiddleware, metrics=metrics)
 
