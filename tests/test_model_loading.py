@@ -412,6 +412,13 @@ def test_ncf_weights_are_checked_against_the_network_before_use(saved, interacti
     )
     refused(tampered(gmf, tmp_path / "nan", weights_change(nan)), "NaN or infinite weights")
     refused(tampered(gmf, tmp_path / "f64", weights_change(doubles)), "is F64")
+    # Trained on a GPU, loaded where there is none: served from the CPU.
+    if not torch.cuda.is_available():
+        cuda = tampered(
+            gmf, tmp_path / "cuda", edit_manifest(lambda m: m["params"].update(device="cuda"))
+        )
+        model = load_model(cuda)
+        assert model.device == "cuda" and model.device_.type == "cpu"
     # A factors value that would allocate terabytes is compared on the meta device: no memory.
     huge = edit_manifest(lambda m: m["params"].update(factors=10**9))
     refused(tampered(gmf, tmp_path / "huge", huge), "the network needs F32 [80, 1000000000]")

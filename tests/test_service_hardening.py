@@ -240,6 +240,11 @@ def test_huge_headers_answer_431_quickly_while_other_requests_stay_fast(server):
     assert r.status_code == 431 and "request headers larger than" in r.json()["detail"]
     assert took < 5.0, took
     assert slowest and max(slowest) < 2.0, max(slowest)
+    # Just over the limit, in one write (read at once: measured when the head is complete).
+    with socket.create_connection(("127.0.0.1", server["port"]), timeout=10) as sock:
+        head = b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 70_000 + b"\r\n\r\n"
+        status, headers, _ = exchange(sock.makefile("rb"), sock, head)
+        assert status == 431 and headers["content-type"] == "application/json"
     # Headers within the limit, and the connection after them, are served as before.
     assert httpx.get(url + "/healthz", headers={"x-fine": "a" * 30_000}).status_code == 200
     with socket.create_connection(("127.0.0.1", server["port"]), timeout=10) as sock:

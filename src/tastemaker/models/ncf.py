@@ -377,14 +377,20 @@ class _NeuralRecommender(Recommender):
         # tensors' names, shapes and dtypes are compared with the network the hyperparameters
         # describe (built on the meta device: no memory) before anything is allocated.
         try:
+            self.device_ = resolve_device(self.device)
+        except RuntimeError as exc:
+            raise ArtifactError(f"{directory}: bad device {self.device!r} ({exc})") from None
+        if self.device_.type == "cuda" and not torch.cuda.is_available():
+            self.device_ = torch.device("cpu")  # trained on a GPU, served without one
+        trained_on, self.device = self.device, str(self.device_)
+        try:
             self._check_params()
         except UsageError as exc:
             raise ArtifactError(
                 f"{directory}: bad hyperparameters in the manifest ({exc})"
             ) from None
-        self.device_ = resolve_device(self.device)
-        if self.device_.type == "cuda" and not torch.cuda.is_available():
-            self.device_ = torch.device("cpu")  # trained on a GPU, served without one
+        finally:
+            self.device = trained_on  # the hyperparameter stays as trained
         path = directory / WEIGHTS_FILE
         if not path.is_file():
             raise ArtifactError(f"{directory}: {WEIGHTS_FILE} is missing")

@@ -3,7 +3,8 @@
 httptools (llhttp) has no limit on the size of a request's headers, and builds a header value
 by concatenating what arrives: an 80 MB header took 12 s of the event loop, and every other
 request of the worker waited for it. Here the bytes of a request's head are counted as they
-arrive; past ``h11_max_incomplete_event_size`` (uvicorn's own name for this limit, which its
+arrive (and a head read at once is measured when complete); past
+``h11_max_incomplete_event_size`` (uvicorn's own name for this limit, which its
 h11 protocol applies too) the request is answered 431 with a JSON body and the connection is
 closed: what the client still sends is discarded unparsed, for a short while, so that it can
 read the answer instead of a connection reset.
@@ -50,9 +51,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
+        # A head that arrived in one read (never counted above) is measured whole here.
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.max_header_bytes:
+            self._refuse()
+            return
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
+        if self._refused:
+            return
         super().on_message_complete()
         self._in_head = True
         self._head_started = True
