@@ -31,7 +31,7 @@ def build_app():
     model = create_model("als", factors=8, iterations=3, seed=0).fit(interactions)
     directory = model.save(root / "model")
     # An admin token puts the reload route in the spec; generated requests lack it (401).
-    config = ServeSettings(model_dir=directory, admin_token="schemathesis-token")
+    config = ServeSettings(model_dir=directory, admin_token="schemathesis-token-0123456789abcdef")
     return create_app(config, load_bundle(directory, config))
 
 

@@ -25,7 +25,7 @@ from tastemaker.models import create_model
 from tastemaker.models.base import Recommender
 from tastemaker.serving import ServeSettings, create_app, load_bundle
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-the-tests-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -325,7 +325,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_command_with_two_workers(model_dirs):
+def test_serve_command_with_two_workers(model_dirs, tmp_path):
+    """A reload reaches every worker (it used to swap one: 10 of 30 requests afterwards came
+    from the old model), and a malformed model is refused by all of them."""
     port = free_port()
     env = {**os.environ, "TASTEMAKER_ADMIN_TOKEN": TOKEN}
     cmd = [
@@ -343,11 +345,28 @@ def test_serve_command_with_two_workers(model_dirs):
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
+    url = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    def workers_answer(expected: str) -> set[str]:
+        """Fresh connections until both workers answered (each loaded its model at its own
+        time); every answer must come from ``expected``."""
+        loaded = set()
+        for _ in range(80):
+            health = httpx.get(f"{url}/healthz", timeout=10).json()["model"]
+            assert health["model"] == expected
+            r = httpx.get(f"{url}/v1/items?n=2", timeout=10)
+            assert r.status_code == 200 and r.json()["model"] == expected
+            loaded.add(health["loaded_at"])
+            if len(loaded) == 2:
+                break
+        return loaded
+
     try:
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 60
         while True:
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                health = httpx.get(f"{url}/healthz", timeout=2)
                 if health.status_code == 200:
                     break
             except httpx.TransportError:
@@ -355,10 +374,21 @@ def test_serve_command_with_two_workers(model_dirs):
             assert proc.poll() is None, proc.stdout.read().decode()
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.3)
-        assert health.json()["model"]["model"] == "popularity"
-        for _ in range(20):
-            r = httpx.get(f"http://127.0.0.1:{port}/v1/items?n=2", timeout=5)
-            assert r.status_code == 200 and len(r.json()["items"]) == 2
+        assert len(workers_answer("popularity")) == 2
+        r = httpx.post(
+            f"{url}/v1/admin/reload",
+            json={"model_dir": str(model_dirs["als"])},
+            headers=auth,
+            timeout=60,
+        )
+        assert r.status_code == 200
+        assert len(workers_answer("als")) == 2  # straight after the answer, in both workers
+        bad = nan_model_copy(model_dirs["popularity"], tmp_path / "nan")
+        r = httpx.post(
+            f"{url}/v1/admin/reload", json={"model_dir": str(bad)}, headers=auth, timeout=60
+        )
+        assert r.status_code == 400 and "NaN" in r.json()["detail"]
+        assert len(workers_answer("als")) == 2
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -394,7 +424,7 @@ def test_reload_validates_before_swapping(model_dirs, interactions, tmp_path):
             json={"model_dir": str(poisoned)},
             headers={"Authorization": f"Bearer {TOKEN}"},
         )
-        assert r.status_code == 400 and "sample" in r.json()["detail"]
+        assert r.status_code == 400 and "NaN" in r.json()["detail"]
         assert c.get("/healthz").json()["model"]["model"] == "popularity"
 
 

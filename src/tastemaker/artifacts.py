@@ -10,18 +10,26 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from tastemaker.errors import ArtifactError
 
 MANIFEST = "manifest.json"
+# A manifest lists files and a few fields; anything larger is not one (and is not read whole).
+MAX_MANIFEST_BYTES = 16 << 20
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @contextlib.contextmanager
@@ -74,12 +82,13 @@ def file_sha256(path: Path) -> str:
 
 
 def write_manifest(directory: str | Path, kind: str, format_version: int, **fields: Any) -> dict:
-    """Write ``manifest.json`` with kind, version, the given fields and checksums of all files."""
+    """Write ``manifest.json`` with kind, version, the given fields and checksums of all files
+    (those of nested artifacts, their manifests included)."""
     directory = Path(directory)
     files = {
-        str(p.relative_to(directory)): file_sha256(p)
+        p.relative_to(directory).as_posix(): file_sha256(p)
         for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
+        if p.is_file() and p != directory / MANIFEST
     }
     manifest = {"kind": kind, "format_version": format_version, **fields, "files": files}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str))
@@ -92,35 +101,114 @@ def read_manifest(
     max_version: int | None = None,
     verify: bool = True,
 ) -> dict:
-    """Read and check a manifest: kind, format version and (optionally) every file's checksum."""
+    """Read and check a manifest: strict types, kind, a known format version and (``verify``)
+    that every file of the directory tree is listed and matches its checksum.
+
+    Anything else is an ``ArtifactError`` naming the directory and what is wrong: a manifest
+    is read before any other file, so it must be valid before its fields are trusted.
+    """
     directory = Path(directory)
     path = directory / MANIFEST
     if not directory.is_dir():
         raise ArtifactError(f"{directory}: not a directory")
-    if not path.is_file():
+    if not path.is_file() or path.is_symlink():
         raise ArtifactError(f"{directory}: no {MANIFEST}; not a tastemaker directory")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ArtifactError(f"{path}: {path.stat().st_size:,} bytes; not a tastemaker manifest")
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = strict_json(path.read_bytes())
+    except (OSError, ValueError) as exc:
         raise ArtifactError(f"{path}: unreadable manifest ({exc})") from None
-    if not isinstance(manifest, dict) or "kind" not in manifest:
-        raise ArtifactError(f"{path}: not a tastemaker manifest")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("kind"), str):
+        raise ArtifactError(f"{path}: not a tastemaker manifest (no kind)")
     if kind is not None and manifest["kind"] != kind:
         raise ArtifactError(f"{directory}: holds a {manifest['kind']!r}, expected a {kind!r}")
     version = manifest.get("format_version")
-    if max_version is not None and (not isinstance(version, int) or version > max_version):
+    if type(version) is not int or version < 1:
         raise ArtifactError(
-            f"{directory}: format version {version} is newer than this tastemaker reads "
-            f"({max_version}); upgrade tastemaker"
+            f"{path}: format_version must be a positive integer, not {short_repr(version)}"
         )
+    if max_version is not None and version > max_version:
+        raise ArtifactError(
+            f"{directory}: format version {short_repr(version)} is newer than this tastemaker "
+            f"reads ({max_version}); upgrade tastemaker"
+        )
+    files = _checked_file_list(path, manifest.get("files"))
     if verify:
-        for name, expected in manifest.get("files", {}).items():
-            file = directory / name
-            if not file.is_file():
-                raise ArtifactError(f"{directory}: file {name} listed in the manifest is missing")
-            if file_sha256(file) != expected:
-                raise ArtifactError(f"{file}: checksum mismatch; the directory is corrupted")
+        verify_files(directory, files)
     return manifest
+
+
+def strict_json(data: bytes | str) -> Any:
+    """``json.loads`` that refuses what JSON does not allow (NaN, Infinity) and raises only
+    ``ValueError`` (also for numbers of over 4,300 digits and nesting too deep to parse)."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    try:
+        return json.loads(data, parse_constant=refuse)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr`` cut to ``limit`` characters (error messages quote untrusted values)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**limit else "a huge int"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _checked_file_list(path: Path, files: Any) -> dict[str, str]:
+    """The manifest's ``files``: a mapping of safe relative paths to SHA-256 hex digests."""
+    if not isinstance(files, dict):
+        raise ArtifactError(
+            f"{path}: 'files' must map each file to its SHA-256, not {short_repr(files)}"
+        )
+    for name, digest in files.items():
+        parts = PurePosixPath(name).parts
+        if (
+            not name
+            or name.startswith("/")
+            or "\\" in name
+            or any(part in ("", ".", "..") for part in parts)
+            or name == MANIFEST
+        ):
+            raise ArtifactError(f"{path}: file name {short_repr(name)} is not a path inside it")
+        if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
+            raise ArtifactError(f"{path}: the checksum of {name} is not a SHA-256 hex digest")
+    return files
+
+
+def verify_files(directory: Path, files: dict[str, str]) -> None:
+    """Every regular file under ``directory`` (sub-manifests too) is listed, and matches.
+
+    Links and special files are refused: a checksum would follow them out of the directory
+    (or read a device forever).
+    """
+    found = set()
+    for root, dirs, names in os.walk(directory):
+        for name in dirs + names:
+            entry = Path(root, name)
+            relative = entry.relative_to(directory).as_posix()
+            if entry.is_symlink():
+                raise ArtifactError(f"{directory}: {relative} is a link; artifacts hold files")
+            if name in names:
+                if not entry.is_file():
+                    raise ArtifactError(f"{directory}: {relative} is not a regular file")
+                found.add(relative)
+    found.discard(MANIFEST)
+    for name in sorted(set(files) - found):
+        raise ArtifactError(f"{directory}: file {name} listed in the manifest is missing")
+    for name in sorted(found - set(files)):
+        raise ArtifactError(
+            f"{directory}: {name} is not covered by the manifest's checksums "
+            "(added after the directory was written?)"
+        )
+    for name, expected in files.items():
+        if file_sha256(directory / name) != expected:
+            raise ArtifactError(
+                f"{directory / name}: checksum mismatch; the directory is corrupted"
+            )
 
 
 def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
@@ -132,9 +220,238 @@ def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Load every array of an ``.npz`` without pickle."""
+    """Load every array of an ``.npz`` without pickle.
+
+    Each member's header (dtype, shape) is read first and must account for exactly the bytes
+    the member holds, uncompressed (as ``save_arrays`` writes): memory stays within the
+    file's size, whatever a header claims.
+    """
+    path = Path(path)
+    arrays = {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (OSError, ValueError) as exc:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                name = info.filename.removesuffix(".npy")
+                if info.compress_type != zipfile.ZIP_STORED:
+                    raise ValueError(f"{name} is compressed; tastemaker writes arrays uncompressed")
+                with archive.open(info) as member:
+                    arrays[name] = _read_member(member, name, info.file_size)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise ArtifactError(f"{path}: cannot read arrays ({exc})") from None
+    return arrays
+
+
+def _read_member(member: Any, name: str, size: int) -> np.ndarray:
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
+    else:
+        raise ValueError(f"{name}: unknown .npy version {version}")
+    if dtype.hasobject:
+        raise ValueError(f"{name} holds Python objects; it would need pickle")
+    count = math.prod(shape)
+    if count * dtype.itemsize != size - member.tell():
+        raise ValueError(f"{name}: its header does not match its size")
+    data = np.frombuffer(member.read(count * dtype.itemsize), dtype=dtype, count=count)
+    order = "F" if fortran else "C"
+    return data.reshape(shape, order=order).copy(order=order)
+
+
+# -- checking arrays against what their reader expects -------------------------------------------
+# A dimension of a spec: a length, a name whose length must agree wherever it appears (bound by
+# the caller, e.g. "items", or by the first array that uses it), or None for any length.
+Dim = int | str | None
+KINDS = {"float": "f", "int": "iu", "bool": "b", "str": "U"}
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """What one saved array must be: shape, kind of values (float, int, bool, str) and range.
+
+    ``low`` / ``high`` bound numbers (inclusive / exclusive, as for indices); floats must be
+    finite unless ``finite=False``.
+    """
+
+    shape: tuple[Dim, ...]
+    kind: str = "float"
+    finite: bool = True
+    low: float | None = None
+    high: float | Dim = None
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class CSRSpec:
+    """A CSR matrix saved as separate arrays: checked (monotone ``indptr`` from 0 to nnz,
+    indices within the columns, finite data) before scipy sees it, since scipy trusts them
+    (a bad ``indptr`` crashes the process, out-of-range indices allocate without bound)."""
+
+    shape: tuple[Dim, Dim]
+    indptr: str
+    indices: str
+    data: str
+    shape_array: str | None = None  # the stored (rows, cols), where one is saved
+    required: bool = True
+    low: float | None = None  # bound on the values (data)
+    nnz: str | None = None  # a dimension name bound to the number of stored values
+
+    @classmethod
+    def prefixed(
+        cls, prefix: str, shape: tuple[Dim, Dim], data: str = "data", **options: Any
+    ) -> CSRSpec:
+        return cls(shape, f"{prefix}indptr", f"{prefix}indices", f"{prefix}{data}", **options)
+
+    def names(self) -> list[str]:
+        names = [self.indptr, self.indices, self.data]
+        return names + [self.shape_array] if self.shape_array else names
+
+    def build(self, arrays: dict[str, np.ndarray], shape: tuple[int, int]) -> sp.csr_matrix:
+        """The matrix, once ``check_arrays`` has passed."""
+        return sp.csr_matrix(
+            (arrays[self.data], arrays[self.indices], arrays[self.indptr]), shape=shape
+        )
+
+
+def check_arrays(
+    arrays: dict[str, np.ndarray],
+    specs: dict[str, ArraySpec | CSRSpec],
+    where: str | Path,
+    dims: dict[str, int] | None = None,
+) -> dict[str, int]:
+    """Check ``arrays`` (as loaded) against ``specs``; ArtifactError naming the first problem.
+
+    Array names the specs do not know are refused too. Returns the dimensions as bound
+    (``dims`` plus the names the arrays fixed).
+    """
+    bound = dict(dims or {})
+    known: set[str] = set()
+    for label, spec in specs.items():
+        if isinstance(spec, CSRSpec):
+            known.update(spec.names())
+            if spec.indptr not in arrays and not spec.required:
+                continue
+            _check_csr(arrays, label, spec, where, bound)
+        else:
+            known.add(label)
+            if label not in arrays:
+                if spec.required:
+                    raise ArtifactError(f"{where}: array {label!r} is missing")
+                continue
+            _check_array(arrays[label], label, spec, where, bound)
+    unknown = sorted(set(arrays) - known)
+    if unknown:
+        raise ArtifactError(f"{where}: unexpected array(s) {unknown}; written by another version?")
+    return bound
+
+
+def _resolve(dim: Dim, bound: dict[str, int]) -> int | None:
+    return bound.get(dim) if isinstance(dim, str) else dim
+
+
+def _describe(shape: tuple[Dim, ...], bound: dict[str, int]) -> str:
+    parts = [
+        "any" if d is None else f"{d}={bound[d]}" if isinstance(d, str) and d in bound else str(d)
+        for d in shape
+    ]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def _check_shape(
+    array: np.ndarray, name: str, shape: tuple[Dim, ...], where: str | Path, bound: dict
+) -> None:
+    expected = _describe(shape, bound)
+    ok = array.ndim == len(shape)
+    if ok:
+        for dim, size in zip(shape, array.shape, strict=True):
+            want = _resolve(dim, bound)
+            if want is None and isinstance(dim, str):
+                bound[dim] = size  # first use names the length
+            elif want is not None and size != want:
+                ok = False
+    if not ok:
+        raise ArtifactError(f"{where}: {name} has shape {array.shape}; expected {expected}")
+
+
+def _check_array(
+    array: np.ndarray, name: str, spec: ArraySpec, where: str | Path, bound: dict
+) -> None:
+    if array.dtype.kind not in KINDS[spec.kind]:
+        raise ArtifactError(f"{where}: {name} holds {array.dtype}; expected {spec.kind} values")
+    _check_shape(array, name, spec.shape, where, bound)
+    _check_values(array, name, spec.kind, spec.finite, spec.low, _resolve(spec.high, bound), where)
+
+
+def _check_values(
+    array: np.ndarray,
+    name: str,
+    kind: str,
+    finite: bool,
+    low: float | None,
+    high: float | None,
+    where: str | Path,
+) -> None:
+    if array.size == 0 or kind not in ("float", "int"):
+        return
+    if kind == "float" and finite and not np.isfinite(array).all():
+        raise ArtifactError(f"{where}: {name} holds NaN or infinite values")
+    values = array[np.isfinite(array)] if kind == "float" else array
+    if values.size == 0:
+        return
+    if low is not None and values.min() < low:
+        raise ArtifactError(f"{where}: {name} holds {values.min()}, below {low}")
+    if high is not None and values.max() >= high:
+        raise ArtifactError(f"{where}: {name} holds {values.max()}; must be below {high}")
+
+
+def _check_csr(
+    arrays: dict[str, np.ndarray], label: str, spec: CSRSpec, where: str | Path, bound: dict
+) -> None:
+    for name in spec.names():
+        if name not in arrays:
+            raise ArtifactError(f"{where}: array {name!r} of the {label} matrix is missing")
+    if spec.shape_array is not None:
+        stored = arrays[spec.shape_array]
+        _check_array(stored, spec.shape_array, ArraySpec((2,), "int", low=0), where, bound)
+        rows, cols = (int(x) for x in stored)
+        for dim, size in zip(spec.shape, (rows, cols), strict=True):
+            want = _resolve(dim, bound)
+            if want is None and isinstance(dim, str):
+                bound[dim] = size
+            elif want is not None and size != want:
+                raise ArtifactError(
+                    f"{where}: the {label} matrix is {rows} x {cols}; "
+                    f"expected {_describe(spec.shape, bound)}"
+                )
+    indptr, indices, data = (arrays[n] for n in (spec.indptr, spec.indices, spec.data))
+    for name, array in ((spec.indptr, indptr), (spec.indices, indices)):
+        if array.dtype.kind not in "iu" or array.ndim != 1:
+            raise ArtifactError(f"{where}: {name} must be a 1-d integer array")
+    _check_shape(indptr, spec.indptr, (_plus_one(spec.shape[0], bound),), where, bound)
+    if spec.shape[0] is not None and _resolve(spec.shape[0], bound) is None:
+        bound[spec.shape[0]] = len(indptr) - 1
+    if len(indptr) == 0:
+        raise ArtifactError(f"{where}: {spec.indptr} is empty")
+    nnz = len(indices)
+    if indptr[0] != 0 or indptr[-1] != nnz or (np.diff(indptr) < 0).any():
+        raise ArtifactError(
+            f"{where}: {spec.indptr} must rise from 0 to the {nnz} stored values; it does not"
+        )
+    if data.ndim != 1 or len(data) != nnz:
+        raise ArtifactError(f"{where}: {spec.data} must hold one value per index ({nnz})")
+    if data.dtype.kind not in "fiub":
+        raise ArtifactError(f"{where}: {spec.data} holds {data.dtype}; expected numbers")
+    cols = _resolve(spec.shape[1], bound)
+    if cols is None:
+        raise ArtifactError(f"{where}: the {label} matrix has no known column count")
+    _check_values(indices, spec.indices, "int", True, 0, cols, where)
+    kind = "float" if data.dtype.kind == "f" else "int"
+    _check_values(data, spec.data, kind, True, spec.low, None, where)
+    if spec.nnz is not None:
+        bound[spec.nnz] = nnz
+
+
+def _plus_one(dim: Dim, bound: dict[str, int]) -> int | None:
+    size = _resolve(dim, bound)
+    return None if size is None else size + 1

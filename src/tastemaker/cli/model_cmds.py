@@ -21,7 +21,7 @@ from tastemaker.cli.common import (
 from tastemaker.errors import UsageError
 
 ModelDirArg = Annotated[Path, typer.Argument(help="A model directory written by train.")]
-NOpt = Annotated[int, typer.Option("--n", help="How many items to list.")]
+NOpt = Annotated[int, typer.Option("--n", help="How many items to list (1 to 1000).")]
 
 
 @option_groups
@@ -64,6 +64,15 @@ def train(
     )
 
 
+def _check_n(n: int) -> None:
+    # The API's cap: a list longer than this is not a recommendation, and n allocates
+    # (rows x n) arrays (--n 1000000000 asked for gigabytes).
+    from tastemaker.serving.schemas import MAX_N
+
+    if not 1 <= n <= MAX_N:
+        raise UsageError(f"--n must be between 1 and {MAX_N}; got {n}")
+
+
 def _load(model_dir: Path):
     from tastemaker.models import load_model
 
@@ -84,8 +93,7 @@ def recommend(
     ] = False,
 ) -> None:
     """Top-n items for a user of the training data, by name."""
-    if n < 1:
-        raise UsageError("--n must be at least 1")
+    _check_n(n)
     model = _load(model_dir)
     index = model.catalogue_.users.get(user)
     if index < 0:
@@ -114,8 +122,7 @@ def similar(
     n: NOpt = 10,
 ) -> None:
     """The n items most similar to one item, by name."""
-    if n < 1:
-        raise UsageError("--n must be at least 1")
+    _check_n(n)
     model = _load(model_dir)
     try:
         index = model.catalogue_.find_item(item)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -29,40 +30,68 @@ def serve(
     import uvicorn
 
     from tastemaker.serving.app import create_app
-    from tastemaker.serving.settings import ServeSettings
     from tastemaker.serving.state import load_bundle
+    from tastemaker.serving.workers import SharedModel
 
     if workers < 1:
         raise UsageError(f"--workers must be at least 1; got {workers}")
     if not 0 < port < 65536:
         raise UsageError(f"--port must be between 1 and 65535; got {port}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
-    settings = ServeSettings(model_dir=model_dir)
+    settings = checked_settings(model_dir)
     # Load (and validate) before binding the port: a bad directory is one line and exit 2.
     with err_console.status(f"loading {model_dir}"):
         bundle = load_bundle(model_dir, settings)
-    log_level = settings.log_level
+    server_options = {
+        "host": host,
+        "port": port,
+        "log_level": settings.log_level,
+        "access_log": access_log,
+        # Request heads over the limit answer 431 (serving.http; h11 applies the same limit).
+        "http": http_protocol(),
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+    }
     if workers == 1:
-        uvicorn.run(
-            create_app(settings, bundle),
-            host=host,
-            port=port,
-            log_level=log_level,
-            access_log=access_log,
-        )
+        uvicorn.run(create_app(settings, bundle), **server_options)
         return
-    # Several processes: each worker builds its own app from the environment.
-    del bundle
-    os.environ["TASTEMAKER_MODEL_DIR"] = str(model_dir.resolve())
-    uvicorn.run(
-        "tastemaker.serving.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=access_log,
-    )
+    # Several processes: each worker builds its own app from the environment, and follows the
+    # model published in a file they share (a reload in one worker reaches them all).
+    with tempfile.TemporaryDirectory(prefix="tastemaker-serve-") as shared_dir:
+        shared = SharedModel(Path(shared_dir) / "model.json")
+        with shared.exclusive():
+            shared.publish(bundle.directory, bundle.version)
+        del bundle
+        os.environ["TASTEMAKER_MODEL_DIR"] = str(model_dir.resolve())
+        os.environ["TASTEMAKER_WORKERS_FILE"] = str(shared.path)
+        uvicorn.run(
+            "tastemaker.serving.app:create_app", factory=True, workers=workers, **server_options
+        )
+
+
+def checked_settings(model_dir: Path):
+    """The service's settings (TASTEMAKER_* variables); a bad one is one line, exit 2."""
+    from pydantic import ValidationError
+
+    from tastemaker.serving.settings import ServeSettings
+
+    try:
+        return ServeSettings(model_dir=model_dir)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = "TASTEMAKER_" + "_".join(str(x) for x in error["loc"]).upper()
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(message if message.startswith(field) else f"{field}: {message}")
+        raise UsageError("; ".join(problems)) from None
+
+
+def http_protocol():
+    """uvicorn's httptools protocol with the header limit; h11 where httptools is missing."""
+    try:
+        from tastemaker.serving.http import LimitedHttpToolsProtocol
+    except ImportError:
+        return "h11"
+    return LimitedHttpToolsProtocol
 
 
 def single_threaded_libraries() -> None:
@@ -81,8 +110,9 @@ def single_threaded_libraries() -> None:
 SERVE_HELP = (
     "Serve recommendations over HTTP: a web page at /, API docs at /docs.\n\n"
     "Other settings come from TASTEMAKER_* environment variables: TASTEMAKER_ADMIN_TOKEN "
-    "turns on POST /v1/admin/reload, TASTEMAKER_ANN_THRESHOLD is the catalogue size from which "
-    "factor models are served from an approximate index (docs/serving.md lists them all)."
+    "(at least 32 characters) turns on POST /v1/admin/reload, TASTEMAKER_ANN_THRESHOLD is the "
+    "catalogue size from which factor models are served from an approximate index "
+    "(docs/serving.md lists them all)."
 )
 
 

@@ -20,7 +20,10 @@ import polars as pl
 import scipy.sparse as sp
 
 from tastemaker.artifacts import (
+    ArraySpec,
+    CSRSpec,
     atomic_directory,
+    check_arrays,
     load_arrays,
     read_manifest,
     save_arrays,
@@ -317,41 +320,79 @@ class Interactions:
 
     @classmethod
     def load(cls, directory: str | Path, verify: bool = True) -> Interactions:
-        """Load a directory written by ``save`` (no pickle); ArtifactError if it is not one."""
+        """Load a directory written by ``save`` (no pickle); ArtifactError if it is not one.
+
+        Every array is checked against the vocabularies (``MATRIX_SPEC`` and friends) before
+        scipy or numpy index with it.
+        """
         directory = Path(directory)
         manifest = read_manifest(directory, kind=KIND, max_version=FORMAT_VERSION, verify=verify)
-        arrays = load_arrays(directory / "matrix.npz")
         try:
-            shape = tuple(int(x) for x in arrays["shape"])
-            matrix = sp.csr_matrix(
-                (arrays["counts"], arrays["indices"], arrays["indptr"]), shape=shape
-            )
-            users = Vocabulary(pl.read_parquet(directory / "users.parquet")["user"])
+            users = Vocabulary(_utf8_column(directory / "users.parquet", "user"))
             metadata = pl.read_parquet(directory / "items.parquet")
+            for column in ("item", "name"):
+                if metadata.schema.get(column) != pl.Utf8:
+                    raise ValueError(f"items.parquet needs a text column {column!r}")
             items = Vocabulary(metadata["item"])
+            dims = {"users": len(users), "items": len(items)}
+            arrays = load_arrays(directory / "matrix.npz")
+            check_arrays(arrays, MATRIX_SPEC, directory / "matrix.npz", dims)
+            matrix = MATRIX_SPEC["matrix"].build(arrays, (len(users), len(items)))
             events = tags = None
             if (directory / "events.npz").exists():
                 ev = load_arrays(directory / "events.npz")
+                check_arrays(ev, EVENTS_SPEC, directory / "events.npz", dims)
                 events = ListenEvents(ev["user"], ev["item"], ev["timestamp"])
             if (directory / "tags.npz").exists():
+                names = Vocabulary(_utf8_column(directory / "tag_names.parquet", "tag"))
                 tg = load_arrays(directory / "tags.npz")
-                names = Vocabulary(pl.read_parquet(directory / "tag_names.parquet")["tag"])
+                check_arrays(tg, TAGS_SPEC, directory / "tags.npz", {**dims, "tags": len(names)})
                 tags = TagAssignments(tg["user"], tg["item"], tg["tag"], names)
+            source = manifest.get("source", {})
+            if not isinstance(source, dict):
+                raise ValueError("the manifest's source must be a mapping")
             return cls(
                 matrix,
                 users,
                 items,
                 metadata,
-                level=manifest["level"],
+                level=manifest.get("level"),
                 last_listened=arrays.get("last_listened"),
                 events=events,
                 tags=tags,
-                source=manifest.get("source", {}),
+                source=source,
             )
-        except (KeyError, ValueError, OSError, pl.exceptions.PolarsError) as exc:
+        except (KeyError, ValueError, TypeError, OSError, pl.exceptions.PolarsError) as exc:
             raise ArtifactError(
                 f"{directory}: inconsistent interactions directory ({exc})"
             ) from None
+
+
+def _utf8_column(path: Path, column: str) -> pl.Series:
+    table = pl.read_parquet(path)
+    if table.schema.get(column) != pl.Utf8:
+        raise ValueError(f"{path.name} needs a text column {column!r}")
+    return table[column]
+
+
+# What each array file of an interactions directory must hold ("users" / "items": the sizes of
+# the vocabularies, "pairs": the matrix's stored values).
+MATRIX_SPEC: dict[str, ArraySpec | CSRSpec] = {
+    "matrix": CSRSpec(
+        ("users", "items"), "indptr", "indices", "counts", "shape", low=0, nnz="pairs"
+    ),
+    "last_listened": ArraySpec(("pairs",), "int", required=False),
+}
+EVENTS_SPEC: dict[str, ArraySpec | CSRSpec] = {
+    "user": ArraySpec(("events",), "int", low=0, high="users"),
+    "item": ArraySpec(("events",), "int", low=0, high="items"),
+    "timestamp": ArraySpec(("events",), "int"),
+}
+TAGS_SPEC: dict[str, ArraySpec | CSRSpec] = {
+    "user": ArraySpec(("assignments",), "int", low=-1, high="users"),  # -1: not a known user
+    "item": ArraySpec(("assignments",), "int", low=0, high="items"),
+    "tag": ArraySpec(("assignments",), "int", low=0, high="tags"),
+}
 
 
 def empty_metadata(item_ids: list[str], names: list[str] | None = None) -> pl.DataFrame:

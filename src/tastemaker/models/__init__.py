@@ -62,7 +62,14 @@ def create_model(name: str, **params: Any) -> Recommender:
 
 def load_model(directory: str | Path) -> Recommender:
     """Load any saved model directory (manifest + arrays, never pickle)."""
+    from tastemaker.errors import ArtifactError
     from tastemaker.models.base import read_model_manifest
 
-    manifest = read_model_manifest(directory)
-    return model_class(manifest["model"]).load(directory)
+    # Only the model's name here; its own load checks everything (checksums included).
+    name = read_model_manifest(directory, verify=False).get("model")
+    if not isinstance(name, str) or name not in MODELS:
+        raise ArtifactError(
+            f"{directory}: the manifest names no known model ({str(name)[:40]!r}); "
+            f"known: {', '.join(MODELS)}"
+        )
+    return model_class(name).load(directory)

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.topk import topk
 
+from tastemaker.artifacts import ArraySpec
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import UsageError
 from tastemaker.models.base import FactorModel, Recommender, WeightedInput, single_blas_thread
@@ -202,6 +203,16 @@ class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
             "user_factors": self.user_factors_,
             "item_factors": self.item_factors_,
             **self._weighting_state(),
+        }
+
+    def _state_dims(self) -> dict[str, int]:
+        return {"factors": self.factors}
+
+    def _state_spec(self) -> dict[str, ArraySpec]:
+        return {
+            "user_factors": ArraySpec(("users", "factors")),
+            "item_factors": ArraySpec(("items", "factors")),
+            **self._weighting_spec(),
         }
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:

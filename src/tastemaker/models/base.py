@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -28,18 +29,23 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import TypeAdapter, ValidationError
 from threadpoolctl import ThreadpoolController
 
 from tastemaker.artifacts import (
+    ArraySpec,
+    CSRSpec,
     atomic_directory,
+    check_arrays,
     load_arrays,
     read_manifest,
     save_arrays,
+    short_repr,
     write_manifest,
 )
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.weighting import WEIGHTINGS, apply_weighting, weighting_statistics
-from tastemaker.errors import ArtifactError, UsageError
+from tastemaker.errors import ArtifactError, TastemakerError, UsageError
 from tastemaker.ranking import mask_rows, top_n
 
 
@@ -124,6 +130,15 @@ class WeightedInput:
 
     def _weighting_state(self) -> dict[str, np.ndarray]:
         return {self.STATE_PREFIX + k: v for k, v in self.weighting_statistics_.items()}
+
+    def _weighting_spec(self) -> dict[str, ArraySpec]:
+        """The arrays of ``_weighting_state`` (for ``Recommender._state_spec``)."""
+        p = self.STATE_PREFIX
+        return {
+            f"{p}item_listeners": ArraySpec(("items",), low=0),
+            f"{p}n_users": ArraySpec((), low=0),
+            f"{p}mean_user_weight": ArraySpec((), low=0),
+        }
 
     def _set_weighting_state(self, arrays: dict[str, np.ndarray]) -> None:
         n = len(self.STATE_PREFIX)
@@ -324,6 +339,20 @@ class Recommender(ABC):
             )
         return directory
 
+    def _state_spec(self) -> dict[str, ArraySpec | CSRSpec]:
+        """What ``model.npz`` must hold, checked by ``load`` before ``_set_state`` sees it.
+
+        Shapes may name the dimensions ``users``, ``items`` (the catalogue) and any others the
+        model binds in ``_state_dims``; every model declares its arrays (an undeclared one is
+        refused), so a folder written by another version, a bug or a person is an error at
+        load, not a crash or a wrong answer later.
+        """
+        raise NotImplementedError(f"{type(self).__name__} declares no state spec")
+
+    def _state_dims(self) -> dict[str, int]:
+        """Named dimensions fixed by hyperparameters (e.g. ``factors``) for ``_state_spec``."""
+        return {}
+
     @classmethod
     def load(
         cls,
@@ -331,34 +360,104 @@ class Recommender(ABC):
         catalogue: Interactions | None = None,
         fingerprint: str | None = None,
     ) -> Self:
-        """Load a directory written by ``save``: checks kind, model type, version, checksums.
+        """Load a directory written by ``save``: checks kind, model type, version, checksums,
+        hyperparameters (names and types) and every array (shape, type, range) before use.
 
         ``catalogue`` supplies the training data of a model saved with ``data=False``; its
         ``fingerprint`` (as the enclosing model's manifest records it) must match this model's.
         """
         directory = Path(directory)
-        manifest = read_model_manifest(directory)
+        manifest = read_manifest(directory, kind=MODEL_KIND, max_version=cls.format_version)
         if manifest.get("model") != cls.name:
             raise ArtifactError(
-                f"{directory}: holds a {manifest.get('model')!r} model, not {cls.name!r}"
+                f"{directory}: holds a {short_repr(manifest.get('model'))} model, not {cls.name!r}"
             )
-        if manifest.get("format_version", 0) > cls.format_version:
-            raise ArtifactError(
-                f"{directory}: model format version {manifest['format_version']} is newer than "
-                f"this tastemaker reads ({cls.format_version})"
-            )
-        model = cls(**manifest.get("params", {}))
+        model = cls(**checked_params(cls, manifest.get("params", {}), directory))
+        data_fingerprint = manifest.get("data_fingerprint")
+        if not isinstance(data_fingerprint, str):
+            raise ArtifactError(f"{directory}: the manifest has no data_fingerprint")
         if catalogue is None:
-            catalogue = Interactions.load(directory / "data", verify=False)  # checked above
-        elif fingerprint != manifest["data_fingerprint"]:
+            # The parent manifest's checksums cover data/ (its manifest too): checked above.
+            catalogue = Interactions.load(directory / "data", verify=False)
+            if catalogue.fingerprint != data_fingerprint:
+                raise ArtifactError(f"{directory}: data/ is not the data the model was trained on")
+        elif fingerprint != data_fingerprint:
             raise ArtifactError(f"{directory}: the model was trained on other data")
+        if manifest.get("n_items", catalogue.n_items) != catalogue.n_items:
+            raise ArtifactError(
+                f"{directory}: the manifest says {short_repr(manifest.get('n_items'))} items, "
+                f"the catalogue has {catalogue.n_items}"
+            )
         model.user_items_ = catalogue.user_items
         model.n_items_ = catalogue.n_items
-        model.data_fingerprint_ = manifest["data_fingerprint"]
+        model.data_fingerprint_ = data_fingerprint
         model.catalogue_ = catalogue
+        arrays = load_arrays(directory / "model.npz")
+        dims = {"users": catalogue.n_users, "items": catalogue.n_items}
         try:
-            model._set_state(load_arrays(directory / "model.npz"))
+            dims.update(model._state_dims())
+            check_arrays(arrays, model._state_spec(), directory / "model.npz", dims)
+            model._set_state(arrays)
             model._load_extra(directory)
-        except (KeyError, ValueError) as exc:
-            raise ArtifactError(f"{directory}: model arrays are incomplete ({exc})") from None
+        except TastemakerError:
+            raise
+        except Exception as exc:  # untrusted files: whatever the checks missed is one line
+            raise ArtifactError(
+                f"{directory}: cannot load the model ({type(exc).__name__}: {exc})"
+            ) from None
         return model
+
+
+def checked_params(cls: type[Recommender], params: Any, directory: Path) -> dict[str, Any]:
+    """A manifest's hyperparameters, each a known name with a value of the declared type.
+
+    Missing names take the constructor's defaults (models written before a parameter was
+    added); JSON lists stand for tuples. Numbers must be finite and JSON-safe in size.
+    """
+    if not isinstance(params, dict):
+        raise ArtifactError(f"{directory}: the manifest's params must be a mapping")
+    names = cls.param_names()
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        raise ArtifactError(
+            f"{directory}: {cls.name} has no parameter(s) {[u[:40] for u in unknown]}; "
+            "written by another version?"
+        )
+    hints = _param_types(cls)
+    checked = {}
+    for name, value in params.items():
+        try:
+            _check_json_number(value)
+            checked[name] = (
+                TypeAdapter(hints[name]).validate_json(json.dumps(value), strict=True)
+                if name in hints
+                else value
+            )
+        except (ValidationError, ValueError) as exc:
+            expected = getattr(hints.get(name), "__name__", None) or str(hints.get(name))
+            raise ArtifactError(
+                f"{directory}: parameter {name}={short_repr(value)} is not a valid {expected}"
+                + ("" if isinstance(exc, ValidationError) else f" ({exc})")
+            ) from None
+    return checked
+
+
+@functools.cache
+def _param_types(cls: type[Recommender]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls.__init__)
+    return {name: hints[name] for name in cls.param_names() if name in hints}
+
+
+def _check_json_number(value: Any) -> None:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and abs(value) > 2**53:
+        raise ValueError("too large")
+    if isinstance(value, float) and not np.isfinite(value):
+        raise ValueError("not finite")
+    if isinstance(value, list | tuple):
+        for v in value:
+            _check_json_number(v)
+    if isinstance(value, dict):
+        for v in value.values():
+            _check_json_number(v)

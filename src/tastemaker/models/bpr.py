@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 
+from tastemaker.artifacts import ArraySpec
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import UsageError
 from tastemaker.models.als import ImplicitRanking, StopTraining, check_positive, cosine_to_all
@@ -148,6 +149,16 @@ class BPR(ImplicitRanking, FactorModel, Recommender):
             "user_factors": self.user_factors_,
             "item_factors": self.item_factors_,
             "fold_in_map": self._fold_in(),
+        }
+
+    def _state_dims(self) -> dict[str, int]:
+        return {"factors": self.factors, "columns": self.factors + 1}  # + the item bias
+
+    def _state_spec(self) -> dict[str, ArraySpec]:
+        return {
+            "user_factors": ArraySpec(("users", "columns")),
+            "item_factors": ArraySpec(("items", "columns")),
+            "fold_in_map": ArraySpec(("columns", "factors")),
         }
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:

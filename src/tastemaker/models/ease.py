@@ -18,8 +18,9 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from tastemaker.artifacts import ArraySpec
 from tastemaker.data.interactions import Interactions
-from tastemaker.errors import UsageError
+from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models.base import Recommender, WeightedInput
 
 # A kept item costs two dense rows of float32 (Gram matrix, then B): 40,000 items ~ 13 GB.
@@ -134,6 +135,15 @@ class EASE(WeightedInput, Recommender):
             **self._weighting_state(),
         }
 
+    def _state_spec(self) -> dict[str, ArraySpec]:
+        return {
+            "kept_items": ArraySpec(("kept",), "int", low=0, high="items"),
+            "weights": ArraySpec(("kept", "kept")),
+            **self._weighting_spec(),
+        }
+
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        if len(np.unique(arrays["kept_items"])) != len(arrays["kept_items"]):
+            raise ArtifactError("model.npz: kept_items lists an item twice")
         self._set_weights(arrays["kept_items"], arrays["weights"].astype(np.float32, copy=False))
         self._set_weighting_state(arrays)

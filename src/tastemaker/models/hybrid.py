@@ -34,12 +34,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from tastemaker.artifacts import ArraySpec, CSRSpec
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models.base import Recommender, single_blas_thread
 from tastemaker.models.features import FEATURE_GROUPS, Candidates, FeatureBuilder, gather
 from tastemaker.models.sessions import restrict_events
-from tastemaker.models.validation import holdout_split
+from tastemaker.models.validation import check_lightgbm_text, holdout_split
 from tastemaker.ranking import mask_rows
 
 DEFAULT_GENERATORS = "als,itemknn,ease,popularity,sessions"
@@ -528,11 +529,74 @@ class Hybrid(Recommender):
             "has_ranker": np.asarray(self.booster_ is not None),
         }
 
+    def _state_dims(self) -> dict[str, int]:
+        return {"cells": self.user_items_.shape[0] * self.n_items_}
+
+    def _state_spec(self) -> dict[str, ArraySpec | CSRSpec]:
+        # Arrays of a feature group are there when the group is active (checked in _set_state).
+        optional = {"required": False}
+        return {
+            "feat_item_log_listeners": ArraySpec(("items",)),
+            "feat_item_plays_per_listener": ArraySpec(("items",)),
+            "feat_active": ArraySpec((None,), "str"),
+            "feat_neighbour_sim": CSRSpec.prefixed(
+                "feat_neighbour_sim_",
+                ("items", "items"),
+                shape_array="feat_neighbour_sim_shape",
+                **optional,
+            ),
+            "feat_tag_idf": ArraySpec(("tags",), **optional),
+            "feat_tag_item_counts": ArraySpec(("items",), low=0, **optional),
+            "feat_tag_own_keys": ArraySpec(("own",), "int", low=0, high="cells", **optional),
+            "feat_tag_own_item_counts": ArraySpec(("own",), low=0, **optional),
+            "feat_tag_item_vectors": CSRSpec.prefixed(
+                "feat_tag_item_vectors_",
+                ("items", "tags"),
+                shape_array="feat_tag_item_vectors_shape",
+                **optional,
+            ),
+            "feat_tag_own_vectors": CSRSpec.prefixed(
+                "feat_tag_own_vectors_",
+                ("own", "tags"),
+                shape_array="feat_tag_own_vectors_shape",
+                **optional,
+            ),
+            "feat_item_recent_share": ArraySpec(("items",), **optional),
+            "generator_names": ArraySpec((None,), "str"),
+            "feature_names": ArraySpec(("features",), "str"),
+            "feature_group_of": ArraySpec(("features",), "str"),
+            "has_ranker": ArraySpec((), "bool"),
+        }
+
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        from tastemaker.models import MODELS
+
+        active = [str(g) for g in arrays["feat_active"]]
+        group_arrays = {
+            "neighbours": "feat_neighbour_sim_indptr",
+            "tags": "feat_tag_idf",
+            "recency": "feat_item_recent_share",
+        }
+        if not set(active) <= set(self._feature_groups()) or len(set(active)) != len(active):
+            raise ArtifactError(f"model.npz: feature groups {active} are not the model's")
+        for group, array in group_arrays.items():
+            if (group in active) != (array in arrays):
+                raise ArtifactError(f"model.npz: the {group} features are incomplete")
+        if "tags" in active and "feat_tag_own_keys" not in arrays:
+            raise ArtifactError("model.npz: the tags features are incomplete")
+        names = [str(n) for n in arrays["generator_names"]]
+        if (
+            not names
+            or len(set(names)) != len(names)
+            or not set(names) <= set(MODELS) - {self.name}
+        ):
+            raise ArtifactError(f"model.npz: {names} is not a list of generators")
         self.builder_ = FeatureBuilder(self._feature_groups(), self.neighbours)
         self.builder_.set_state(arrays)
-        self._generator_names = [str(n) for n in arrays["generator_names"]]
+        self._generator_names = names
         self.feature_names_ = [str(n) for n in arrays["feature_names"]]
+        if self.feature_names_ != self.builder_.names(names):
+            raise ArtifactError("model.npz: feature_names are not the features the model builds")
         self.feature_groups_ = dict(
             zip(self.feature_names_, [str(g) for g in arrays["feature_group_of"]], strict=True)
         )
@@ -555,7 +619,11 @@ class Hybrid(Recommender):
             path = directory / "ranker.txt"
             if not path.is_file():
                 raise ArtifactError(f"{directory}: the ranker model ranker.txt is missing")
-            self.booster_ = lgb.Booster(model_str=path.read_text())
+            # LightGBM aborts the process on a malformed text: check it (and parse it in a
+            # child process) first.
+            self.booster_ = lgb.Booster(
+                model_str=check_lightgbm_text(path, len(self.feature_names_))
+            )
         self.generators_ = {
             name: model_class(name).load(
                 directory / "generators" / name,

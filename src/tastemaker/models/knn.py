@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from tastemaker.artifacts import ArraySpec, CSRSpec
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.weighting import WEIGHTINGS, apply_weighting
 from tastemaker.errors import UsageError
@@ -22,6 +23,9 @@ from tastemaker.models.base import Recommender, WeightedInput
 BLOCK_NNZ = 10_000_000
 # Upper bound on the dense history x training-user similarities UserKNN holds at once.
 BLOCK_FLOATS = 32_000_000
+
+# ItemKNN's kept neighbours, items x items (shrunk cosines; 0 and negative values can occur).
+SIMILARITY = CSRSpec.prefixed("similarity_", ("items", "items"))
 
 
 def _check_knn_params(model: Recommender, neighbours: int, shrinkage: float) -> None:
@@ -264,16 +268,12 @@ class ItemKNN(WeightedInput, Recommender):
             **self._weighting_state(),
         }
 
+    def _state_spec(self) -> dict[str, ArraySpec | CSRSpec]:
+        return {"similarity": SIMILARITY, **self._weighting_spec()}
+
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         n = self.n_items_
-        self.similarity_ = sp.csr_matrix(
-            (
-                arrays["similarity_data"],
-                arrays["similarity_indices"],
-                arrays["similarity_indptr"],
-            ),
-            shape=(n, n),
-        )
+        self.similarity_ = SIMILARITY.build(arrays, (n, n))
         self._set_weighting_state(arrays)
 
 
@@ -381,6 +381,9 @@ class UserKNN(WeightedInput, Recommender):
 
     def _state(self) -> dict[str, np.ndarray]:
         return self._weighting_state()
+
+    def _state_spec(self) -> dict[str, ArraySpec]:
+        return self._weighting_spec()
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self._set_weighting_state(arrays)

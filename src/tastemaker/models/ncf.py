@@ -28,9 +28,11 @@ import scipy.sparse as sp
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as save_weights
 
+from tastemaker.artifacts import ArraySpec
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models.base import FactorModel, Recommender, WeightedInput
@@ -54,6 +56,16 @@ from tastemaker.models.ncf_training import (
 from tastemaker.models.validation import holdout_split
 
 WEIGHTS_FILE = "weights.safetensors"
+# How safetensors names torch's dtypes (the header's "dtype" field).
+_SAFETENSORS_DTYPES = {
+    torch.float32: "F32",
+    torch.float64: "F64",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.bool: "BOOL",
+}
 # Inner hold-out for early stopping: this share of the items of up to VALIDATION_USERS users
 # (with >= 5 items). Only those users lose items, so little training signal is spent on it.
 VALIDATION_FRACTION = 0.2
@@ -333,6 +345,14 @@ class _NeuralRecommender(Recommender):
             "best_epoch": np.asarray(self.best_epoch_, np.int64),
         }
 
+    def _state_spec(self) -> dict[str, ArraySpec]:
+        # The training history is a report (NaN: an epoch without validation), not used to score.
+        return {
+            "history_loss": ArraySpec(("epochs",), finite=False),
+            "history_validation_ndcg": ArraySpec(("epochs",), finite=False),
+            "best_epoch": ArraySpec((), "int", low=0),
+        }
+
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.history_ = {
             "loss": arrays["history_loss"],
@@ -353,20 +373,61 @@ class _NeuralRecommender(Recommender):
         (directory / WEIGHTS_FILE).write_bytes(data)
 
     def _load_extra(self, directory: Path) -> None:
-        # Checked against the manifest's checksums by load(); safetensors runs no code.
-        self.device_ = resolve_device(self.device)
+        # Checked against the manifest's checksums by load(); safetensors runs no code. The
+        # tensors' names, shapes and dtypes are compared with the network the hyperparameters
+        # describe (built on the meta device: no memory) before anything is allocated.
+        try:
+            self.device_ = resolve_device(self.device)
+        except RuntimeError as exc:
+            raise ArtifactError(f"{directory}: bad device {self.device!r} ({exc})") from None
+        if self.device_.type == "cuda" and not torch.cuda.is_available():
+            self.device_ = torch.device("cpu")  # trained on a GPU, served without one
+        trained_on, self.device = self.device, str(self.device_)
+        try:
+            self._check_params()
+        except UsageError as exc:
+            raise ArtifactError(
+                f"{directory}: bad hyperparameters in the manifest ({exc})"
+            ) from None
+        finally:
+            self.device = trained_on  # the hyperparameter stays as trained
         path = directory / WEIGHTS_FILE
         if not path.is_file():
             raise ArtifactError(f"{directory}: {WEIGHTS_FILE} is missing")
+        n_users, n_items = self.user_items_.shape
         try:
-            state = load_file(str(path), device=str(self.device_))
+            with torch.device("meta"):
+                expected = self._build_net(n_users, n_items).state_dict()
+        except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
+            raise ArtifactError(
+                f"{directory}: the hyperparameters describe no network ({exc})"
+            ) from None
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                stored = {k: weights.get_slice(k) for k in weights.keys()}  # noqa: SIM118
+                found = {k: (tuple(v.get_shape()), v.get_dtype()) for k, v in stored.items()}
         except Exception as exc:  # safetensors raises its own error types
             raise ArtifactError(f"{path}: cannot read weights ({exc})") from None
-        net = self._new_net(self.user_items_.shape[0], self.n_items_)
+        if set(found) != set(expected):
+            raise ArtifactError(
+                f"{path}: weights {sorted(set(found) ^ set(expected))} do not match the "
+                f"{self.name} network its parameters describe"
+            )
+        for name, tensor in expected.items():
+            if found[name] != (tuple(tensor.shape), _SAFETENSORS_DTYPES.get(tensor.dtype)):
+                raise ArtifactError(
+                    f"{path}: {name} is {found[name][1]} {list(found[name][0])}; the network "
+                    f"needs {_SAFETENSORS_DTYPES.get(tensor.dtype)} {list(tensor.shape)}"
+                )
         try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ArtifactError(f"{path}: weights do not match the model ({exc})") from None
+            state = load_file(str(path), device=str(self.device_))
+        except Exception as exc:
+            raise ArtifactError(f"{path}: cannot read weights ({exc})") from None
+        for name, tensor in state.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ArtifactError(f"{path}: {name} holds NaN or infinite weights")
+        net = self._new_net(n_users, n_items)
+        net.load_state_dict(state, strict=True)
         self.net_ = net.eval()
 
 
@@ -379,6 +440,9 @@ class _Weighted(WeightedInput, _NeuralRecommender):
 
     def _state(self) -> dict[str, np.ndarray]:
         return {**super()._state(), **self._weighting_state()}
+
+    def _state_spec(self) -> dict[str, ArraySpec]:
+        return {**super()._state_spec(), **self._weighting_spec()}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         super()._set_state(arrays)
@@ -647,8 +711,18 @@ class NCFSeed(_NeuralRecommender):
             "table": table.float().cpu().numpy(),
         }
 
+    def _state_spec(self) -> dict[str, ArraySpec]:
+        return {
+            **super()._state_spec(),
+            "table_range": ArraySpec((2,)),
+            "table": ArraySpec((self.TABLE_SIZE,)),
+        }
+
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         super()._set_state(arrays)
+        lo, hi = arrays["table_range"]
+        if not lo < hi:
+            raise ArtifactError(f"model.npz: table_range [{lo}, {hi}] is empty")
         self._table_arrays = (arrays["table_range"], arrays["table"])
 
     def _load_extra(self, directory: Path) -> None:

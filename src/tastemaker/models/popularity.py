@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from tastemaker.artifacts import ArraySpec
 from tastemaker.data.interactions import Interactions
 from tastemaker.models.base import Recommender
 
@@ -31,5 +32,8 @@ class Popularity(Recommender):
     def _state(self) -> dict[str, np.ndarray]:
         return {"item_scores": self.item_scores_}
 
+    def _state_spec(self) -> dict[str, ArraySpec]:
+        return {"item_scores": ArraySpec(("items",), low=0)}
+
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.item_scores_ = arrays["item_scores"]
+        self.item_scores_ = arrays["item_scores"].astype(np.float32, copy=False)

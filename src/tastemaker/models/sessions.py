@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from tastemaker.artifacts import ArraySpec, CSRSpec
 from tastemaker.data.interactions import Interactions, ListenEvents
 from tastemaker.errors import UsageError
 from tastemaker.models.base import Recommender, WeightedInput
@@ -238,6 +239,10 @@ def restrict_events(events: ListenEvents, user_items: sp.csr_matrix) -> ListenEv
     return ListenEvents(events.user[inside], events.item[inside], events.timestamp[inside])
 
 
+# Co-listening similarity, items x items, as saved by SessionCoListen.
+SESSION_SIMILARITY = CSRSpec.prefixed("sim_", ("items", "items"))
+
+
 class SessionCoListen(WeightedInput, Recommender):
     """Similar items from listening sessions (ListenBrainz's method), scored over a history."""
 
@@ -318,10 +323,15 @@ class SessionCoListen(WeightedInput, Recommender):
             **self._weighting_state(),
         }
 
+    def _state_spec(self) -> dict[str, ArraySpec | CSRSpec]:
+        return {
+            "similarity": SESSION_SIMILARITY,
+            "n_sessions": ArraySpec((), "int", low=0),
+            **self._weighting_spec(),
+        }
+
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         n = self.n_items_
-        self.similarity_ = sp.csr_matrix(
-            (arrays["sim_data"], arrays["sim_indices"], arrays["sim_indptr"]), shape=(n, n)
-        )
+        self.similarity_ = SESSION_SIMILARITY.build(arrays, (n, n))
         self.n_sessions_ = int(arrays["n_sessions"])
         self._set_weighting_state(arrays)

@@ -6,6 +6,8 @@ and reads its settings from ``TASTEMAKER_*`` environment variables.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,16 +15,20 @@ from pathlib import Path
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from tastemaker import __version__
-from tastemaker.errors import UsageError
-from tastemaker.serving.middleware import ServiceMetrics, ServiceMiddleware
+from tastemaker.errors import ArtifactError, UsageError
+from tastemaker.serving.middleware import JSONErrors, ServiceMetrics, ServiceMiddleware, safe_errors
 from tastemaker.serving.routes import admin_router, router
 from tastemaker.serving.settings import ServeSettings
 from tastemaker.serving.state import LoadedModel, ModelHolder, load_bundle
+from tastemaker.serving.workers import POLL_SECONDS, FollowMiddleware, SharedModel, follow
 
 log = logging.getLogger("tastemaker.serving")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -39,41 +45,76 @@ def create_app(settings: ServeSettings | None = None, bundle: LoadedModel | None
     settings = settings or ServeSettings()
     holder = ModelHolder(bundle)
     metrics = ServiceMetrics()
+    shared = SharedModel(settings.workers_file) if settings.workers_file else None
+    follow_lock = asyncio.Lock()
+
+    async def follow_now() -> None:
+        if shared is not None:
+            await follow(shared, holder, settings, metrics, follow_lock)
+
+    async def poll() -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            await follow_now()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if holder.current is None:
-            if settings.model_dir is None:
-                raise UsageError("no model to serve: set TASTEMAKER_MODEL_DIR")
-            loaded = await anyio.to_thread.run_sync(load_bundle, settings.model_dir, settings)
-            holder.swap(loaded)
+            await anyio.to_thread.run_sync(_load_first, holder, settings, shared)
         metrics.model_loaded(holder.current)
+        task = asyncio.create_task(poll()) if shared is not None else None
         yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc with Swagger UI and ReDoc served from the installed
+    # package, not from a CDN (they work offline, and no third party can change them).
+    app = FastAPIOffline(
         title="tastemaker",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        # Bodies over the limit answer 413, whether declared (Content-Length) or chunked.
-        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     app.state.holder = holder
     app.state.metrics = metrics
+    app.state.shared = shared
     app.state.static_dir = STATIC_DIR
     app.include_router(router)
     if settings.admin_token is not None:  # admin routes exist only when a token is configured
         app.include_router(admin_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if shared is not None:
+        app.add_middleware(FollowMiddleware, follow_now=follow_now)
+    # Bodies over the limit answer 413, whether declared (Content-Length) or chunked. Starlette's
+    # limit rather than FastAPI's max_body_size, which sits outside every user middleware and
+    # answers in plain text: in here, JSONErrors gives its answer a JSON body.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
+    app.add_middleware(JSONErrors)
     app.add_middleware(ServiceMiddleware, metrics=metrics)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each bad input, and a NaN or Infinity in the body (which
+        # Python's JSON parser accepts) then cannot be written as JSON: a 500 and a dropped
+        # connection. Echo only what JSON can carry.
+        return JSONResponse({"detail": safe_errors(exc.errors())}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # FastAPI answers 400 for a body that is not UTF-8 (json.loads raises before parsing);
-        # that is malformed JSON like any other, so it gets the same 422 as a JSON syntax error.
-        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
-            detail = [{"type": "json_invalid", "loc": ["body"], "msg": "body is not UTF-8"}]
+        # FastAPI answers 400 for a body that is not UTF-8 (json.loads raises before parsing)
+        # or nested too deeply for the parser (RecursionError); that is malformed JSON like
+        # any other, so it gets the same 422 as a JSON syntax error.
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError | RecursionError):
+            why = (
+                "body is not UTF-8"
+                if isinstance(cause, UnicodeDecodeError)
+                else "nested too deeply"
+            )
+            detail = [{"type": "json_invalid", "loc": ["body"], "msg": why}]
             return JSONResponse({"detail": detail}, status_code=422)
         return await http_exception_handler(request, exc)
 
@@ -84,3 +125,18 @@ def create_app(settings: ServeSettings | None = None, bundle: LoadedModel | None
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     return app
+
+
+def _load_first(holder: ModelHolder, settings: ServeSettings, shared: SharedModel | None) -> None:
+    """The model a worker starts with: the latest published generation, else the settings'."""
+    record = shared.read() if shared is not None else None
+    if record is not None:
+        bundle = load_bundle(record["model_dir"], settings)
+        if bundle.version != record["version"]:
+            raise ArtifactError(f"{record['model_dir']}: changed since it was published")
+        holder.generation = record["generation"]
+    elif settings.model_dir is None:
+        raise UsageError("no model to serve: set TASTEMAKER_MODEL_DIR")
+    else:
+        bundle = load_bundle(settings.model_dir, settings)
+    holder.swap(bundle)

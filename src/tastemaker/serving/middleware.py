@@ -1,8 +1,12 @@
-"""Prometheus metrics, and the ASGI middleware that records them."""
+"""Prometheus metrics and the ASGI middleware that records them; JSON bodies for every error."""
 
 from __future__ import annotations
 
+import json
+import math
+import reprlib
 import time
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -56,7 +60,6 @@ class ServiceMetrics:
             {
                 "model": info["model"],
                 "version": info["version"],
-                "model_dir": info["model_dir"],
                 "data_fingerprint": str(info["data_fingerprint"]),
                 "retrieval": info["retrieval"]["kind"],
             }
@@ -94,3 +97,88 @@ class ServiceMiddleware:
             method = scope["method"]
             self.metrics.requests.labels(method, template, str(status["code"])).inc()
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
+
+
+class JSONErrors:
+    """Pure ASGI: every error answer carries a JSON body ``{"detail": ...}``.
+
+    Starlette's body limit answers 413 in plain text, before FastAPI's handlers could; this
+    rewrites such answers (small by nature) so that clients parse every error one way.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] == "HEAD":
+            await self.app(scope, receive, send)
+            return
+        held: dict = {}
+
+        async def send_json_errors(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers", []))
+                content_type = headers.get(b"content-type", b"")
+                if message["status"] >= 400 and not content_type.startswith(b"application/json"):
+                    held["start"], held["body"] = message, b""
+                    return
+            elif message["type"] == "http.response.body" and "start" in held:
+                held["body"] += message.get("body", b"")
+                if message.get("more_body"):
+                    return
+                await _send_json(send, held.pop("start"), held.pop("body"))
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_json_errors)
+
+
+async def _send_json(send, start: dict, body: bytes) -> None:
+    text = body.decode("utf-8", "replace").strip() or HTTPStatus(start["status"]).phrase
+    payload = json.dumps({"detail": text}).encode()
+    headers = [
+        (k, v) for k, v in start.get("headers", []) if k not in (b"content-type", b"content-length")
+    ]
+    headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+    await send({**start, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+# Inputs echoed in a 422 are cut to this many characters of their repr when they are not small.
+ECHO_LIMIT = 200
+_echo = reprlib.Repr()  # keyword arguments only from Python 3.12
+_echo.maxlevel, _echo.maxstring, _echo.maxother = 3, ECHO_LIMIT, ECHO_LIMIT
+
+
+def safe_errors(errors: list[dict]) -> list[dict]:
+    """Pydantic's validation errors with every value writable as JSON (no NaN, no Infinity,
+    no deep or large structures): ``type``, ``loc``, ``msg`` and, where safe, ``input``."""
+    safe = []
+    for error in errors:
+        out = {
+            "type": str(error.get("type", "")),
+            "loc": [x if isinstance(x, int) else str(x) for x in error.get("loc", ())],
+            "msg": str(error.get("msg", "")),
+        }
+        if "input" in error:
+            out["input"] = _echoed(error["input"])
+        safe.append(out)
+    return safe
+
+
+def _echoed(value):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)  # 'nan', 'inf'
+    if isinstance(value, int) and abs(value) < 2**53:
+        return value
+    if isinstance(value, str) and len(value) <= ECHO_LIMIT:
+        return value
+    try:
+        text = json.dumps(value, allow_nan=False)
+        if len(text) <= ECHO_LIMIT:
+            return value
+    except (TypeError, ValueError, RecursionError):
+        pass
+    return _echo.repr(value)[: ECHO_LIMIT + 3]

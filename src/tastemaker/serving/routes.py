@@ -6,6 +6,7 @@ Each handler reads the current model bundle once, so a concurrent reload never m
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from typing import Annotated
@@ -34,6 +35,7 @@ from tastemaker.serving.schemas import (
     SimilarItems,
 )
 from tastemaker.serving.state import LoadedModel, load_bundle
+from tastemaker.serving.workers import Busy, SharedModel
 
 log = logging.getLogger("tastemaker.serving")
 
@@ -313,28 +315,45 @@ def require_admin(
     },
 )
 def reload(request: Request, body: ReloadRequest) -> Response:
-    """Load, validate and swap in a new model directory; on failure the old one keeps serving."""
+    """Load, validate and swap in a new model directory; on failure the old one keeps serving.
+
+    With several workers the new model is published to all of them (serving.workers): every
+    request answered after this one comes from it, whichever worker answers.
+    """
     state = request.app.state
     if not state.holder.reload_lock.acquire(blocking=False):
         raise HTTPException(409, "another reload is in progress")
     try:
-        try:
-            bundle = load_bundle(body.model_dir, state.settings)
-        except TastemakerError as exc:
-            state.metrics.reloads.labels(outcome="refused").inc()
-            log.warning("reload refused: %s", exc)
-            raise HTTPException(
-                400, f"reload refused, the previous model keeps serving: {exc}"
-            ) from None
-        old = state.holder.swap(bundle)
-        state.metrics.model_loaded(bundle)
-        state.metrics.reloads.labels(outcome="swapped").inc()
-        return _json(
-            ReloadResult(
-                reloaded=True,
-                previous_version=old.version if old else None,
-                model=ModelInfo(**bundle.describe()),
-            )
-        )
+        with _across_workers(state.shared):
+            return _reload(state, body)
+    except Busy:
+        raise HTTPException(409, "another reload is in progress (in another worker)") from None
     finally:
         state.holder.reload_lock.release()
+
+
+def _across_workers(shared: SharedModel | None):
+    return shared.exclusive() if shared is not None else contextlib.nullcontext()
+
+
+def _reload(state, body: ReloadRequest) -> Response:
+    try:
+        bundle = load_bundle(body.model_dir, state.settings)
+    except TastemakerError as exc:
+        state.metrics.reloads.labels(outcome="refused").inc()
+        log.warning("reload refused: %s", exc)
+        raise HTTPException(
+            400, f"reload refused, the previous model keeps serving: {exc}"
+        ) from None
+    if state.shared is not None:
+        state.holder.generation = state.shared.publish(bundle.directory, bundle.version)
+    old = state.holder.swap(bundle)
+    state.metrics.model_loaded(bundle)
+    state.metrics.reloads.labels(outcome="swapped").inc()
+    return _json(
+        ReloadResult(
+            reloaded=True,
+            previous_version=old.version if old else None,
+            model=ModelInfo(**bundle.describe()),
+        )
+    )

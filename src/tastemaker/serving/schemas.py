@@ -79,8 +79,7 @@ class ReloadRequest(BaseModel):
 
 class ModelInfo(BaseModel):
     model: str
-    version: str
-    model_dir: str
+    version: str = Field(description="First 12 hex digits of the manifest's SHA-256.")
     data_fingerprint: str | None
     params: dict
     users: int

@@ -104,7 +104,6 @@ class LoadedModel:
         return {
             "model": self.name,
             "version": self.version,
-            "model_dir": str(self.directory),
             "data_fingerprint": self.manifest.get("data_fingerprint"),
             "params": self.manifest.get("params", {}),
             "users": int(self.model.user_items_.shape[0]),
@@ -142,8 +141,8 @@ def load_bundle(directory: str | Path, settings: ServeSettings) -> LoadedModel:
     started = time.perf_counter()
     directory = Path(directory)
     try:
-        manifest = read_model_manifest(directory)
-        model = load_model(directory)
+        model = load_model(directory)  # checks the manifest and every file first
+        manifest = read_model_manifest(directory, verify=False)
         bundle = LoadedModel(
             model=model,
             directory=directory.resolve(),
@@ -214,11 +213,16 @@ def validate(bundle: LoadedModel, settings: ServeSettings) -> None:
 
 
 class ModelHolder:
-    """The current bundle, replaced atomically; one reload at a time."""
+    """The current bundle, replaced atomically; one reload at a time.
+
+    ``generation`` counts the swaps the workers agreed on (serving.workers): a worker that
+    sees a newer generation in the shared file loads that model before it answers.
+    """
 
     def __init__(self, bundle: LoadedModel | None = None) -> None:
         self.current = bundle
         self.reload_lock = threading.Lock()
+        self.generation = 0
 
     def swap(self, bundle: LoadedModel) -> LoadedModel | None:
         # Rebinding one attribute is atomic: a request sees the old bundle or the new one.
