@@ -47,11 +47,10 @@ def test_spark_ingest_matches_polars(dump, tmp_path, level):
     assert (tmp_path / "out" / "listens.parquet").exists()
 
 
-def test_spark_ingest_real_listenbrainz_dumps(tmp_path):
-    from conftest import LISTENBRAINZ
+def test_spark_ingest_real_listenbrainz_dumps(tmp_path, listenbrainz_path):
     from tastemaker.engines.spark import spark_ingest
 
-    out = spark_ingest([LISTENBRAINZ], tmp_path / "lb", master="local[1]")
+    out = spark_ingest([listenbrainz_path], tmp_path / "lb", master="local[1]")
     assert out.n_users == 2
     assert out.user_items.sum() == 128
 
