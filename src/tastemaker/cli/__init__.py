@@ -11,6 +11,7 @@ import sys
 import typer
 
 from tastemaker.cli import (
+    datasets_cmd,
     evaluate_cmd,
     hybrid_cmd,
     ingest_cmd,
@@ -53,6 +54,7 @@ for module in (
     tune_cmd,
     hybrid_cmd,
     serve_cmd,
+    datasets_cmd,
 ):
     module.register(app)
 
