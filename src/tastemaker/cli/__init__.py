@@ -21,6 +21,7 @@ from tastemaker.cli import (
     synth_cmd,
     tune_cmd,
 )
+from tastemaker.cli.common import HelpGroup
 from tastemaker.errors import TastemakerError
 
 app = typer.Typer(
@@ -29,6 +30,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: option names are never cut and descriptions wrap at word breaks,
+    # at any width (Typer's rich panels squeeze the option column at 80 columns), and it is
+    # at most 100 columns wide on a wide terminal.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 100},
+    cls=HelpGroup,
 )
 
 

@@ -7,13 +7,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tastemaker.cli.common import console, err_console
+from tastemaker.cli.common import HelpGroup, console, err_console
 
 app = typer.Typer(
     help="Public music data sets by name: list them, fetch one into the cache. Every command "
     "that takes data also takes a name (fetched on first use).",
     no_args_is_help=True,
     rich_markup_mode=None,
+    cls=HelpGroup,
 )
 
 
