@@ -97,22 +97,30 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def hetrec_zip(users: int = 120, artists: int = 150, per_user: int = 15, seed: int = 0) -> bytes:
+def hetrec_zip(
+    users: int = 120,
+    artists: int = 150,
+    per_user: int = 15,
+    seed: int = 0,
+    names: tuple[str, ...] = ("Radiohead", "The Beatles", "Björk"),
+) -> bytes:
     """A zip in the HetRec 2011 layout (files at the top, tab-separated, one header line):
-    ``users`` users with ``per_user`` artists each, popular artists more often (Zipf)."""
+    ``users`` users with ``per_user`` artists each, popular artists more often (Zipf); the
+    most popular artists are called ``names``, the others "Artist N"."""
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1, artists + 1)
     rows = ["userID\tartistID\tweight"]
     for user in range(2, users + 2):
         chosen = rng.choice(artists, size=per_user, replace=False, p=weights / weights.sum())
         rows += [f"{user}\t{a + 1}\t{int(rng.integers(1, 500))}" for a in chosen]
-    names = ["id\tname\turl\tpictureURL"] + [
-        f"{a + 1}\tArtist {a + 1}\thttp://www.last.fm/music/a{a + 1}\t" for a in range(artists)
+    called = [names[a] if a < len(names) else f"Artist {a + 1}" for a in range(artists)]
+    lines = ["id\tname\turl\tpictureURL"] + [
+        f"{a + 1}\t{called[a]}\thttp://www.last.fm/music/a{a + 1}\t" for a in range(artists)
     ]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("user_artists.dat", "\r\n".join(rows) + "\r\n")
-        zf.writestr("artists.dat", "\n".join(names) + "\n")
+        zf.writestr("artists.dat", "\n".join(lines) + "\n")
     return buffer.getvalue()
 
 
