@@ -1,5 +1,6 @@
 """Spark engine: the same dump ingested by both engines gives identical interactions, and
-Spark ALS reaches implicit ALS's quality. Runs Spark in local mode (needs Java 17)."""
+Spark ALS reaches implicit ALS's quality. Runs Spark in local mode (Java 17 or 21;
+the spark extra brings one: tastemaker.engines.java)."""
 
 from __future__ import annotations
 
