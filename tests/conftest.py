@@ -1,23 +1,59 @@
-"""Shared fixtures and helpers: paths to the real data sets beside the checkout (../shared/data)
-and in-process runs of the command line."""
+"""Shared fixtures and helpers: the real data sets (found through one setting) and in-process
+runs of the command line.
+
+The real data sets live in one folder, ``$TASTEMAKER_TEST_DATA`` (default ``../shared/data``
+beside the checkout). A test that needs one takes its fixture (``hetrec_path``, ``hetrec``,
+``listenbrainz_path``, ``lastfm_1k_path``): when the folder is absent the test is skipped with
+a reason naming the setting, or fails when ``TASTEMAKER_REQUIRE_TEST_DATA=1`` (CI sets it, so
+CI never skips them silently).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-HETREC = SHARED_DATA / "hetrec2011-lastfm-2k"
-LISTENBRAINZ = SHARED_DATA / "listenbrainz-testdata"
-LASTFM_1K = SHARED_DATA / "lastfm-1k-sample"
+DATA_SETTING = "TASTEMAKER_TEST_DATA"
+REQUIRE_SETTING = "TASTEMAKER_REQUIRE_TEST_DATA"
+TEST_DATA = Path(os.environ.get(DATA_SETTING) or REPO.parent / "shared" / "data")
+# Where each data set is expected. Tests take the fixtures below, never these paths directly
+# (tests/test_datasets.py checks), so that a missing folder skips or fails as asked.
+HETREC = TEST_DATA / "hetrec2011-lastfm-2k"
+LISTENBRAINZ = TEST_DATA / "listenbrainz-testdata"
+LASTFM_1K = TEST_DATA / "lastfm-1k-sample"
+
+
+def real_data(path: Path) -> Path:
+    """``path`` if it is a folder; else skip the test, or fail it when CI requires the data."""
+    if path.is_dir():
+        return path
+    if os.environ.get(REQUIRE_SETTING, "") not in ("", "0"):
+        pytest.fail(
+            f"{REQUIRE_SETTING} is set but the real data folder {path} is missing "
+            f"(set {DATA_SETTING} to the folder that holds {path.name})",
+            pytrace=False,
+        )
+    pytest.skip(f"real data {path.name} not found in {path.parent}; set {DATA_SETTING}")
 
 
 @pytest.fixture(scope="session")
 def hetrec_path() -> Path:
-    assert HETREC.is_dir(), f"real data expected at {HETREC}"
-    return HETREC
+    return real_data(HETREC)
+
+
+@pytest.fixture(scope="session")
+def listenbrainz_path() -> Path:
+    """The ListenBrainz test dumps (128 listens of 2 users, Parquet and JSON lines)."""
+    return real_data(LISTENBRAINZ)
+
+
+@pytest.fixture(scope="session")
+def lastfm_1k_path() -> Path:
+    """The first 5,000 lines of Last.fm 1K and its complete profile file."""
+    return real_data(LASTFM_1K)
 
 
 @pytest.fixture(scope="session")

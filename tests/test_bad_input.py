@@ -10,10 +10,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import LASTFM_1K, LISTENBRAINZ, REPO
+from conftest import REPO
 from tastemaker.cli import main
 
-LASTFM_FILE = LASTFM_1K / "userid-timestamp-artid-artname-traid-traname.tsv"
+LASTFM_TSV = "userid-timestamp-artid-artname-traid-traname.tsv"  # in the Last.fm 1K sample
 
 
 def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
@@ -68,8 +68,8 @@ def test_unknown_format(monkeypatch, capsys, tmp_path):
     assert "data.bin: cannot tell the format" in fails(monkeypatch, capsys, tmp_path, blob)
 
 
-def test_missing_columns(monkeypatch, capsys, tmp_path):
-    frame = pl.read_parquet(LISTENBRAINZ / "full-dump-1" / "0.parquet").drop("recording_msid")
+def test_missing_columns(monkeypatch, capsys, tmp_path, listenbrainz_path):
+    frame = pl.read_parquet(listenbrainz_path / "full-dump-1" / "0.parquet").drop("recording_msid")
     frame.write_parquet(tmp_path / "dump.parquet")
     line = fails(monkeypatch, capsys, tmp_path, tmp_path / "dump.parquet")
     assert "dump.parquet: missing columns ['recording_msid']" in line
@@ -78,8 +78,8 @@ def test_missing_columns(monkeypatch, capsys, tmp_path):
     assert "p.csv: missing columns for artist level: item or artist" in line
 
 
-def test_wrong_encoding(monkeypatch, capsys, tmp_path):
-    good = LASTFM_FILE.read_bytes().splitlines(keepends=True)[:20]
+def test_wrong_encoding(monkeypatch, capsys, tmp_path, lastfm_1k_path):
+    good = (lastfm_1k_path / LASTFM_TSV).read_bytes().splitlines(keepends=True)[:20]
     latin1 = "user_000009\t2009-05-04T23:08:57Z\t\tBj\u00f6rk\t\tJ\u00f3ga\n".encode("latin-1")
     path = lines_file(tmp_path / FILENAME_1K, b"".join(good[:12] + [latin1] + good[12:]))
     line = fails(monkeypatch, capsys, tmp_path, path)
@@ -91,7 +91,7 @@ def test_wrong_encoding(monkeypatch, capsys, tmp_path):
 FILENAME_1K = "userid-timestamp-artid-artname-traid-traname.tsv"
 
 
-def test_malformed_lines(monkeypatch, capsys, tmp_path):
+def test_malformed_lines(monkeypatch, capsys, tmp_path, lastfm_1k_path):
     jsonl = lines_file(
         tmp_path / "listens.jsonl",
         b'{"user_id": 1, "timestamp": 1600000000, "track_metadata": {"artist_name": "A"}}\n'
@@ -100,7 +100,7 @@ def test_malformed_lines(monkeypatch, capsys, tmp_path):
     )
     line = fails(monkeypatch, capsys, tmp_path, jsonl)
     assert "listens.jsonl: row 3: not valid JSON" in line
-    good = LASTFM_FILE.read_bytes().splitlines(keepends=True)[:5]
+    good = (lastfm_1k_path / LASTFM_TSV).read_bytes().splitlines(keepends=True)[:5]
     extra = b"user_000009\t2009-05-04T23:08:57Z\t\tArtist\t\tTrack\tsurplus\n"
     tsv = lines_file(tmp_path / FILENAME_1K, b"".join(good + [extra]))
     line = fails(monkeypatch, capsys, tmp_path, tsv)
@@ -137,8 +137,10 @@ def test_timestamps_out_of_range_in_text(monkeypatch, capsys, tmp_path, stamp):
     assert "p.csv: row 3: timestamp" in line and "out of range (2000-01-01 .." in line
 
 
-def test_timestamp_out_of_range_in_parquet_names_row_and_group(monkeypatch, capsys, tmp_path):
-    frame = pl.read_parquet(LISTENBRAINZ / "full-dump-1" / "3.parquet")
+def test_timestamp_out_of_range_in_parquet_names_row_and_group(
+    monkeypatch, capsys, tmp_path, listenbrainz_path
+):
+    frame = pl.read_parquet(listenbrainz_path / "full-dump-1" / "3.parquet")
     old = pl.Series([0] * 1, dtype=pl.Int64).cast(pl.Datetime("ns"))
     frame = frame.with_columns(
         pl.when(pl.int_range(pl.len()) == 6)
@@ -152,8 +154,8 @@ def test_timestamp_out_of_range_in_parquet_names_row_and_group(monkeypatch, caps
     assert "(row group 1)" in line
 
 
-def test_truncated_parquet(monkeypatch, capsys, tmp_path):
-    data = (LISTENBRAINZ / "full-dump-1" / "3.parquet").read_bytes()
+def test_truncated_parquet(monkeypatch, capsys, tmp_path, listenbrainz_path):
+    data = (listenbrainz_path / "full-dump-1" / "3.parquet").read_bytes()
     dump = tmp_path / "dump" / "full-dump-1"
     dump.mkdir(parents=True)
     (dump / "0.parquet").write_bytes(data[: len(data) // 2])
@@ -161,9 +163,9 @@ def test_truncated_parquet(monkeypatch, capsys, tmp_path):
     assert "0.parquet: not a readable Parquet file, truncated or corrupted" in line
 
 
-def test_truncated_parquet_through_the_installed_command(tmp_path):
+def test_truncated_parquet_through_the_installed_command(tmp_path, listenbrainz_path):
     """The real process: exit 2, one line on stderr, no traceback, no output."""
-    data = (LISTENBRAINZ / "full-dump-1" / "3.parquet").read_bytes()
+    data = (listenbrainz_path / "full-dump-1" / "3.parquet").read_bytes()
     (tmp_path / "cut.parquet").write_bytes(data[:-100])
     done = subprocess.run(
         [str(REPO / ".venv" / "bin" / "tastemaker"), "ingest", str(tmp_path / "cut.parquet")]
@@ -215,11 +217,11 @@ def test_skip_bad_rows_and_report_how_many(monkeypatch, capsys, tmp_path):
     assert Interactions.load(out).source["skipped_rows"] == 3
 
 
-def test_skip_in_parquet_counts_rows(tmp_path):
+def test_skip_in_parquet_counts_rows(tmp_path, listenbrainz_path):
     from tastemaker.data.load import load_interactions
     from tastemaker.data.readers import ReaderOptions
 
-    frame = pl.read_parquet(LISTENBRAINZ / "full-dump-1" / "3.parquet")
+    frame = pl.read_parquet(listenbrainz_path / "full-dump-1" / "3.parquet")
     frame = frame.with_columns(
         pl.when(pl.int_range(pl.len()) < 4)
         .then(pl.lit(0).cast(pl.Datetime("ns")))

@@ -10,7 +10,6 @@ import pytest
 import scipy.sparse as sp
 from typer.testing import CliRunner
 
-from conftest import LISTENBRAINZ
 from tastemaker.cli import app
 from tastemaker.data.filters import (
     Filters,
@@ -121,13 +120,13 @@ def test_filter_settings_are_checked():
         Filters(start=datetime(2021, 1, 1, tzinfo=UTC), end=datetime(2020, 1, 1, tzinfo=UTC))
 
 
-def test_cli_filters(tmp_path):
+def test_cli_filters(tmp_path, listenbrainz_path):
     out = tmp_path / "o"
     result = CliRunner().invoke(
         app,
         [
             "ingest",
-            str(LISTENBRAINZ),
+            str(listenbrainz_path),
             "--out",
             str(out),
             "--start",
@@ -148,5 +147,7 @@ def test_cli_filters(tmp_path):
     frame = pl.read_parquet(out / "listens.parquet")
     july = frame.filter(pl.col("listened_at").dt.strftime("%Y-%m") == "2021-07").height
     assert len(inter.events) == july == 38
-    bad = CliRunner().invoke(app, ["ingest", str(LISTENBRAINZ), "--out", str(out), "--start", "x"])
+    bad = CliRunner().invoke(
+        app, ["ingest", str(listenbrainz_path), "--out", str(out), "--start", "x"]
+    )
     assert bad.exit_code != 0

@@ -11,7 +11,6 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from conftest import LISTENBRAINZ
 from tastemaker.artifacts import read_manifest
 from tastemaker.cli import app
 from tastemaker.data.filters import Filters
@@ -26,9 +25,9 @@ from tastemaker.data.listens import (
 from tastemaker.errors import DataError
 
 
-def test_ingest_writes_listens_and_matrix_in_one_manifest(tmp_path):
+def test_ingest_writes_listens_and_matrix_in_one_manifest(tmp_path, listenbrainz_path):
     out = tmp_path / "lb"
-    inter = ingest([LISTENBRAINZ], out, listens=True)
+    inter = ingest([listenbrainz_path], out, listens=True)
     manifest = read_manifest(out, kind="interactions")  # verifies every checksum
     assert LISTENS_FILE in manifest["files"]
     assert {"matrix.npz", "users.parquet", "items.parquet", "events.npz"} <= set(manifest["files"])
@@ -43,23 +42,23 @@ def test_ingest_writes_listens_and_matrix_in_one_manifest(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["lb"]
 
 
-def test_ingest_is_deterministic_and_replaces_atomically(tmp_path):
+def test_ingest_is_deterministic_and_replaces_atomically(tmp_path, listenbrainz_path):
     out = tmp_path / "lb"
-    first = ingest([LISTENBRAINZ], out, level="recording")
+    first = ingest([listenbrainz_path], out, level="recording")
     items_before = (out / "items.parquet").read_bytes()
-    second = ingest([LISTENBRAINZ], out, level="recording")
+    second = ingest([listenbrainz_path], out, level="recording")
     assert first.fingerprint == second.fingerprint
     assert (out / "items.parquet").read_bytes() == items_before
     np.testing.assert_array_equal(first.events.timestamp, second.events.timestamp)
     assert [p.name for p in tmp_path.iterdir()] == ["lb"]
 
 
-def test_the_listens_table_is_written_by_default_only_for_text_sources(tmp_path):
+def test_the_listens_table_is_written_by_default_only_for_text_sources(tmp_path, listenbrainz_path):
     # A ListenBrainz Parquet dump is re-readable as it is: no second copy by default.
-    parquet = ingest([LISTENBRAINZ], tmp_path / "parquet")
+    parquet = ingest([listenbrainz_path], tmp_path / "parquet")
     assert not (tmp_path / "parquet" / LISTENS_FILE).exists()
     assert parquet.source["listens_table"] is None
-    text = ingest([LISTENBRAINZ / "listenbrainz_listens.jsonl"], tmp_path / "json")
+    text = ingest([listenbrainz_path / "listenbrainz_listens.jsonl"], tmp_path / "json")
     assert LISTENS_FILE in read_manifest(tmp_path / "json")["files"]
     assert pl.read_parquet(tmp_path / "json" / LISTENS_FILE).height == text.source["listens"]
     # Without the table an ingested directory is no source for another level: one clear error.
@@ -68,8 +67,8 @@ def test_the_listens_table_is_written_by_default_only_for_text_sources(tmp_path)
     assert not (tmp_path / "again").exists()
 
 
-def test_ingest_several_sources_and_options(tmp_path):
-    dumps = sorted(p for p in LISTENBRAINZ.iterdir() if p.is_dir())
+def test_ingest_several_sources_and_options(tmp_path, listenbrainz_path):
+    dumps = sorted(p for p in listenbrainz_path.iterdir() if p.is_dir())
     inter = ingest(dumps, tmp_path / "a", listens=False, keep_events=False)
     assert not (tmp_path / "a" / LISTENS_FILE).exists()
     assert inter.events is None and inter.user_items.sum() == 128
@@ -79,21 +78,21 @@ def test_ingest_several_sources_and_options(tmp_path):
     assert again.source["listens"] == 68 and again.source["duplicates_dropped"] == 68
 
 
-def test_an_ingested_directory_is_a_source_for_another_level(tmp_path):
-    ingest([LISTENBRAINZ], tmp_path / "artist", listens=True)
-    direct = ingest([LISTENBRAINZ], tmp_path / "direct", level="recording")
+def test_an_ingested_directory_is_a_source_for_another_level(tmp_path, listenbrainz_path):
+    ingest([listenbrainz_path], tmp_path / "artist", listens=True)
+    direct = ingest([listenbrainz_path], tmp_path / "direct", level="recording")
     again = ingest([tmp_path / "artist"], tmp_path / "recording", level="recording")
     assert again.fingerprint == direct.fingerprint
     assert again.source["format"] == "listens"
 
 
-def test_ingest_applies_filters_and_reports_them(tmp_path):
+def test_ingest_applies_filters_and_reports_them(tmp_path, listenbrainz_path):
     filters = Filters(
         start=datetime(2021, 1, 1, tzinfo=UTC),
         end=datetime(2021, 7, 15, tzinfo=UTC),
         min_user_items=3,
     )
-    inter = ingest([LISTENBRAINZ], tmp_path / "f", filters=filters, listens=True)
+    inter = ingest([listenbrainz_path], tmp_path / "f", filters=filters, listens=True)
     listens = pl.read_parquet(tmp_path / "f" / LISTENS_FILE)
     in_range = listens.filter(
         (pl.col("listened_at") >= filters.start) & (pl.col("listened_at") < filters.end)
@@ -107,9 +106,9 @@ def test_ingest_applies_filters_and_reports_them(tmp_path):
     assert listens.height == 128  # the listens table keeps every listen
 
 
-def test_cli_ingest_prints_a_summary(tmp_path):
+def test_cli_ingest_prints_a_summary(tmp_path, listenbrainz_path):
     result = CliRunner().invoke(
-        app, ["ingest", str(LISTENBRAINZ), "--out", str(tmp_path / "o"), "--level", "release"]
+        app, ["ingest", str(listenbrainz_path), "--out", str(tmp_path / "o"), "--level", "release"]
     )
     assert result.exit_code == 0, result.output
     for label in ("users", "items", "interactions", "listens", "duplicates dropped"):

@@ -13,29 +13,27 @@ import polars as pl
 import pytest
 import zstandard
 
-from conftest import LASTFM_1K, LISTENBRAINZ
 from tastemaker.data.listens import LISTENS_SCHEMA
 from tastemaker.data.load import load_interactions
 from tastemaker.data.readers import ReaderOptions, detect_format, read_source, read_sources
 from tastemaker.errors import DataError
 
-LB_PARQUET = sorted(LISTENBRAINZ.glob("*/*.parquet"))
-API_LINES = LISTENBRAINZ / "listenbrainz_listens.jsonl"
+API_EXPORT = "listenbrainz_listens.jsonl"  # in the ListenBrainz test data
 
 
 def collect(path, **kwargs) -> pl.DataFrame:
     return read_source(path, **kwargs).listens.collect()
 
 
-def raw_listenbrainz() -> pl.DataFrame:
-    return pl.concat([pl.read_parquet(p) for p in LB_PARQUET])
+def raw_listenbrainz(root: Path) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(p) for p in sorted(root.glob("*/*.parquet"))])
 
 
 # -- ListenBrainz Parquet -------------------------------------------------------------------
 
 
-def test_listenbrainz_testdata_gives_128_listens_of_2_users():
-    source = read_source(LISTENBRAINZ)
+def test_listenbrainz_testdata_gives_128_listens_of_2_users(listenbrainz_path):
+    source = read_source(listenbrainz_path)
     assert source.format == "listenbrainz"
     frame = source.listens.collect()
     assert frame.schema == pl.Schema(LISTENS_SCHEMA)
@@ -50,9 +48,9 @@ def test_listenbrainz_testdata_gives_128_listens_of_2_users():
     assert frame["artist_id"].equals(frame["artist_mbid"])
 
 
-def test_listenbrainz_single_dump_and_single_file():
-    assert read_source(LISTENBRAINZ / "full-dump-1").listens.collect().height == 68
-    one = LISTENBRAINZ / "incremental-dump-5" / "rec_listens.parquet"
+def test_listenbrainz_single_dump_and_single_file(listenbrainz_path):
+    assert read_source(listenbrainz_path / "full-dump-1").listens.collect().height == 68
+    one = listenbrainz_path / "incremental-dump-5" / "rec_listens.parquet"
     assert detect_format(one) == "listenbrainz"
     assert read_source(one).listens.collect().height == 30
 
@@ -68,8 +66,8 @@ def write_dumps(root: Path, full: pl.DataFrame, incremental: list[pl.DataFrame])
     return root
 
 
-def test_listens_repeated_across_full_and_incremental_dumps_count_once(tmp_path):
-    raw = raw_listenbrainz()
+def test_listens_repeated_across_full_and_incremental_dumps_count_once(tmp_path, listenbrainz_path):
+    raw = raw_listenbrainz(listenbrainz_path)
     full, later = raw[:100], raw[100:]
     # Incremental 2 repeats 15 listens of the full dump; incremental 3 repeats 5 of those
     # again and 3 of its own neighbour, plus listens of its own.
@@ -90,8 +88,8 @@ def test_listens_repeated_across_full_and_incremental_dumps_count_once(tmp_path)
     assert inter.user_items.sum() == 128 and inter.n_users == 2
 
 
-def test_listenbrainz_millisecond_and_nanosecond_timestamps_agree(tmp_path):
-    raw = raw_listenbrainz()
+def test_listenbrainz_millisecond_and_nanosecond_timestamps_agree(tmp_path, listenbrainz_path):
+    raw = raw_listenbrainz(listenbrainz_path)
     ms = raw.with_columns(pl.col("listened_at").cast(pl.Datetime("ms")))
     ms.write_parquet(tmp_path / "ms.parquet")
     raw.write_parquet(tmp_path / "ns.parquet")
@@ -143,14 +141,14 @@ def write_json_dump(root: Path, frame: pl.DataFrame) -> Path:
 
 
 @pytest.fixture(scope="module")
-def json_dump(tmp_path_factory) -> Path:
+def json_dump(tmp_path_factory, listenbrainz_path) -> Path:
     root = tmp_path_factory.mktemp("json") / "listenbrainz-listens-dump-1-full"
-    return write_json_dump(root, raw_listenbrainz())
+    return write_json_dump(root, raw_listenbrainz(listenbrainz_path))
 
 
-def test_json_dump_layout_matches_the_parquet_dump(json_dump):
+def test_json_dump_layout_matches_the_parquet_dump(json_dump, listenbrainz_path):
     assert detect_format(json_dump) == "listenbrainz-json"
-    from_parquet = load_interactions(LISTENBRAINZ, level="recording")
+    from_parquet = load_interactions(listenbrainz_path, level="recording")
     from_json = load_interactions(json_dump, level="recording")
     assert from_json.users == from_parquet.users
     assert from_json.items == from_parquet.items
@@ -173,8 +171,8 @@ def test_json_dump_read_straight_from_tar_zst(json_dump, tmp_path):
     assert frame.group_by("user").len().sort("user").rows() == [("1", 64), ("2", 64)]
 
 
-def test_json_api_export_shape():
-    source = read_source(API_LINES)
+def test_json_api_export_shape(listenbrainz_path):
+    source = read_source(listenbrainz_path / API_EXPORT)
     assert source.format == "listenbrainz-json"
     frame = source.listens.collect()
     assert frame.height == 2
@@ -188,16 +186,16 @@ def test_json_api_export_shape():
     assert set(frame["user"]) == {"listenbrainz_listens"}
 
 
-def test_json_export_user_from_user_json(tmp_path):
+def test_json_export_user_from_user_json(tmp_path, listenbrainz_path):
     folder = tmp_path / "export"
     (folder / "listens" / "2025").mkdir(parents=True)
-    shutil.copy(API_LINES, folder / "listens" / "2025" / "6.jsonl")
+    shutil.copy(listenbrainz_path / API_EXPORT, folder / "listens" / "2025" / "6.jsonl")
     (folder / "user.json").write_text(json.dumps({"user_id": 7, "username": "rob"}))
     assert set(collect(folder)["user"]) == {"rob"}
 
 
-def test_json_dumps_merged_with_repeats_counted_once(json_dump, tmp_path):
-    raw = raw_listenbrainz()
+def test_json_dumps_merged_with_repeats_counted_once(json_dump, tmp_path, listenbrainz_path):
+    raw = raw_listenbrainz(listenbrainz_path)
     incremental = write_json_dump(tmp_path / "incremental", pl.concat([raw[:10], raw[:3]]))
     source = read_sources([json_dump, incremental])
     assert source.listens.collect().height == 128
@@ -207,9 +205,9 @@ def test_json_dumps_merged_with_repeats_counted_once(json_dump, tmp_path):
 # -- Last.fm ----------------------------------------------------------------------------------
 
 
-def test_lastfm_1k_sample():
-    assert detect_format(LASTFM_1K) == "lastfm-1k"
-    frame = collect(LASTFM_1K)
+def test_lastfm_1k_sample(lastfm_1k_path):
+    assert detect_format(lastfm_1k_path) == "lastfm-1k"
+    frame = collect(lastfm_1k_path)
     assert frame.height == 5000
     assert frame.group_by("user").len().sort("user").rows() == [
         ("user_000001", 4997),
@@ -223,7 +221,7 @@ def test_lastfm_1k_sample():
     assert frame["recording_name"].n_unique() == 1185
     # Names with quote characters survive (no quoting in this format).
     assert 'Johnny "Hammond" Smith' in frame["artist_name"].to_list()
-    inter = load_interactions(LASTFM_1K, level="recording")
+    inter = load_interactions(lastfm_1k_path, level="recording")
     assert inter.n_users == 2 and inter.user_items.sum() == 5000
     assert inter.events is not None and len(inter.events) == 5000
 
@@ -320,13 +318,13 @@ def test_csv_item_column_is_the_level_id(tmp_path):
 # -- levels -----------------------------------------------------------------------------------
 
 
-def test_levels_key_by_mbid_else_normalized_names():
-    raw = raw_listenbrainz()
+def test_levels_key_by_mbid_else_normalized_names(listenbrainz_path):
+    raw = raw_listenbrainz(listenbrainz_path)
     for level, mbid, name in (
         ("release", "release_mbid", "release_name"),
         ("recording", "recording_mbid", "recording_name"),
     ):
-        inter = load_interactions(LISTENBRAINZ, level=level)
+        inter = load_interactions(listenbrainz_path, level=level)
         norm = [pl.col(c).str.to_lowercase().str.strip_chars() for c in ("artist_name", name)]
         expected = raw.select(
             pl.coalesce(pl.col(mbid), pl.concat_str(norm, separator=" | ")).alias("key")
@@ -337,7 +335,7 @@ def test_levels_key_by_mbid_else_normalized_names():
         assert name_keyed and all(k == k.lower() for k in name_keyed)
         row = inter.item_metadata.filter(pl.col("item") == name_keyed[0]).row(0, named=True)
         assert row["name"].lower().replace(" – ", " | ") == name_keyed[0]
-    artist = load_interactions(LISTENBRAINZ, level="artist")
+    artist = load_interactions(listenbrainz_path, level="artist")
     expected = raw.select(
         pl.coalesce(
             pl.col("artist_credit_mbids").list.first(), pl.col("artist_name").str.to_lowercase()
@@ -348,10 +346,12 @@ def test_levels_key_by_mbid_else_normalized_names():
     assert (mbid_items["artist_mbid"] == mbid_items["item"]).all()
 
 
-def test_detection_of_each_layout(tmp_path, hetrec_path, json_dump):
+def test_detection_of_each_layout(
+    tmp_path, hetrec_path, json_dump, listenbrainz_path, lastfm_1k_path
+):
     assert detect_format(hetrec_path) == "hetrec"
-    assert detect_format(LISTENBRAINZ) == "listenbrainz"
-    assert detect_format(LASTFM_1K / "userid-timestamp-artid-artname-traid-traname.tsv") == (
+    assert detect_format(listenbrainz_path) == "listenbrainz"
+    assert detect_format(lastfm_1k_path / "userid-timestamp-artid-artname-traid-traname.tsv") == (
         "lastfm-1k"
     )
     assert detect_format(write_delimited(tmp_path / "x.tsv", "\t", True)) == "csv"

@@ -1,5 +1,6 @@
 """Spark engine: the same dump ingested by both engines gives identical interactions, and
-Spark ALS reaches implicit ALS's quality. Runs Spark in local mode (needs Java 17)."""
+Spark ALS reaches implicit ALS's quality. Runs Spark in local mode (Java 17 or 21;
+the spark extra brings one: tastemaker.engines.java)."""
 
 from __future__ import annotations
 
@@ -47,11 +48,10 @@ def test_spark_ingest_matches_polars(dump, tmp_path, level):
     assert (tmp_path / "out" / "listens.parquet").exists()
 
 
-def test_spark_ingest_real_listenbrainz_dumps(tmp_path):
-    from conftest import LISTENBRAINZ
+def test_spark_ingest_real_listenbrainz_dumps(tmp_path, listenbrainz_path):
     from tastemaker.engines.spark import spark_ingest
 
-    out = spark_ingest([LISTENBRAINZ], tmp_path / "lb", master="local[1]")
+    out = spark_ingest([listenbrainz_path], tmp_path / "lb", master="local[1]")
     assert out.n_users == 2
     assert out.user_items.sum() == 128
 

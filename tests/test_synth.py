@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from conftest import LISTENBRAINZ
 from tastemaker.data import synth
 from tastemaker.data.synth import (
     LISTENBRAINZ_SCHEMA,
@@ -59,7 +58,7 @@ def digest(directory):
     }
 
 
-def test_layout_and_schema_match_the_listenbrainz_spark_dump(dump):
+def test_layout_and_schema_match_the_listenbrainz_spark_dump(dump, listenbrainz_path):
     assert sorted(p.name for p in dump.iterdir()) == [
         "full-dump-1",
         "incremental-dump-2",
@@ -70,7 +69,7 @@ def test_layout_and_schema_match_the_listenbrainz_spark_dump(dump):
     assert len(files) >= 3
     for name in ("COPYING", "SCHEMA_SEQUENCE", "START_TIMESTAMP", "END_TIMESTAMP"):
         assert (dump / "full-dump-1" / name).is_file()
-    real = pq.read_schema(LISTENBRAINZ / "full-dump-1" / "0.parquet")
+    real = pq.read_schema(listenbrainz_path / "full-dump-1" / "0.parquet")
     for f in files + [dump / "incremental-dump-2" / "0.parquet"]:
         schema = pq.read_schema(f)
         assert schema.equals(LISTENBRAINZ_SCHEMA)

@@ -11,6 +11,7 @@ import sys
 import typer
 
 from tastemaker.cli import (
+    datasets_cmd,
     evaluate_cmd,
     hybrid_cmd,
     ingest_cmd,
@@ -20,6 +21,7 @@ from tastemaker.cli import (
     synth_cmd,
     tune_cmd,
 )
+from tastemaker.cli.common import HelpGroup
 from tastemaker.errors import TastemakerError
 
 app = typer.Typer(
@@ -28,6 +30,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: option names are never cut and descriptions wrap at word breaks,
+    # at any width (Typer's rich panels squeeze the option column at 80 columns), and it is
+    # at most 100 columns wide on a wide terminal.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 100},
+    cls=HelpGroup,
 )
 
 
@@ -53,6 +61,7 @@ for module in (
     tune_cmd,
     hybrid_cmd,
     serve_cmd,
+    datasets_cmd,
 ):
     module.register(app)
 

@@ -12,21 +12,45 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.readers import ReaderOptions
 from tastemaker.errors import UsageError
+from tastemaker.models import available_models
+
+# For help texts: the registry's names (it imports no model module, so no PyTorch).
+MODEL_NAMES = ", ".join(available_models())
 
 console = Console()
 err_console = Console(stderr=True)
 
+
+class HelpGroup(TyperGroup):
+    """A command group whose help lists each command with its whole first sentence, wrapped,
+    where click would cut it to one line."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 DELIMITERS = {",": ",", "tab": "\t", "\\t": "\t", ";": ";", "|": "|"}
 
-DataArg = Annotated[
-    Path, typer.Argument(help="An ingested directory or any raw source the readers accept.")
-]
+DATA_HELP = (
+    "An ingested directory, any raw source the readers accept, or a data set name "
+    "(tastemaker datasets list; downloaded into the cache on first use)."
+)
+DataArg = Annotated[Path, typer.Argument(help=DATA_HELP, metavar="DATA", show_default=False)]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")]
 ReportOpt = Annotated[
     Path | None, typer.Option("--report", help="Write a self-contained HTML report here.")

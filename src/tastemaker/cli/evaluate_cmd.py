@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tastemaker.cli.common import (
+    MODEL_NAMES,
     DataArg,
     DataOptions,
     EngineOptions,
@@ -213,7 +214,7 @@ def evaluate(
     data: DataArg,
     models: Annotated[
         str,
-        typer.Option("--models", help="Comma list of registered models."),
+        typer.Option("--models", help=f"Comma list of models, from: {MODEL_NAMES}."),
     ] = "popularity,als,itemknn,ease",
     split: Annotated[
         str,
@@ -296,7 +297,10 @@ def replicate(
     ] = True,
     corrected: Annotated[
         str,
-        typer.Option("--corrected", help="Corrected models to run beside the original."),
+        typer.Option(
+            "--corrected",
+            help=f"Corrected models to run beside the original (comma list, from: {MODEL_NAMES}).",
+        ),
     ] = "als,ease,itemknn,neumf",
     ncf_seed: Annotated[
         bool,

@@ -41,8 +41,10 @@ def ingest(
         list[Path],
         typer.Argument(
             help="Source paths: ListenBrainz dumps (Parquet or JSON, folders or archives), "
-            "Last.fm 1K / 360K files, the HetRec 2K folder, or delimited files.",
+            "Last.fm 1K / 360K files, the HetRec 2K folder, or delimited files; or data set "
+            "names (tastemaker datasets list; downloaded on first use).",
             show_default=False,
+            metavar="SOURCE",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write (replaced).")],

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from tastemaker.cli.common import DataOptions, console, option_groups
+from tastemaker.cli.common import DataArg, DataOptions, console, option_groups
 
 
 @option_groups
 def inspect(
-    data: Annotated[Path, typer.Argument(help="An ingested directory or a raw source.")],
+    data: DataArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     data_options: DataOptions = DataOptions(),
 ) -> None:

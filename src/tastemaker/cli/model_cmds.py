@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from tastemaker.cli.common import (
+    MODEL_NAMES,
     DataArg,
     DataOptions,
     EngineOptions,
@@ -27,7 +28,7 @@ NOpt = Annotated[int, typer.Option("--n", help="How many items to list (1 to 100
 @option_groups
 def train(
     data: DataArg,
-    model: Annotated[str, typer.Option("--model", help="A registered model name.")] = "als",
+    model: Annotated[str, typer.Option("--model", help=f"One of: {MODEL_NAMES}.")] = "als",
     out: Annotated[
         Path | None, typer.Option("--out", help="Model directory to write (replaced).")
     ] = None,

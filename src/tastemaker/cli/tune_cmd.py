@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from tastemaker.cli.common import DataOptions, console, err_console, option_groups
+from tastemaker.cli.common import (
+    DATA_HELP,
+    MODEL_NAMES,
+    DataOptions,
+    console,
+    err_console,
+    option_groups,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -16,8 +23,15 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @option_groups
     def tune(
-        data: Annotated[Path, typer.Argument(help="Ingested directory or raw source.")],
-        model: Annotated[str, typer.Option("--model", help="Model to tune (als, itemknn, ...).")],
+        data: Annotated[Path, typer.Argument(help=DATA_HELP, metavar="DATA")],
+        model: Annotated[
+            str,
+            typer.Option(
+                "--model",
+                help=f"Model to tune, one of: {MODEL_NAMES} (those without a shipped space "
+                "need --space).",
+            ),
+        ],
         search: Annotated[
             str, typer.Option("--search", help="optuna (TPE, pruning), grid or random.")
         ] = "optuna",

@@ -44,7 +44,7 @@ from tastemaker.artifacts import atomic_directory
 from tastemaker.data.filters import FilterReport, Filters, apply_k_core, filter_table
 from tastemaker.data.interactions import LEVELS, Interactions
 from tastemaker.data.listens import encode_listens, interactions_from_table
-from tastemaker.data.load import index_tags, require_interactions
+from tastemaker.data.load import index_tags, require_interactions, resolve_sources
 from tastemaker.data.readers import ReaderOptions, final_stats, read_sources, reading
 from tastemaker.errors import DataError, UsageError
 
@@ -99,6 +99,8 @@ def ingest(
     if level not in LEVELS:
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}; got {level!r}")
     filters = filters or Filters()
+    # Data set names (tastemaker datasets list) become their cached files, fetched if missing.
+    sources, format, options = resolve_sources(list(sources), format, options, level)
     options = dataclasses.replace(options or ReaderOptions(), level=level)
     steps = _Steps(console)
     out = Path(out)

