@@ -100,6 +100,14 @@ def output_kind(path: str | Path) -> str | None:
     return None
 
 
+def _walk(directory: Path) -> Iterator[Path]:
+    """Every path under ``directory``; UsageError if part of it cannot be read."""
+    try:
+        yield from directory.rglob("*")
+    except OSError as exc:
+        raise UsageError(f"{directory}: cannot be read ({exc.strerror})") from None
+
+
 def _unlisted(directory: Path) -> list[str]:
     """Files of a directory that its manifest does not list (added by someone else)."""
     manifest = _read_json(directory / MANIFEST)
@@ -107,10 +115,13 @@ def _unlisted(directory: Path) -> list[str]:
     if not isinstance(files, dict):
         return []
     found = []
-    for path in directory.rglob("*"):
+    for path in _walk(directory):
         name = path.relative_to(directory).as_posix()
-        if name != MANIFEST and name not in files and not path.is_dir():
-            found.append(name)
+        if name == MANIFEST or name in files or path.is_dir():
+            continue
+        if path.name == MANIFEST and output_kind(path.parent) is not None:
+            continue  # a nested tastemaker folder's own manifest (a model's data/)
+        found.append(name)
     return sorted(found)
 
 
@@ -145,32 +156,7 @@ def check_output(
     CLI's ``--out``) prefixes the messages.
     """
     label = _label(path, option)
-    target = _resolve(path)
-    here = _resolve(os.getcwd())
-    if target == here or target in here.parents:
-        raise UsageError(
-            f"{label}: is the current directory or holds it; name a new directory instead"
-        )
-    for source in inputs:
-        if "://" in str(source):
-            continue
-        source_path = _resolve(source)
-        if target == source_path:
-            relation = "is"
-        elif source_path in target.parents:
-            relation = "lies inside"
-        elif target in source_path.parents:
-            relation = "contains"
-        else:
-            continue
-        raise UsageError(f"{label}: {relation} the input {source}; write the output elsewhere")
-    ancestor = target.parent
-    while not os.path.lexists(ancestor):
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise UsageError(f"{label}: cannot be created: {ancestor} is a file, not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UsageError(f"{label}: cannot write into {ancestor} (read-only or not permitted)")
+    target = _check_destination(path, inputs, label)
     if not os.path.lexists(target):
         return None
     try:
@@ -210,6 +196,39 @@ def check_output(
     if not force:
         raise ArtifactError(f"{label}: {reason}; choose another path, or --force to replace it")
     return f"{label}: {reason}; replacing it whole (--force)"
+
+
+def _check_destination(path: str | Path, inputs: Iterable[str | Path], label: str) -> Path:
+    """The checks of ``check_output`` that do not look at what ``path`` holds (so they need
+    no lock): not the current directory, no input, a folder that can be written; the
+    resolved path."""
+    target = _resolve(path)
+    here = _resolve(os.getcwd())
+    if target == here or target in here.parents:
+        raise UsageError(
+            f"{label}: is the current directory or holds it; name a new directory instead"
+        )
+    for source in inputs:
+        if "://" in str(source):
+            continue
+        source_path = _resolve(source)
+        if target == source_path:
+            relation = "is"
+        elif source_path in target.parents:
+            relation = "lies inside"
+        elif target in source_path.parents:
+            relation = "contains"
+        else:
+            continue
+        raise UsageError(f"{label}: {relation} the input {source}; write the output elsewhere")
+    ancestor = target.parent
+    while not os.path.lexists(ancestor):
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{label}: cannot be created: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{label}: cannot write into {ancestor} (read-only or not permitted)")
+    return target
 
 
 def _say(message: str) -> None:
@@ -425,9 +444,12 @@ def claim_output(
         previous = _claims.pop(target, None)
     if previous is not None:
         previous.end(failed=True)
-    note = check_output(path, kind, directory=directory, inputs=inputs, force=force, option=option)
     claim = _Claim(kind, directory, inputs, force, option)
-    if directory:
+    if not directory:  # a file is only locked while it is written (the swap is one rename)
+        note = check_output(path, kind, directory=False, inputs=inputs, force=force, option=option)
+    else:
+        # What the folder holds is looked at under the lock: another writer may be swapping.
+        _check_destination(path, inputs, label)
         claim.created = _make_parents(target.parent, label)
         claim.lock = _Lock(target)
         try:
@@ -469,6 +491,7 @@ def _begin(
     target = _resolve(path)
     with _claims_guard:
         claim = _claims.pop(target, None)
+    claimed = claim is not None
     if claim is not None:
         claim.kind = kind or claim.kind
         claim.inputs = (*claim.inputs, *inputs)
@@ -479,15 +502,19 @@ def _begin(
     else:
         label = str(path)
         claim = _Claim(kind, directory, tuple(inputs), force, None)
-        note = check_output(path, kind, directory=directory, inputs=claim.inputs, force=force)
-        if note:
-            _say(note)
+        _check_destination(path, claim.inputs, label)
         claim.created = _make_parents(target.parent, label)
     if claim.lock is None:
         claim.lock = _Lock(target)
         try:
             claim.lock.acquire(label, 0.0 if directory else FILE_LOCK_WAIT_S)
             _recover(target, label)
+            if not claimed:  # nothing was checked yet
+                note = check_output(
+                    path, kind, directory=directory, inputs=claim.inputs, force=force
+                )
+                if note:
+                    _say(note)
         except BaseException:
             claim.end(failed=True)
             raise
@@ -600,6 +627,7 @@ def atomic_write_bytes(
             tmp, fd = _new_temporary(target, directory=False)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+            _checkpoint("file-written")
             os.replace(tmp, target)
         except OSError as exc:
             if tmp is not None:

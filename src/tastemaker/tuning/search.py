@@ -626,12 +626,14 @@ def run_search(
             trial.set_user_attr("error", (str(exc).strip().splitlines() or [repr(exc)])[0])
             raise
         trial.set_user_attr("fold_values", values)
+        trial.set_user_attr("run", run)  # which run of a shared or resumed study made it
         trial.set_user_attr("fit_eval_seconds", time.perf_counter() - started)
         return float(np.mean(values))
 
     with _quiet_optuna():
         with study_lock(config):
             study = open_study(config, train.fingerprint)
+            run = study.user_attrs["tastemaker_runs"]
             remaining = _enqueue(study, config, defaults)
         target = config.target_trials()
         # Runs that share the study stop together once it holds the target.
