@@ -535,7 +535,7 @@ def _new_temporary(target: Path, directory: bool) -> tuple[Path, int | None]:
             continue
 
 
-def _swap(tmp: Path, target: Path, label: str) -> None:
+def _swap(tmp: Path, target: Path) -> None:
     """Move ``tmp`` to ``target``; an old ``target`` is moved aside first and removed after,
     so a kill at any point leaves the old or the new output (``_recover`` finishes)."""
     if not os.path.lexists(target):
@@ -589,7 +589,7 @@ def atomic_directory(
                 path, expected, inputs=claim.inputs, force=claim.force, option=claim.option
             )
             try:
-                _swap(tmp, target, label)
+                _swap(tmp, target)
             except OSError as exc:
                 raise ArtifactError(f"{label}: cannot replace it ({exc.strerror})") from None
         except BaseException:
