@@ -76,3 +76,9 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         sys.exit(130)
+    finally:
+        # Outputs claimed but never written (the command failed first): unlock them and
+        # remove the folders made for them.
+        from tastemaker.artifacts import release_outputs
+
+        release_outputs()

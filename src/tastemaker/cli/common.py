@@ -7,10 +7,10 @@ import dataclasses
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import click
 import typer
@@ -54,6 +54,14 @@ DataArg = Annotated[Path, typer.Argument(help=DATA_HELP, metavar="DATA", show_de
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")]
 ReportOpt = Annotated[
     Path | None, typer.Option("--report", help="Write a self-contained HTML report here.")
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Replace an existing output that tastemaker did not write, or of another kind "
+        "(replaced whole, never mixed). Never an input, never the current directory.",
+    ),
 ]
 
 FormatOpt = Annotated[
@@ -238,6 +246,61 @@ def option_groups(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+class Output(NamedTuple):
+    """One output of a command: its option, path (None: not asked for), kind, and whether it
+    is a file (JSON) rather than a folder."""
+
+    option: str
+    path: Path | None
+    kind: str
+    file: bool = False
+
+
+def claim_outputs(force: bool, inputs: Iterable[Path | str | None], *outputs: Output) -> None:
+    """Check and lock a command's outputs before its work starts
+    (``tastemaker.artifacts.claim_output``): nothing may be, hold or lie inside an input or
+    another output; what exists is replaced only when tastemaker wrote it, or with --force."""
+    from tastemaker.artifacts import claim_output, overlaps
+
+    given = [output for output in outputs if output.path is not None]
+    for index, first in enumerate(given):
+        for second in given[index + 1 :]:
+            if overlaps(first.path, second.path):
+                raise UsageError(
+                    f"{first.option} {first.path} and {second.option} {second.path}: one "
+                    "would replace the other; give separate paths"
+                )
+    sources = [str(source) for source in inputs if source is not None]
+    for output in given:
+        claim_output(
+            output.path,
+            output.kind,
+            directory=not output.file,
+            inputs=sources,
+            force=force,
+            option=output.option,
+        )
+
+
+def claim_results(
+    force: bool,
+    inputs: Iterable[Path | str | None],
+    json_path: Path | None,
+    report: Path | None,
+    report_kind: str,
+) -> None:
+    """``claim_outputs`` for ``--json`` (a results file) and ``--report`` (a report folder of
+    ``report_kind``)."""
+    from tastemaker.evaluation.protocol import RESULTS_KIND
+
+    claim_outputs(
+        force,
+        inputs,
+        Output("--json", json_path, RESULTS_KIND, file=True),
+        Output("--report", report, report_kind),
+    )
+
+
 def write_results(
     result: dict[str, Any],
     json_path: Path | None,
@@ -245,7 +308,8 @@ def write_results(
     write_report: Callable[[dict[str, Any], Path], Path],
 ) -> None:
     """Write ``result`` as JSON (``--json``) and as an HTML report (``--report``, through
-    ``write_report``) where asked, saying where on stderr."""
+    ``write_report``) where asked, saying where on stderr. Claim them first
+    (``claim_outputs``), so the checks come before the work."""
     from tastemaker.evaluation.protocol import write_json
 
     if json_path is not None:

@@ -15,8 +15,10 @@ from tastemaker.cli.common import (
     DataArg,
     DataOptions,
     EngineOptions,
+    ForceOpt,
     JsonOpt,
     ReportOpt,
+    claim_results,
     console,
     err_console,
     option_groups,
@@ -251,6 +253,7 @@ def evaluate(
     ] = None,
     json_out: JsonOpt = None,
     report: ReportOpt = None,
+    force: ForceOpt = False,
     data_options: DataOptions = DataOptions(),
     engine_options: EngineOptions = EngineOptions(),
 ) -> None:
@@ -267,6 +270,9 @@ def evaluate(
     params = split_params(split, test_fraction, cutoff, negatives)
     if folds is not None and split != "random":
         raise UsageError("--folds makes a user K-fold split; use it with --split random")
+    from tastemaker.evaluation.report import REPORT_KIND
+
+    claim_results(force, [data, *(params_file or [])], json_out, report, REPORT_KIND)
     factory = engine_options.model_factory()
     interactions = data_options.load(data)
     result = run_evaluation(
@@ -313,6 +319,7 @@ def replicate(
     seed: SeedOpt = 0,
     json_out: JsonOpt = None,
     report: ReportOpt = None,
+    force: ForceOpt = False,
     data_options: DataOptions = DataOptions(),
 ) -> None:
     """Redo the original study: its ALS settings and grid beside the corrected pipeline."""
@@ -320,6 +327,9 @@ def replicate(
 
     ks = parse_ks(k)
     names = [m.strip() for m in corrected.split(",") if m.strip()]
+    from tastemaker.evaluation.report import REPORT_KIND
+
+    claim_results(force, [data], json_out, report, REPORT_KIND)
     interactions = data_options.load(data)
     result = run_replication(
         interactions,

@@ -11,8 +11,10 @@ from rich.table import Table
 from tastemaker.cli.common import (
     DataArg,
     DataOptions,
+    ForceOpt,
     JsonOpt,
     ReportOpt,
+    claim_results,
     console,
     err_console,
     option_groups,
@@ -74,11 +76,12 @@ def ablate(
     ] = False,
     report: ReportOpt = None,
     json_out: JsonOpt = None,
+    force: ForceOpt = False,
     data_options: DataOptions = DataOptions(),
 ) -> None:
     """Fit the hybrid, then measure candidate recall per generator, feature importance and an
     ablation table (the hybrid without each generator and each feature group)."""
-    from tastemaker.evaluation.hybrid_report import hybrid_report, write_report
+    from tastemaker.evaluation.hybrid_report import REPORT_KIND, hybrid_report, write_report
     from tastemaker.evaluation.protocol import parse_param_args
 
     if k < 1:
@@ -89,6 +92,7 @@ def ablate(
     unknown = set(params) - {"hybrid"}
     if unknown:
         raise UsageError(f"--param: only hybrid parameters apply here, not {sorted(unknown)}")
+    claim_results(force, [data], json_out, report, REPORT_KIND)
     interactions = data_options.load(data)
     split_params = {"seed": seed} if split in ("random", "leave-last-out") else {}
     with err_console.status("hybrid report") as status:

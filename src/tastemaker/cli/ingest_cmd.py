@@ -12,6 +12,9 @@ from rich.table import Table
 from tastemaker.cli.common import (
     DataOptions,
     EngineOptions,
+    ForceOpt,
+    Output,
+    claim_outputs,
     console,
     err_console,
     option_groups,
@@ -47,7 +50,11 @@ def ingest(
             metavar="SOURCE",
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write (replaced).")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Directory to write (replaces an ingested directory)."),
+    ],
+    force: ForceOpt = False,
     data_options: DataOptions = DataOptions(),
     min_user_items: Annotated[
         int, typer.Option("--min-user-items", help="k-core: keep users with at least N items.")
@@ -98,6 +105,9 @@ def ingest(
         end=parse_date(end, "--end", end=True),
         max_listens_per_day=max_listens_per_day,
     )
+    from tastemaker.data.interactions import KIND
+
+    claim_outputs(force, sources, Output("--out", out, KIND))
     if engine == "spark":
         interactions = _spark_ingest(sources, out, format, level, filters, events, engine_options)
     elif engine == "local":

@@ -15,6 +15,9 @@ from tastemaker.cli.common import (
     DataArg,
     DataOptions,
     EngineOptions,
+    ForceOpt,
+    Output,
+    claim_outputs,
     console,
     err_console,
     option_groups,
@@ -30,8 +33,10 @@ def train(
     data: DataArg,
     model: Annotated[str, typer.Option("--model", help=f"One of: {MODEL_NAMES}.")] = "als",
     out: Annotated[
-        Path | None, typer.Option("--out", help="Model directory to write (replaced).")
+        Path | None,
+        typer.Option("--out", help="Model directory to write (replaces a model directory)."),
     ] = None,
+    force: ForceOpt = False,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", help="NAME=VALUE or MODEL.NAME=VALUE (repeatable)."),
@@ -51,6 +56,9 @@ def train(
     ((name, params),) = resolve_models([model], param or [], params_file or [], default_model=model)
     if engine_options.engine == "spark" and name != "als":
         raise UsageError(f"--engine spark trains only 'als'; {name!r} runs with --engine local")
+    from tastemaker.models.base import MODEL_KIND
+
+    claim_outputs(force, [data, *(params_file or [])], Output("--out", out, MODEL_KIND))
     factory = engine_options.model_factory()
     interactions = data_options.load(data)
     started = time.perf_counter()

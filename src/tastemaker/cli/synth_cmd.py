@@ -17,11 +17,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from tastemaker.cli.common import console, err_console
+from tastemaker.cli.common import ForceOpt, Output, claim_outputs, console, err_console
 
 
 def synth(
-    out: Annotated[Path, typer.Option("--out", help="Directory to create (replaced if present).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory to create (replaces a synthetic dump).")
+    ],
+    force: ForceOpt = False,
     users: Annotated[int, typer.Option(help="Listeners (bots come on top).")] = 2000,
     artists: Annotated[int, typer.Option(help="Artists in the catalogue.")] = 5000,
     listens: Annotated[int, typer.Option(help="Listens in all, bots included.")] = 1_000_000,
@@ -39,8 +42,9 @@ def synth(
     ] = 7.0,
 ) -> None:
     """Write a deterministic synthetic ListenBrainz Parquet dump (full + incremental)."""
-    from tastemaker.data.synth import SUMMARY_FILE, synthesize
+    from tastemaker.data.synth import DUMP_KIND, SUMMARY_FILE, synthesize
 
+    claim_outputs(force, [], Output("--out", out, DUMP_KIND))
     started = time.perf_counter()
     columns = (
         TextColumn("[bold]synth[/]"),

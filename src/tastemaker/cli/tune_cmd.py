@@ -11,6 +11,9 @@ from tastemaker.cli.common import (
     DATA_HELP,
     MODEL_NAMES,
     DataOptions,
+    ForceOpt,
+    Output,
+    claim_outputs,
     console,
     err_console,
     option_groups,
@@ -96,12 +99,14 @@ def register(app: typer.Typer) -> None:
         report: Annotated[
             Path | None, typer.Option("--report", help="Write an HTML report into DIR.")
         ] = None,
+        force: ForceOpt = False,
         data_options: DataOptions = DataOptions(),
     ) -> None:
         """Tune a model's hyperparameters on validation carved from training; evaluate the best
         and the defaults once on the test split; write best.json (for --params-file)."""
         from tastemaker.models import model_class
-        from tastemaker.tuning.search import SearchConfig, tune, write_best
+        from tastemaker.tuning.report import REPORT_KIND
+        from tastemaker.tuning.search import BEST_KIND, SearchConfig, storage_path, tune, write_best
         from tastemaker.tuning.spaces import load_space
 
         # Check every argument before the (slow) data load.
@@ -121,6 +126,13 @@ def register(app: typer.Typer) -> None:
             n_jobs=jobs,
             threads=threads,
             prune=prune,
+        )
+        space_file = Path(space) if space and Path(space).is_file() else None
+        claim_outputs(
+            force,
+            [data, space_file, storage_path(storage)],
+            Output("--out", out, BEST_KIND, file=True),
+            Output("--report", report, REPORT_KIND),
         )
         interactions = data_options.load(data)
         try:

@@ -42,7 +42,7 @@ import polars as pl
 
 from tastemaker.artifacts import atomic_directory
 from tastemaker.data.filters import FilterReport, Filters, apply_k_core, filter_table
-from tastemaker.data.interactions import LEVELS, Interactions
+from tastemaker.data.interactions import KIND, LEVELS, Interactions
 from tastemaker.data.listens import encode_listens, interactions_from_table
 from tastemaker.data.load import index_tags, require_interactions, resolve_sources
 from tastemaker.data.readers import ReaderOptions, final_stats, read_sources, reading
@@ -85,6 +85,7 @@ def ingest(
     keep_events: bool = True,
     listens: bool | None = None,
     console: Any | None = None,
+    force: bool = False,
 ) -> Interactions:
     """Ingest ``sources`` into the directory ``out`` and return the ``Interactions``.
 
@@ -94,7 +95,9 @@ def ingest(
     timestamped listen (on by default, needed by sequence-aware features); ``listens``
     writes the canonical ``listens.parquet`` beside the matrix (None: unless the sources
     already are Parquet, ``PARQUET_FORMATS``). ``console`` (a rich Console) shows a status
-    line per step.
+    line per step. ``out`` may never be, hold or lie inside a source; an existing ``out``
+    is replaced only when it is an ingested directory, or with ``force``
+    (``tastemaker.artifacts.check_output``).
     """
     if level not in LEVELS:
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}; got {level!r}")
@@ -110,7 +113,7 @@ def ingest(
         listens = source.format not in PARQUET_FORMATS
     created = _missing_parents(out)
     try:
-        with atomic_directory(out) as tmp:
+        with atomic_directory(out, kind=KIND, inputs=map(str, sources), force=force) as tmp:
             if listens:
                 with steps.step("listens", "reading sources into listens.parquet"), reading(source):
                     # Uncompressed: lz4 made the table ~15 % smaller but its write ~1.7x

@@ -61,6 +61,8 @@ LISTENBRAINZ_SCHEMA = pa.schema(
 )
 
 SUMMARY_FILE = "synth.json"
+# What synth.json says the folder is (a dump cannot carry a manifest: see artifacts).
+DUMP_KIND = "synth"
 DAY = 86_400
 # Reserved time per track when laying out sessions; actual gaps are 150-330 s (times the
 # user's pace factor), so sessions of one user never overlap and no two listens of a user
@@ -763,7 +765,7 @@ def synthesize(
     incremental = config.incremental_days > 0
     out = Path(out)
     done = mapped = 0
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, kind=DUMP_KIND) as tmp:
         full = _DumpWriter(tmp / "full-dump-1", config.rows_per_file, config.chunk_rows)
         inc = (
             _DumpWriter(tmp / "incremental-dump-2", config.rows_per_file, config.chunk_rows)
@@ -813,7 +815,7 @@ def synthesize(
                 **({"incremental-dump-2": inc.files} if inc else {}),
             },
         }
-        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        (tmp / SUMMARY_FILE).write_text(json.dumps({"kind": DUMP_KIND, **summary}, indent=2) + "\n")
     return out
 
 

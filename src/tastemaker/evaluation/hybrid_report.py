@@ -33,6 +33,7 @@ from tastemaker.models import create_model
 from tastemaker.models.features import gather
 from tastemaker.models.hybrid import BLOCK, Hybrid, propose
 
+REPORT_KIND = "hybrid-report"  # the kind its folder's manifest names
 Progress = Callable[[str], None]
 
 
@@ -315,4 +316,4 @@ def write_report(
     result: dict[str, Any], directory: str | Path, title: str = "tastemaker hybrid report"
 ) -> Path:
     """Write ``index.html`` (self-contained) and ``results.json`` into ``directory``."""
-    return write_page(render(result, title), result, directory)
+    return write_page(render(result, title), result, directory, kind=REPORT_KIND)

@@ -357,8 +357,13 @@ def data_summary(interactions: Interactions) -> dict[str, Any]:
     }
 
 
-def write_json(result: dict[str, Any], path: str | Path) -> None:
-    """Write an evaluation result atomically."""
-    from tastemaker.artifacts import atomic_write_bytes
+# The kind a results file (--json) says it is: a later --json may replace it, nothing else.
+RESULTS_KIND = "results"
 
-    atomic_write_bytes(path, json.dumps(result, indent=2, default=float).encode())
+
+def write_json(result: dict[str, Any], path: str | Path, force: bool = False) -> None:
+    """Write an evaluation result atomically; it replaces only a results file tastemaker
+    wrote, unless ``force`` (see ``tastemaker.artifacts.check_output``)."""
+    from tastemaker.artifacts import atomic_write_json
+
+    atomic_write_json(path, result, RESULTS_KIND, force=force)

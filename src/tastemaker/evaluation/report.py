@@ -17,8 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from tastemaker.artifacts import atomic_directory
+from tastemaker.artifacts import atomic_directory, write_manifest
 
+# The kind a report folder's manifest names (so a later --report may replace it).
+REPORT_KIND = "evaluation-report"
+REPORT_FORMAT_VERSION = 1
 BAR_METRICS = ("ndcg", "recall", "precision", "map", "hit_rate", "mrr")
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -228,13 +231,16 @@ def page_start(title: str, split_label: str) -> list[str]:
     ]
 
 
-def write_page(page: str, result: dict[str, Any], directory: str | Path) -> Path:
+def write_page(
+    page: str, result: dict[str, Any], directory: str | Path, kind: str = REPORT_KIND
+) -> Path:
     """Write ``page`` as ``index.html`` and ``result`` as ``results.json`` into ``directory``
-    (atomically); the path of the page."""
+    (atomically, with a manifest naming ``kind``); the path of the page."""
     directory = Path(directory)
-    with atomic_directory(directory) as tmp:
+    with atomic_directory(directory, kind=kind) as tmp:
         (tmp / "index.html").write_text(page, encoding="utf-8")
         (tmp / "results.json").write_text(json.dumps(result, indent=2, default=float))
+        write_manifest(tmp, kind, REPORT_FORMAT_VERSION)
     return directory / "index.html"
 
 

@@ -18,8 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from tastemaker.artifacts import atomic_directory
-from tastemaker.tuning.search import TuneResult
+from tastemaker.artifacts import atomic_directory, tagged_json, write_manifest
+from tastemaker.tuning.search import BEST_KIND, TuneResult
+
+REPORT_KIND = "tuning-report"  # the kind its folder's manifest names
+REPORT_FORMAT_VERSION = 1
 
 STATE_COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "FAIL": "#d62728"}
 
@@ -307,11 +310,12 @@ def write_report(directory: str | Path, result: TuneResult) -> Path:
     """Write ``index.html``, ``trials.csv`` and ``best.json`` into ``directory`` atomically."""
     page = render_html(result)
     header, rows = trial_rows(result)
-    with atomic_directory(directory) as tmp:
+    with atomic_directory(directory, kind=REPORT_KIND) as tmp:
         (tmp / "index.html").write_text(page, encoding="utf-8")
         with open(tmp / "trials.csv", "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(header)
             writer.writerows(rows)
-        (tmp / "best.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        (tmp / "best.json").write_bytes(tagged_json(result.to_json(), BEST_KIND))
+        write_manifest(tmp, REPORT_KIND, REPORT_FORMAT_VERSION)
     return Path(directory)

@@ -43,6 +43,8 @@ from tastemaker.errors import TastemakerError, UsageError
 from tastemaker.tuning.spaces import SearchSpace
 
 SEARCHES = ("optuna", "grid", "random")
+# The kind best.json says it is (so a later tune may replace it, and nothing else).
+BEST_KIND = "tuning-result"
 DEFAULT_TRIALS = 50
 # Random validation splits averaged per trial (with folds == 1). On HetRec 2K one split's
 # NDCG@10 has a standard error of ~0.004 while a search's best trials lie within ~0.002 of
@@ -312,6 +314,34 @@ def evaluate_params(
 # -- the study -------------------------------------------------------------------------------
 
 
+def storage_path(url: str | None) -> Path | None:
+    """The SQLite file of a study storage (a path, or ``sqlite:///PATH``); None for the
+    in-memory storage and database servers."""
+    if url is None:
+        return None
+    if "://" not in url:
+        return Path(url).expanduser()
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///").split("?")[0]
+        return Path(path) if path and path != ":memory:" else None
+    return None
+
+
+@contextlib.contextmanager
+def study_lock(config: SearchConfig) -> Iterator[None]:
+    """Let one run at a time open the study (create it, record its configuration, queue its
+    first trials) where the storage is a SQLite file, so that runs started together join
+    one study instead of racing; a database server's transactions are left to it."""
+    from tastemaker.artifacts import file_lock
+
+    path = storage_path(config.storage)
+    if path is None:
+        yield
+        return
+    with file_lock(path, wait=120.0, doing="opening the study"):
+        yield
+
+
 def _storage(url: str | None) -> Any:
     import optuna
 
@@ -352,8 +382,21 @@ def _pruner(config: SearchConfig) -> Any:
     return optuna.pruners.NopPruner()
 
 
+def _differs(name: str, config: SearchConfig, stored: Any, identity: dict) -> UsageError:
+    differs = sorted(k for k in identity if (stored or {}).get(k) != identity[k])
+    return UsageError(
+        f"study {name!r} in {config.storage} was made with another {', '.join(differs)}; "
+        "pass --study-name NEW to start a separate study"
+    )
+
+
 def open_study(config: SearchConfig, data_fingerprint: str) -> Any:
-    """Create the study, or load it to resume; UsageError when a stored study differs."""
+    """Create the study, or load it to resume it or to join a run in progress (call it under
+    ``study_lock``); UsageError when a stored study was made with another configuration.
+
+    Every run that opens a study is counted (``tastemaker_runs``), and the count shifts the
+    sampler's seed, so two runs on one study never draw the same sequence.
+    """
     import optuna
 
     storage = _storage(config.storage)
@@ -361,17 +404,21 @@ def open_study(config: SearchConfig, data_fingerprint: str) -> Any:
     identity = config.identity(data_fingerprint)
     try:
         existing = optuna.load_study(study_name=name, storage=storage)
-        offset = len(existing.trials)
     except KeyError:
-        existing, offset = None, 0
+        existing = None
+    stored, runs, offset = None, 0, 0
     if existing is not None:
         stored = existing.user_attrs.get("tastemaker")
-        if stored != identity:
-            differs = sorted(k for k in identity if (stored or {}).get(k) != identity[k])
+        count = existing.user_attrs.get("tastemaker_runs", 0)
+        runs = count if isinstance(count, int) else 0
+        if stored is None and existing.trials:
             raise UsageError(
-                f"study {name!r} in {config.storage} was made with another {', '.join(differs)}; "
-                "pass --study-name NEW to start a separate study"
+                f"study {name!r} in {config.storage} has trials but was not made by tastemaker "
+                "tune; pass --study-name NEW to start a separate study"
             )
+        if stored is not None and stored != identity:
+            raise _differs(name, config, stored, identity)
+        offset = len(existing.trials) + runs
     study = optuna.create_study(
         storage=storage,
         study_name=name,
@@ -380,8 +427,13 @@ def open_study(config: SearchConfig, data_fingerprint: str) -> Any:
         direction="maximize",
         load_if_exists=True,
     )
-    if existing is None:
+    if stored is None:
+        # A fresh study (or one whose creator has not recorded it yet, on a database server).
         study.set_user_attr("tastemaker", identity)
+        stored = study.user_attrs.get("tastemaker")  # read back: another run may have won
+        if stored != identity:
+            raise _differs(name, config, stored, identity)
+    study.set_user_attr("tastemaker_runs", runs + 1)
     return study
 
 
@@ -551,6 +603,9 @@ def run_search(
     the study holds ``config.target_trials()`` completed or pruned trials, or at the timeout.
     ``callbacks`` are Optuna trial callbacks (``callback(study, frozen_trial)``).
     """
+    import optuna
+    from optuna.trial import TrialState
+
     from tastemaker.models import create_model
 
     if folds is None:
@@ -571,13 +626,20 @@ def run_search(
             trial.set_user_attr("error", (str(exc).strip().splitlines() or [repr(exc)])[0])
             raise
         trial.set_user_attr("fold_values", values)
+        trial.set_user_attr("run", run)  # which run of a shared or resumed study made it
         trial.set_user_attr("fit_eval_seconds", time.perf_counter() - started)
         return float(np.mean(values))
 
     with _quiet_optuna():
-        study = open_study(config, train.fingerprint)
-        remaining = _enqueue(study, config, defaults)
+        with study_lock(config):
+            study = open_study(config, train.fingerprint)
+            run = study.user_attrs["tastemaker_runs"]
+            remaining = _enqueue(study, config, defaults)
         target = config.target_trials()
+        # Runs that share the study stop together once it holds the target.
+        enough = optuna.study.MaxTrialsCallback(
+            target, states=(TrialState.COMPLETE, TrialState.PRUNED)
+        )
         deadline = None if config.timeout is None else time.monotonic() + config.timeout
         bar = TrialProgress(target, target - remaining, metric, *_best(study))
         threads = thread_limits(config.threads_per_trial())
@@ -597,7 +659,7 @@ def run_search(
                     timeout=timeout,
                     n_jobs=config.n_jobs,
                     catch=TRIAL_ERRORS,
-                    callbacks=[*([bar] if progress else []), *callbacks],
+                    callbacks=[enough, *([bar] if progress else []), *callbacks],
                 )
                 after = len(finished(study))
                 failures_in_row = (
@@ -607,7 +669,8 @@ def run_search(
                     break  # every trial fails, or the timeout ended the pass before any began
                 remaining = target - after
                 if config.search == "grid":
-                    remaining = _enqueue(study, config, defaults)
+                    with study_lock(config):
+                        remaining = _enqueue(study, config, defaults)
     return study
 
 
@@ -770,11 +833,11 @@ def tune(
     )
 
 
-def write_best(path: str | Path, result: TuneResult) -> Path:
-    """Write best.json atomically."""
-    from tastemaker.artifacts import atomic_write_bytes
+def write_best(path: str | Path, result: TuneResult, force: bool = False) -> Path:
+    """Write best.json atomically; it replaces only a best.json tastemaker wrote, unless
+    ``force`` (see ``tastemaker.artifacts.check_output``)."""
+    from tastemaker.artifacts import atomic_write_json
 
     path = Path(path)
-    text = json.dumps(result.to_json(), indent=2, sort_keys=False) + "\n"
-    atomic_write_bytes(path, text.encode())
+    atomic_write_json(path, result.to_json(), BEST_KIND, force=force)
     return path
