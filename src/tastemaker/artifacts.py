@@ -936,7 +936,7 @@ def check_arrays(
     return bound
 
 
-def _resolve(dim: Dim, bound: dict[str, int]) -> int | None:
+def _dimension(dim: Dim, bound: dict[str, int]) -> int | None:
     return bound.get(dim) if isinstance(dim, str) else dim
 
 
@@ -955,7 +955,7 @@ def _check_shape(
     ok = array.ndim == len(shape)
     if ok:
         for dim, size in zip(shape, array.shape, strict=True):
-            want = _resolve(dim, bound)
+            want = _dimension(dim, bound)
             if want is None and isinstance(dim, str):
                 bound[dim] = size  # first use names the length
             elif want is not None and size != want:
@@ -970,7 +970,9 @@ def _check_array(
     if array.dtype.kind not in KINDS[spec.kind]:
         raise ArtifactError(f"{where}: {name} holds {array.dtype}; expected {spec.kind} values")
     _check_shape(array, name, spec.shape, where, bound)
-    _check_values(array, name, spec.kind, spec.finite, spec.low, _resolve(spec.high, bound), where)
+    _check_values(
+        array, name, spec.kind, spec.finite, spec.low, _dimension(spec.high, bound), where
+    )
 
 
 def _check_values(
@@ -1006,7 +1008,7 @@ def _check_csr(
         _check_array(stored, spec.shape_array, ArraySpec((2,), "int", low=0), where, bound)
         rows, cols = (int(x) for x in stored)
         for dim, size in zip(spec.shape, (rows, cols), strict=True):
-            want = _resolve(dim, bound)
+            want = _dimension(dim, bound)
             if want is None and isinstance(dim, str):
                 bound[dim] = size
             elif want is not None and size != want:
@@ -1019,7 +1021,7 @@ def _check_csr(
         if array.dtype.kind not in "iu" or array.ndim != 1:
             raise ArtifactError(f"{where}: {name} must be a 1-d integer array")
     _check_shape(indptr, spec.indptr, (_plus_one(spec.shape[0], bound),), where, bound)
-    if spec.shape[0] is not None and _resolve(spec.shape[0], bound) is None:
+    if spec.shape[0] is not None and _dimension(spec.shape[0], bound) is None:
         bound[spec.shape[0]] = len(indptr) - 1
     if len(indptr) == 0:
         raise ArtifactError(f"{where}: {spec.indptr} is empty")
@@ -1032,7 +1034,7 @@ def _check_csr(
         raise ArtifactError(f"{where}: {spec.data} must hold one value per index ({nnz})")
     if data.dtype.kind not in "fiub":
         raise ArtifactError(f"{where}: {spec.data} holds {data.dtype}; expected numbers")
-    cols = _resolve(spec.shape[1], bound)
+    cols = _dimension(spec.shape[1], bound)
     if cols is None:
         raise ArtifactError(f"{where}: the {label} matrix has no known column count")
     _check_values(indices, spec.indices, "int", True, 0, cols, where)
@@ -1043,5 +1045,5 @@ def _check_csr(
 
 
 def _plus_one(dim: Dim, bound: dict[str, int]) -> int | None:
-    size = _resolve(dim, bound)
+    size = _dimension(dim, bound)
     return None if size is None else size + 1
