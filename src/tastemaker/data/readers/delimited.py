@@ -167,7 +167,7 @@ def _key_roles(level: str) -> list[str]:
 
 
 def _first_line(path: Path) -> str:
-    line = streams.first_line(path) or b""
+    line = streams.first_line(path, strict=True) or b""
     try:
         return line.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:

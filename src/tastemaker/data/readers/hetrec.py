@@ -45,7 +45,7 @@ def _read_tsv(
     """The named columns of one tab-separated file with a header line, as text (``_row``:
     0-based line index), through the checked, line-bounded reading of ``scan_text``."""
     require_file(path)
-    line = first_line(path, options.max_line_bytes)
+    line = first_line(path, options.max_line_bytes, strict=True)
     header = (line or b"").decode(encoding, "replace").rstrip("\r").split("\t")
     missing = [c for c in columns if c not in header]
     if missing:

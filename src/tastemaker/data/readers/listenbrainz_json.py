@@ -346,6 +346,7 @@ def _canonical(flat: pl.DataFrame, fallback_user: str) -> pl.DataFrame:
         "recording_name",
         "recording_mbid",
         "recording_msid",
+        pl.col("time").alias("_time"),
     )
 
 
@@ -353,15 +354,23 @@ def _validate(block: _Block, frame: pl.DataFrame) -> pl.DataFrame:
     """Drop (skip) or report (error) rows without time or artist, or out of range."""
     low, high = time_bounds_ms()
     ms = pl.col("listened_at").dt.epoch("ms")
+    shown = pl.col("_time").cast(pl.Utf8)
     reason = (
-        pl.when(pl.col("listened_at").is_null())
+        pl.when(pl.col("_time").is_null())
         .then(pl.lit("missing or unreadable timestamp (listened_at / timestamp)"))
+        .when(pl.col("listened_at").is_null())
+        .then(pl.concat_str(pl.lit("timestamp "), shown, pl.lit(" is not a number of seconds")))
         .when((ms < low) | (ms > high))
-        .then(pl.lit("timestamp out of range (" + bounds_text() + ")"))
+        .then(
+            pl.concat_str(
+                pl.lit("timestamp "), shown, pl.lit(" is out of range (" + bounds_text() + ")")
+            )
+        )
         .when(pl.col("artist_name").is_null())
         .then(pl.lit("missing track_metadata.artist_name"))
     )
     reasons = frame.select(reason.alias("r")).get_column("r")
+    frame = frame.drop("_time")
     if reasons.null_count() == len(reasons):
         return frame
     numbers = block.line_numbers()

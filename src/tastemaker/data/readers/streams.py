@@ -125,6 +125,8 @@ def damaged(exc: BaseException, name: str) -> DataError:
     stream = f"{kind} stream" if kind else "stream"
     if isinstance(exc, EOFError):
         problem = f"truncated: the {stream} ends early"
+    elif isinstance(exc, tarfile.ReadError) and "unexpected end" in str(exc):
+        problem = "truncated: the tar archive ends inside this member"
     else:
         text = str(exc).strip().splitlines()
         problem = f"damaged {stream} ({text[0][:200] if text else type(exc).__name__})"
@@ -324,9 +326,9 @@ def read_document(stream: Checked, limit: int) -> bytes:
     return data
 
 
-def first_line(path: Path, limit: int = MAX_LINE_BYTES) -> bytes | None:
+def first_line(path: Path, limit: int = MAX_LINE_BYTES, strict: bool = False) -> bytes | None:
     """The first line of a (possibly compressed) file, at most ``limit`` bytes; None when it
-    cannot be read. For format detection, which never raises."""
+    cannot be read (``strict``: the DataError saying why; format detection never raises)."""
     try:
         with open_file(path) as stream:
             data = b""
@@ -336,6 +338,8 @@ def first_line(path: Path, limit: int = MAX_LINE_BYTES) -> bytes | None:
                     break
                 data += chunk
     except DataError:
+        if strict:
+            raise
         return None
     return data.split(b"\n", 1)[0].removeprefix(b"\xef\xbb\xbf")[:limit]
 
@@ -390,10 +394,10 @@ def line_blocks(
             if cut < newline_cut and (not chunk or len(data) - cut > max_line_bytes):
                 # Past the cut is one unfinished quoted field: the line opening it is at fault.
                 line = lines_before + data.count(b"\n", 0, cut) + 1
+                within = "before the end" if not chunk else f"within {max_line_bytes:,} bytes"
                 problem = (
                     f"a field quoted with {quote.decode()} opens on this line and does not "
-                    f"close within {max_line_bytes:,} bytes; if quotes are part of the data, "
-                    "pass --quote none"
+                    f"close {within}; if quotes are part of the data, pass --quote none"
                 )
                 if bad_line is None:
                     raise DataError(problem, path=stream.name, row=line)
