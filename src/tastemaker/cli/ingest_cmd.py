@@ -153,7 +153,8 @@ def ingest(
     table.add_row("duplicates dropped", f"{figures['duplicates_dropped']:,}")
     table.add_row("rows skipped", f"{figures['skipped_rows']:,}")
     for reason, count in interactions.source.get("skipped", {}).items():
-        table.add_row(f"{reason} skipped", f"{count:,}")
+        if count:
+            table.add_row(f"{reason} skipped", f"{count:,}")
     if figures["rows_without_item"]:
         table.add_row(f"rows without a {level}", f"{figures['rows_without_item']:,}")
     console.print(table)
@@ -161,7 +162,7 @@ def ingest(
     if example:
         console.print(f"first skipped row: {example}")
     for entry in interactions.source.get("left_out", []):
-        console.print(f"left out: {entry}; give it as a source of its own to read it")
+        console.print(f"left out: {entry}")
     for step in interactions.source.get("filtered", []):
         parts = [f"{step['listens']:,} listens", f"{step['users']:,} users"]
         parts.append(f"{step['items']:,} items")

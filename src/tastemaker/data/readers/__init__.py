@@ -655,7 +655,7 @@ def left_out(folder: Path, read: set[Path], limit: int = 20) -> list[str]:
         if name is None:
             continue
         if len(found) < limit:
-            found.append(f"{path} ({name})")
+            found.append(f"{path} ({name}; give it as a source of its own to read it too)")
         else:
             extra += 1
     if extra:

@@ -43,6 +43,7 @@ from tastemaker.data.readers import (
     RowCheck,
     SourceData,
     check_rows,
+    clean_frame,
     clean_text,
     count_checks,
     count_value,
@@ -285,15 +286,18 @@ def _parse_block(
         )
     if frame.height == lines:
         rows = pl.int_range(lines_before, lines_before + lines, dtype=pl.Int64, eager=True)
-        dirty = needs_cleaning(block, table.separator.encode() + b"\n\r")
     else:  # quoted fields holding line breaks: a row starts where the quotes balance
         rows = pl.Series(_record_lines(block, table.quote or "", lines_before), dtype=pl.Int64)
-        dirty = True
     blank = pl.all_horizontal([pl.col(n).is_null() for n in table.names])
     frame = frame.with_columns(rows.alias(ROW)).filter(~blank)
-    # Checked on the raw bytes first: cleaning every field of every block would double the
-    # cost of reading, and almost no block needs it.
-    return frame.with_columns(clean_text(n) for n in table.names) if dirty else frame
+    # Checked before cleaning: cleaning every field of every block would double the cost of
+    # reading, and almost no block needs it. Unquoted, the raw bytes tell; quoted fields may
+    # hold separators and line breaks, so their values are looked at.
+    if table.quote and table.quote.encode() in block:
+        return clean_frame(frame, table.names)
+    if needs_cleaning(block, table.separator.encode() + b"\n\r"):
+        return frame.with_columns(clean_text(n) for n in table.names)
+    return frame
 
 
 def _record_lines(block: bytes, quote: str, lines_before: int) -> list[int]:

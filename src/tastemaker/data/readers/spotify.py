@@ -120,6 +120,7 @@ def read(path: Path, options: ReaderOptions) -> SourceData:
     wanted: set[str] | None = None  # None (a tar, listed only as it is read): every history
     if names is not None:
         history = {n for n in names if _is_history(n)}
+        shown = names  # lower-case name -> the name as the export spells it
         if not history:
             raise DataError(
                 "no Spotify streaming history (Streaming_History_Audio_*.json, endsong_*.json "
@@ -129,9 +130,9 @@ def read(path: Path, options: ReaderOptions) -> SourceData:
         extended = any(EXTENDED.match(n) for n in history)
         wanted = {n for n in history if EXTENDED.match(n) or not extended}
         left = [
-            f"{n} (account data: the extended history beside it holds the same plays)"
+            f"{shown[n]} (account data: the extended history beside it holds the same plays)"
             for n in sorted(history - wanted)
-        ] + [f"{n} (video history)" for n in sorted(n for n in names if VIDEO.match(n))]
+        ] + [f"{shown[n]} (video history: not listens)" for n in sorted(filter(VIDEO.match, names))]
         if left:
             stats["left_out"] = [f"{path}: {entry}" for entry in left]
     return SourceData(
@@ -142,23 +143,26 @@ def read(path: Path, options: ReaderOptions) -> SourceData:
     )
 
 
-def _member_names(path: Path) -> list[str] | None:
-    """Lower-case names (without folders or compression suffixes) of the export's files;
-    None for a tar, which lists its members only as it is read."""
+def _member_names(path: Path) -> dict[str, str] | None:
+    """The export's files: their lower-case names (without folders or compression suffixes,
+    as the readers match them) to their names as given; None for a tar, which lists its
+    members only as it is read."""
     if path.is_dir():
-        return [plain_name(p.name).lower() for p in files_under(path, lambda _: True)]
-    if path.name.lower().endswith(".zip"):
+        files = [str(p.relative_to(path)) for p in files_under(path, lambda _: True)]
+    elif path.name.lower().endswith(".zip"):
         try:
             with zipfile.ZipFile(path) as archive:
-                return [plain_name(Path(n).name).lower() for n in archive.namelist()]
+                files = archive.namelist()
         except (zipfile.BadZipFile, OSError, ValueError):
             raise DataError(
                 "not a readable zip archive (truncated or damaged: its directory is missing)",
                 path=path,
             ) from None
-    if is_archive(path):
+    elif is_archive(path):
         return None
-    return [plain_name(path.name).lower()]
+    else:
+        files = [path.name]
+    return {plain_name(Path(f).name).lower(): f for f in files}
 
 
 def _user(path: Path, options: ReaderOptions) -> str:
