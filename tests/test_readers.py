@@ -197,6 +197,8 @@ def test_json_export_user_from_user_json(tmp_path):
     shutil.copy(API_LINES, folder / "listens" / "2025" / "6.jsonl")
     (folder / "user.json").write_text(json.dumps({"user_id": 7, "username": "rob"}))
     assert set(collect(folder)["user"]) == {"rob"}
+    # --user names the person of an export that names nobody.
+    assert set(collect(folder, options=ReaderOptions(user="robin"))["user"]) == {"robin"}
 
 
 def test_json_dumps_merged_with_repeats_counted_once(json_dump, tmp_path):

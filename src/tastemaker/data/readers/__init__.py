@@ -465,10 +465,14 @@ class BadRows:
         if size > len(bits):
             bits = np.concatenate([bits, np.zeros(max(size, 2 * len(bits)) - len(bits), np.uint8)])
             self._seen[key] = bits
+        if len(rows) > 1 and bool((rows[1:] < rows[:-1]).any()):
+            rows = np.sort(rows)  # the rows of one byte of the bitmap must lie together
         index, mask = rows // 8, (1 << (rows % 8)).astype(np.uint8)
-        fresh = (bits[index] & mask) == 0
-        np.bitwise_or.at(bits, index, mask)
-        self._count += int(np.count_nonzero(fresh))
+        starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+        marks, index = np.bitwise_or.reduceat(mask, starts), index[starts]
+        fresh = marks & ~bits[index]
+        bits[index] |= marks
+        self._count += int(np.unpackbits(fresh).sum())
         self.stats["skipped_rows"] = self._count
         if "skipped_example" not in self.stats:
             row, problem = first()
