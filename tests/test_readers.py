@@ -6,13 +6,17 @@ import io
 import json
 import shutil
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import zstandard
+from typer.testing import CliRunner
 
+from conftest import run_cli
+from tastemaker.cli import app
 from tastemaker.data.listens import LISTENS_SCHEMA
 from tastemaker.data.load import load_interactions
 from tastemaker.data.readers import ReaderOptions, detect_format, read_source, read_sources
@@ -192,6 +196,8 @@ def test_json_export_user_from_user_json(tmp_path, listenbrainz_path):
     shutil.copy(listenbrainz_path / API_EXPORT, folder / "listens" / "2025" / "6.jsonl")
     (folder / "user.json").write_text(json.dumps({"user_id": 7, "username": "rob"}))
     assert set(collect(folder)["user"]) == {"rob"}
+    # --user names the person of an export that names nobody.
+    assert set(collect(folder, options=ReaderOptions(user="robin"))["user"]) == {"robin"}
 
 
 def test_json_dumps_merged_with_repeats_counted_once(json_dump, tmp_path, listenbrainz_path):
@@ -366,3 +372,243 @@ def test_hetrec_counts_and_tags(hetrec):
     assert hetrec.user_items.max() == 352_698
     assert hetrec.tags is not None and len(hetrec.tags.item) > 180_000
     assert hetrec.item_metadata.filter(pl.col("item") == "289")["name"].item() == "Britney Spears"
+
+
+# -- tab-separated text and quotes (issue 14) --------------------------------------------------
+
+VOICE = 'Moves Like Jagger - Studio Recording From "The Voice" Performance'
+
+
+def test_tab_separated_files_read_double_quotes_as_data(tmp_path):
+    path = tmp_path / "plays.tsv"
+    path.write_text(
+        "user\tartist\trecording\tcount\n"
+        f"u1\tMaroon 5\t{VOICE}\t2\n"
+        'u2\tThe Mix\t12" Remix\t1\n'
+        'u3\t"Quoted"\tTitle\t1\n'
+    )
+    options = ReaderOptions(delimiter="\t")
+    frame = collect(path, options=options)
+    assert frame["recording_name"].to_list() == [VOICE, '12" Remix', "Title"]
+    assert frame["artist_name"].to_list() == ["Maroon 5", "The Mix", '"Quoted"']
+    # --quote '"' asks for CSV quoting in a tab-separated file: a field may then hold a tab.
+    quoted = tmp_path / "quoted.tsv"
+    quoted.write_text('user\tartist\tcount\nu1\t"A\tB"\t1\nu2\t"C ""D"""\t2\n')
+    frame = collect(quoted, options=ReaderOptions(delimiter="\t", quote='"'))
+    assert frame["artist_name"].to_list() == ["A B", 'C "D"']
+
+
+def test_a_stray_quote_names_its_line_and_cause(tmp_path):
+    path = tmp_path / "plays.csv"
+    path.write_text('user,artist,count\nu1,A,1\nu2,12" Mix,1\nu3,B,2\n')
+    with pytest.raises(
+        DataError, match=r"plays.csv: row 3: a field quoted with \" opens .*--quote none"
+    ):
+        collect(path)
+    assert collect(path, options=ReaderOptions(quote="none"))["artist_name"].to_list() == [
+        "A",
+        '12" Mix',
+        "B",
+    ]
+    skipped = read_source(path, options=ReaderOptions(on_bad_rows="skip"))
+    assert skipped.listens.collect()["user"].to_list() == ["u1", "u3"]
+    assert skipped.stats["skipped_rows"] == 1
+    # A quoted field holding a line break spans two lines; the rows after it keep their lines.
+    multi = tmp_path / "multi.csv"
+    multi.write_text('user,artist,count\nu1,"Line\nbreak",1\nu2,B,lots\n')
+    with pytest.raises(DataError, match=r"multi.csv: row 4: play count 'lots' is not a number"):
+        collect(multi)
+
+
+def test_quote_option_on_the_command_line(capsys, tmp_path):
+    path = tmp_path / "plays.csv"
+    path.write_text('user,artist\nu1,12" Mix\nu2,B\n')
+    code, _, err = run_cli(capsys, "ingest", path, "--out", tmp_path / "a")
+    assert code == 2 and "plays.csv: row 2: a field quoted with" in err and "--quote none" in err
+    code, _, err = run_cli(capsys, "ingest", path, "--out", tmp_path / "b", "--quote", "none")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "ingest", path, "--out", tmp_path / "c", "--quote", "x")
+    assert code == 2 and "--quote must be one of" in err
+
+
+# -- Spotify (issue 14) ------------------------------------------------------------------------
+
+
+def extended_play(ts: str, ms: int, artist=None, title=None, album=None, episode=None, **extra):
+    return {
+        "ts": ts,
+        "platform": "android",
+        "ms_played": ms,
+        "conn_country": "DE",
+        "master_metadata_track_name": title,
+        "master_metadata_album_artist_name": artist,
+        "master_metadata_album_album_name": album,
+        "spotify_track_uri": f"spotify:track:{abs(hash(title)) % 10**6}" if title else None,
+        "episode_name": episode,
+        "episode_show_name": "Show" if episode else None,
+        "spotify_episode_uri": "spotify:episode:x" if episode else None,
+        "reason_start": "trackdone",
+        "reason_end": "trackdone",
+        "shuffle": False,
+        "skipped": None,
+        **extra,
+    }
+
+
+EXTENDED_PLAYS = [
+    extended_play("2021-03-02T18:17:05Z", 200_000, "Radiohead", "Airbag", "OK Computer"),
+    extended_play("2021-03-02T18:20:05Z", 5_000, "Radiohead", "Paranoid Android", "OK Computer"),
+    extended_play("2021-03-02T19:20:05Z", 1_500_000, episode="Episode 1"),
+    extended_play("2021-03-03T10:00:00Z", 100_000, "Bj\u0000örk", "Jóga", "Homogenic"),
+    extended_play("2021-03-04T10:00:00Z", 40_000),  # names nothing (content since removed)
+]
+
+
+def spotify_zip(path: Path, plays=EXTENDED_PLAYS, extra: dict | None = None) -> Path:
+    folder = "Spotify Extended Streaming History"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(
+            f"{folder}/Streaming_History_Audio_2021_0.json", json.dumps(plays, indent=2)
+        )
+        # A second export's file repeating the first play: counted once.
+        archive.writestr(f"{folder}/endsong_0.json", json.dumps(plays[:1]))
+        archive.writestr(f"{folder}/Streaming_History_Video_2021.json", "[]")
+        archive.writestr(f"{folder}/ReadMeFirst_ExtendedStreamingHistory.pdf", "%PDF")
+        for name, text in (extra or {}).items():
+            archive.writestr(name, text)
+    return path
+
+
+def test_spotify_extended_history_zip(tmp_path):
+    path = spotify_zip(tmp_path / "alice.zip")
+    assert detect_format(path) == "spotify"
+    source = read_source(path)
+    frame = source.listens.collect()
+    assert frame.select("artist_name", "release_name", "recording_name").rows() == [
+        ("Radiohead", "OK Computer", "Airbag"),
+        ("Björk", "Homogenic", "Jóga"),  # the NUL removed
+    ]
+    # listened_at is when the play started: the end time less the time played.
+    assert str(frame["listened_at"][0]) == "2021-03-02 18:13:45+00:00"
+    assert set(frame["user"]) == {"alice"}  # the zip's name: these plays name no account
+    stats = source.stats
+    assert (stats["skipped_podcasts"], stats["skipped_short_plays"]) == (1, 1)
+    assert (stats["skipped_unnamed"], stats["duplicates_dropped"]) == (1, 1)
+    assert stats["skipped_rows"] == 0
+    assert stats["left_out"] == [
+        f"{path}: Spotify Extended Streaming History/Streaming_History_Video_2021.json "
+        "(video history: not listens)"
+    ]
+    inter = load_interactions(path, level="release")
+    assert inter.items.to_list() == ["björk | homogenic", "radiohead | ok computer"]
+
+
+def test_spotify_user_threshold_and_override(tmp_path):
+    named = [dict(play, username="alice99") for play in EXTENDED_PLAYS]
+    path = spotify_zip(tmp_path / "my_spotify_data.zip", named)
+    assert set(collect(path)["user"]) == {"alice99"}
+    assert set(collect(path, options=ReaderOptions(user="me"))["user"]) == {"me"}
+    everything = read_source(path, options=ReaderOptions(min_play_seconds=0))
+    assert everything.listens.collect().height == 3
+    assert everything.stats["skipped_short_plays"] == 0
+
+
+def test_spotify_account_data_folder(tmp_path):
+    folder = tmp_path / "MyData"
+    folder.mkdir()
+    (folder / "StreamingHistory_music_0.json").write_text(
+        json.dumps(
+            [
+                {
+                    "endTime": "2019-02-01 08:24",
+                    "artistName": "Bonobo",
+                    "trackName": "Kerala",
+                    "msPlayed": 242333,
+                },
+                {
+                    "endTime": "2019-02-01 08:25",
+                    "artistName": "Bonobo",
+                    "trackName": "Kerala",
+                    "msPlayed": 2000,
+                },
+                {
+                    "endTime": "2019-02-01 09:00",
+                    "artistName": "Bonobo",
+                    "trackName": "Cirrus",
+                    "msPlayed": -4,
+                },
+            ]
+        )
+    )
+    (folder / "StreamingHistory_podcast_0.json").write_text(
+        json.dumps(
+            [
+                {
+                    "endTime": "2019-02-01 09:24",
+                    "podcastName": "P",
+                    "episodeName": "E",
+                    "msPlayed": 2_000_000,
+                }
+            ]
+        )
+    )
+    (folder / "Userdata.json").write_text(json.dumps({"username": "bob42", "country": "DE"}))
+    assert detect_format(folder) == "spotify"
+    with pytest.raises(
+        DataError, match=r"StreamingHistory_music_0.json: row 3: play length -4 ms is negative"
+    ):
+        collect(folder)
+    source = read_source(folder, options=ReaderOptions(on_bad_rows="skip"))
+    frame = source.listens.collect()
+    assert frame.select("user", "artist_name", "recording_name").rows() == [
+        ("bob42", "Bonobo", "Kerala")
+    ]
+    assert frame["release_name"].null_count() == 1  # this format has no album
+    assert str(frame["listened_at"][0]) == "2019-02-01 08:19:57.667000+00:00"
+    assert (source.stats["skipped_podcasts"], source.stats["skipped_short_plays"]) == (1, 1)
+    assert source.stats["skipped_rows"] == 1
+    # Beside the extended history, the account data (the same plays) is left out.
+    spotify_zip(folder / "extended.zip")
+    shutil.unpack_archive(folder / "extended.zip", folder)
+    (folder / "extended.zip").unlink()
+    both = read_source(folder)
+    assert set(both.listens.collect()["recording_name"]) == {"Airbag", "Jóga"}
+    assert any("StreamingHistory_music_0.json (account data" in e for e in both.stats["left_out"])
+
+
+def test_spotify_ingest_summary_reports_what_was_skipped(capsys, tmp_path):
+    path = spotify_zip(tmp_path / "alice.zip")
+    result = CliRunner().invoke(
+        app, ["ingest", str(path), "--out", str(tmp_path / "o"), "--min-play-seconds", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    for line in ("podcast episodes skipped", "plays naming no track skipped", "duplicates dropped"):
+        assert line in result.stdout
+    assert "plays under 3 s" not in result.stdout  # nothing was that short
+    assert "History/Streaming_History_Video_2021.json (video history: not listens)" in " ".join(
+        result.stdout.split()
+    )
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["source"]["skipped"]["podcast episodes"] == 1
+    assert manifest["source"]["listens"] == 3
+    code, _, err = run_cli(capsys, "ingest", path, path, "--out", tmp_path / "p", "--user", "x")
+    assert code == 2 and "--user names the person of one export" in err
+
+
+# -- folders: every listens file read, or said to be left out (issue 14) -----------------------
+
+
+def test_listenbrainz_folder_says_which_files_it_left_out(tmp_path, listenbrainz_path):
+    """The JSON lines beside the Parquet dumps are a user export naming no user: its listens
+    could not be matched against the dumps', so the folder reads the dumps and says so."""
+    api_lines = listenbrainz_path / API_EXPORT
+    source = read_source(listenbrainz_path)
+    entry = f"{api_lines} (listenbrainz-json; give it as a source of its own to read it too)"
+    assert source.stats["left_out"] == [entry]
+    result = CliRunner().invoke(
+        app, ["ingest", str(listenbrainz_path), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"left out: {entry}" in " ".join(result.stdout.split())
+    both = read_sources([listenbrainz_path, api_lines])
+    assert both.listens.collect().height == 130 and "left_out" in both.stats

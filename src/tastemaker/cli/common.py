@@ -18,7 +18,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from tastemaker.data.interactions import Interactions
-from tastemaker.data.readers import ReaderOptions
+from tastemaker.data.readers import QUOTES, ReaderOptions
 from tastemaker.errors import UsageError
 from tastemaker.models import available_models
 
@@ -89,6 +89,14 @@ BadRowsOpt = Annotated[
         help="'error' (default) stops at the first bad row; 'skip' skips and reports.",
     ),
 ]
+QuoteOpt = Annotated[
+    str,
+    typer.Option(
+        "--quote",
+        help="CSV only: the quote character: 'auto' (a double quote, none for tab-separated "
+        "files), 'none', '\"' or \"'\".",
+    ),
+]
 
 
 def reader_options(
@@ -96,16 +104,20 @@ def reader_options(
     delimiter: str = ",",
     header: bool = True,
     on_bad_rows: str = "error",
+    quote: str = "auto",
 ) -> ReaderOptions:
     if delimiter not in DELIMITERS:
         raise UsageError(f"--delimiter must be one of {', '.join(DELIMITERS)}; got {delimiter!r}")
     if on_bad_rows not in ("error", "skip"):
         raise UsageError(f"--on-bad-rows must be 'error' or 'skip'; got {on_bad_rows!r}")
+    if quote not in QUOTES:
+        raise UsageError(f"--quote must be one of {', '.join(QUOTES)}; got {quote!r}")
     return ReaderOptions(
         columns=[c.strip() for c in columns.split(",")] if columns else None,
         delimiter=DELIMITERS[delimiter],
         header=header,
         on_bad_rows=on_bad_rows,
+        quote=quote,
     )
 
 
@@ -117,11 +129,12 @@ def load_data(
     delimiter: str = ",",
     header: bool = True,
     on_bad_rows: str = "error",
+    quote: str = "auto",
 ) -> Interactions:
     """Load an ingested directory or a raw source (with a status spinner on the console)."""
     from tastemaker.data.load import load_interactions
 
-    options = reader_options(columns, delimiter, header, on_bad_rows)
+    options = reader_options(columns, delimiter, header, on_bad_rows, quote)
     with err_console.status(f"loading {path}"):
         return load_interactions(path, format=format, level=level, options=options)
 
@@ -163,8 +176,8 @@ def model_factory(engine: str, spark_master: str, spark_conf: list[str]):
 
 @dataclass(frozen=True)
 class DataOptions:
-    """The data options (``--format --level --columns --delimiter --header --on-bad-rows``)
-    as one value; a command takes it as a parameter under ``option_groups``."""
+    """The data options (``--format --level --columns --delimiter --header --on-bad-rows
+    --quote``) as one value; a command takes it as a parameter under ``option_groups``."""
 
     format: FormatOpt = None
     level: LevelOpt = "artist"
@@ -172,9 +185,12 @@ class DataOptions:
     delimiter: DelimiterOpt = ","
     header: HeaderOpt = True
     on_bad_rows: BadRowsOpt = "error"
+    quote: QuoteOpt = "auto"
 
     def reader_options(self) -> ReaderOptions:
-        return reader_options(self.columns, self.delimiter, self.header, self.on_bad_rows)
+        return reader_options(
+            self.columns, self.delimiter, self.header, self.on_bad_rows, self.quote
+        )
 
     def load(self, path: Path) -> Interactions:
         """``load_data`` with these options."""
@@ -186,6 +202,7 @@ class DataOptions:
             self.delimiter,
             self.header,
             self.on_bad_rows,
+            self.quote,
         )
 
 

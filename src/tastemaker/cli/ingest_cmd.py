@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -88,6 +89,28 @@ def ingest(
             "is Parquet: a ListenBrainz dump or an ingested table).",
         ),
     ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user",
+            help="The user of a personal export (Spotify, a ListenBrainz export) whose plays "
+            "name nobody (default: the export's own user name, else its file or folder name).",
+        ),
+    ] = None,
+    min_play_seconds: Annotated[
+        float,
+        typer.Option(
+            "--min-play-seconds",
+            help="Spotify: plays shorter than this are not listens (skipped and counted).",
+        ),
+    ] = 30.0,
+    max_line_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-line-bytes",
+            help="Text sources: the longest line accepted (a longer one is an error).",
+        ),
+    ] = 1 << 20,
     engine_options: EngineOptions = EngineOptions(),
 ) -> None:
     """Read sources, write the interaction matrix (and the canonical listens table, for text
@@ -96,7 +119,16 @@ def ingest(
     from tastemaker.data.ingest import ingest as run_ingest
     from tastemaker.data.ingest import summary
 
-    options = data_options.reader_options()
+    if user is not None and len(sources) > 1:
+        raise UsageError("--user names the person of one export; give one source with it")
+    if max_line_bytes < 1:
+        raise UsageError(f"--max-line-bytes must be at least 1; got {max_line_bytes}")
+    options = dataclasses.replace(
+        data_options.reader_options(),
+        user=user,
+        min_play_seconds=min_play_seconds,
+        max_line_bytes=max_line_bytes,
+    )
     format, level, engine = data_options.format, data_options.level, engine_options.engine
     filters = Filters(
         min_user_items=min_user_items,
@@ -132,12 +164,17 @@ def ingest(
         table.add_row(key.replace("_", " "), f"{figures[key]:,}")
     table.add_row("duplicates dropped", f"{figures['duplicates_dropped']:,}")
     table.add_row("rows skipped", f"{figures['skipped_rows']:,}")
+    for reason, count in interactions.source.get("skipped", {}).items():
+        if count:
+            table.add_row(f"{reason} skipped", f"{count:,}")
     if figures["rows_without_item"]:
         table.add_row(f"rows without a {level}", f"{figures['rows_without_item']:,}")
     console.print(table)
     example = interactions.source.get("skipped_example")
     if example:
         console.print(f"first skipped row: {example}")
+    for entry in interactions.source.get("left_out", []):
+        console.print(f"left out: {entry}")
     for step in interactions.source.get("filtered", []):
         parts = [f"{step['listens']:,} listens", f"{step['users']:,} users"]
         parts.append(f"{step['items']:,} items")

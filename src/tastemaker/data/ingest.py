@@ -49,6 +49,11 @@ from tastemaker.data.readers import ReaderOptions, final_stats, read_sources, re
 from tastemaker.errors import DataError, UsageError
 
 LISTENS_FILE = "listens.parquet"
+# How the ingest summary names the rows a reader leaves out by rule (``stats["skipped_*"]``).
+SKIP_REASONS = {
+    "skipped_podcasts": "podcast episodes",
+    "skipped_unnamed": "plays naming no track",
+}
 # Sources that already are Parquet: a canonical copy of them is not written by default.
 PARQUET_FORMATS = ("listenbrainz", "listens")
 
@@ -156,6 +161,19 @@ def ingest(
             }
             if "skipped_example" in stats:
                 info["skipped_example"] = stats["skipped_example"]
+            # Rows a reader leaves out by rule (Spotify's podcasts, short plays), by reason.
+            reasons = SKIP_REASONS | {
+                "skipped_short_plays": f"plays under {options.min_play_seconds:g} s"
+            }
+            skipped = {
+                reasons.get(key, key.removeprefix("skipped_").replace("_", " ")): int(value)
+                for key, value in stats.items()
+                if key.startswith("skipped_") and key not in ("skipped_rows", "skipped_example")
+            }
+            if skipped:
+                info["skipped"] = skipped
+            if stats.get("left_out"):
+                info["left_out"] = list(stats["left_out"])
             interactions = dataclasses.replace(interactions, source=info)
             if not interactions.nnz:
                 if listens_read and (filter_steps or filters.k_core):

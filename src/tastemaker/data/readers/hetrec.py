@@ -13,7 +13,18 @@ from pathlib import Path
 import polars as pl
 
 from tastemaker.data.listens import conform
-from tastemaker.data.readers import ReaderOptions, SourceData, first_line, require_file
+from tastemaker.data.readers import (
+    BadRows,
+    ReaderOptions,
+    SourceData,
+    check_rows,
+    count_checks,
+    count_value,
+    parse_number,
+    require_file,
+)
+from tastemaker.data.readers.delimited import TextTable, text_frames
+from tastemaker.data.readers.streams import first_line
 from tastemaker.errors import DataError
 
 NAME = "hetrec"
@@ -24,67 +35,59 @@ def detect(path: Path) -> bool:
     return path.is_dir() and (path / PLAYS).is_file()
 
 
-def _read_tsv(path: Path, columns: dict[str, pl.DataType], encoding: str = "utf8") -> pl.DataFrame:
+def _read_tsv(
+    path: Path,
+    columns: list[str],
+    options: ReaderOptions,
+    bad_rows: BadRows,
+    encoding: str = "utf8",
+) -> pl.DataFrame:
+    """The named columns of one tab-separated file with a header line, as text (``_row``:
+    0-based line index), through the checked, line-bounded reading of ``scan_text``."""
     require_file(path)
-    try:
-        frame = pl.read_csv(
-            path,
-            separator="\t",
-            has_header=True,
-            quote_char=None,
-            encoding=encoding,
-            schema_overrides=columns,
-            truncate_ragged_lines=False,
-        )
-    except pl.exceptions.PolarsError as exc:
-        if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
-            from tastemaker.data.readers.delimited import utf8_problem
-
-            problem = utf8_problem(path)
-            if problem is not None:
-                line, column, byte = problem
-                raise DataError(
-                    f"not valid UTF-8 (byte 0x{byte:02x} at column {column})", path, line
-                ) from None
-        raise DataError(f"cannot parse ({first_line(exc)})", path=path) from None
-    missing = [c for c in columns if c not in frame.columns]
+    line = first_line(path, options.max_line_bytes, strict=True)
+    header = (line or b"").decode(encoding, "replace").rstrip("\r").split("\t")
+    missing = [c for c in columns if c not in header]
     if missing:
-        raise DataError(f"missing columns {missing}; found {frame.columns}", path=path)
-    # CRLF files leave a trailing \r on the last column.
-    return frame.with_columns(pl.col(pl.Utf8).str.strip_chars_end("\r"))
+        raise DataError(f"missing columns {missing}; found {header}", path=path)
+    table = TextTable(tuple(header), "\t", None, header=True, encoding=encoding)
+    frames = list(text_frames(path, table, options, bad_rows))
+    frame = pl.concat(frames) if frames else pl.DataFrame(schema=table.schema | {"_row": pl.Int64})
+    return frame.select(*columns, "_row")
 
 
 def read(path: Path, options: ReaderOptions) -> SourceData:
-    plays = _read_tsv(path / PLAYS, {"userID": pl.Utf8, "artistID": pl.Utf8, "weight": pl.Utf8})
-    weight = plays["weight"].cast(pl.Float64, strict=False)
-    bad = (weight.is_null() | weight.is_nan() | (weight <= 0)).arg_true()
-    if len(bad):
-        row = int(bad[0]) + 2  # 1-based, after the header line
-        value = plays["weight"][int(bad[0])]
-        if options.on_bad_rows != "skip":
-            raise DataError(f"play count {value!r} is not a positive number", path / PLAYS, row)
-    plays = plays.with_columns(weight=weight).filter(
-        pl.col("weight").is_not_null() & ~pl.col("weight").is_nan() & (pl.col("weight") > 0)
+    stats: dict = {}
+    bad_rows = BadRows(options, stats)
+    plays = _read_tsv(path / PLAYS, ["userID", "artistID", "weight"], options, bad_rows)
+    plays = check_rows(
+        plays.lazy().with_columns(parse_number("weight").alias("n")),
+        count_checks("n", "weight"),
+        path / PLAYS,
+        bad_rows,
     )
-    artists = _read_tsv(path / "artists.dat", {"id": pl.Utf8, "name": pl.Utf8})
-    listens = (
-        plays.join(artists.select("id", "name"), left_on="artistID", right_on="id", how="left")
-        .select(
-            pl.col("userID").alias("user"),
-            pl.col("weight").round().cast(pl.Int64).alias("count"),
-            pl.col("artistID").alias("artist_id"),
-            pl.col("name").fill_null(pl.col("artistID")).alias("artist_name"),
-        )
-        .lazy()
+    artists = _read_tsv(path / "artists.dat", ["id", "name"], options, bad_rows)
+    listens = plays.join(
+        artists.lazy().select("id", "name"),
+        left_on="artistID",
+        right_on="id",
+        how="left",
+        maintain_order="left",
+    ).select(
+        pl.col("userID").alias("user"),
+        count_value("n"),
+        pl.col("artistID").alias("artist_id"),
+        pl.col("name").fill_null(pl.col("artistID")).alias("artist_name"),
     )
     tag_assignments = None
     tagged_path = path / "user_taggedartists.dat"
     if tagged_path.is_file() and (path / "tags.dat").is_file():
-        tags = _read_tsv(path / "tags.dat", {"tagID": pl.Utf8, "tagValue": pl.Utf8}, "latin1")
-        tagged = _read_tsv(tagged_path, {"userID": pl.Utf8, "artistID": pl.Utf8, "tagID": pl.Utf8})
+        tags = _read_tsv(path / "tags.dat", ["tagID", "tagValue"], options, bad_rows, "latin1")
+        tagged = _read_tsv(tagged_path, ["userID", "artistID", "tagID"], options, bad_rows)
         tag_assignments = (
             tagged.join(tags, on="tagID", how="inner")
             .join(artists.select("id"), left_on="artistID", right_on="id", how="semi")
+            .filter(pl.col("tagValue").is_not_null())
             .select(
                 pl.col("userID").alias("user"),
                 pl.col("artistID").alias("artist_id"),
@@ -96,5 +99,5 @@ def read(path: Path, options: ReaderOptions) -> SourceData:
         format=NAME,
         paths=[str(path)],
         tag_assignments=tag_assignments,
-        stats={"skipped_rows": len(bad) if options.on_bad_rows == "skip" else 0},
+        stats=stats,
     )

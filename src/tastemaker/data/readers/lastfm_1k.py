@@ -21,7 +21,7 @@ from tastemaker.data.readers import (
     time_checks,
 )
 from tastemaker.data.readers.delimited import sample_column
-from tastemaker.data.readers.lastfm_tsv import SEPARATOR, LastfmTsv
+from tastemaker.data.readers.lastfm_tsv import LastfmTsv
 
 NAME = "lastfm-1k"
 FILE = "userid-timestamp-artid-artname-traid-traname.tsv"
@@ -40,8 +40,8 @@ def _looks_like(fields: list[str]) -> bool:
 
 
 def read(path: Path, options: ReaderOptions) -> SourceData:
-    file, raw, stats = DUMP.scan(path, options)
-    sample = sample_column(file, COLUMNS, "timestamp", SEPARATOR, False, None)
+    file, raw, stats, bad_rows = DUMP.scan(path, options)
+    sample = sample_column(file, DUMP.table, "timestamp")
     frame = raw.with_columns(text_to_datetime("timestamp", sample).alias("listened_at"))
     checks = [
         *required_checks({"user": "user", "timestamp": "timestamp", "artist_name": "artist name"}),
@@ -55,4 +55,4 @@ def read(path: Path, options: ReaderOptions) -> SourceData:
         "recording_mbid",
         "recording_name",
     ]
-    return DUMP.source(file, frame, checks, listens, options, stats)
+    return DUMP.source(file, frame, checks, listens, stats, bad_rows)

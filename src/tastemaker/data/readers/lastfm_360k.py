@@ -19,6 +19,8 @@ from tastemaker.data.readers import (
     RowCheck,
     SourceData,
     count_checks,
+    count_value,
+    parse_number,
     required_checks,
 )
 from tastemaker.data.readers.lastfm_tsv import LastfmTsv
@@ -43,10 +45,8 @@ def _looks_like(fields: list[str]) -> bool:
 
 
 def read(path: Path, options: ReaderOptions) -> SourceData:
-    file, raw, stats = DUMP.scan(path, options)
-    frame = raw.with_columns(
-        pl.col("plays").str.strip_chars().cast(pl.Float64, strict=False).alias("n")
-    )
+    file, raw, stats, bad_rows = DUMP.scan(path, options)
+    frame = raw.with_columns(parse_number("plays").alias("n"))
     checks = [
         *required_checks({"user": "user"}),
         RowCheck(
@@ -57,8 +57,8 @@ def read(path: Path, options: ReaderOptions) -> SourceData:
     ]
     listens = [
         "user",
-        pl.col("n").round(0).clip(1).cast(pl.Int64).alias("count"),
+        count_value("n"),
         "artist_mbid",
         pl.col("artist_name").fill_null(pl.col("artist_mbid")),
     ]
-    return DUMP.source(file, frame, checks, listens, options, stats)
+    return DUMP.source(file, frame, checks, listens, stats, bad_rows)

@@ -1,4 +1,5 @@
-"""What the Last.fm dumps of Celma (2010) share: one headerless, unquoted TSV file.
+"""What the Last.fm dumps of Celma (2010) share: one headerless, unquoted TSV file (plain or
+compressed: ``.tsv.gz`` and the like).
 
 ``lastfm_1k`` and ``lastfm_360k`` each describe their file with a ``LastfmTsv`` (format name,
 file name, columns) and keep only what differs: how a first line looks, how the raw columns
@@ -15,8 +16,9 @@ from typing import Any
 import polars as pl
 
 from tastemaker.data.listens import conform
-from tastemaker.data.readers import ReaderOptions, RowCheck, SourceData, check_rows
-from tastemaker.data.readers.delimited import explain_text, scan_text, structure_checks
+from tastemaker.data.readers import BadRows, ReaderOptions, RowCheck, SourceData, check_rows
+from tastemaker.data.readers.delimited import TextTable, scan_text, structure_checks
+from tastemaker.data.readers.streams import first_line, plain_name
 from tastemaker.errors import DataError
 
 SEPARATOR = "\t"
@@ -30,36 +32,46 @@ class LastfmTsv:
     file_name: str
     columns: list[str]
 
+    @property
+    def table(self) -> TextTable:
+        return TextTable(tuple(self.columns), SEPARATOR, None)
+
     def file(self, path: Path) -> Path:
-        """The file itself, or the dump file in the folder ``path``."""
-        return path / self.file_name if path.is_dir() else path
+        """The file itself, or the dump file (perhaps compressed) in the folder ``path``."""
+        if not path.is_dir():
+            return path
+        found = [p for p in sorted(path.iterdir()) if plain_name(p.name) == self.file_name]
+        return found[0] if found else path / self.file_name
 
     def detect(self, path: Path, looks_like: Callable[[list[str]], bool]) -> bool:
         """The folder holding the file, the file by name, or a ``.tsv`` whose first line's
         fields pass ``looks_like``."""
         if path.is_dir():
-            return (path / self.file_name).is_file()
+            return self.file(path).is_file()
         if not path.is_file():
             return False
-        if path.name == self.file_name:
+        name = plain_name(path.name)
+        if name == self.file_name:
             return True
-        if path.suffix.lower() != ".tsv":
+        if not name.lower().endswith(".tsv"):
             return False
-        try:
-            with open(path, "rb") as fh:
-                fields = fh.readline().decode("utf-8", "replace").rstrip("\r\n").split(SEPARATOR)
-        except OSError:
+        line = first_line(path)
+        if line is None:
             return False
-        return looks_like(fields)
+        return looks_like(line.decode("utf-8", "replace").rstrip("\r").split(SEPARATOR))
 
-    def scan(self, path: Path, options: ReaderOptions) -> tuple[Path, pl.LazyFrame, dict[str, Any]]:
-        """(the file, its raw text columns, the reading statistics to fill in)."""
+    def scan(
+        self, path: Path, options: ReaderOptions
+    ) -> tuple[Path, pl.LazyFrame, dict[str, Any], BadRows]:
+        """(the file, its raw text columns, the reading statistics to fill in, where bad
+        rows go)."""
         file = self.file(path)
         if path.is_dir() and not file.exists():
             raise DataError(f"no {self.file_name} in this folder", path=path)
         stats: dict[str, Any] = {}
-        raw = scan_text(file, self.columns, SEPARATOR, False, None, options, stats)
-        return file, raw, stats
+        bad_rows = BadRows(options, stats)
+        raw = scan_text(file, self.table, options, bad_rows)
+        return file, raw, stats, bad_rows
 
     def source(
         self,
@@ -67,17 +79,16 @@ class LastfmTsv:
         frame: pl.LazyFrame,
         checks: Sequence[RowCheck],
         listens: Sequence[str | pl.Expr],
-        options: ReaderOptions,
         stats: dict[str, Any],
+        bad_rows: BadRows,
     ) -> SourceData:
         """Check every row (field count first, then ``checks``), keep the ``listens`` columns
         and describe the source."""
-        structure = structure_checks(len(self.columns), SEPARATOR, options)
-        checked = check_rows(frame, [*structure, *checks], file, options, stats, line_offset=1)
+        structure = structure_checks(len(self.columns), SEPARATOR)
+        checked = check_rows(frame, [*structure, *checks], file, bad_rows)
         return SourceData(
             listens=conform(checked.select(*listens)),
             format=self.format,
             paths=[str(file)],
             stats=stats,
-            explain=explain_text(file, len(self.columns), SEPARATOR, None, False),
         )

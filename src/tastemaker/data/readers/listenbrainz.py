@@ -11,6 +11,12 @@ present (``created`` and ``artist_credit_id`` are ignored). Mapping to canonical
 ``user`` = ``user_id`` as text; ``artist_id`` = ``artist_mbid`` = the first MBID of the artist
 credit (null when unmapped); names and MBIDs as they are.
 
+Names are cleaned like every reader's (``clean_text``: control characters such as NUL
+removed). A folder's other listens files (JSON lines beside the Parquet dumps, say) are not
+read with it, since they are another shape of listens (a user export names no user, so its
+listens could not be matched against the dumps'); ``stats["left_out"]`` names each, and
+``tastemaker ingest`` prints them: give such a file as a source of its own to read it too.
+
 Dumps are merged and a listen seen in more than one dump (same user, ``listened_at`` and
 ``recording_msid``) counts once: the full dump's copy is kept, duplicates among the other
 dumps are dropped, and ``stats["duplicates_dropped"]`` counts them. Within one dump listens
@@ -42,7 +48,9 @@ from tastemaker.data.readers import (
     SourceData,
     bounds_text,
     cannot_read,
+    clean_frame,
     first_line,
+    left_out,
     time_bounds_ms,
 )
 from tastemaker.errors import DataError
@@ -75,6 +83,10 @@ def read_many(paths: list[Path], options: ReaderOptions) -> SourceData:
             raise DataError("no .parquet files (expected a ListenBrainz dump)", path=path)
         dumps.extend(found)
     stats: dict[str, Any] = {"skipped_rows": 0, "dumps": len(dumps)}
+    read = {file for files in dumps for file in files}
+    others = [entry for path in paths if path.is_dir() for entry in left_out(path, read)]
+    if others:
+        stats["left_out"] = others
     scanned = [[_scan(file, options, stats) for file in files] for files in dumps]
     frames = [pl.concat([frame for frame, _ in files]) for files in scanned]
     probe = _probe([p for _, p in scanned[_base_dump(dumps)]])
@@ -210,6 +222,10 @@ def _scan(file: Path, options: ReaderOptions, stats: dict[str, Any]) -> tuple[pl
             for c in OPTIONAL
         ],
         "recording_msid",
+    )
+    names = [c for c in ("artist_name", "release_name", "recording_name") if c in schema.names]
+    frame = frame.map_batches(
+        lambda batch: clean_frame(batch, names), schema=frame.collect_schema(), streamable=True
     )
 
     def probe(low: datetime, high: datetime) -> pl.LazyFrame:

@@ -4,9 +4,12 @@ Accepted paths:
 
 * the JSON dump layout: a folder with ``listens/YYYY/M.listens`` files (one JSON object per
   line), or any folder of ``.listens`` / ``.jsonl`` / ``.ndjson`` files;
-* a single such file;
+* a single such file, plain or compressed (``.jsonl.gz``, ``.listens.zst``, ...);
 * an archive holding them, read as a stream without unpacking: ``.tar``, ``.tar.zst``
   (the dumps' own format), ``.tar.gz`` / ``.tar.xz`` / ``.tar.bz2``, ``.zip`` (a user export).
+
+Every file comes through ``streams``: a damaged or truncated archive or compressed file stops
+the read in every mode, and a line longer than ``--max-line-bytes`` (1 MiB) is an error.
 
 Two line shapes are understood, field by field:
 
@@ -18,7 +21,8 @@ Two line shapes are understood, field by field:
 
 Canonical mapping: ``user`` = ``user_id`` as text, else ``user_name``, else (an export holds
 one user's listens) the ``user_name`` / ``username`` of a ``user.json`` beside the listens,
-else the file's (or archive's) name without extension. MBIDs come from ``mbid_mapping``
+else the file's (or archive's) name without extension; ``options.user`` (``--user``) names it
+instead. MBIDs come from ``mbid_mapping``
 (MusicBrainz's mapping) and else from the submitted ``additional_info``; ``artist_id`` =
 ``artist_mbid`` = the first artist MBID. Names are the submitted ones.
 
@@ -33,33 +37,38 @@ from __future__ import annotations
 
 import io
 import json
-import re
-import tarfile
-import zipfile
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import polars as pl
 from polars.io.plugins import register_io_source
 
 from tastemaker.data.listens import LISTENS_SCHEMA
 from tastemaker.data.readers import (
+    BadRows,
     ReaderOptions,
     SourceData,
     bounds_text,
     cannot_read,
+    clean_frame,
     epoch_to_datetime,
     first_line,
     time_bounds_ms,
+)
+from tastemaker.data.readers.streams import (
+    ARCHIVE_SUFFIXES,
+    BLOCK_BYTES,
+    files_under,
+    is_archive,
+    line_blocks,
+    members,
+    plain_name,
 )
 from tastemaker.errors import DataError
 
 NAME = "listenbrainz-json"
 LINE_SUFFIXES = (".listens", ".jsonl", ".ndjson")
-ARCHIVE_SUFFIXES = (".tar", ".tar.zst", ".tar.zstd", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2")
-BLOCK_BYTES = 32 << 20
 
 _MBIDS = pl.Struct(
     {
@@ -101,9 +110,8 @@ FLAT_SCHEMA = {
 }
 
 
-def _is_archive(path: Path) -> bool:
-    name = path.name.lower()
-    return name.endswith(ARCHIVE_SUFFIXES) or name.endswith(".zip")
+def _is_line_file(name: str) -> bool:
+    return name.endswith(LINE_SUFFIXES)
 
 
 def detect(path: Path) -> bool:
@@ -111,8 +119,8 @@ def detect(path: Path) -> bool:
         return bool(_line_files(path))
     if not path.is_file():
         return False
-    name = path.name.lower()
-    if name.endswith(LINE_SUFFIXES) or _is_archive(path):
+    name = plain_name(path.name).lower()
+    if _is_line_file(name) or is_archive(path):
         return "spark" not in name  # the Parquet dump is also shipped as a .tar
     return name.endswith(".json") and _first_line_is_listen(path)
 
@@ -126,13 +134,8 @@ def _first_line_is_listen(path: Path) -> bool:
         return False
 
 
-def _natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
-
-
 def _line_files(folder: Path) -> list[Path]:
-    files = [p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(LINE_SUFFIXES)]
-    return sorted(files, key=_natural_key)
+    return files_under(folder, _is_line_file)
 
 
 def read(path: Path, options: ReaderOptions) -> SourceData:
@@ -144,13 +147,14 @@ def read_many(paths: list[Path], options: ReaderOptions) -> SourceData:
     from tastemaker.data.readers.listenbrainz import merge_dumps
 
     stats: dict[str, Any] = {"skipped_rows": 0}
+    bad_rows = BadRows(options, stats)
     frames = []
     for path in paths:
         if not path.exists():
             raise DataError("no such file or directory", path=path)
         if path.is_dir() and not _line_files(path):
             raise DataError("no .listens / .jsonl files in this folder", path=path)
-        frames.append(_lazy(path, options, stats))
+        frames.append(_lazy(path, options, bad_rows))
     sizes = [_size(p) for p in paths]
     base = next((i for i, p in enumerate(paths) if "full" in p.name.lower()), None)
     listens, dropped = merge_dumps(frames, sizes.index(max(sizes)) if base is None else base)
@@ -164,45 +168,11 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in _line_files(path))
 
 
-# -- members: the line files of a folder, a file or an archive ------------------------------
-
-
-def _members(path: Path) -> Iterator[tuple[str, IO[bytes]]]:
-    """(display name, binary stream) of every listens file under ``path``, in order."""
-    if path.is_dir():
-        for file in _line_files(path):
-            with open(file, "rb") as fh:
-                yield str(file), fh
-        return
-    if not _is_archive(path):
-        with open(path, "rb") as fh:
-            yield str(path), fh
-        return
-    if path.name.lower().endswith(".zip"):
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                if not info.is_dir() and info.filename.lower().endswith(LINE_SUFFIXES):
-                    with archive.open(info) as fh:
-                        yield f"{path}:{info.filename}", fh
-        return
-    with ExitStack() as stack:
-        raw = stack.enter_context(open(path, "rb"))
-        if path.name.lower().endswith((".zst", ".zstd")):
-            import zstandard
-
-            stream = stack.enter_context(zstandard.ZstdDecompressor().stream_reader(raw))
-            archive = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
-        else:
-            archive = stack.enter_context(tarfile.open(fileobj=raw, mode="r|*"))
-        for member in archive:
-            if member.isfile() and member.name.lower().endswith(LINE_SUFFIXES):
-                fh = archive.extractfile(member)
-                if fh is not None:
-                    yield f"{path}:{member.name}", fh
-
-
-def _fallback_user(path: Path) -> str:
-    """The user of listens that do not name one (a user export): user.json, else the name."""
+def _fallback_user(path: Path, options: ReaderOptions) -> str:
+    """The user of listens that do not name one (a user export): ``options.user``, else
+    user.json, else the name."""
+    if options.user:
+        return options.user
     candidates = [path / "user.json"] if path.is_dir() else [path.parent / "user.json"]
     for candidate in candidates:
         try:
@@ -213,26 +183,11 @@ def _fallback_user(path: Path) -> str:
             for key in ("user_name", "username", "musicbrainz_id", "user_id"):
                 if data.get(key) not in (None, ""):
                     return str(data[key])
-    name = path.name
-    for suffix in (*ARCHIVE_SUFFIXES, ".zip", *LINE_SUFFIXES, ".json"):
+    name = plain_name(path.name)
+    for suffix in (*ARCHIVE_SUFFIXES, *LINE_SUFFIXES, ".json"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
-
-
-def _blocks(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    """(number of lines before the block, block of whole lines) of about BLOCK_BYTES each."""
-    lines_before, rest = 0, b""
-    while True:
-        chunk = stream.read(BLOCK_BYTES)
-        data = rest + chunk
-        cut = data.rfind(b"\n") + 1 if chunk else len(data)
-        block, rest = data[:cut], data[cut:]
-        if block.strip():
-            yield lines_before, block
-        lines_before += block.count(b"\n")
-        if not chunk:
-            return
 
 
 # -- parsing ----------------------------------------------------------------------------
@@ -328,12 +283,10 @@ class _Block:
         name: str,
         lines_before: int,
         block: bytes,
-        options: ReaderOptions,
-        skipped: set[tuple[str, int]],
-        stats: dict[str, Any],
+        bad_rows: BadRows,
     ) -> None:
         self.name, self.lines_before, self.block = name, lines_before, block
-        self.options, self.skipped, self.stats = options, skipped, stats
+        self.bad_rows = bad_rows
         self._line_numbers: list[int] | None = None
 
     def line_numbers(self) -> list[int]:
@@ -347,11 +300,7 @@ class _Block:
         return self._line_numbers
 
     def bad(self, line: int, problem: str) -> None:
-        if self.options.on_bad_rows != "skip":
-            raise DataError(problem, path=self.name, row=line)
-        self.skipped.add((self.name, line))
-        self.stats["skipped_rows"] = len(self.skipped)
-        self.stats.setdefault("skipped_example", f"{self.name}: row {line}: {problem}")
+        self.bad_rows.add(self.name, line, problem)
 
     def parse(self) -> pl.DataFrame:
         try:
@@ -384,19 +333,20 @@ class _Block:
 
 
 def _canonical(flat: pl.DataFrame, fallback_user: str) -> pl.DataFrame:
-    artist = pl.col("artist_name")
+    flat = clean_frame(flat, [c for c, dtype in FLAT_SCHEMA.items() if dtype == pl.Utf8])
     return flat.select(
         pl.coalesce("user_id", "user_name", pl.lit(fallback_user)).alias("user"),
         epoch_to_datetime(pl.col("time")).alias("listened_at"),
         pl.lit(1, dtype=pl.Int64).alias("count"),
         pl.col("artist_mbid").alias("artist_id"),
-        artist,
+        "artist_name",
         "artist_mbid",
         "release_name",
         "release_mbid",
         "recording_name",
         "recording_mbid",
         "recording_msid",
+        pl.col("time").alias("_time"),
     )
 
 
@@ -404,15 +354,23 @@ def _validate(block: _Block, frame: pl.DataFrame) -> pl.DataFrame:
     """Drop (skip) or report (error) rows without time or artist, or out of range."""
     low, high = time_bounds_ms()
     ms = pl.col("listened_at").dt.epoch("ms")
+    shown = pl.col("_time").cast(pl.Utf8)
     reason = (
-        pl.when(pl.col("listened_at").is_null())
+        pl.when(pl.col("_time").is_null())
         .then(pl.lit("missing or unreadable timestamp (listened_at / timestamp)"))
+        .when(pl.col("listened_at").is_null())
+        .then(pl.concat_str(pl.lit("timestamp "), shown, pl.lit(" is not a number of seconds")))
         .when((ms < low) | (ms > high))
-        .then(pl.lit("timestamp out of range (" + bounds_text() + ")"))
+        .then(
+            pl.concat_str(
+                pl.lit("timestamp "), shown, pl.lit(" is out of range (" + bounds_text() + ")")
+            )
+        )
         .when(pl.col("artist_name").is_null())
         .then(pl.lit("missing track_metadata.artist_name"))
     )
     reasons = frame.select(reason.alias("r")).get_column("r")
+    frame = frame.drop("_time")
     if reasons.null_count() == len(reasons):
         return frame
     numbers = block.line_numbers()
@@ -421,26 +379,21 @@ def _validate(block: _Block, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(reasons.is_null())
 
 
-def _lazy(path: Path, options: ReaderOptions, stats: dict[str, Any]) -> pl.LazyFrame:
+def _lazy(path: Path, options: ReaderOptions, bad_rows: BadRows) -> pl.LazyFrame:
     """A polars IO source yielding one canonical frame per block of lines."""
-    fallback = _fallback_user(path)
-    skipped: set[tuple[str, int]] = set()
+    fallback = _fallback_user(path, options)
 
     def batches() -> Iterator[pl.DataFrame]:
         try:
-            for name, stream in _members(path):
-                for lines_before, block_bytes in _blocks(stream):
-                    block = _Block(name, lines_before, block_bytes, options, skipped, stats)
+            for name, stream in members(path, _is_line_file):
+                for lines_before, data, _ in line_blocks(
+                    stream, max_line_bytes=options.max_line_bytes, block_bytes=BLOCK_BYTES
+                ):
+                    block = _Block(name, lines_before, data, bad_rows)
                     frame = _canonical(block.parse(), fallback)
                     yield _validate(block, frame)
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
-            raise DataError(f"damaged archive ({first_line(exc)})", path=path) from None
         except OSError as exc:
             raise cannot_read(exc, path) from None
-        except Exception as exc:
-            if type(exc).__module__.startswith("zstandard"):
-                raise DataError(f"damaged archive ({first_line(exc)})", path=path) from None
-            raise
 
     def source(
         with_columns: list[str] | None,
