@@ -107,7 +107,9 @@ def _find_user(bundle: LoadedModel, user_id: str) -> int:
 def _find_item(bundle: LoadedModel, item: str) -> int:
     index = bundle.catalogue.resolve(item)
     if index is None:
-        raise HTTPException(404, f"unknown item {item!r} (give an item id or an exact name)")
+        close = bundle.catalogue.suggest(item)
+        hint = f"; did you mean: {', '.join(close)}?" if close else " (give an item id or a name)"
+        raise HTTPException(404, f"unknown item {item!r}{hint}")
     return index
 
 
