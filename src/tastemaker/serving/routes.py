@@ -287,6 +287,12 @@ def index_page(request: Request) -> FileResponse:
     return FileResponse(request.app.state.static_dir / "index.html")
 
 
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon(request: Request) -> FileResponse:
+    # Browsers ask for it whatever the page links; a 404 would fill every access log.
+    return FileResponse(request.app.state.static_dir / "favicon.ico", media_type="image/x-icon")
+
+
 # -- admin -------------------------------------------------------------------------------------
 bearer = HTTPBearer(auto_error=False)
 
