@@ -27,16 +27,18 @@ from rapidfuzz.process import cdist
 
 # -- folding -----------------------------------------------------------------------------------
 # Letters that NFKD leaves whole but people type as plain Latin ones.
-_LETTERS = str.maketrans(
-    {"ø": "o", "æ": "ae", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
-)
+_LETTERS = {"ø": "o", "æ": "ae", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
+_LETTER = re.compile(f"[{''.join(_LETTERS)}]")
 # Diacritics as NFKD splits them off Latin, Greek and Cyrillic letters (U+0300-U+036F). Marks
 # of other scripts (kana voicing, Indic vowel signs) are part of the letter and stay.
 _ACCENTS = re.compile("[\u0300-\u036f]")
-_AND = re.compile(r"&|(?<=\s)\+(?=\s)")  # "Simon & Garfunkel", "Florence + the Machine"
-_STYLISED_I = re.compile(r"(?<=[^\W\d_])!(?=[^\W\d_])")  # "P!nk" is typed "pink"
-_JOINING = re.compile("['’‘`´.]")  # "Guns N' Roses" -> "guns n roses", "R.E.M." -> "rem"
-_SEPARATORS = re.compile(r"[\W_]+")  # everything else that is not a letter or digit
+# The rules look at horizontal space only, so that they never reach across the "\n" between
+# the names ``fold_many`` joins; each pattern starts with its literal, which re finds fast.
+_LONE_PLUS = re.compile(r"\+(?<=[^\S\n]\+)(?=[^\S\n])")  # "Florence + the Machine"
+_STYLISED_I = re.compile(r"!(?<=[^\W\d_]!)(?=[^\W\d_])")  # "P!nk" is typed "pink"
+# Dropped without a space: "Guns N' Roses" -> "guns n roses", "R.E.M." -> "rem", "3OH!3" -> "3oh3".
+_JOINING = re.compile("['’‘`´.!]")
+_SEPARATORS = re.compile(r"(?:[^\w\n]|_)+")  # everything else that is not a letter or digit
 THE = "the "
 
 
@@ -44,20 +46,35 @@ def fold(text: str) -> str:
     """The form in which two spellings of a name are equal: ``fold("Björk") == "bjork"``.
 
     NFKD with Latin / Greek / Cyrillic accents removed (then NFC, so other scripts keep their
-    letters), case folded, '&' and a lone '+' read as "and", '$' as 's' and '!' inside a word as
-    'i' (Ke$ha, P!nk), apostrophes and dots dropped, any other run of punctuation or space one
-    space. A leading "the" is kept; ``NameMatcher`` treats it as optional. Pure and cheap.
+    letters), case folded, '&' and a lone '+' read as "and", '$' as 's' and '!' between letters
+    as 'i' (Ke$ha, P!nk), apostrophes, dots and any other '!' dropped, every other run of
+    punctuation or space one space. A leading "the" is kept (``NameMatcher`` treats it as
+    optional). Pure and cheap: the one definition of "the same name" for any layer.
     """
+    return _fold_lines(text.replace("\n", " "))
+
+
+def fold_many(texts: Sequence[str]) -> list[str]:
+    """``[fold(text) for text in texts]``, in a few passes over one joined string: the same
+    rules at a fraction of the cost for a catalogue's names."""
+    if not texts:
+        return []
+    return _fold_lines("\n".join(text.replace("\n", " ") for text in texts)).split("\n")
+
+
+def _fold_lines(text: str) -> str:
+    # ``fold`` on each line of ``text`` (lines never hold anything but names).
     if not text.isascii():
         text = unicodedata.normalize("NFKD", text)
         text = unicodedata.normalize("NFC", _ACCENTS.sub("", text))
     text = text.casefold()
     if not text.isascii():
-        text = text.translate(_LETTERS)
-    text = _AND.sub(" and ", text).replace("$", "s")
-    text = _STYLISED_I.sub("i", text)
-    text = _JOINING.sub("", text)
-    return _SEPARATORS.sub(" ", text).strip()
+        text = _LETTER.sub(lambda m: _LETTERS[m.group()], text)
+    text = _LONE_PLUS.sub("and", text.replace("&", " and ").replace("$", "s"))
+    text = _JOINING.sub("", _STYLISED_I.sub("i", text))
+    # Runs of anything else are one space by now, so at most one space meets each "\n".
+    text = _SEPARATORS.sub(" ", text).replace(" \n", "\n").replace("\n ", "\n")
+    return text.strip(" ")
 
 
 def without_article(folded: str) -> str:
@@ -66,9 +83,9 @@ def without_article(folded: str) -> str:
     return rest or folded
 
 
-def _key(text: str) -> str:
+def _key(text: str, folded: str | None = None) -> str:
     # A name of punctuation only ("!!!") folds to nothing; it is then matched as written.
-    return fold(text) or text.strip().casefold()
+    return (fold(text) if folded is None else folded) or text.strip().casefold()
 
 
 # -- matching ----------------------------------------------------------------------------------
@@ -131,7 +148,7 @@ class NameMatcher:
         self._popular = np.argsort(-self.listeners, kind="stable")
         self._max_log = math.log1p(max(int(self.listeners.max(initial=0)), 1))
 
-        folded = [_key(name) for name in self.names]
+        folded = [_key(n, f) for n, f in zip(self.names, fold_many(self.names), strict=True)]
         self._core = [without_article(f) for f in folded]  # spaced, article removed
         self._compact = [c.replace(" ", "") for c in self._core]
         # Several items may share a name: the most listened-to one is the one people mean.
