@@ -206,3 +206,9 @@ def test_fold_many_is_fold_on_each(hetrec):
     names = hetrec.item_names.fill_null("").to_list()
     names += ["a +\n+ b", "x\ny", " + ", "ab+", "+ab", "P!\nnk", "!\n!", "", " lead", "trail "]
     assert fold_many(names) == [fold(name) for name in names]
+
+
+def test_prefix_keys_are_in_bisect_order(hetrec):
+    # Sorted by polars (UTF-8 bytes), searched by bisect (code points): the same order.
+    keys = hetrec.name_matcher._keys
+    assert len(keys) > hetrec.n_items and keys == sorted(keys)

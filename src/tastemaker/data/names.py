@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import polars as pl
 from rapidfuzz import fuzz
 from rapidfuzz.process import cdist
 
@@ -102,6 +103,7 @@ POPULARITY_POINTS = 4.0
 # A close spelling of the name's start (or a later word's) as far as typed counts a little less
 # than one of the whole name.
 START_WEIGHTS = {_CORE: 0.95, _WORD: 0.9}
+_START_WEIGHT = np.array([START_WEIGHTS[_CORE], 0.0, START_WEIGHTS[_WORD]])  # by key kind
 # A near-exact hit of a lower tier goes ahead of hits of higher tiers only with at least this
 # many times their listeners, and at most DEMOTE_PLACES hits do. Near-exact: a prefix or word
 # hit, or a close spelling scoring at least NEAR_EXACT (about one typo in a short name).
@@ -156,26 +158,45 @@ class NameMatcher:
         for i in self._popular.tolist():
             self._exact.setdefault(self._compact[i], []).append(i)
 
-        # Sorted prefix keys, without spaces ("ac dc" and "acdc" both find AC/DC): the name
-        # without its article, the name with it, and the name from each later word on.
-        keys: list[tuple[str, int, int]] = []
-        triples = zip(folded, self._core, self._compact, strict=True)
-        for i, (full, core, compact) in enumerate(triples):
-            keys.append((compact, i, _CORE))
-            if full != core:
-                keys.append((full.replace(" ", ""), i, _FULL))
-            words = core.split(" ")
-            for k in range(1, len(words)):
-                keys.append(("".join(words[k:]), i, _WORD))
-        keys.sort()
-        self._keys = [k[0] for k in keys]
-        self._key_items = np.fromiter((k[1] for k in keys), np.int64, len(keys))
-        self._key_kinds = np.fromiter((k[2] for k in keys), np.int8, len(keys))
+        self._build_prefix_keys(folded)
         # Each item's keys (positions in the sorted list), for scoring close spellings.
         self._item_keys = np.argsort(self._key_items, kind="stable")
         counts = np.bincount(self._key_items, minlength=len(self.ids))
         self._item_key_ptr = np.concatenate([[0], np.cumsum(counts)])
         self._build_trigrams()
+
+    def _build_prefix_keys(self, folded: list[str]) -> None:
+        """Sorted prefix keys without spaces ("ac dc" and "acdc" both find AC/DC): the name
+        without its article, the name with it, and the name from each later word on; built
+        and sorted in polars (UTF-8 byte order is code point order, which ``bisect`` uses)."""
+        names = pl.DataFrame(
+            {"full": folded, "core": self._core, "key": self._compact},
+            schema={"full": pl.Utf8, "core": pl.Utf8, "key": pl.Utf8},
+        ).with_row_index("item")
+        core = names.select("item", "key", kind=pl.lit(_CORE, pl.Int8))
+        full = names.filter(pl.col("full") != pl.col("core")).select(
+            "item",
+            key=pl.col("full").str.replace_all(" ", "", literal=True),
+            kind=pl.lit(_FULL, pl.Int8),
+        )
+        words = (
+            names.select("item", "key", word=pl.col("core").str.split(" "))
+            .explode("word")
+            .with_columns(length=pl.col("word").str.len_chars())
+            .with_columns(
+                position=pl.int_range(pl.len()).over("item"),
+                offset=pl.col("length").cum_sum().over("item") - pl.col("length"),
+            )
+            .filter(pl.col("position") > 0)
+            .select(
+                "item", key=pl.col("key").str.slice(pl.col("offset")), kind=pl.lit(_WORD, pl.Int8)
+            )
+        )
+        keys = pl.concat([core, full, words]).sort("key", "item", "kind")
+        self._keys = keys["key"].to_list()
+        self._key_items = keys["item"].to_numpy().astype(np.int64)
+        self._key_kinds = keys["kind"].to_numpy()
+        self._key_lengths = keys["key"].str.len_chars().to_numpy()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -265,15 +286,16 @@ class NameMatcher:
         unfinished, and "beat" means The Beatles (480 listeners) more likely than The Beat (1),
         "eminen" Eminem (204) more likely than Eminence Symphony Orchestra (1)."""
         out = list(hits)
+        listeners = self.listeners[[h.index for h in out]].tolist() if out else []
         moved = 0
         for p in range(1, len(out)):
             if moved == DEMOTE_PLACES:
                 break
             if out[p].how == "fuzzy" and out[p].score < NEAR_EXACT:
                 continue
-            passed = max(int(self.listeners[h.index]) for h in out[moved:p])
-            if self.listeners[out[p].index] >= DEMOTE_RATIO * max(passed, 1):
+            if listeners[p] >= DEMOTE_RATIO * max(max(listeners[moved:p]), 1):
                 out.insert(moved, out.pop(p))
+                listeners.insert(moved, listeners.pop(p))
                 moved += 1
         return out
 
@@ -281,28 +303,29 @@ class NameMatcher:
     def _build_trigrams(self) -> None:
         """Postings of character trigrams (words marked at both ends): the fuzzy tier scores
         only the names sharing most trigrams with the text, not the whole catalogue."""
-        strings = [_trigram_text(core) for core in self._core]
-        lengths = np.fromiter(map(len, strings), np.int64, len(strings))
-        codes = _code_points("".join(strings))
-        owner = np.repeat(np.arange(len(strings), dtype=np.int64), lengths)
-        grams = _trigram_codes(codes)
-        # A trigram counts when its three characters belong to one name.
-        valid = owner[: len(grams)] == owner[2:]
+        # All names' trigram texts as one string (see ``_trigram_text``): three markers each.
+        joined = "\x02\x02" + "\x03\x02\x02".join(self._core).replace(" ", "\x02") + "\x03"
+        lengths = np.fromiter(map(len, self._core), np.int64, len(self._core)) + 3
+        owner = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
+        grams = _trigram_codes(_code_points(joined))
+        # A trigram counts when its three characters belong to one name, and once per name.
+        valid = (owner[: len(grams)] == owner[2:]) & _informative(grams)
         grams, owner = grams[valid], owner[: len(grams)][valid]
-        order = np.lexsort((owner, grams))
+        order = np.argsort(grams, kind="stable")  # owners stay ascending within a trigram
         grams, owner = grams[order], owner[order]
         first = np.ones(len(grams), bool)
         first[1:] = (grams[1:] != grams[:-1]) | (owner[1:] != owner[:-1])
         grams, owner = grams[first], owner[first]
         self._gram_codes, starts = np.unique(grams, return_index=True)
         self._gram_starts = np.append(starts, len(grams))
-        self._gram_items = owner.astype(np.int32)
+        self._gram_items = owner
 
     def _fuzzy_hits(
         self, core: str, limit: int, started: np.ndarray, exact: list[int]
     ) -> list[Hit]:
         """The ``limit`` closest spellings among names not already found by their start."""
-        grams = np.unique(_trigram_codes(_code_points(_trigram_text(core))))
+        grams = _trigram_codes(_code_points(_trigram_text(core)))
+        grams = np.unique(grams[_informative(grams)])
         slot = np.minimum(np.searchsorted(self._gram_codes, grams), len(self._gram_codes) - 1)
         slot = slot[self._gram_codes[slot] == grams]
         if len(slot) == 0:
@@ -333,20 +356,22 @@ class NameMatcher:
         lower its start or a later word's start as far as typed (text typed so far)."""
         scores = cdist([text], [self._compact[i] for i in candidates.tolist()], scorer=fuzz.ratio)
         scores = scores[0].astype(np.float64)
-        starts, owners, weights = [], [], []
+        # Every key of every candidate (positions in the sorted list), and whose it is.
+        first = self._item_key_ptr[candidates]
+        counts = self._item_key_ptr[candidates + 1] - first
+        owner = np.repeat(np.arange(len(candidates)), counts)
+        within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        position = self._item_keys[np.repeat(first, counts) + within]
         n = len(text)
-        for pos, i in enumerate(candidates.tolist()):
-            for k in self._item_keys[self._item_key_ptr[i] : self._item_key_ptr[i + 1]].tolist():
-                key = self._keys[k]
-                kind = self._key_kinds[k]
-                if len(key) > n + 1 and kind != _FULL:
-                    # Up to the typed length, and one more (a letter left out).
-                    starts += [key[:n], key[: n + 1]]
-                    owners += [pos, pos]
-                    weights += [START_WEIGHTS[kind]] * 2
-        if starts:
-            near = cdist([text], starts, scorer=fuzz.ratio)[0] * np.asarray(weights)
-            np.maximum.at(scores, np.asarray(owners), near)
+        kinds = self._key_kinds[position]
+        keep = (self._key_lengths[position] > n + 1) & (kinds != _FULL)
+        position, owner, kinds = position[keep], owner[keep], kinds[keep]
+        if len(position):
+            # Up to the typed length, and one more (a letter left out).
+            keys = [self._keys[k] for k in position.tolist()]
+            cut = [key[:n] for key in keys] + [key[: n + 1] for key in keys]
+            near = cdist([text], cut, scorer=fuzz.ratio)[0].reshape(2, -1).max(axis=0)
+            np.maximum.at(scores, owner, near * _START_WEIGHT[kinds])
         return scores
 
     # -- resolving a whole name ------------------------------------------------------------
@@ -391,3 +416,9 @@ def _trigram_codes(codes: np.ndarray) -> np.ndarray:
     if len(codes) < 3:
         return np.empty(0, np.uint64)
     return (codes[:-2] << np.uint64(42)) | (codes[1:-1] << np.uint64(21)) | codes[2:]
+
+
+def _informative(grams: np.ndarray) -> np.ndarray:
+    # "two markers + a letter" only says which letter a word starts with: it would list a
+    # tenth of the catalogue for every query and tell the candidates apart by nothing.
+    return (grams >> np.uint64(21)) != np.uint64((0x02 << 21) | 0x02)
