@@ -210,5 +210,14 @@ def test_fold_many_is_fold_on_each(hetrec):
 
 def test_prefix_keys_are_in_bisect_order(hetrec):
     # Sorted by polars (UTF-8 bytes), searched by bisect (code points): the same order.
-    keys = hetrec.name_matcher._keys
+    keys = hetrec.name_matcher._keys.to_list()
     assert len(keys) > hetrec.n_items and keys == sorted(keys)
+
+
+def test_an_empty_or_tiny_catalogue():
+    empty = NameMatcher([], [], np.array([], dtype=np.int64))
+    assert empty.search("bjork", 5) == [] and empty.search("", 5) == []
+    assert empty.resolve("bjork").index is None and empty.exact("x") is None
+    one = NameMatcher(["x"], ["Björk"], np.array([3]))
+    assert [h.how for h in one.search("bjrk", 5)] == ["fuzzy"]
+    assert one.resolve("Bjork").index == 0

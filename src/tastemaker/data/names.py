@@ -90,14 +90,15 @@ def _key(text: str, folded: str | None = None) -> str:
 
 
 # -- matching ----------------------------------------------------------------------------------
-# Highest code point: ``prefix + _MAX`` sorts after every string that starts with ``prefix``.
-_MAX = "\U0010ffff"
+# Bytes above any UTF-8 byte: ``prefix + _MAX_UTF8`` sorts after every key starting with it.
+_MAX_UTF8 = b"\xff"
 # Kinds of prefix key: the name without its article, the name with it, a later word onwards.
 _CORE, _FULL, _WORD = 0, 1, 2
 MAX_TEXT = 256  # longer text is searched by its start: typed names are short
 FUZZY_CUTOFF = 75.0  # rapidfuzz ratio (0..100) below which a spelling is not "close"
 FUZZY_MIN_LENGTH = 3  # shorter text has too few letters to be misspelt recognisably
 FUZZY_CANDIDATES = 128  # names sharing the most trigrams with the text, then scored exactly
+TRIGRAM_BLOCK = 16_384  # names per block when building the trigram postings
 # Close spellings of more listened-to names rank a little higher: at most this many points.
 POPULARITY_POINTS = 4.0
 # A close spelling of the name's start (or a later word's) as far as typed counts a little less
@@ -150,30 +151,34 @@ class NameMatcher:
         self._popular = np.argsort(-self.listeners, kind="stable")
         self._max_log = math.log1p(max(int(self.listeners.max(initial=0)), 1))
 
+        # Only the sorted keys and arrays stay after the build (a 200,000-name catalogue's
+        # strings are most of the matcher's memory); the folded forms are temporaries.
         folded = [_key(n, f) for n, f in zip(self.names, fold_many(self.names), strict=True)]
-        self._core = [without_article(f) for f in folded]  # spaced, article removed
-        self._compact = [c.replace(" ", "") for c in self._core]
-        # Several items may share a name: the most listened-to one is the one people mean.
-        self._exact: dict[str, list[int]] = {}
-        for i in self._popular.tolist():
-            self._exact.setdefault(self._compact[i], []).append(i)
-
-        self._build_prefix_keys(folded)
-        # Each item's keys (positions in the sorted list), for scoring close spellings.
+        core = [without_article(f) for f in folded]  # spaced, article removed
+        self._build_prefix_keys(folded, core)
+        # Each item's keys (positions in the sorted list), for scoring close spellings, and
+        # the position of its name without spaces or article.
         self._item_keys = np.argsort(self._key_items, kind="stable")
         counts = np.bincount(self._key_items, minlength=len(self.ids))
         self._item_key_ptr = np.concatenate([[0], np.cumsum(counts)])
-        self._build_trigrams()
+        is_core = self._key_kinds == _CORE
+        self._core_key = np.empty(len(self.ids), np.int64)
+        self._core_key[self._key_items[is_core]] = np.flatnonzero(is_core)
+        self._build_trigrams(core)
 
-    def _build_prefix_keys(self, folded: list[str]) -> None:
+    def _build_prefix_keys(self, folded: list[str], core: list[str]) -> None:
         """Sorted prefix keys without spaces ("ac dc" and "acdc" both find AC/DC): the name
         without its article, the name with it, and the name from each later word on; built
         and sorted in polars (UTF-8 byte order is code point order, which ``bisect`` uses)."""
-        names = pl.DataFrame(
-            {"full": folded, "core": self._core, "key": self._compact},
-            schema={"full": pl.Utf8, "core": pl.Utf8, "key": pl.Utf8},
-        ).with_row_index("item")
-        core = names.select("item", "key", kind=pl.lit(_CORE, pl.Int8))
+        names = (
+            pl.DataFrame(
+                {"full": folded, "core": core},
+                schema={"full": pl.Utf8, "core": pl.Utf8},
+            )
+            .with_row_index("item")
+            .with_columns(key=pl.col("core").str.replace_all(" ", "", literal=True))
+        )
+        whole = names.select("item", "key", kind=pl.lit(_CORE, pl.Int8))
         full = names.filter(pl.col("full") != pl.col("core")).select(
             "item",
             key=pl.col("full").str.replace_all(" ", "", literal=True),
@@ -192,8 +197,8 @@ class NameMatcher:
                 "item", key=pl.col("key").str.slice(pl.col("offset")), kind=pl.lit(_WORD, pl.Int8)
             )
         )
-        keys = pl.concat([core, full, words]).sort("key", "item", "kind")
-        self._keys = keys["key"].to_list()
+        keys = pl.concat([whole, full, words]).sort("key", "item", "kind")
+        self._keys = SortedKeys(keys["key"])
         self._key_items = keys["item"].to_numpy().astype(np.int64)
         self._key_kinds = keys["kind"].to_numpy()
         self._key_lengths = keys["key"].str.len_chars().to_numpy()
@@ -207,8 +212,21 @@ class NameMatcher:
         index = self._id_index.get(text)
         if index is not None:
             return index
-        same = self._exact.get(without_article(_key(text)).replace(" ", ""))
+        same = self._named(without_article(_key(text)).replace(" ", ""))
         return same[0] if same else None
+
+    def _named(self, compact: str) -> list[int]:
+        """Items whose whole name (article optional, no spaces) is ``compact``, the most
+        listened-to first: several items may share a name, and that one is the one meant."""
+        lo, hi = self._keys.equal_range(compact)
+        if lo == hi:
+            return []
+        whole = self._key_kinds[lo:hi] != _WORD
+        items = np.unique(self._key_items[lo:hi][whole])
+        return items[np.lexsort((items, -self.listeners[items]))].tolist()
+
+    def _compact(self, i: int) -> str:
+        return self._keys.get(int(self._core_key[i]))
 
     # -- search ----------------------------------------------------------------------------
     def search(self, text: str, limit: int) -> list[Hit]:
@@ -228,7 +246,7 @@ class NameMatcher:
         index = self._id_index.get(text.strip())
         if index is not None:
             exact.append(Hit(index, 100.0, "id"))
-        exact += [Hit(i, 100.0, "name") for i in self._exact.get(compact, []) if i != index]
+        exact += [Hit(i, 100.0, "name") for i in self._named(compact) if i != index]
         prefix, word, started = self._prefix_hits(compact, full, limit, {h.index for h in exact})
         fuzzy: list[Hit] = []
         if len(compact) >= FUZZY_MIN_LENGTH:
@@ -248,8 +266,7 @@ class NameMatcher:
             # article added by mistake) and later words come next.
             ranges = [(full, {_CORE: 0, _FULL: 0, _WORD: 1}), (compact, {_CORE: 1, _WORD: 1})]
         for key, tier_of in ranges:
-            lo = bisect.bisect_left(self._keys, key)
-            hi = bisect.bisect_left(self._keys, key + _MAX, lo)
+            lo, hi = self._keys.prefix_range(key)
             kinds = self._key_kinds[lo:hi]
             tier = np.full(len(kinds), -1, np.int64)
             for kind, t in tier_of.items():
@@ -273,7 +290,7 @@ class NameMatcher:
                 if i in taken:
                     continue
                 taken.add(i)
-                score = 100.0 * len(compact) / max(len(self._compact[i]), 1)
+                score = 100.0 * len(compact) / max(len(self._compact(i)), 1)
                 hits.append(Hit(i, round(min(score, 99.0), 1), "prefix" if t == 0 else "word"))
                 if len(hits) == limit:
                     break
@@ -300,22 +317,21 @@ class NameMatcher:
         return out
 
     # -- close spellings -------------------------------------------------------------------
-    def _build_trigrams(self) -> None:
+    def _build_trigrams(self, core: list[str]) -> None:
         """Postings of character trigrams (words marked at both ends): the fuzzy tier scores
         only the names sharing most trigrams with the text, not the whole catalogue."""
-        # All names' trigram texts as one string (see ``_trigram_text``): three markers each.
-        joined = "\x02\x02" + "\x03\x02\x02".join(self._core).replace(" ", "\x02") + "\x03"
-        lengths = np.fromiter(map(len, self._core), np.int64, len(self._core)) + 3
-        owner = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
-        grams = _trigram_codes(_code_points(joined))
-        # A trigram counts when its three characters belong to one name, and once per name.
-        valid = (owner[: len(grams)] == owner[2:]) & _informative(grams)
-        grams, owner = grams[valid], owner[: len(grams)][valid]
-        order = np.argsort(grams, kind="stable")  # owners stay ascending within a trigram
+        # In blocks of names, so that the per-character arrays stay small (the process keeps
+        # the peak of its heap): each block's (trigram, name) pairs, once each, in name order.
+        pairs = [
+            _trigram_pairs(core[start : start + TRIGRAM_BLOCK], start)
+            for start in range(0, len(core), TRIGRAM_BLOCK)
+        ]
+        grams = np.concatenate([g for g, _ in pairs]) if pairs else np.empty(0, np.uint64)
+        owner = np.concatenate([o for _, o in pairs]) if pairs else np.empty(0, np.int32)
+        del pairs
+        order = np.argsort(grams, kind="stable")  # names stay ascending within a trigram
         grams, owner = grams[order], owner[order]
-        first = np.ones(len(grams), bool)
-        first[1:] = (grams[1:] != grams[:-1]) | (owner[1:] != owner[:-1])
-        grams, owner = grams[first], owner[first]
+        del order
         self._gram_codes, starts = np.unique(grams, return_index=True)
         self._gram_starts = np.append(starts, len(grams))
         self._gram_items = owner
@@ -326,6 +342,8 @@ class NameMatcher:
         """The ``limit`` closest spellings among names not already found by their start."""
         grams = _trigram_codes(_code_points(_trigram_text(core)))
         grams = np.unique(grams[_informative(grams)])
+        if len(grams) == 0 or len(self._gram_codes) == 0:
+            return []
         slot = np.minimum(np.searchsorted(self._gram_codes, grams), len(self._gram_codes) - 1)
         slot = slot[self._gram_codes[slot] == grams]
         if len(slot) == 0:
@@ -354,7 +372,8 @@ class NameMatcher:
     def _spelling_scores(self, text: str, candidates: np.ndarray) -> np.ndarray:
         """How close ``text`` is to each candidate's name (0..100): the whole name, or a little
         lower its start or a later word's start as far as typed (text typed so far)."""
-        scores = cdist([text], [self._compact[i] for i in candidates.tolist()], scorer=fuzz.ratio)
+        names = self._keys.gather(self._core_key[candidates])
+        scores = cdist([text], names, scorer=fuzz.ratio)
         scores = scores[0].astype(np.float64)
         # Every key of every candidate (positions in the sorted list), and whose it is.
         first = self._item_key_ptr[candidates]
@@ -368,7 +387,7 @@ class NameMatcher:
         position, owner, kinds = position[keep], owner[keep], kinds[keep]
         if len(position):
             # Up to the typed length, and one more (a letter left out).
-            keys = [self._keys[k] for k in position.tolist()]
+            keys = self._keys.gather(position)
             cut = [key[:n] for key in keys] + [key[: n + 1] for key in keys]
             near = cdist([text], cut, scorer=fuzz.ratio)[0].reshape(2, -1).max(axis=0)
             np.maximum.at(scores, owner, near * _START_WEIGHT[kinds])
@@ -399,6 +418,63 @@ class NameMatcher:
             if top.how == "prefix" and len(starts) == 1 and top.score >= 50.0:
                 return Resolution(top.index, "prefix")
         return Resolution(None, None, [h.index for h in hits[:candidates]])
+
+
+class SortedKeys:
+    """Sorted strings as one UTF-8 buffer and offsets: a 200,000-name catalogue's 620,000
+    prefix keys in about a third of the memory of a list of str, and no small objects
+    left scattered in the heap. UTF-8 byte order is code point order, so ``bisect`` on the
+    encoded keys agrees with ``sorted`` on the strings."""
+
+    def __init__(self, keys: pl.Series) -> None:
+        self._data = (keys.str.join("").item() or "").encode()
+        ends = keys.str.len_bytes().cast(pl.Int64).cum_sum().to_numpy()
+        self._offsets = np.concatenate([[0], ends]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i: int) -> bytes:  # what bisect compares: the encoded key
+        return self._data[self._offsets[i] : self._offsets[i + 1]]
+
+    def get(self, i: int) -> str:
+        return self[i].decode()
+
+    def gather(self, positions: np.ndarray) -> list[str]:
+        data, starts, ends = self._data, self._offsets[positions], self._offsets[positions + 1]
+        return [data[a:b].decode() for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+
+    def equal_range(self, key: str) -> tuple[int, int]:
+        """Positions ``[lo, hi)`` of the keys equal to ``key``."""
+        encoded = key.encode()
+        lo = bisect.bisect_left(self, encoded)
+        return lo, bisect.bisect_right(self, encoded, lo)
+
+    def prefix_range(self, prefix: str) -> tuple[int, int]:
+        """Positions ``[lo, hi)`` of the keys starting with ``prefix``."""
+        encoded = prefix.encode()
+        lo = bisect.bisect_left(self, encoded)
+        return lo, bisect.bisect_left(self, encoded + _MAX_UTF8, lo)
+
+    def to_list(self) -> list[str]:
+        return self.gather(np.arange(len(self)))
+
+
+def _trigram_pairs(core: list[str], first: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (trigram code, item) pairs of names ``first``, ``first + 1``, ..."""
+    # All the names' trigram texts as one string (see ``_trigram_text``): three markers each.
+    joined = "\x02\x02" + "\x03\x02\x02".join(core).replace(" ", "\x02") + "\x03"
+    lengths = np.fromiter(map(len, core), np.int64, len(core)) + 3
+    owner = np.repeat(np.arange(first, first + len(core), dtype=np.int32), lengths)
+    grams = _trigram_codes(_code_points(joined))
+    # A trigram counts when its three characters belong to one name, and once per name.
+    valid = (owner[: len(grams)] == owner[2:]) & _informative(grams)
+    grams, owner = grams[valid], owner[: len(grams)][valid]
+    order = np.lexsort((grams, owner))
+    grams, owner = grams[order], owner[order]
+    keep = np.ones(len(grams), bool)
+    keep[1:] = (grams[1:] != grams[:-1]) | (owner[1:] != owner[:-1])
+    return grams[keep], owner[keep]
 
 
 def _trigram_text(core: str) -> str:
