@@ -20,8 +20,10 @@ query) and the ratio, and the load average (busy-machine figures say so).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -110,6 +112,15 @@ def timed(fn, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return wall * 1000, cpu * 1000
 
 
+def _rss_mb() -> float | None:
+    """Resident memory of this process (Linux), None elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--names", type=int, default=200_000)
@@ -128,6 +139,13 @@ def main() -> None:
     names, listeners = synthetic_names(args.names, args.seed)
     print(f"{len(names):,} synthetic names in {time.perf_counter() - started:.1f} s")
     ids = [f"a{i}" for i in range(len(names))]
+    gc.collect()
+    before = _rss_mb()
+    matcher = NameMatcher(ids, names, listeners)
+    gc.collect()
+    if before is not None:
+        print(f"memory: the matcher adds {_rss_mb() - before:.0f} MB to the process (RSS)")
+    del matcher
     builds = []
     for _ in range(3):
         started, started_cpu = time.perf_counter(), time.process_time()
