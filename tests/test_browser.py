@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 
@@ -141,3 +142,74 @@ def test_search_add_recommend_explore(server, browser, interactions, tmp_path):
         json={"history": [{"item": interactions.items.id(int(i)), "count": 1} for i in picks]},
     ).json()
     assert shown == [it["name"] for it in direct["items"][:3]]
+
+
+def test_enter_adds_the_first_hit_of_the_services_ranking(server, browser, interactions):
+    """Typing a name (folded: lower case, '&' as 'and') and pressing Enter at once, before
+    the suggestions for it arrive, adds the service's first hit for that text; the page's
+    icon is served and nothing it asks for answers an error."""
+    listeners = interactions.user_items.getnnz(axis=0)
+    names = interactions.item_metadata["name"].to_list()
+    target = next(int(i) for i in (-listeners).argsort() if " & " in names[i] or len(names[i]) > 12)
+    typed = names[target].replace("&", "and").lower()
+    expected = httpx.get(server + "/v1/items", params={"search": typed, "n": 8}).json()
+    assert expected["items"][0]["name"] == names[target]
+
+    page = browser.new_page()
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else 0)
+    page.goto(server + "/")
+    page.wait_for_selector("#model-info:has-text('als model')")
+    page.fill("#search", typed)  # the whole text at once: no suggestions yet
+    page.press("#search", "Enter")
+    page.locator("#my-artists li", has_text=names[target]).wait_for(timeout=10_000)
+    assert page.locator("#my-artists li").count() == 1
+    assert page.locator("#my-artists li").get_attribute("data-item") == expected["items"][0]["item"]
+
+    icon = httpx.get(server + "/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+    assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    page.close()
+    assert not failed, failed
+
+
+def test_evaluation_report_fits_a_1200px_page(browser, tmp_path):
+    """The report of several models at three cut-offs with a spread over folds (the widest
+    metrics table the CLI writes) does not scroll sideways in a 1200 px window."""
+    from tastemaker.evaluation.metrics import metric_names
+    from tastemaker.evaluation.report import write_report
+
+    keys = metric_names([5, 10, 20])
+    rng = np.random.default_rng(0)
+    models = ["popularity", "als", "bpr", "itemknn", "ease", "neumf"]
+    result = {
+        "split": {"name": "user-kfold", "label": "user 5-fold", "full_ranking": True},
+        "k": [5, 10, 20],
+        "data": {"name": "hetrec2011-lastfm-2k (hetrec)", "users": 1892, "items": 17632},
+        "warnings": ["only 12 test users: ..."],
+        "results": [
+            {
+                "model": m,
+                "params": {},
+                "metrics": {k: float(rng.random()) for k in keys},
+                "std": {k: float(rng.random() / 10) for k in keys},
+                "fit_seconds": 12.3,
+                "evaluate_seconds": 4.5,
+            }
+            for m in models
+        ],
+    }
+    page_path = write_report(result, tmp_path / "report")
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1200, "height": 900})
+    page.goto(page_path.as_uri())
+    title = "Evaluation: hetrec2011-lastfm-2k (hetrec), user-kfold split, full ranking"
+    assert page.title() == title
+    assert page.locator("p.warn", has_text="only 12 test users").count() == 1
+    widths = page.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth,"
+        " ...[...document.querySelectorAll('.table')].map(t => t.scrollWidth - t.clientWidth)]"
+    )
+    page.close()
+    assert widths[0] <= widths[1], widths  # the page itself never scrolls sideways
+    assert widths[2] <= 0, widths  # and the metrics table needs no scrolling of its own

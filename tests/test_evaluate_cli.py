@@ -208,3 +208,51 @@ def test_train_rejects_bad_parameters_without_writing(capsys, data_dir, tmp_path
     )
     assert code == 2 and "no parameter" in err
     assert not model_dir.exists()
+
+
+def test_a_small_test_set_is_warned_of_on_stderr_and_in_the_result(capsys, tmp_path):
+    from tastemaker.evaluation.report import report_title
+
+    tiny = synthetic_interactions(users=12, artists=60, listens=1_500, seed=1)
+    path = tiny.save(tmp_path / "tiny")
+    out_json = tmp_path / "tiny.json"
+    code, _, err = run_cli(capsys, "evaluate", path, "--models", "popularity", "--json", out_json)
+    assert code == 0, err
+    result = json.loads(out_json.read_text())
+    users = result["split"]["test_users"]
+    assert 0 < users < 50
+    (warning,) = result["warnings"]  # the report shows it too (tests/test_browser.py)
+    assert f"only {users} test users" in warning
+    assert f"warning: {warning}" in " ".join(err.split())
+    # The report's title names the data set and protocol, not the output folder.
+    assert report_title(result) == "Evaluation: synth, random split, full ranking"
+
+
+def test_no_warning_from_a_large_enough_test_set(capsys, data_dir, tmp_path):
+    path, _ = data_dir
+    code, _, err = run_cli(
+        capsys, "evaluate", path, "--models", "popularity", "--json", tmp_path / "quiet.json"
+    )
+    assert code == 0 and "warning:" not in err
+    assert "warnings" not in json.loads((tmp_path / "quiet.json").read_text())
+
+
+def test_the_classification_view_fits_separable_data_without_overflow():
+    """Ranks that separate the labels within a narrow band drive the logistic fit's slope to
+    thousands, and a rank outside the band to exp(6000): the RuntimeWarning of a normal run,
+    which expit does not raise."""
+    import warnings
+
+    from tastemaker.evaluation.classification import _fit_platt, _summarise
+
+    # The rank feature (1 = top): positives just above negatives, and one of each far out.
+    x = np.concatenate([np.full(500, 0.5001), [1.0], np.full(500, 0.5), [0.0]])
+    y = np.concatenate([np.ones(501), np.zeros(501)])
+    half = np.arange(len(x)) % 2 == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a, b = _fit_platt(x, y)
+        summary = _summarise(x, y, half)
+    assert a > 1000 and np.isfinite(b)  # steep, as the data ask
+    assert summary["accuracy"] == 1.0 and summary["roc_auc"] == 1.0
+    assert np.isfinite(summary["log_loss"])

@@ -205,9 +205,12 @@ def replication_tables(result: dict[str, Any]) -> list[Table]:
     return [t for t in tables if t is not None]
 
 
-def _write_outputs(result: dict, json_path: Path | None, report: Path | None, title: str) -> None:
-    from tastemaker.evaluation.report import write_report
+def _write_outputs(result: dict, json_path: Path | None, report: Path | None, what: str) -> None:
+    from tastemaker.evaluation.report import report_title, write_report
 
+    for warning in result.get("warnings", []):
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    title = report_title(result, what)
     write_results(result, json_path, report, partial(write_report, title=title))
 
 
@@ -288,7 +291,7 @@ def evaluate(
         factory=factory,
     )
     print_table(results_table(result))
-    _write_outputs(result, json_out, report, title=f"tastemaker evaluate {data.name}")
+    _write_outputs(result, json_out, report, "Evaluation")
 
 
 @option_groups
@@ -344,7 +347,7 @@ def replicate(
         print_table(table)
     for note in result.get("notes", []):
         err_console.print(f"note: {note}")
-    _write_outputs(result, json_out, report, title=f"tastemaker replicate {data.name}")
+    _write_outputs(result, json_out, report, "Replication of the original study")
 
 
 def register(app: typer.Typer) -> None:

@@ -93,6 +93,22 @@ def _names(model, items: np.ndarray) -> list[str]:
     return [str(names[int(i)]) for i in items]
 
 
+def _resolve_item(catalogue, text: str) -> int:
+    """The item ``text`` names (id, name in any case or accents, or an unambiguous close
+    spelling, with the same matcher as the service's search); a one-line error listing
+    "did you mean" candidates when it is unsure."""
+    resolution = catalogue.name_matcher.resolve(text)
+    names = catalogue.name_matcher.names
+    if resolution.index is None:
+        if resolution.candidates:
+            close = ", ".join(names[i] for i in resolution.candidates)
+            raise UsageError(f"unknown item {text!r}: did you mean {close}?")
+        raise UsageError(f"unknown item {text!r}: no such id or name in the model")
+    if resolution.how in ("fuzzy", "prefix"):
+        err_console.print(f"taking {text!r} as {names[resolution.index]}", highlight=False)
+    return resolution.index
+
+
 def recommend(
     model_dir: ModelDirArg,
     user: Annotated[str, typer.Option("--user", help="A user id as in the data.")],
@@ -127,16 +143,20 @@ def recommend(
 
 def similar(
     model_dir: ModelDirArg,
-    item: Annotated[str, typer.Option("--item", help="An item id or name (case-insensitive).")],
+    item: Annotated[
+        str,
+        typer.Option(
+            "--item",
+            help="An item id or name: any case or accents, a close spelling is taken when "
+            "unambiguous, else candidates are listed.",
+        ),
+    ],
     n: NOpt = 10,
 ) -> None:
     """The n items most similar to one item, by name."""
     _check_n(n)
     model = _load(model_dir)
-    try:
-        index = model.catalogue_.find_item(item)
-    except KeyError:
-        raise UsageError(f"unknown item {item!r}: no such id or name in the model") from None
+    index = _resolve_item(model.catalogue_, item)
     items, scores = model.similar_items(np.array([index]), n=n)
     keep = items[0] >= 0
     name = _names(model, [index])[0]

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -30,6 +30,9 @@ from tastemaker.artifacts import (
     write_manifest,
 )
 from tastemaker.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from tastemaker.data.names import NameMatcher
 
 LEVELS = ("artist", "release", "recording")
 FORMAT_VERSION = 1
@@ -211,21 +214,23 @@ class Interactions:
         return h.hexdigest()
 
     # -- lookups -----------------------------------------------------------------------------
+    @cached_property
+    def name_matcher(self) -> NameMatcher:
+        """Finds items by typed name (``tastemaker.data.names``): the one matcher of the CLI
+        and the service, built on first use."""
+        from tastemaker.data.names import NameMatcher  # rapidfuzz only for code that matches
+
+        listeners = np.bincount(self.user_items.indices, minlength=self.n_items)
+        return NameMatcher(self.items.to_list(), self.item_names.to_list(), listeners)
+
     def find_item(self, query: str) -> int:
-        """Index of an item given its source id or its name (case-insensitive); KeyError if none."""
-        index = self.items.get(query)
-        if index >= 0:
-            return index
-        lowered = query.strip().casefold()
-        names = self.item_metadata["name"].str.to_lowercase()
-        hits = np.flatnonzero((names == lowered).fill_null(False).to_numpy())
-        if len(hits) == 0:
+        """Index of an item given its source id or its whole name as ``fold`` reads it (case,
+        accents, punctuation, a leading "The"; of several, the most listened-to); KeyError if
+        none. For typed text that may be misspelt, ``name_matcher.resolve``."""
+        index = self.name_matcher.exact(query)
+        if index is None:
             raise KeyError(query)
-        if len(hits) > 1:
-            # Several items share the name: the most listened-to is the one people mean.
-            popularity = np.asarray(self.user_items[:, hits].getnnz(axis=0)).ravel()
-            return int(hits[int(np.argmax(popularity))])
-        return int(hits[0])
+        return index
 
     # -- derived copies ----------------------------------------------------------------------
     def with_matrix(

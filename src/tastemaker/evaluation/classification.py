@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 
 from tastemaker.evaluation.metrics import _count_below_many, batch_rows, score_users
 from tastemaker.evaluation.splits import Split
@@ -99,7 +100,7 @@ def _fit_platt(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, floa
     prior = y.mean()
     theta = np.array([0.0, np.log(prior / (1 - prior))])
     for _ in range(50):
-        p = 1.0 / (1.0 + np.exp(-(design @ theta)))
+        p = expit(design @ theta)  # the logistic, without overflow for large |x|
         gradient = design.T @ (p - y) + 1e-6 * theta
         hessian = (design * (p * (1 - p))[:, None]).T @ design + 1e-6 * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
@@ -178,7 +179,7 @@ def _summarise(x: np.ndarray, y: np.ndarray, half: np.ndarray) -> dict[str, Any]
     for part in (True, False):
         fit_on = half != part
         a, b = _fit_platt(x[fit_on], y[fit_on]) if fit_on.any() else (0.0, 0.0)
-        p[half == part] = 1.0 / (1.0 + np.exp(-(a * x[half == part] + b)))
+        p[half == part] = expit(a * x[half == part] + b)
     predicted = p >= 0.5
     positives = y == 1
     tp = int((predicted & positives).sum())

@@ -4,7 +4,8 @@
 
     {"split": {...}, "k": [10], "data": {...},
      "results": [{"model": "als", "params": {...}, "metrics": {"ndcg@10": ...},
-                  "fit_seconds": ..., "evaluate_seconds": ...}, ...]}
+                  "fit_seconds": ..., "evaluate_seconds": ...}, ...],
+     "warnings": ["only 2 test users: ..."]}     # only when there is something to warn of
 
 With user K-fold (``folds``) each result's ``metrics`` is the mean over folds, ``std`` the
 sample standard deviation and ``folds`` the per-fold metrics. With ``curves=True`` results
@@ -43,6 +44,9 @@ from tastemaker.models import create_model
 from tastemaker.models.base import Recommender
 
 CURVE_KS = (1, 2, 5, 10, 20, 50, 100)
+# Below this many test users one user's taste moves a metric by a few percent or more: the
+# numbers are not worth comparing (a warning in the result, not an error).
+MIN_TEST_USERS = 50
 ModelSpec = tuple[str, dict[str, Any]]
 
 
@@ -338,23 +342,56 @@ def evaluate(
         description["test_users"] = int(sum(len(s.test_users) for s in splits))
         description["test_items"] = int(sum(s.test.nnz for s in splits))
         description.pop("train_interactions", None)  # differs per fold
-    return {
+    result = {
         "split": description,
         "k": ks,
         "data": data_summary(interactions),
         "results": results,
     }
+    warnings = result_warnings(description)
+    if warnings:
+        result["warnings"] = warnings
+    return result
+
+
+def result_warnings(split: dict[str, Any]) -> list[str]:
+    """What makes a result unfit to compare models with (the CLI prints these on stderr,
+    reports show them): for now, too few test users."""
+    users = int(split.get("test_users", 0))
+    if users < MIN_TEST_USERS:
+        return [
+            f"only {users:,} test user{'s' if users != 1 else ''}: with fewer than "
+            f"{MIN_TEST_USERS} the metrics are mostly noise; use more data or a larger test share"
+        ]
+    return []
 
 
 def data_summary(interactions: Interactions) -> dict[str, Any]:
     """What a result file says about the data it was measured on."""
     return {
+        "name": data_name(interactions.source),
         "users": interactions.n_users,
         "items": interactions.n_items,
         "interactions": interactions.nnz,
         "fingerprint": interactions.fingerprint,
         "level": interactions.level,
     }
+
+
+def data_name(source: dict[str, Any]) -> str:
+    """What to call the data in titles: the data set's own name when known, else the name of
+    the source it was read from (an ingested directory's own folder, often just "data", says
+    nothing), with its format: "hetrec2011-lastfm-2k (hetrec)"."""
+    name = source.get("dataset")
+    paths = source.get("paths") or []
+    if not name and paths:
+        name = Path(str(paths[0])).name
+        if len(paths) > 1:
+            name += f" and {len(paths) - 1} more"
+    fmt = source.get("format")
+    if not name:
+        return str(fmt or "unnamed data")
+    return f"{name} ({fmt})" if fmt and fmt != name else name
 
 
 # The kind a results file (--json) says it is: a later --json may replace it, nothing else.

@@ -24,13 +24,16 @@ REPORT_KIND = "evaluation-report"
 REPORT_FORMAT_VERSION = 1
 BAR_METRICS = ("ndcg", "recall", "precision", "map", "hit_rate", "mrr")
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1em; max-width: 1100px;
+  color: #222; box-sizing: border-box; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.7em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 .note { color: #555; font-size: 0.9em; } .warn { color: #a33; font-weight: bold; }
 img { max-width: 100%; }
+.table { max-width: 100%; overflow-x: auto; }
+th { vertical-align: bottom; }
 """
 
 
@@ -148,7 +151,9 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # The wrapper scrolls a table wider than the page (many models) instead of the page.
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="table">{table}</div>'
 
 
 def _fmt(value: Any) -> str:
@@ -158,19 +163,19 @@ def _fmt(value: Any) -> str:
 
 
 def metrics_table(result: dict[str, Any]) -> str:
-    keys = [key for key in result["results"][0]["metrics"]]
-    rows = []
-    for row in result["results"]:
-        cells = [_label(row)]
-        for key in keys:
-            value = row["metrics"][key]
-            if "std" in row:
-                cells.append(f"{value:.4f} ± {row['std'][key]:.4f}")
-            else:
-                cells.append(value)
-        cells += [round(row["fit_seconds"], 2), round(row["evaluate_seconds"], 2)]
-        rows.append(cells)
-    return _table(["model", *keys, "fit s", "evaluate s"], rows)
+    """One row per metric, one column per model: metrics grow with the cut-offs asked for and
+    models are few, so the table grows down, not past the page's width."""
+    rows_in = result["results"]
+    keys = list(rows_in[0]["metrics"])
+
+    def cell(row: dict[str, Any], key: str) -> Any:
+        value = row["metrics"][key]
+        return f"{value:.4f} ± {row['std'][key]:.4f}" if "std" in row else value
+
+    rows = [[key, *(cell(row, key) for row in rows_in)] for key in keys]
+    rows.append(["fit s", *(round(row["fit_seconds"], 2) for row in rows_in)])
+    rows.append(["evaluate s", *(round(row["evaluate_seconds"], 2) for row in rows_in)])
+    return _table(["metric", *(_label(row) for row in rows_in)], rows)
 
 
 def classification_table(result: dict[str, Any]) -> str:
@@ -244,10 +249,22 @@ def write_page(
     return directory / "index.html"
 
 
-def render(result: dict[str, Any], title: str = "tastemaker evaluation") -> str:
-    """The report page as one HTML string."""
+def report_title(result: dict[str, Any], what: str = "Evaluation") -> str:
+    """The page's title: what was done, on which data, under which protocol
+    ("Evaluation: hetrec2011-lastfm-2k (hetrec), random split, full ranking")."""
     split = result["split"]
-    parts = page_start(title, split["label"])
+    protocol = f"{split.get('name', 'unnamed')} split"
+    protocol += ", full ranking" if split.get("full_ranking", True) else ", sampled ranking"
+    data = result.get("data", {}).get("name")
+    return f"{what}: {data}, {protocol}" if data else f"{what}: {protocol}"
+
+
+def render(result: dict[str, Any], title: str | None = None) -> str:
+    """The report page as one HTML string (``title``: ``report_title``'s by default)."""
+    split = result["split"]
+    parts = page_start(title or report_title(result), split["label"])
+    for warning in result.get("warnings", []):
+        parts.append(f'<p class="warn">Warning: {html.escape(warning)}</p>')
     if not split.get("full_ranking", True):
         parts.append(
             '<p class="warn">Sampled protocol: each test item ranked against a few random '
@@ -298,8 +315,6 @@ def render(result: dict[str, Any], title: str = "tastemaker evaluation") -> str:
     return "".join(parts)
 
 
-def write_report(
-    result: dict[str, Any], directory: str | Path, title: str = "tastemaker evaluation"
-) -> Path:
+def write_report(result: dict[str, Any], directory: str | Path, title: str | None = None) -> Path:
     """Write ``index.html`` (self-contained) and ``results.json`` into ``directory``."""
     return write_page(render(result, title), result, directory)

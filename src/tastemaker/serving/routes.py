@@ -109,7 +109,9 @@ def _find_user(bundle: LoadedModel, user_id: str) -> int:
 def _find_item(bundle: LoadedModel, item: str) -> int:
     index = bundle.catalogue.resolve(item)
     if index is None:
-        raise HTTPException(404, f"unknown item {item!r} (give an item id or an exact name)")
+        close = bundle.catalogue.suggest(item)
+        hint = f"; did you mean: {', '.join(close)}?" if close else " (give an item id or a name)"
+        raise HTTPException(404, f"unknown item {item!r}{hint}")
     return index
 
 
@@ -285,6 +287,12 @@ def metrics(request: Request) -> Response:
 @router.get("/", include_in_schema=False)
 def index_page(request: Request) -> FileResponse:
     return FileResponse(request.app.state.static_dir / "index.html")
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon(request: Request) -> FileResponse:
+    # Browsers ask for it whatever the page links; a 404 would fill every access log.
+    return FileResponse(request.app.state.static_dir / "favicon.ico", media_type="image/x-icon")
 
 
 # -- admin -------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 const state = {
   liked: new Map(), // item id -> name
   suggestions: [],
+  suggestionsFor: null, // the text the shown suggestions answer
   active: -1,
   searchSeq: 0,
 };
@@ -50,7 +51,11 @@ function onSearchInput() {
   searchTimer = setTimeout(runSearch, 120);
 }
 
+// The service ranks (tastemaker.data.names): the page shows its order and never re-sorts.
+const searchUrl = (text) => `/v1/items?search=${encodeURIComponent(text)}&n=8`;
+
 async function runSearch() {
+  clearTimeout(searchTimer);
   const text = $("search").value.trim();
   const seq = ++state.searchSeq;
   if (!text) {
@@ -58,11 +63,32 @@ async function runSearch() {
     return;
   }
   try {
-    const data = await api(`/v1/items?search=${encodeURIComponent(text)}&n=8`);
+    const data = await api(searchUrl(text));
     if (seq !== state.searchSeq) return; // a newer keystroke already answered
     state.suggestions = data.items;
+    state.suggestionsFor = text;
     state.active = data.items.length ? 0 : -1;
     renderSuggestions();
+  } catch (error) {
+    showStatus(`Search failed: ${error.message}`, true);
+  }
+}
+
+// Enter before the suggestions for the typed text have arrived (typing fast, then Enter):
+// search now and add the first hit, so Enter always means "the first hit for what I typed".
+async function addFirstHit(text) {
+  clearTimeout(searchTimer);
+  const seq = ++state.searchSeq; // answers to earlier keystrokes are now stale
+  try {
+    const data = await api(searchUrl(text));
+    if (seq !== state.searchSeq || $("search").value.trim() !== text) return; // typed on
+    if (data.items.length) {
+      addLiked(data.items[0]);
+    } else {
+      state.suggestions = [];
+      state.suggestionsFor = text;
+      renderSuggestions(); // "No artist found"
+    }
   } catch (error) {
     showStatus(`Search failed: ${error.message}`, true);
   }
@@ -98,6 +124,7 @@ function renderSuggestions() {
 
 function hideSuggestions() {
   state.suggestions = [];
+  state.suggestionsFor = null;
   state.active = -1;
   $("suggestions").hidden = true;
 }
@@ -112,9 +139,15 @@ function onSearchKey(event) {
     state.active = (state.active - 1 + n) % n;
     renderSuggestions();
     event.preventDefault();
-  } else if (event.key === "Enter" && state.active >= 0) {
-    addLiked(state.suggestions[state.active]);
+  } else if (event.key === "Enter") {
     event.preventDefault();
+    const text = $("search").value.trim();
+    if (!text) return;
+    if (state.suggestionsFor === text && state.active >= 0) {
+      addLiked(state.suggestions[state.active]); // the highlighted one (first unless moved)
+    } else {
+      addFirstHit(text);
+    }
   } else if (event.key === "Escape") {
     hideSuggestions();
   }
