@@ -42,7 +42,9 @@ from tastemaker.models.validation import holdout_split, ndcg_at_k
 FAST = {
     "gmf": {"factors": 8, "epochs": 30, "learning_rate": 0.03, "batch_size": 64,
             "regularization": 0.5},
-    "mlp": {"factors": 8, "layers": (16, 8), "epochs": 30, "learning_rate": 0.03,
+    # The MLP at 0.03 trains chaotically: its fold-in overlap spread 0.67-0.94 over seeds and
+    # fell to 0.73 on another CPU; at 0.003 for 60 epochs it measured 0.89-0.93 over seeds 0-5.
+    "mlp": {"factors": 8, "layers": (16, 8), "epochs": 60, "learning_rate": 0.003,
             "batch_size": 64, "regularization": 0.2},
     "neumf": {"factors": 8, "layers": (16, 8), "epochs": 30, "learning_rate": 0.03,
               "batch_size": 64, "regularization": 0.5},
@@ -474,7 +476,7 @@ def test_contract_recommendations_are_the_top_of_the_scores(cluster_model, clust
 def test_contract_fold_in_of_a_training_history_lands_near_the_trained_user(
     cluster_model, cluster_data
 ):
-    """Measured top-10 overlap: gmf 0.97, mlp 0.94, neumf 0.97, ncf-seed 0.85."""
+    """Measured top-10 overlap: gmf 0.97, mlp 0.89-0.93, neumf 0.97, ncf-seed 0.85."""
     _, model = cluster_model
     assert fold_in_overlap(model, cluster_data) >= 0.8
 
