@@ -69,6 +69,24 @@ def test_imports_point_one_way():
     assert not wrong, "imports against docs/architecture.md:\n" + "\n".join(wrong)
 
 
+def test_no_module_imports_another_modules_private_name():
+    """A name starting with ``_`` is its module's own; shared code gets a public name."""
+    wrong = []
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.ImportFrom) and node.module):
+                continue
+            if node.level == 0 and node.module.split(".")[0] != "tastemaker":
+                continue
+            private = [
+                a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")
+            ]
+            if private:
+                wrong.append(f"{path.relative_to(SRC)}:{node.lineno} imports {', '.join(private)}")
+    assert not wrong, "private names shared across modules:\n" + "\n".join(wrong)
+
+
 def test_serving_never_imports_the_dump_readers():
     wrong = [
         f"{path.relative_to(SRC)}:{line} imports {module}"

@@ -305,6 +305,19 @@ def test_a_callback_returning_true_stops_training():
     assert len(model.history_["loss"]) == 3
 
 
+def test_a_long_fit_says_how_long_after_its_first_epoch(monkeypatch, capsys):
+    import tastemaker.models.ncf as ncf
+
+    data = taste_groups(n_users=60, n_items=80)
+    create_model("gmf", **{**FAST["gmf"], "epochs": 4}).fit(data)
+    assert "first epoch took" not in capsys.readouterr().err  # a short fit stays quiet
+    monkeypatch.setattr(ncf, "LONG_FIT_SECONDS", 0.0)
+    create_model("gmf", **{**FAST["gmf"], "epochs": 4, "patience": 2}).fit(data)
+    err = capsys.readouterr().err
+    assert err.count("first epoch took") == 1
+    assert "up to 4 epochs, stopping 2 after the best, then a refit: expect" in err
+
+
 @pytest.mark.parametrize(
     "params",
     [

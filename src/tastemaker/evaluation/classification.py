@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-from tastemaker.evaluation.metrics import _count_below_many, batch_rows, score_users
+from tastemaker.evaluation.metrics import batch_rows, count_below_many, score_users
 from tastemaker.evaluation.splits import Split
 from tastemaker.models.base import Recommender
 
@@ -57,7 +57,7 @@ def _normalised_ranks(
     """Share of each user's candidate (non-history) items scoring below the given cells."""
     width = scores.shape[1]
     values = scores[rows, cols].astype(np.float32)
-    below, not_above = _count_below_many(candidates, rows, values)
+    below, not_above = count_below_many(candidates, rows, values)
     # NaN (history) entries sort after every finite value, so they are never counted.
     # The cell itself is a candidate: leave it out of its own count.
     n_candidates = width - np.diff(history.indptr)

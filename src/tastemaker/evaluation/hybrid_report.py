@@ -27,7 +27,7 @@ import numpy as np
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import UsageError
 from tastemaker.evaluation.metrics import ranking_metrics
-from tastemaker.evaluation.report import _figure_html, _table, page_start, write_page
+from tastemaker.evaluation.report import figure_html, html_table, page_start, write_page
 from tastemaker.evaluation.splits import Split, make_split
 from tastemaker.models import create_model
 from tastemaker.models.features import gather
@@ -220,7 +220,7 @@ def _importance_plot(result: dict[str, Any]) -> str:
     ax.set_xlabel("share of the ranker's total gain")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[g]) for g in groups]
     ax.legend(handles, groups, loc="lower right", fontsize=8)
-    return _figure_html(fig, "feature importance")
+    return figure_html(fig, "feature importance")
 
 
 def _recall_plot(result: dict[str, Any]) -> str:
@@ -236,7 +236,7 @@ def _recall_plot(result: dict[str, Any]) -> str:
     ax.set_xticks(x, names)
     ax.set_ylabel("share of test items among candidates")
     ax.legend(fontsize=8)
-    return _figure_html(fig, "candidate recall")
+    return figure_html(fig, "candidate recall")
 
 
 def _ablation_plot(result: dict[str, Any]) -> str:
@@ -253,7 +253,7 @@ def _ablation_plot(result: dict[str, Any]) -> str:
     ax.set_yticks(y, [r["label"] for r in rows])
     ax.set_xlabel(f"NDCG@{k}")
     ax.set_xlim(0, max(values) * 1.1 if values else 1)
-    return _figure_html(fig, "ablation")
+    return figure_html(fig, "ablation")
 
 
 def render(result: dict[str, Any], title: str = "tastemaker hybrid report") -> str:
@@ -269,7 +269,7 @@ def render(result: dict[str, Any], title: str = "tastemaker hybrid report") -> s
         f"({stats.get('rows', 0):,.0f} rows); {stats.get('candidate_recall', 0):.1%} of their "
         "held-out items were among the candidates.</p>",
         "<h2>Ablation</h2>",
-        _table(
+        html_table(
             ["variant", f"NDCG@{k}", f"recall@{k}", "AUC", "vs full", "fit s"],
             [
                 [
@@ -288,7 +288,7 @@ def render(result: dict[str, Any], title: str = "tastemaker hybrid report") -> s
         f"<p class='note'>Top {recall['candidates_per_generator']} of each generator; "
         f"{recall['mean_candidates_per_user']:.0f} candidates per user on average; "
         f"{recall['union']:.1%} of {recall['test_items']:,} test items reachable.</p>",
-        _table(
+        html_table(
             ["generator", "alone", "union without it", "only it reaches"],
             [
                 [
@@ -302,7 +302,7 @@ def render(result: dict[str, Any], title: str = "tastemaker hybrid report") -> s
         ),
         _recall_plot(result),
         "<h2>Feature importance (gain)</h2>",
-        _table(
+        html_table(
             ["group", "share of gain"],
             [[g, s] for g, s in result["feature_importance"]["groups"].items()],
         ),

@@ -89,7 +89,7 @@ def _count_below(sorted_rows: np.ndarray, rows: np.ndarray, values: np.ndarray, 
         hi = np.where(active & ~right, mid, hi)
 
 
-def _count_below_many(
+def count_below_many(
     sorted_rows: np.ndarray, rows: np.ndarray, values: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """``_count_below`` (both sides) for many queries: one C-level ``searchsorted`` over the

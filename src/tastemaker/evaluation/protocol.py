@@ -168,7 +168,8 @@ def fit_model(
 # -- the protocol ----------------------------------------------------------------------------
 
 
-def _progress(enabled: bool):
+def progress_bar(enabled: bool):
+    """The evaluation's rich progress bar, or a no-op context when ``enabled`` is false."""
     if not enabled:
         return nullcontext(None)
     return Progress(
@@ -309,7 +310,7 @@ def evaluate(
         if len(fold.test_users) == 0:
             raise UsageError(f"nothing to evaluate: {fold.label}")
     results = []
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         overall = None
         if bar is not None and len(splits) > 1:
             overall = bar.add_task("folds", total=len(splits) * len(models))

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from tastemaker.data.interactions import Interactions, empty_metadata
 from tastemaker.errors import UsageError
 from tastemaker.evaluation.metrics import ranking_metrics
-from tastemaker.evaluation.protocol import _progress, data_summary, evaluate_split
+from tastemaker.evaluation.protocol import data_summary, evaluate_split, progress_bar
 from tastemaker.evaluation.splits import Split, random_split
 from tastemaker.models import create_model, model_class
 from tastemaker.models.base import Recommender
@@ -186,7 +186,7 @@ def replicate(
     grid_rows: list[dict[str, Any]] = []
     selection: dict[str, Any] = {}
     options = {"curves": curves, "classification": classification, "seed": seed}
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
 
         def run(label, group, spec, model=None):
             row = evaluate_split(spec, split, ks, progress=bar, model=model, **options)

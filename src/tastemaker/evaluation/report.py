@@ -37,7 +37,8 @@ th { vertical-align: bottom; }
 """
 
 
-def _figure_html(fig, alt: str) -> str:
+def figure_html(fig, alt: str) -> str:
+    """A matplotlib figure as an inline PNG ``<img>`` (the report is one self-contained file)."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -71,7 +72,7 @@ def _metric_bars(result: dict[str, Any]) -> str:
         title += " (error bars: standard deviation over folds)"
     ax.set_title(title)
     ax.legend(fontsize=8, ncol=2)
-    return _figure_html(fig, "metric bars")
+    return figure_html(fig, "metric bars")
 
 
 def _pr_curves(result: dict[str, Any]) -> str:
@@ -91,7 +92,7 @@ def _pr_curves(result: dict[str, Any]) -> str:
         ax.set_title(name)
         ax.grid(alpha=0.3)
     left.legend(fontsize=8)
-    return _figure_html(fig, "precision and recall against k")
+    return figure_html(fig, "precision and recall against k")
 
 
 def _roc_curves(result: dict[str, Any]) -> str:
@@ -115,7 +116,7 @@ def _roc_curves(result: dict[str, Any]) -> str:
         ax.set_ylabel("true-positive rate")
         ax.set_title(f"ROC, held-out : sampled unheard = {ratio}")
         ax.legend(fontsize=7, loc="lower right")
-    return _figure_html(fig, "ROC curves")
+    return figure_html(fig, "ROC curves")
 
 
 def _popularity(result: dict[str, Any]) -> str:
@@ -143,10 +144,11 @@ def _popularity(result: dict[str, Any]) -> str:
     ax.set_ylabel("share of items")
     ax.set_title("Popularity of recommended items against the catalogue")
     ax.legend(fontsize=8)
-    return _figure_html(fig, "popularity of recommendations")
+    return figure_html(fig, "popularity of recommendations")
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
+def html_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """An HTML table, every cell escaped and numbers formatted as in the report."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows
@@ -175,7 +177,7 @@ def metrics_table(result: dict[str, Any]) -> str:
     rows = [[key, *(cell(row, key) for row in rows_in)] for key in keys]
     rows.append(["fit s", *(round(row["fit_seconds"], 2) for row in rows_in)])
     rows.append(["evaluate s", *(round(row["evaluate_seconds"], 2) for row in rows_in)])
-    return _table(["metric", *(_label(row) for row in rows_in)], rows)
+    return html_table(["metric", *(_label(row) for row in rows_in)], rows)
 
 
 def classification_table(result: dict[str, Any]) -> str:
@@ -202,7 +204,7 @@ def classification_table(result: dict[str, Any]) -> str:
         return ""
     trap = result["results"][0]["classification"]["always_no_accuracy_full_matrix"]
     return (
-        _table(
+        html_table(
             [
                 "model",
                 "positives : negatives",
@@ -309,7 +311,7 @@ def render(result: dict[str, Any], title: str | None = None) -> str:
         ]
         parts.append(
             "<h2>The original grid, selected on the test split (as the study did)</h2>"
-            + _table(headers, rows)
+            + html_table(headers, rows)
         )
     parts.append("</body></html>")
     return "".join(parts)

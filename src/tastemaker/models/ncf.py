@@ -77,6 +77,8 @@ LOSSES = ("bce", "bpr")
 SMALL_DATA_CELLS = 1 << 20
 
 _console = Console(stderr=True)
+# A fit that may run this long or longer says so after its first epoch.
+LONG_FIT_SECONDS = 60.0
 
 
 @contextlib.contextmanager
@@ -90,6 +92,15 @@ def _threads_for(cells: int):
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min``, ``1.5 h``: a rough figure for a person deciding whether to wait."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @contextlib.contextmanager
@@ -221,6 +232,8 @@ class _NeuralRecommender(Recommender):
             for epoch in range(1, self.epochs + 1):
                 loss = self._run_epoch(optimizer, sampler, positives, rng)
                 epochs_run = epoch
+                if epoch == 1:
+                    self._announce_duration(time.perf_counter() - started, valid is not None)
                 ndcg = float("nan")
                 if valid is not None and len(valid_users):
                     ndcg = validation_ndcg(
@@ -252,6 +265,27 @@ class _NeuralRecommender(Recommender):
         if valid is not None and len(valid_users) and not stopped_by_callback:
             self._refit(matrix, rng)
         self.fit_seconds_ = time.perf_counter() - started
+
+    def _announce_duration(self, first_epoch_seconds: float, early_stopping: bool) -> None:
+        """Say how long the fit will take once the first epoch has shown the pace.
+
+        Only for fits that will run long (a minute or more at most): a user who started a
+        neural fit with defaults on a loaded machine should learn it is minutes, not hang.
+        """
+        most = self.epochs * first_epoch_seconds * (2 if early_stopping else 1)
+        if most < LONG_FIT_SECONDS:
+            return
+        if early_stopping:
+            least = min(self.patience + 1, self.epochs) * first_epoch_seconds * 2
+            plan = (
+                f"up to {self.epochs} epochs, stopping {self.patience} after the best, then a "
+                f"refit: expect {_duration(least)} to {_duration(most)}"
+            )
+        else:
+            plan = f"{self.epochs} epochs: expect about {_duration(most)}"
+        _console.print(
+            f"{self.name}: the first epoch took {first_epoch_seconds:.1f} s; {plan}", soft_wrap=True
+        )
 
     def _refit(self, matrix: sp.csr_matrix, rng: np.random.Generator) -> None:
         """Train a fresh network on all training data for the best epoch count.
