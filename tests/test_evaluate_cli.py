@@ -9,21 +9,10 @@ import pytest
 
 from conftest import run_cli
 from tastemaker.data.synth import synthetic_interactions
-from tastemaker.errors import UsageError
 from tastemaker.evaluation.metrics import metric_names
-from tastemaker.models import MODELS, model_class
 
-
-def installed(name: str) -> bool:
-    try:
-        model_class(name)
-    except UsageError:
-        return False
-    return True
-
-
-# The classic models come from another part of the project; popularity is always there.
-FAST_MODELS = [m for m in ("popularity", "als", "itemknn") if m in MODELS and installed(m)]
+# Every one of these is part of the project: a model that fails to import fails the test.
+FAST_MODELS = ["popularity", "als", "itemknn"]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +55,7 @@ def test_evaluate_json_shape(capsys, data_dir, tmp_path):
 def test_evaluate_folds_report_and_params_file(capsys, data_dir, tmp_path):
     path, _ = data_dir
     best = tmp_path / "best.json"
-    models = ["popularity", *(["als"] if "als" in FAST_MODELS else [])]
+    models = ["popularity", "als"]
     # A list, as the tuner may write; entries for models not being run are ignored.
     best.write_text(
         json.dumps(
@@ -105,8 +94,7 @@ def test_evaluate_folds_report_and_params_file(capsys, data_dir, tmp_path):
         view = row["classification"]
         assert view["1:100"]["always_no_accuracy"] > 0.98
         assert view["1:1"]["positives"] == pytest.approx(view["1:1"]["negatives"], rel=0.2)
-    if "als" in models:
-        assert result["results"][1]["params"]["factors"] == 12
+    assert result["results"][1]["params"]["factors"] == 12
     page = (report / "index.html").read_text()
     assert page.count("data:image/png;base64,") >= 4  # bars, curves, ROC, popularity
     assert "always" in page and "±" in page
