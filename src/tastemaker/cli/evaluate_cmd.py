@@ -59,6 +59,8 @@ def split_params(
         "temporal": {"test_fraction", "cutoff"},
         "leave-last-out": set(),
         "sampled": {"negatives"},
+        "strong": {"test_fraction"},
+        "short": set(),
     }
     given = {"test_fraction": test_fraction, "cutoff": cutoff, "negatives": negatives}
     for name, value in given.items():
@@ -81,17 +83,28 @@ def _cell(result: dict, key: str, digits: int = 3) -> str:
     return text
 
 
-SHORT = {"precision": "prec", "hit_rate": "hit", "coverage": "cov", "novelty": "nov"}
+SHORT = {
+    "precision": "prec",
+    "hit_rate": "hit",
+    "coverage": "cov",
+    "novelty": "nov",
+    "capped_recall": "recall-R",
+    "popular_share": "top20",
+}
 
 
 def results_table(result: dict[str, Any], title: str | None = None) -> Table:
     """The metrics of every model, one row each (mean ± std over folds for K-fold)."""
     ks = result["k"]
     last = ks[-1]
-    keys = []
-    for cut in ks:
-        keys += [f"ndcg@{cut}", f"recall@{cut}", f"precision@{cut}", f"map@{cut}"]
-    keys += [f"hit_rate@{last}", f"mrr@{last}", "auc", f"coverage@{last}", f"novelty@{last}"]
+    strong = result["split"]["name"] == "strong"
+    # Strong generalisation: Liang et al. 2018's Recall@R beside ours, in place of prec / map.
+    per_cut = (
+        ("ndcg", "capped_recall", "recall") if strong else ("ndcg", "recall", "precision", "map")
+    )
+    keys = [f"{base}@{cut}" for cut in ks for base in per_cut]
+    keys += [f"hit_rate@{last}", f"mrr@{last}", "auc", f"coverage@{last}"]
+    keys += [f"popular_share@{last}", f"novelty@{last}"]
     table = Table(title=title or result["split"]["label"], title_justify="left")
     table.add_column("model", style="bold", no_wrap=True, min_width=10)
     for key in keys:
@@ -112,8 +125,12 @@ def results_table(result: dict[str, Any], title: str | None = None) -> Table:
         table.caption = f"k = {last}; novelty in bits"
     else:
         table.caption = (
-            f"k = {', '.join(map(str, ks))}; hit, mrr, cov, nov at k = {last}; novelty in bits"
+            f"k = {', '.join(map(str, ks))}; hit, mrr, cov, top20, nov at k = {last}; "
+            "novelty in bits"
         )
+    table.caption += "; top20: share of each list among the 20 most listened-to items"
+    if strong:
+        table.caption += "; recall-R: hits / min(k, held-out items) (Liang et al. 2018)"
     return table
 
 
@@ -224,15 +241,32 @@ def evaluate(
     split: Annotated[
         str,
         typer.Option(
-            "--split", help="random (default protocol), temporal, leave-last-out or sampled."
+            "--split",
+            help="random (default protocol), temporal, leave-last-out, sampled, strong "
+            "(held-out users, Liang et al. 2018) or short (short histories).",
         ),
     ] = "random",
     folds: Annotated[
         int | None,
         typer.Option("--folds", help="User K-fold: held-out users are folded in (mean ± std)."),
     ] = None,
-    k: KOpt = ["10"],  # noqa: B006 (Typer needs a list default)
+    k: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--k",
+            help="Cut-off(s): repeat the option or give a comma list (default 10; "
+            "strong: 20,50,100 as in Liang et al. 2018).",
+        ),
+    ] = None,
     seed: SeedOpt = 0,
+    fold_in_k: Annotated[
+        str | None,
+        typer.Option(
+            "--fold-in-k",
+            help="Short histories: fold in only each held-out user's first K items (comma "
+            "list, default 1,3,5,10); implies --split short.",
+        ),
+    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", help="MODEL.NAME=VALUE, e.g. als.factors=128 (repeatable)."),
@@ -267,9 +301,16 @@ def evaluate(
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     specs = resolve_models(names, param or [], params_file or [])
-    ks = parse_ks(k)
+    if fold_in_k is not None and split == "random":
+        split = "short"
+    ks = parse_ks(k or (["20,50,100"] if split == "strong" else ["10"]))
     if split not in SPLITS or split == "user-kfold":
-        raise UsageError(f"--split {split!r}: choose random, temporal, leave-last-out or sampled")
+        raise UsageError(
+            f"--split {split!r}: choose random, temporal, leave-last-out, sampled, strong or short"
+        )
+    if fold_in_k is not None and split != "short":
+        raise UsageError(f"--fold-in-k does not apply to the {split} split")
+    fold_in_ks = parse_ks([fold_in_k or "1,3,5,10"]) if split == "short" else []
     params = split_params(split, test_fraction, cutoff, negatives)
     if folds is not None and split != "random":
         raise UsageError("--folds makes a user K-fold split; use it with --split random")
@@ -278,18 +319,28 @@ def evaluate(
     claim_results(force, [data, *(params_file or [])], json_out, report, REPORT_KIND)
     factory = engine_options.model_factory()
     interactions = data_options.load(data)
-    result = run_evaluation(
-        interactions,
-        specs,
-        split=split,
-        ks=ks,
-        seed=seed,
-        folds=folds,
-        split_params=params,
-        curves=report is not None,
-        classification=report is not None,
-        factory=factory,
-    )
+    options = {
+        "curves": report is not None,
+        "classification": report is not None,
+        "factory": factory,
+    }
+    if split == "short":
+        from tastemaker.evaluation.protocol import evaluate_short_histories
+
+        result = evaluate_short_histories(
+            interactions, specs, fold_in_ks, ks=ks, seed=seed, **options
+        )
+    else:
+        result = run_evaluation(
+            interactions,
+            specs,
+            split=split,
+            ks=ks,
+            seed=seed,
+            folds=folds,
+            split_params=params,
+            **options,
+        )
     print_table(results_table(result))
     _write_outputs(result, json_out, report, "Evaluation")
 

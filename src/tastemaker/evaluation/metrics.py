@@ -4,6 +4,8 @@ For every test user the model scores every item; items in the user's history (tr
 or fold-in row for user K-fold) are masked, and the rest are ranked (full ranking). Per user:
 
 - precision@k = hits / k; recall@k = hits / |test|; hit_rate@k = 1 if any hit;
+- capped_recall@k = hits / min(k, |test|): Liang et al. 2018's Recall@R, which reaches 1 when
+  the top k is all hits however many items were held out;
 - NDCG@k with binary relevance, ideal DCG over min(k, |test|);
 - MAP@k = sum of precision@i at each hit i <= k, / min(k, |test|);
 - MRR@k = 1 / rank of the first hit within k (0 if none);
@@ -13,6 +15,8 @@ or fold-in row for user K-fold) are masked, and the rest are ranked (full rankin
 each averaged over test users. Beside them, over all test users' top-k lists:
 
 - coverage@k = distinct recommended items / catalogue size;
+- popular_share@k = mean share of each top-k list among the ``POPULAR_HEAD`` (20) items with
+  the most training listeners (how much of a list the head of the catalogue takes);
 - novelty@k = mean self-information ``-log2(p)`` of recommended items, ``p`` = share of training
   users who listened to the item (at least one listener assumed, so the value stays finite).
 
@@ -33,8 +37,10 @@ from tastemaker.evaluation.splits import Split
 from tastemaker.models.base import Recommender
 from tastemaker.ranking import top_n
 
-PER_USER = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
-METRIC_ORDER = (*PER_USER, "auc", "coverage", "novelty")
+PER_USER = ("precision", "recall", "capped_recall", "ndcg", "map", "hit_rate", "mrr")
+METRIC_ORDER = (*PER_USER, "auc", "coverage", "popular_share", "novelty")
+# The most listened-to items whose share of each top-k list ``popular_share@k`` reports.
+POPULAR_HEAD = 20
 # Rows per batch are chosen so that one dense score block stays near this many floats.
 BLOCK_FLOATS = 1 << 23
 
@@ -42,10 +48,10 @@ BLOCK_FLOATS = 1 << 23
 def metric_names(ks: Sequence[int]) -> list[str]:
     """Output keys in display order: ndcg@10, recall@10, ..., auc, coverage@10, novelty@10."""
     names = []
-    for base in ("ndcg", "recall", "precision", "map", "hit_rate", "mrr"):
+    for base in ("ndcg", "recall", "capped_recall", "precision", "map", "hit_rate", "mrr"):
         names += [f"{base}@{k}" for k in ks]
     names.append("auc")
-    for base in ("coverage", "novelty"):
+    for base in ("coverage", "popular_share", "novelty"):
         names += [f"{base}@{k}" for k in ks]
     return names
 
@@ -324,7 +330,7 @@ def hits_of(top: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
 
 
 def per_user_metrics(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """precision, recall, ndcg, map, hit_rate and mrr at ``k`` for each row of ``hits``."""
+    """precision, recall, capped_recall, ndcg, map, hit_rate and mrr at ``k`` per row."""
     h = hits[:, :k].astype(np.float64)
     if h.shape[1] < k:
         h = np.pad(h, ((0, 0), (0, k - h.shape[1])))
@@ -339,6 +345,7 @@ def per_user_metrics(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> dict[s
         return {
             "precision": n_hits / k,
             "recall": n_hits / n_relevant,
+            "capped_recall": n_hits / capped,
             "ndcg": (h @ discounts) / ideal,
             "map": ((np.cumsum(h, axis=1) / positions) * h).sum(axis=1) / capped,
             "hit_rate": (n_hits > 0).astype(np.float64),
@@ -353,13 +360,23 @@ def self_information(train: sp.csr_matrix) -> np.ndarray:
     return -np.log2(np.maximum(listeners, 1.0) / users)
 
 
+def most_popular(train: sp.csr_matrix, n: int | None = None) -> np.ndarray:
+    """The ``n`` (default ``POPULAR_HEAD``) items with the most training listeners (ties:
+    lower index first)."""
+    n = POPULAR_HEAD if n is None else n
+    listeners = np.bincount(train.indices, minlength=train.shape[1])
+    return np.lexsort((np.arange(len(listeners)), -listeners))[:n]
+
+
 # -- the evaluation loop ---------------------------------------------------------------------
 
 
 class _Accumulator:
     """Sums of per-user metrics, recommended-item sets and novelty over batches."""
 
-    def __init__(self, ks: Sequence[int], n_items: int, information: np.ndarray) -> None:
+    def __init__(
+        self, ks: Sequence[int], n_items: int, information: np.ndarray, head: np.ndarray
+    ) -> None:
         self.ks = list(ks)
         self.sums = {f"{m}@{k}": 0.0 for m in PER_USER for k in self.ks}
         self.auc_sum = 0.0
@@ -367,7 +384,10 @@ class _Accumulator:
         self.users = 0
         self.recommended = {k: np.zeros(n_items, bool) for k in self.ks}
         self.novelty_sum = dict.fromkeys(self.ks, 0.0)
+        self.popular_sum = dict.fromkeys(self.ks, 0.0)
         self.information = information
+        self.is_head = np.zeros(n_items, bool)
+        self.is_head[head] = True
 
     def add(self, top_items: np.ndarray, hits: np.ndarray, n_relevant: np.ndarray, auc) -> None:
         self.users += len(n_relevant)
@@ -380,6 +400,8 @@ class _Accumulator:
             info = np.where(valid, self.information[np.maximum(top, 0)], 0.0)
             per_user = info.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
             self.novelty_sum[k] += float(per_user.sum())
+            in_head = np.where(valid, self.is_head[np.maximum(top, 0)], False)
+            self.popular_sum[k] += float((in_head.sum(axis=1) / k).sum())
         finite = np.isfinite(auc)
         self.auc_sum += float(auc[finite].sum())
         self.auc_users += int(finite.sum())
@@ -395,6 +417,8 @@ class _Accumulator:
                 out[name] = float(self.recommended[int(k)].mean())
             elif base == "novelty":
                 out[name] = self.novelty_sum[int(k)] / users
+            elif base == "popular_share":
+                out[name] = self.popular_sum[int(k)] / users
             else:
                 out[name] = self.sums[name] / users
         return out
@@ -446,7 +470,8 @@ def ranking_metrics(
     k_max = max(ks + [collect_top])
     test_users = split.test_users if users is None else np.asarray(users, dtype=np.int64)
     n_items = split.train.n_items
-    acc = _Accumulator(ks, n_items, self_information(split.train.user_items))
+    train = split.train.user_items
+    acc = _Accumulator(ks, n_items, self_information(train), most_popular(train))
     tops = []
     step = batch_rows(n_items, batch_size)
     candidate_users = split.test_users if split.sampled else None

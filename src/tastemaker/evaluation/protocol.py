@@ -39,7 +39,7 @@ from tastemaker.data.interactions import Interactions
 from tastemaker.errors import UsageError
 from tastemaker.evaluation.classification import classification_view
 from tastemaker.evaluation.metrics import metric_names, ranking_metrics
-from tastemaker.evaluation.splits import Split, make_splits
+from tastemaker.evaluation.splits import Split, make_splits, short_history_split
 from tastemaker.models import create_model
 from tastemaker.models.base import Recommender
 
@@ -348,6 +348,60 @@ def evaluate(
         "k": ks,
         "data": data_summary(interactions),
         "results": results,
+    }
+    warnings = result_warnings(description)
+    if warnings:
+        result["warnings"] = warnings
+    return result
+
+
+def evaluate_short_histories(
+    interactions: Interactions,
+    models: Sequence[ModelSpec],
+    fold_in_ks: Sequence[int] = (1, 3, 5, 10),
+    ks: Sequence[int] = (10,),
+    seed: int = 0,
+    split_params: dict[str, Any] | None = None,
+    progress: bool = True,
+    factory: ModelFactory | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """One ``short`` split per fold-in size k: the same held-out users and training part for
+    every k (each model is fitted once), nested fold-ins. One result row per model and k,
+    labelled ``MODEL k=K`` and carrying ``fold_in_k``; ``options`` (curves,
+    classification) as for ``evaluate``."""
+    fold_in_ks = sorted({int(k) for k in fold_in_ks})
+    ks = sorted({int(k) for k in ks})
+    if not fold_in_ks:
+        raise UsageError("--fold-in-k: give at least one size")
+    base = {"seed": seed, **(split_params or {})}
+    splits = [short_history_split(interactions, **base, fold_in_k=k) for k in fold_in_ks]
+    for name, params in models:
+        instantiate(name, params)
+    rows = []
+    with _progress(progress) as bar:
+        for spec in models:
+            started = time.perf_counter()
+            model = fit_model(*spec, splits[0].train, factory)
+            fit_seconds = time.perf_counter() - started
+            for size, split in zip(fold_in_ks, splits, strict=True):
+                row = evaluate_split(
+                    spec, split, ks, seed=seed, progress=bar, model=model, **options
+                )
+                row["fit_seconds"] = fit_seconds if size == fold_in_ks[0] else 0.0
+                rows.append({**row, "fold_in_k": size, "label": f"{spec[0]} k={size}"})
+    description = splits[0].describe()
+    description["params"]["fold_in_k"] = fold_in_ks
+    description["label"] = (
+        f"short histories: {base.get('heldout_fraction', 0.2):.0%} of users held out, folded in "
+        f"from their first {', '.join(map(str, fold_in_ks))} item(s) (seed {seed}), ranked "
+        f"for all their other items; {description['test_users']} test users"
+    )
+    result = {
+        "split": description,
+        "k": ks,
+        "data": data_summary(interactions),
+        "results": rows,
     }
     warnings = result_warnings(description)
     if warnings:

@@ -15,6 +15,10 @@ of a test interaction. Test matrices are binary (users x items).
 - ``sampled``: one held-out item per user (the last one where timestamps exist, else random)
   ranked against ``negatives`` random items the user never listened to -- the NCF paper's
   protocol. Its numbers are not comparable with full ranking and are always labelled so.
+- ``strong`` (strong generalisation, Liang et al. 2018): a share of the users leaves
+  training; each is folded in from 80 % of their history and ranked for the rest.
+- ``short``: the same held-out users, folded in from only the first ``fold_in_k`` items of
+  their history (seeded random order) and ranked for all the others (docs/protocols.md).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from tastemaker.data.interactions import (
 )
 from tastemaker.errors import UsageError
 
-SPLITS = ("random", "temporal", "leave-last-out", "user-kfold", "sampled")
+SPLITS = ("random", "temporal", "leave-last-out", "user-kfold", "sampled", "strong", "short")
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,6 +100,16 @@ class Split:
             text = (
                 f"SAMPLED: each held-out item ({p['holdout']}) ranked against {p['negatives']} "
                 "random unheard items (NCF protocol; not comparable with full ranking)"
+            )
+        elif self.name == "strong":
+            text = (
+                f"strong generalisation: {p['heldout_fraction']:.0%} of users held out, folded "
+                f"in from {1 - p['test_fraction']:.0%} of their history, full ranking"
+            )
+        elif self.name == "short":
+            text = (
+                f"short histories: {p['heldout_fraction']:.0%} of users held out, folded in from "
+                f"their first {p['fold_in_k']} item(s) (seed {p['seed']}), full ranking"
             )
         else:
             text = self.name
@@ -460,6 +474,98 @@ def user_kfold(
     return splits
 
 
+def _heldout_users(
+    lengths: np.ndarray, fraction: float, min_items: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Mask of ``round(fraction * eligible)`` users drawn among those with >= ``min_items``."""
+    _check_fraction(fraction)
+    eligible = np.flatnonzero(lengths >= min_items)
+    n_held = int(round(fraction * len(eligible)))
+    if n_held < 1:
+        raise UsageError(
+            f"only {len(eligible)} users have >= {min_items} items: none would be held out"
+        )
+    held = np.zeros(len(lengths), bool)
+    held[rng.choice(eligible, n_held, replace=False)] = True
+    return held
+
+
+def _fold_in_split(
+    interactions: Interactions,
+    held: np.ndarray,
+    is_test: np.ndarray,
+    name: str,
+    params: dict[str, Any],
+) -> Split:
+    """Held-out users leave training; their non-test items become the fold-in matrix."""
+    m = interactions.user_items
+    rows = _row_of_each_entry(m)
+    train, test = _from_test_mask(interactions, is_test, name, params, ~held)
+    fold_in = _select(m, held[rows] & ~is_test)
+    return Split(train, test, name, params, fold_in=fold_in)
+
+
+def strong_generalization(
+    interactions: Interactions,
+    heldout_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    min_items: int = 5,
+    seed: int = 0,
+) -> Split:
+    """Strong generalisation (Liang et al. 2018): ``heldout_fraction`` of the users with >=
+    ``min_items`` items leave training; ``round(test_fraction * n)`` of each one's items
+    (drawn with ``seed``) are test, the rest is folded in."""
+    _check_fraction(test_fraction)
+    m = interactions.user_items
+    rng = np.random.default_rng(seed)
+    lengths = np.diff(m.indptr)
+    held = _heldout_users(lengths, heldout_fraction, min_items, rng)
+    rows = _row_of_each_entry(m)
+    rank = _rank_within_rows(m, rng.random(m.nnz))
+    n_test = np.maximum(_holdout_counts(lengths, test_fraction, min_items), 1)
+    is_test = held[rows] & (rank < n_test[rows])
+    params = {
+        "heldout_fraction": heldout_fraction,
+        "test_fraction": test_fraction,
+        "min_items": min_items,
+        "seed": seed,
+    }
+    return _fold_in_split(interactions, held, is_test, "strong", params)
+
+
+def short_history_split(
+    interactions: Interactions,
+    fold_in_k: int = 3,
+    heldout_fraction: float = 0.2,
+    min_items: int = 20,
+    seed: int = 0,
+) -> Split:
+    """Short histories: held-out users (as in ``strong_generalization``, among users with >=
+    ``min_items`` items) are folded in from the first ``fold_in_k`` items of their history in
+    a random order drawn with ``seed``; all their other items are test.
+
+    The held-out users and the order depend on ``seed`` only, so the splits for k = 1, 3, 5,
+    10 share their users and each fold-in holds the smaller ones.
+    """
+    if not 1 <= int(fold_in_k) < int(min_items):
+        raise UsageError(
+            f"fold-in k must be between 1 and min_items - 1 ({int(min_items) - 1}); got {fold_in_k}"
+        )
+    m = interactions.user_items
+    rng = np.random.default_rng(seed)
+    held = _heldout_users(np.diff(m.indptr), heldout_fraction, min_items, rng)
+    rows = _row_of_each_entry(m)
+    rank = _rank_within_rows(m, rng.random(m.nnz))
+    is_test = held[rows] & (rank >= int(fold_in_k))
+    params = {
+        "fold_in_k": int(fold_in_k),
+        "heldout_fraction": heldout_fraction,
+        "min_items": min_items,
+        "seed": seed,
+    }
+    return _fold_in_split(interactions, held, is_test, "short", params)
+
+
 def make_splits(
     interactions: Interactions, name: str = "random", folds: int | None = None, **params: Any
 ) -> list[Split]:
@@ -474,12 +580,14 @@ def make_splits(
 
 
 def make_split(interactions: Interactions, name: str = "random", **params: Any) -> Split:
-    """A single split by name: random, temporal, leave-last-out or sampled."""
+    """A single split by name: random, temporal, leave-last-out, sampled, strong or short."""
     builders = {
         "random": random_split,
         "temporal": temporal_split,
         "leave-last-out": leave_last_out,
         "sampled": sampled_split,
+        "strong": strong_generalization,
+        "short": short_history_split,
     }
     if name not in builders:
         hint = " (use make_splits / --folds)" if name == "user-kfold" else ""
