@@ -25,6 +25,7 @@ MODELS: dict[str, str] = {
     "neumf": "tastemaker.models.ncf:NeuMF",
     "ncf-seed": "tastemaker.models.ncf:NCFSeed",
     "sessions": "tastemaker.models.sessions:SessionCoListen",
+    "tags": "tastemaker.models.tags:TagContent",
     "hybrid": "tastemaker.models.hybrid:Hybrid",
 }
 

@@ -127,20 +127,29 @@ def _expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarr
 class TagProfiles:
     """TF-IDF tag vectors of items, with each tagger's own assignments removable per pair.
 
-    ``item_vectors`` (items x tags, L2-normalised) use every assignment. For each (user, item)
+    ``item_vectors`` (items x tags, L2-normalised) use every assignment, plus ``base`` (items x
+    tags weights no user owns: metadata sources) where given. For each (user, item)
     pair the user tagged, ``own_vectors`` hold the item's vector rebuilt without that user's
     assignments; features for that user use those instead. The IDF is a corpus statistic over
     all assignments: a user's own tags can move a tag's document frequency only by the items
     nobody else gave that tag, which tells nothing about which items that user holds.
     """
 
-    def __init__(self, tags: TagAssignments, n_users: int, n_items: int) -> None:
+    def __init__(
+        self,
+        tags: TagAssignments,
+        n_users: int,
+        n_items: int,
+        base: sp.csr_matrix | None = None,
+    ) -> None:
         ok = (tags.item >= 0) & (tags.item < n_items)
         user, item, tag = tags.user[ok].astype(np.int64), tags.item[ok], tags.tag[ok]
         n_tags = len(tags.tags)
         counts = sp.csr_matrix(
             (np.ones(len(item), np.float32), (item, tag)), shape=(n_items, n_tags)
         )
+        if base is not None:  # anonymous weights (MusicBrainz votes, a CSV): nobody's own
+            counts = sp.csr_matrix(counts + base, dtype=np.float32)
         counts.sum_duplicates()
         # Smoothed IDF over the whole catalogue (every item a document, tagged or not), so that
         # the number of documents does not depend on who tagged what.
