@@ -43,7 +43,7 @@ TEST_PARAMS: dict[str, dict] = {
     "hybrid": {"candidates": 50, "iterations": 30, "seed": 0},
 }
 # Models that ignore the listener (no personalisation to check on the checkerboard).
-UNPERSONALISED = {"popularity"}
+UNPERSONALISED = {"popularity", "random", "tag-count"}
 # Fold-in of a training user's own history: minimum mean top-10 overlap with the trained user.
 FOLD_IN_OVERLAP = 0.75
 

@@ -49,6 +49,10 @@ def parse_ks(values: list[str]) -> list[int]:
     return sorted(ks)
 
 
+# The cold-start protocol's models: the content model and its two floors.
+COLD_MODELS = "tags,tag-count,random"
+
+
 def split_params(
     split: str, test_fraction: float | None, cutoff: str | None, negatives: int | None
 ) -> dict[str, Any]:
@@ -59,6 +63,7 @@ def split_params(
         "temporal": {"test_fraction", "cutoff"},
         "leave-last-out": set(),
         "sampled": {"negatives"},
+        "cold-items": {"test_fraction"},
     }
     given = {"test_fraction": test_fraction, "cutoff": cutoff, "negatives": negatives}
     for name, value in given.items():
@@ -218,13 +223,20 @@ def _write_outputs(result: dict, json_path: Path | None, report: Path | None, wh
 def evaluate(
     data: DataArg,
     models: Annotated[
-        str,
-        typer.Option("--models", help=f"Comma list of models, from: {MODEL_NAMES}."),
-    ] = "popularity,als,itemknn,ease",
+        str | None,
+        typer.Option(
+            "--models",
+            help=f"Comma list of models, from: {MODEL_NAMES} (default: popularity,als,"
+            f"itemknn,ease; {COLD_MODELS} with --split cold-items).",
+        ),
+    ] = None,
     split: Annotated[
         str,
         typer.Option(
-            "--split", help="random (default protocol), temporal, leave-last-out or sampled."
+            "--split",
+            help="random (default protocol), temporal, leave-last-out, sampled or cold-items "
+            "(10 % of the items with >= 5 listeners held out entirely; test users rank only "
+            "them).",
         ),
     ] = "random",
     folds: Annotated[
@@ -265,11 +277,15 @@ def evaluate(
     from tastemaker.evaluation.protocol import resolve_models
     from tastemaker.evaluation.splits import SPLITS
 
+    if models is None:
+        models = COLD_MODELS if split == "cold-items" else "popularity,als,itemknn,ease"
     names = [m.strip() for m in models.split(",") if m.strip()]
     specs = resolve_models(names, param or [], params_file or [])
     ks = parse_ks(k)
     if split not in SPLITS or split == "user-kfold":
-        raise UsageError(f"--split {split!r}: choose random, temporal, leave-last-out or sampled")
+        raise UsageError(
+            f"--split {split!r}: choose random, temporal, leave-last-out, sampled or cold-items"
+        )
     params = split_params(split, test_fraction, cutoff, negatives)
     if folds is not None and split != "random":
         raise UsageError("--folds makes a user K-fold split; use it with --split random")

@@ -26,6 +26,8 @@ MODELS: dict[str, str] = {
     "ncf-seed": "tastemaker.models.ncf:NCFSeed",
     "sessions": "tastemaker.models.sessions:SessionCoListen",
     "tags": "tastemaker.models.tags:TagContent",
+    "tag-count": "tastemaker.models.baselines:TagCount",
+    "random": "tastemaker.models.baselines:RandomRanking",
     "hybrid": "tastemaker.models.hybrid:Hybrid",
 }
 
