@@ -13,10 +13,11 @@ The ranker earns its keep through signals the collaborative generators cannot se
 - ``neighbours``: how much the user listened to the candidate's closest neighbours (top-k
   cosine item-item on the training matrix): similarity-weighted and plain sums of log plays,
   and how many of the neighbours are in the history;
-- ``tags`` (where the data has tag assignments): cosine between the user's TF-IDF tag profile
-  and the candidate's, and the candidate's number of tag assignments. A user's OWN tag
-  assignments never reach that user's features: both the profile and the candidate's tag vector
-  are rebuilt without them for every (user, item) pair the user tagged;
+- ``tags`` (where the data has tags: any metadata source, or tag assignments): cosine
+  between the user's TF-IDF tag profile and the candidate's, and the candidate's number of
+  tags. A user's OWN tag assignments never reach that user's features: both the profile and
+  the candidate's tag vector are rebuilt without them for every (user, item) pair the user
+  tagged;
 - ``recency`` (where the data has listen times): the share of the candidate's listeners who
   played it within ``recent_days`` of the latest listen in the training data.
 
@@ -33,6 +34,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastemaker.data.interactions import UNKNOWN_TIME, Interactions, TagAssignments
+from tastemaker.data.metadata.combined import combined_tags
+from tastemaker.data.metadata.coverage import has_item_tags
 from tastemaker.models.base import single_blas_thread
 
 FEATURE_GROUPS = ("scores", "popularity", "user", "neighbours", "tags", "recency")
@@ -326,7 +329,8 @@ class FeatureBuilder:
             sim.sort_indices()
             self.neighbour_sim = sim
         if "tags" in self.active:
-            self.tags = TagProfiles(interactions.tags, interactions.n_users, self.n_items)
+            assignments, base = combined_tags(interactions)
+            self.tags = TagProfiles(assignments, interactions.n_users, self.n_items, base)
         if "recency" in self.active:
             last = interactions.last_listened
             known = last != UNKNOWN_TIME
@@ -344,7 +348,7 @@ class FeatureBuilder:
     @staticmethod
     def _available(group: str, interactions: Interactions) -> bool:
         if group == "tags":
-            return interactions.tags is not None and len(interactions.tags.item) > 0
+            return has_item_tags(interactions)
         if group == "recency":
             last = interactions.last_listened
             return last is not None and bool(np.any(last != UNKNOWN_TIME))

@@ -21,24 +21,38 @@ import scipy.sparse as sp
 
 from tastemaker.data.interactions import Interactions, TagAssignments, Vocabulary
 from tastemaker.data.metadata import FACT_COLUMNS, ItemMetadata
-from tastemaker.data.metadata.matching import match_items
+from tastemaker.data.metadata.matching import match_items, name_index
 from tastemaker.data.metadata.readers import MetadataRows, read_metadata, tag_name
 from tastemaker.data.readers import ReaderOptions
 from tastemaker.errors import DataError
 
+# Joins the parts of a row's key; marks a missing part (cleaned text holds neither).
+SEPARATOR, NULL_MARK = "\x1f", "\x1e"
 
-def _match(rows: pl.DataFrame, interactions: Interactions) -> tuple[np.ndarray, int, int]:
-    """Item index of each row (-1: none); the distinct (id, artist, title) are matched once."""
-    keys = rows.select("id", "artist", "title")
-    distinct = keys.unique(maintain_order=True)
+
+def _match(
+    rows: pl.DataFrame, interactions: Interactions, names: pl.DataFrame
+) -> tuple[np.ndarray, int, int]:
+    """Item index of each row (-1: none), the number of ambiguous names and of distinct
+    items named; the distinct (id, artist, title) are matched once."""
+    # One text key per row (the three parts, nulls marked): a single-column unique and join
+    # are several times faster than over three nullable columns.
+    parts = [pl.col(c).fill_null(NULL_MARK) for c in ("id", "artist", "title")]
+    keys = rows.select(pl.concat_str(parts, separator=SEPARATOR).alias("key"))
+    distinct = (
+        rows.with_columns(key=keys["key"]).unique("key").select("key", "id", "artist", "title")
+    )
     titles = distinct["title"] if interactions.level != "artist" else None
     matched = match_items(
-        interactions.item_metadata, interactions.level, distinct["id"], distinct["artist"], titles
+        interactions.item_metadata,
+        interactions.level,
+        distinct["id"],
+        distinct["artist"],
+        titles,
+        names=names,
     )
-    lookup = distinct.with_columns(
-        _item=pl.Series(matched.item), _ambiguous=pl.Series(matched.ambiguous)
-    )
-    joined = keys.join(lookup, on=["id", "artist", "title"], how="left", nulls_equal=True)
+    lookup = distinct.select("key", _item=pl.Series(matched.item, dtype=pl.Int64))
+    joined = keys.join(lookup, on="key", how="left", maintain_order="left")
     return joined["_item"].to_numpy(), int(matched.ambiguous.sum()), len(distinct)
 
 
@@ -58,10 +72,11 @@ def attach_rows(interactions: Interactions, sources: Sequence[MetadataRows]) -> 
     n_items = interactions.n_items
     report: list[dict[str, Any]] = []
     anonymous, personal, facts = [], [], []
+    names = name_index(interactions.item_metadata, interactions.level)
     for source in sources:
-        item, ambiguous, distinct = _match(source.tags, interactions)
+        item, ambiguous, distinct = _match(source.tags, interactions, names)
         tags = source.tags.with_columns(_item=pl.Series(item)).filter(pl.col("_item") >= 0)
-        fact_item, _, _ = _match(source.facts, interactions)
+        fact_item, _, _ = _match(source.facts, interactions, names)
         facts.append(
             source.facts.with_columns(_item=pl.Series(fact_item)).filter(pl.col("_item") >= 0)
         )

@@ -19,6 +19,12 @@ def tagged_items(interactions: Interactions) -> np.ndarray:
     return tagged
 
 
+def has_item_tags(interactions: Interactions) -> bool:
+    """Whether any item has a tag (from metadata or from a user's assignment)."""
+    meta, tags = interactions.metadata, interactions.tags
+    return bool((meta is not None and meta.item_tags.nnz) or (tags is not None and len(tags.item)))
+
+
 def coverage(interactions: Interactions) -> dict[str, Any] | None:
     """Share of items and of listens with tags, and the facts known; None without metadata."""
     if interactions.metadata is None and interactions.tags is None:

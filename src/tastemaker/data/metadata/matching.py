@@ -58,38 +58,48 @@ def catalogue_keys(item_metadata: pl.DataFrame, level: str) -> pl.Series:
     return name_keys(artist, item_metadata[f"{level}_name"])
 
 
+def name_index(item_metadata: pl.DataFrame, level: str) -> pl.DataFrame:
+    """The catalogue's folded name keys: (key, index of the first item, items sharing it)."""
+    keys = catalogue_keys(item_metadata, level)
+    return (
+        pl.DataFrame({"key": keys, "index": np.arange(item_metadata.height, dtype=np.int64)})
+        .drop_nulls("key")
+        .group_by("key")
+        .agg(pl.col("index").min(), pl.len().alias("n"))
+    )
+
+
 def match_items(
     item_metadata: pl.DataFrame,
     level: str,
     ids: pl.Series,
     artists: pl.Series,
     titles: pl.Series | None = None,
+    names: pl.DataFrame | None = None,
 ) -> Matched:
     """The catalogue item of each metadata row (see the module docstring).
 
     ``item_metadata`` is the catalogue's (``Interactions.item_metadata``); ``ids``, ``artists``
-    and ``titles`` are the rows' id and names (nulls allowed).
+    and ``titles`` are the rows' id and names (nulls allowed); ``names`` is the catalogue's
+    ``name_index`` where the caller already built it (matching several sources).
     """
     catalogue = pl.DataFrame(
         {"id": item_metadata["item"], "index": np.arange(item_metadata.height, dtype=np.int64)}
     )
-    rows = pl.DataFrame({"id": ids.cast(pl.Utf8)}).with_row_index("row")
-    by_id = rows.join(catalogue, on="id", how="left").sort("row")["index"]
-    keys = catalogue_keys(item_metadata, level)
-    unique = (
-        pl.DataFrame({"key": keys, "index": catalogue["index"]})
-        .drop_nulls("key")
-        .group_by("key")
-        .agg(pl.col("index").min(), pl.len().alias("n"))
-    )
-    wanted = pl.DataFrame({"key": name_keys(artists, titles if level != "artist" else None)})
-    by_name = wanted.with_row_index("row").join(unique, on="key", how="left").sort("row")
-    name_index = by_name["index"].to_numpy()
-    shared = by_name["n"].fill_null(0).to_numpy() > 1
+    rows = pl.DataFrame({"id": ids.cast(pl.Utf8)})
+    by_id = rows.join(catalogue, on="id", how="left", maintain_order="left")["index"]
     id_index = by_id.fill_null(-1).to_numpy().astype(np.int64)
-    name_found = np.where(shared, -1, np.nan_to_num(name_index.astype(float), nan=-1)).astype(
-        np.int64
-    )
-    item = np.where(id_index >= 0, id_index, name_found)
-    ambiguous = (id_index < 0) & shared
+    item = id_index.copy()
+    ambiguous = np.zeros(len(item), bool)
+    unmatched = np.flatnonzero(id_index < 0)
+    if len(unmatched):  # only rows the id did not place are folded and matched by name
+        names = name_index(item_metadata, level) if names is None else names
+        take = pl.Series(unmatched)
+        wanted_titles = titles.gather(take) if titles is not None and level != "artist" else None
+        wanted = pl.DataFrame({"key": name_keys(artists.gather(take), wanted_titles)})
+        found = wanted.join(names, on="key", how="left", maintain_order="left")
+        shared = found["n"].fill_null(0).to_numpy() > 1
+        index = found["index"].fill_null(-1).to_numpy().astype(np.int64)
+        item[unmatched] = np.where(shared, -1, index)
+        ambiguous[unmatched] = shared
     return Matched(item, ambiguous)

@@ -403,10 +403,17 @@ def read_csv(
         pl.col("item").str.strip_chars().alias("id"),
         (pl.col("artist") if artist_given else pl.col("item")).alias("artist"),
         (pl.col("item") if artist_given else pl.lit(None, pl.Utf8)).alias("title"),
-        tag_name("tag"),
-        parse_number("weight").fill_null(1.0).alias("weight"),
+        normalised_tags(frame["tag"]),
+        parse_number("weight").fill_null(1.0).cast(pl.Float32).alias("weight"),
         pl.lit(False).alias("genre"),
     ).filter(pl.col("tag").is_not_null())
-    return _conform(tags, TAG_SCHEMA), _conform(
-        tags.select("id", "artist", "title").unique(maintain_order=True), FACT_SCHEMA
-    )
+    # A CSV states no facts (names, years, countries): nothing to add there.
+    return _conform(tags, TAG_SCHEMA), pl.DataFrame(schema=FACT_SCHEMA)
+
+
+def normalised_tags(raw: pl.Series) -> pl.Series:
+    """``tag_name`` of every value, computed once per distinct value (a tag vocabulary is
+    small, the rows naming its tags are many)."""
+    distinct = pl.DataFrame({"raw": raw.unique()}).with_columns(tag_name("raw"))
+    frame = pl.DataFrame({"raw": raw})
+    return frame.join(distinct, on="raw", how="left", maintain_order="left")["tag"]
