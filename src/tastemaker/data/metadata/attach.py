@@ -35,12 +35,19 @@ def _match(
 ) -> tuple[np.ndarray, int, int]:
     """Item index of each row (-1: none), the number of ambiguous names and of distinct
     items named; the distinct (id, artist, title) are matched once."""
-    # One text key per row (the three parts, nulls marked): a single-column unique and join
-    # are several times faster than over three nullable columns.
-    parts = [pl.col(c).fill_null(NULL_MARK) for c in ("id", "artist", "title")]
-    keys = rows.select(pl.concat_str(parts, separator=SEPARATOR).alias("key"))
+    if rows["artist"].null_count() == rows["title"].null_count() == rows.height:
+        keys = rows.select(pl.col("id").alias("key"))  # the id is the whole key (a CSV)
+    else:
+        # One text key per row (the three parts, nulls marked): a single-column unique and
+        # join are several times faster than over three nullable columns.
+        parts = [pl.col(c).fill_null(NULL_MARK) for c in ("id", "artist", "title")]
+        keys = rows.select(pl.concat_str(parts, separator=SEPARATOR).alias("key"))
     distinct = (
-        rows.with_columns(key=keys["key"]).unique("key").select("key", "id", "artist", "title")
+        rows.select("id", "artist", "title")
+        .with_columns(key=keys["key"])
+        .unique("key")
+        # A row without a name (a CSV's item) is named by its id.
+        .select("key", "id", pl.coalesce("artist", "id").alias("artist"), "title")
     )
     titles = distinct["title"] if interactions.level != "artist" else None
     matched = match_items(

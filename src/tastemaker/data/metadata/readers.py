@@ -377,13 +377,36 @@ def read_csv(
     header = bool(fields) and all(f in CSV_ROLES for f in fields) and {"item", "tag"} <= set(fields)
     names = fields if header else ["item", "tag", "weight"][: max(2, min(3, len(fields)))]
     table = TextTable(tuple(names), separator, '"', header=header)
-    frames = list(text_frames(path, table, options, bad_rows))
-    frame = pl.concat(frames) if frames else pl.DataFrame(schema=table.schema | {"_row": pl.Int64})
-    if "weight" not in frame.columns:
-        frame = frame.with_columns(weight=pl.lit(None, pl.Utf8))
+    checks = _csv_checks(len(names), separator)
+    artist_given = "artist" in names
+    parts = []
+    # Checked and reduced block by block: only the few columns kept are ever held for every
+    # row (10 M rows: the raw text of all of them would be several times larger).
+    for frame in text_frames(path, table, options, bad_rows):
+        if "weight" not in frame.columns:
+            frame = frame.with_columns(weight=pl.lit(None, pl.Utf8))
+        frame = check_rows(frame.lazy(), checks, path, bad_rows).collect()
+        parts.append(
+            frame.select(
+                pl.col("item").str.strip_chars().alias("id"),
+                # Without an artist column the item's id is also its name (matching falls
+                # back to it), so it is not stored twice.
+                (pl.col("artist") if artist_given else pl.lit(None, pl.Utf8)).alias("artist"),
+                (pl.col("item") if artist_given else pl.lit(None, pl.Utf8)).alias("title"),
+                normalised_tags(frame["tag"]),
+                parse_number("weight").fill_null(1.0).cast(pl.Float32).alias("weight"),
+                pl.lit(False).alias("genre"),
+            ).filter(pl.col("tag").is_not_null())
+        )
+    tags = pl.concat(parts) if parts else pl.DataFrame(schema=TAG_SCHEMA)
+    # A CSV states no facts (names, years, countries): nothing to add there.
+    return _conform(tags, TAG_SCHEMA), pl.DataFrame(schema=FACT_SCHEMA)
+
+
+def _csv_checks(n_fields: int, separator: str) -> list[RowCheck]:
     number = parse_number("weight")
-    checks = [
-        *structure_checks(len(names), separator),
+    return [
+        *structure_checks(n_fields, separator),
         RowCheck(pl.col("item").is_null(), "missing item"),
         RowCheck(pl.col("tag").is_null(), "missing tag"),
         RowCheck(
@@ -397,18 +420,6 @@ def read_csv(
             "weight",
         ),
     ]
-    frame = check_rows(frame.lazy(), checks, path, bad_rows).collect()
-    artist_given = "artist" in frame.columns
-    tags = frame.select(
-        pl.col("item").str.strip_chars().alias("id"),
-        (pl.col("artist") if artist_given else pl.col("item")).alias("artist"),
-        (pl.col("item") if artist_given else pl.lit(None, pl.Utf8)).alias("title"),
-        normalised_tags(frame["tag"]),
-        parse_number("weight").fill_null(1.0).cast(pl.Float32).alias("weight"),
-        pl.lit(False).alias("genre"),
-    ).filter(pl.col("tag").is_not_null())
-    # A CSV states no facts (names, years, countries): nothing to add there.
-    return _conform(tags, TAG_SCHEMA), pl.DataFrame(schema=FACT_SCHEMA)
 
 
 def normalised_tags(raw: pl.Series) -> pl.Series:
