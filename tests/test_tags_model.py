@@ -109,3 +109,25 @@ def test_the_hybrid_proposes_and_recommends_an_unplayed_item():
     ids, _ = model.recommend(fans, n=20)
     # Measured: 93 % of them have it in their top 20.
     assert (ids == new).any(axis=1).mean() > 0.5
+
+
+def test_the_service_shows_top_tags_and_finds_similar_items_by_tags(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tastemaker.serving import ServeSettings, create_app, load_bundle
+
+    data = with_item_tags(catalogue(), TAGS)
+    popularity = create_model("popularity").fit(data).save(tmp_path / "popularity")
+    bundle = load_bundle(popularity, ServeSettings())
+    with TestClient(create_app(ServeSettings(), bundle)) as client:
+        body = client.get("/v1/items/Slowdive/similar", params={"by": "tags", "n": 3}).json()
+        assert body["item"]["tags"][:2] == ["dream pop", "shoegaze"]
+        names = [entry["name"] for entry in body["items"]]
+        assert set(names) == {"Lush", "Ride", "Cocteau Twins"}  # the last one never played
+        assert "Bowie" not in names and "Abba" not in names  # nothing in common
+        plain = client.get("/v1/items/Slowdive/similar", params={"n": 3}).json()
+        assert plain["items"] and all("tags" in entry for entry in plain["items"])
+    bare = create_model("popularity").fit(catalogue()).save(tmp_path / "bare")
+    with TestClient(create_app(ServeSettings(), load_bundle(bare, ServeSettings()))) as client:
+        response = client.get("/v1/items/Slowdive/similar", params={"by": "tags"})
+        assert response.status_code == 404 and "no item tags" in response.text

@@ -11,7 +11,7 @@ Facts take the first source that has a value. What each source matched is record
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,25 +70,31 @@ def attach_metadata(
     options: ReaderOptions | None = None,
 ) -> Interactions:
     """``interactions`` with the metadata of ``paths`` (read, matched and merged)."""
-    sources = [read_metadata(p, format, options) for p in paths]
-    return attach_rows(interactions, sources)
+    # One source at a time: each is read, matched and reduced before the next is read.
+    return attach_rows(interactions, (read_metadata(p, format, options) for p in paths))
 
 
-def attach_rows(interactions: Interactions, sources: Sequence[MetadataRows]) -> Interactions:
-    """``attach_metadata`` for sources already read."""
+def attach_rows(interactions: Interactions, sources: Iterable[MetadataRows]) -> Interactions:
+    """``attach_metadata`` for sources read (or being read: any iterable)."""
     n_items = interactions.n_items
     report: list[dict[str, Any]] = []
     anonymous, personal, facts = [], [], []
     names = name_index(interactions.item_metadata, interactions.level)
     for source in sources:
         item, ambiguous, distinct = _match(source.tags, interactions, names)
-        tags = source.tags.with_columns(_item=pl.Series(item)).filter(pl.col("_item") >= 0)
+        # Only what the matrix and the assignments need is kept of each row.
+        tags = source.tags.select(
+            pl.Series("_item", item, dtype=pl.Int32), "tag", "weight", "genre", "user"
+        ).filter(pl.col("_item") >= 0)
         fact_item, _, _ = _match(source.facts, interactions, names)
         facts.append(
             source.facts.with_columns(_item=pl.Series(fact_item)).filter(pl.col("_item") >= 0)
         )
-        anonymous.append(tags.filter(pl.col("user").is_null()))
-        personal.append(tags.filter(pl.col("user").is_not_null()))
+        if tags["user"].null_count() == tags.height:  # no tagger named (MusicBrainz, CSV)
+            anonymous.append(_summed(tags.drop("user")))
+        else:
+            anonymous.append(_summed(tags.filter(pl.col("user").is_null()).drop("user")))
+            personal.append(tags.filter(pl.col("user").is_not_null()))
         report.append(
             {
                 "path": source.path,
@@ -101,14 +107,21 @@ def attach_rows(interactions: Interactions, sources: Sequence[MetadataRows]) -> 
                 "skipped_rows": int(source.stats.get("skipped_rows", 0)),
             }
         )
+        del source, tags  # the next source is read with this one's rows freed
     metadata = _item_metadata(pl.concat(anonymous), pl.concat(facts), n_items)
-    tags = _merge_assignments(interactions, pl.concat(personal))
+    empty = pl.DataFrame(schema={"_item": pl.Int32, "tag": pl.Utf8, "user": pl.Utf8})
+    tags = _merge_assignments(interactions, pl.concat(personal) if personal else empty)
     info = {**interactions.source, "metadata": report}
     return dataclasses.replace(interactions, metadata=metadata, tags=tags, source=info)
 
 
+def _summed(rows: pl.DataFrame) -> pl.DataFrame:
+    """One row per (item, tag): weights summed, a genre where any row says so."""
+    return rows.group_by("_item", "tag").agg(pl.col("weight").sum(), pl.col("genre").any())
+
+
 def _item_metadata(rows: pl.DataFrame, facts: pl.DataFrame, n_items: int) -> ItemMetadata:
-    summed = rows.group_by("_item", "tag").agg(pl.col("weight").sum(), pl.col("genre").any())
+    summed = _summed(rows)
     vocabulary = summed.group_by("tag").agg(pl.col("genre").any()).sort("tag")
     tag_index = Vocabulary(vocabulary["tag"]).indices(summed["tag"])
     matrix = sp.csr_matrix(
