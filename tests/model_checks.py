@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastemaker.data.interactions import Interactions, ListenEvents
+from tastemaker.data.metadata import ItemMetadata, empty_facts
 
 
 def with_listen_events(matrix: sp.spmatrix) -> Interactions:
@@ -29,8 +30,23 @@ def with_listen_events(matrix: sp.spmatrix) -> Interactions:
     )
 
 
+def with_item_tags(data: Interactions, tags: list[list[str]]) -> Interactions:
+    """``data`` with anonymous item metadata: ``tags[i]`` are item i's tags (weight 1 each),
+    so that content models (``tags``) run under the same contract."""
+    names = sorted({t for item in tags for t in item})
+    column = {name: k for k, name in enumerate(names)}
+    rows = [i for i, item in enumerate(tags) for _ in item]
+    cols = [column[t] for item in tags for t in item]
+    matrix = sp.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, cols)), shape=(data.n_items, len(names))
+    )
+    metadata = ItemMetadata(matrix, names, np.zeros(len(names), bool), empty_facts(data.n_items))
+    return dataclasses.replace(data, metadata=metadata)
+
+
 def clusters(seed: int = 3, n_users: int = 80, n_items: int = 100) -> Interactions:
-    """Users in 4 taste groups of 25 items each: 10 items from their group, 2 at random."""
+    """Users in 4 taste groups of 25 items each: 10 items from their group, 2 at random.
+    Items carry their group's tag and one of five others (for content models)."""
     rng = np.random.default_rng(seed)
     groups = rng.permutation(n_items).reshape(4, -1)
     dense = np.zeros((n_users, n_items), np.float32)
@@ -39,7 +55,12 @@ def clusters(seed: int = 3, n_users: int = 80, n_items: int = 100) -> Interactio
         other = rng.choice(n_items, 2, replace=False)
         heard = np.union1d(own, other)
         dense[u, heard] = np.ceil(rng.lognormal(2.0, 1.5, len(heard)))
-    return with_listen_events(sp.csr_matrix(dense))
+    group_of = np.empty(n_items, np.int64)
+    for g, members in enumerate(groups):
+        group_of[members] = g
+    data = with_listen_events(sp.csr_matrix(dense))
+    # Item ids i000.. sort like their indices, so item index i is column i of ``dense``.
+    return with_item_tags(data, [[f"group{group_of[i]}", f"mood{i % 5}"] for i in range(n_items)])
 
 
 def assert_batch_equals_one_by_one(model, users: np.ndarray) -> None:

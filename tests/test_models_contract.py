@@ -21,6 +21,7 @@ from model_checks import (
     assert_similar_items_exclude_the_item,
     clusters,
     fold_in_overlap,
+    with_item_tags,
     with_listen_events,
 )
 from tastemaker.artifacts import read_manifest
@@ -42,7 +43,7 @@ TEST_PARAMS: dict[str, dict] = {
     "hybrid": {"candidates": 50, "iterations": 30, "seed": 0},
 }
 # Models that ignore the listener (no personalisation to check on the checkerboard).
-UNPERSONALISED = {"popularity"}
+UNPERSONALISED = {"popularity", "random", "tag-count"}
 # Fold-in of a training user's own history: minimum mean top-10 overlap with the trained user.
 FOLD_IN_OVERLAP = 0.75
 
@@ -75,7 +76,8 @@ def checkerboard() -> tuple[Interactions, np.ndarray]:
         withheld[u] = liked[(u // 2) % len(liked)]
         heard = liked[liked != withheld[u]]
         dense[u, heard] = rng.integers(1, 200, len(heard))
-    return with_listen_events(sp.csr_matrix(dense)), withheld
+    tags = [["even" if i % 2 == 0 else "odd", f"t{i % 3}"] for i in range(n_items)]
+    return with_item_tags(with_listen_events(sp.csr_matrix(dense)), tags), withheld
 
 
 def fitted(name: str, interactions: Interactions):

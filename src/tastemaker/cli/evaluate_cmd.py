@@ -49,6 +49,10 @@ def parse_ks(values: list[str]) -> list[int]:
     return sorted(ks)
 
 
+# The cold-start protocol's models: the content model and its two floors.
+COLD_MODELS = "tags,tag-count,random"
+
+
 def split_params(
     split: str, test_fraction: float | None, cutoff: str | None, negatives: int | None
 ) -> dict[str, Any]:
@@ -61,6 +65,7 @@ def split_params(
         "sampled": {"negatives"},
         "strong": {"test_fraction"},
         "short": set(),
+        "cold-items": {"test_fraction"},
     }
     given = {"test_fraction": test_fraction, "cutoff": cutoff, "negatives": negatives}
     for name, value in given.items():
@@ -235,15 +240,20 @@ def _write_outputs(result: dict, json_path: Path | None, report: Path | None, wh
 def evaluate(
     data: DataArg,
     models: Annotated[
-        str,
-        typer.Option("--models", help=f"Comma list of models, from: {MODEL_NAMES}."),
-    ] = "popularity,als,itemknn,ease",
+        str | None,
+        typer.Option(
+            "--models",
+            help=f"Comma list of models, from: {MODEL_NAMES} (default: popularity,als,"
+            f"itemknn,ease; {COLD_MODELS} with --split cold-items).",
+        ),
+    ] = None,
     split: Annotated[
         str,
         typer.Option(
             "--split",
             help="random (default protocol), temporal, leave-last-out, sampled, strong "
-            "(held-out users, Liang et al. 2018) or short (short histories).",
+            "(held-out users, Liang et al. 2018), short (short histories) or cold-items (10 % "
+            "of the items with >= 5 listeners held out entirely; test users rank only them).",
         ),
     ] = "random",
     folds: Annotated[
@@ -299,6 +309,8 @@ def evaluate(
     from tastemaker.evaluation.protocol import resolve_models
     from tastemaker.evaluation.splits import SPLITS
 
+    if models is None:
+        models = COLD_MODELS if split == "cold-items" else "popularity,als,itemknn,ease"
     names = [m.strip() for m in models.split(",") if m.strip()]
     specs = resolve_models(names, param or [], params_file or [])
     if fold_in_k is not None and split == "random":
@@ -306,7 +318,8 @@ def evaluate(
     ks = parse_ks(k or (["20,50,100"] if split == "strong" else ["10"]))
     if split not in SPLITS or split == "user-kfold":
         raise UsageError(
-            f"--split {split!r}: choose random, temporal, leave-last-out, sampled, strong or short"
+            f"--split {split!r}: choose random, temporal, leave-last-out, sampled, strong, "
+            "short or cold-items"
         )
     if fold_in_k is not None and split != "short":
         raise UsageError(f"--fold-in-k does not apply to the {split} split")

@@ -111,6 +111,15 @@ def ingest(
             help="Text sources: the longest line accepted (a longer one is an error).",
         ),
     ] = 1 << 20,
+    metadata: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--metadata",
+            help="Item metadata to join to the items (repeatable): a HetRec 2K folder (its tag "
+            "assignments), a MusicBrainz JSON dump (.json / .jsonl, one entity a line) or a "
+            "CSV of item,tag[,weight].",
+        ),
+    ] = None,
     engine_options: EngineOptions = EngineOptions(),
 ) -> None:
     """Read sources, write the interaction matrix (and the canonical listens table, for text
@@ -139,7 +148,9 @@ def ingest(
     )
     from tastemaker.data.interactions import KIND
 
-    claim_outputs(force, sources, Output("--out", out, KIND))
+    claim_outputs(force, [*sources, *(metadata or [])], Output("--out", out, KIND))
+    if engine == "spark" and metadata:
+        raise UsageError("--metadata is read by the local engine; add it with tastemaker metadata")
     if engine == "spark":
         interactions = _spark_ingest(sources, out, format, level, filters, events, engine_options)
     elif engine == "local":
@@ -153,6 +164,7 @@ def ingest(
             keep_events=events,
             listens=listens,
             console=err_console,
+            metadata=metadata or (),
         )
     else:
         raise UsageError(f"--engine must be 'local' or 'spark'; got {engine!r}")
@@ -175,6 +187,11 @@ def ingest(
         console.print(f"first skipped row: {example}")
     for entry in interactions.source.get("left_out", []):
         console.print(f"left out: {entry}")
+    for entry in interactions.source.get("metadata", []):
+        console.print(
+            f"metadata {entry['path']} ({entry['format']}): {entry['items_matched']:,} of "
+            f"{entry['items_named']:,} items matched, {entry['ambiguous_names']:,} ambiguous"
+        )
     for step in interactions.source.get("filtered", []):
         parts = [f"{step['listens']:,} listens", f"{step['users']:,} users"]
         parts.append(f"{step['items']:,} items")

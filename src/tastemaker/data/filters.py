@@ -242,6 +242,9 @@ def subset_interactions(
         events=events,
         tags=tags,
         source={**interactions.source, **source},
+        metadata=None
+        if interactions.metadata is None
+        else interactions.metadata.subset(item_index),
     )
 
 

@@ -14,7 +14,8 @@ Layout of an ingested directory (see ``Interactions.write_into``)::
     users.parquet     user ids, in index order
     items.parquet     item ids and metadata, in index order
     events.npz        every timestamped listen (user, item, time), by user then time
-    tags.npz, tag_names.parquet   tag assignments (HetRec)
+    tags.npz, tag_names.parquet   tag assignments (HetRec; per user)
+    metadata_*.npz / .parquet     item x tag weights, tag names, facts (``--metadata``)
     listens.parquet   the canonical listens (``tastemaker.data.listens.LISTENS_SCHEMA``):
                       every listen read, after deduplication and bad-row skipping; the date,
                       bot and k-core filters shape the matrix, not this table. Written by
@@ -45,6 +46,7 @@ from tastemaker.data.filters import FilterReport, Filters, apply_k_core, filter_
 from tastemaker.data.interactions import KIND, LEVELS, Interactions
 from tastemaker.data.listens import encode_listens, interactions_from_table
 from tastemaker.data.load import index_tags, require_interactions, resolve_sources
+from tastemaker.data.metadata.attach import attach_metadata
 from tastemaker.data.readers import ReaderOptions, final_stats, read_sources, reading
 from tastemaker.errors import DataError, UsageError
 
@@ -91,6 +93,7 @@ def ingest(
     listens: bool | None = None,
     console: Any | None = None,
     force: bool = False,
+    metadata: Sequence[str | Path] = (),
 ) -> Interactions:
     """Ingest ``sources`` into the directory ``out`` and return the ``Interactions``.
 
@@ -102,7 +105,8 @@ def ingest(
     already are Parquet, ``PARQUET_FORMATS``). ``console`` (a rich Console) shows a status
     line per step. ``out`` may never be, hold or lie inside a source; an existing ``out``
     is replaced only when it is an ingested directory, or with ``force``
-    (``tastemaker.artifacts.check_output``).
+    (``tastemaker.artifacts.check_output``). ``metadata``: files of item tags and facts
+    (``tastemaker.data.metadata``), joined to the items once the filters have run.
     """
     if level not in LEVELS:
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}; got {level!r}")
@@ -147,6 +151,9 @@ def ingest(
                         interactions, filters.min_user_items, filters.min_item_users
                     )
                 report.steps.append(step)
+            if metadata:
+                with steps.step("metadata", "reading and matching metadata"):
+                    interactions = attach_metadata(interactions, metadata, options=options)
             info = {
                 "format": source.format,
                 "paths": source.paths,
@@ -174,6 +181,8 @@ def ingest(
                 info["skipped"] = skipped
             if stats.get("left_out"):
                 info["left_out"] = list(stats["left_out"])
+            if "metadata" in interactions.source:
+                info["metadata"] = interactions.source["metadata"]
             interactions = dataclasses.replace(interactions, source=info)
             if not interactions.nnz:
                 if listens_read and (filter_steps or filters.k_core):

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tastemaker.data.interactions import UNKNOWN_TIME, Interactions
+from tastemaker.data.metadata.coverage import coverage
 
 # Thresholds of the warnings (documented in the messages themselves).
 COUNT_ORDERS_WARN = 3.0  # max / min play count >= 10**3
@@ -102,6 +103,7 @@ def inspect_interactions(interactions: Interactions) -> dict[str, Any]:
         "skipped_rows": _source_count(interactions.source, *SKIPPED_KEYS),
         "events": len(interactions.events) if interactions.events is not None else 0,
         "tag_assignments": len(interactions.tags.tag) if interactions.tags is not None else 0,
+        "metadata": coverage(interactions),
         "source": {
             k: v for k, v in interactions.source.items() if k in ("format", "paths", "level")
         },
@@ -230,6 +232,37 @@ def _warnings(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def _metadata_rows(meta: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not meta:
+        return []
+    rows = [
+        (
+            "metadata coverage",
+            f"{meta['items_with_tags']:,} items with tags ({meta['item_share']:.1%} of items, "
+            f"{meta['listen_share']:.1%} of listens)",
+        )
+    ]
+    if "tags" in meta:
+        rows.append(("metadata tags", f"{meta['tags']:,} ({meta['genres']:,} genres)"))
+        rows.append(
+            (
+                "metadata facts",
+                f"{meta['items_with_year']:,} items with a year, "
+                f"{meta['items_with_country']:,} with a country",
+            )
+        )
+    for entry in meta.get("sources", []):
+        rows.append(
+            (
+                f"  {entry['format']}",
+                f"{entry['path']}: {entry['items_matched']:,} of {entry['items_named']:,} items "
+                f"matched, {entry['ambiguous_names']:,} ambiguous names, "
+                f"{entry['tag_rows_matched']:,} of {entry['tag_rows']:,} tag rows",
+            )
+        )
+    return rows
+
+
 def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) lines of a report for a two-column table."""
 
@@ -281,6 +314,7 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("listen events", f"{report['events']:,} (timestamped)"))
     if report["tag_assignments"]:
         rows.append(("tag assignments", f"{report['tag_assignments']:,}"))
+    rows += _metadata_rows(report.get("metadata"))
     for key, label in (("duplicates_dropped", "duplicates dropped"), ("skipped_rows", "skipped")):
         if report[key] is not None:
             rows.append((label, f"{report[key]:,}"))

@@ -29,6 +29,7 @@ from tastemaker.artifacts import (
     save_arrays,
     write_manifest,
 )
+from tastemaker.data.metadata import ItemMetadata
 from tastemaker.errors import ArtifactError
 
 if TYPE_CHECKING:
@@ -156,6 +157,8 @@ class Interactions:
     events: ListenEvents | None = None
     tags: TagAssignments | None = None
     source: dict[str, Any] = field(default_factory=dict)
+    # Tags, genres and facts of the items (``tastemaker.data.metadata``), where attached.
+    metadata: ItemMetadata | None = None
 
     def __post_init__(self) -> None:
         if not sp.issparse(self.user_items):
@@ -173,6 +176,8 @@ class Interactions:
             raise ValueError("item_metadata needs exactly one row per item, in index order")
         if self.last_listened is not None and len(self.last_listened) != self.user_items.nnz:
             raise ValueError("last_listened must be aligned with user_items.data")
+        if self.metadata is not None and self.metadata.n_items != n_items:
+            raise ValueError("metadata needs exactly one row per item")
 
     # -- shape -------------------------------------------------------------------------------
     @property
@@ -311,6 +316,8 @@ class Interactions:
                 tmp / "tags.npz", user=self.tags.user, item=self.tags.item, tag=self.tags.tag
             )
             pl.DataFrame({"tag": self.tags.tags.ids}).write_parquet(tmp / "tag_names.parquet")
+        if self.metadata is not None:
+            self.metadata.write_into(tmp)
         write_manifest(
             tmp,
             KIND,
@@ -353,6 +360,7 @@ class Interactions:
                 tg = load_arrays(directory / "tags.npz")
                 check_arrays(tg, TAGS_SPEC, directory / "tags.npz", {**dims, "tags": len(names)})
                 tags = TagAssignments(tg["user"], tg["item"], tg["tag"], names)
+            item_facts = ItemMetadata.read_from(directory, len(items))
             source = manifest.get("source", {})
             if not isinstance(source, dict):
                 raise ValueError("the manifest's source must be a mapping")
@@ -366,6 +374,7 @@ class Interactions:
                 events=events,
                 tags=tags,
                 source=source,
+                metadata=item_facts,
             )
         except (KeyError, ValueError, TypeError, OSError, pl.exceptions.PolarsError) as exc:
             raise ArtifactError(

@@ -379,7 +379,7 @@ def evaluate_short_histories(
     for name, params in models:
         instantiate(name, params)
     rows = []
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         for spec in models:
             started = time.perf_counter()
             model = fit_model(*spec, splits[0].train, factory)

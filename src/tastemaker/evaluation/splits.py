@@ -19,6 +19,9 @@ of a test interaction. Test matrices are binary (users x items).
   training; each is folded in from 80 % of their history and ranked for the rest.
 - ``short``: the same held-out users, folded in from only the first ``fold_in_k`` items of
   their history (seeded random order) and ranked for all the others (docs/protocols.md).
+- ``cold-items``: a share of the items with enough listeners leaves training entirely (every
+  pair, time and event of it); each test user ranks only those cold items (see
+  ``cold_items_split``).
 """
 
 from __future__ import annotations
@@ -39,7 +42,16 @@ from tastemaker.data.interactions import (
 )
 from tastemaker.errors import UsageError
 
-SPLITS = ("random", "temporal", "leave-last-out", "user-kfold", "sampled", "strong", "short")
+SPLITS = (
+    "random",
+    "temporal",
+    "leave-last-out",
+    "user-kfold",
+    "sampled",
+    "strong",
+    "short",
+    "cold-items",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,6 +122,12 @@ class Split:
             text = (
                 f"short histories: {p['heldout_fraction']:.0%} of users held out, folded in from "
                 f"their first {p['fold_in_k']} item(s) (seed {p['seed']}), full ranking"
+            )
+        elif self.name == "cold-items":
+            text = (
+                f"cold items: {p['test_fraction']:.0%} of the items with >= "
+                f"{p['min_listeners']} listeners ({p['cold_items']}) held out entirely, seed "
+                f"{p['seed']}; each test user ranks only the cold items"
             )
         else:
             text = self.name
@@ -390,6 +408,60 @@ def sampled_split(
     return Split(train, test, "sampled", params, candidates=full)
 
 
+def cold_items_split(
+    interactions: Interactions,
+    test_fraction: float = 0.1,
+    min_listeners: int = 5,
+    seed: int = 0,
+) -> Split:
+    """Cold-start: ``round(test_fraction * eligible)`` of the items with at least
+    ``min_listeners`` listeners, drawn with ``seed``, leave training entirely (their pairs,
+    last-listened times and events); every listener of one is a test user, who ranks only the
+    cold items (``candidates``: the same sorted list for every test user).
+
+    Tag assignments stay in training, those on cold items too: they are what a content model
+    knows of a cold item. A user's OWN assignments reveal what that user listened to, so every
+    model that reads tags leaves them out of that user's scores (``features.TagProfiles``);
+    they are not dropped here because they inform other users' scores legitimately.
+    """
+    _check_fraction(test_fraction)
+    if min_listeners < 1:
+        raise UsageError(f"min_listeners must be at least 1; got {min_listeners}")
+    m = interactions.user_items
+    listeners = np.bincount(m.indices, minlength=m.shape[1])
+    eligible = np.flatnonzero(listeners >= min_listeners)
+    n_cold = int(round(test_fraction * len(eligible)))
+    if n_cold < 1:
+        raise UsageError(
+            f"no cold items: {len(eligible)} items have >= {min_listeners} listeners; lower "
+            "min_listeners or raise the test fraction"
+        )
+    rng = np.random.default_rng([seed, 15])
+    cold = np.sort(rng.choice(eligible, n_cold, replace=False))
+    is_cold = np.zeros(m.shape[1], bool)
+    is_cold[cold] = True
+    is_test = is_cold[m.indices]
+    train_matrix = _select(m, ~is_test)
+    params = {
+        "test_fraction": test_fraction,
+        "min_listeners": min_listeners,
+        "seed": seed,
+        "cold_items": n_cold,
+    }
+    last = interactions.last_listened
+    train = interactions.with_matrix(
+        train_matrix,
+        last_listened=None if last is None else last[~is_test],
+        events=_filter_events(interactions.events, train_matrix),
+        split="cold-items",
+        split_params=params,
+    )
+    test = _select(m, is_test, binary=True)
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    candidates = np.tile(cold.astype(np.int64), (len(users), 1))
+    return Split(train, test, "cold-items", params, candidates=candidates)
+
+
 def _sample_unheard(
     m: sp.csr_matrix, users: np.ndarray, n: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -588,6 +660,7 @@ def make_split(interactions: Interactions, name: str = "random", **params: Any) 
         "sampled": sampled_split,
         "strong": strong_generalization,
         "short": short_history_split,
+        "cold-items": cold_items_split,
     }
     if name not in builders:
         hint = " (use make_splits / --folds)" if name == "user-kfold" else ""

@@ -25,6 +25,9 @@ MODELS: dict[str, str] = {
     "neumf": "tastemaker.models.ncf:NeuMF",
     "ncf-seed": "tastemaker.models.ncf:NCFSeed",
     "sessions": "tastemaker.models.sessions:SessionCoListen",
+    "tags": "tastemaker.models.tags:TagContent",
+    "tag-count": "tastemaker.models.baselines:TagCount",
+    "random": "tastemaker.models.baselines:RandomRanking",
     "hybrid": "tastemaker.models.hybrid:Hybrid",
 }
 

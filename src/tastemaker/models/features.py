@@ -13,10 +13,11 @@ The ranker earns its keep through signals the collaborative generators cannot se
 - ``neighbours``: how much the user listened to the candidate's closest neighbours (top-k
   cosine item-item on the training matrix): similarity-weighted and plain sums of log plays,
   and how many of the neighbours are in the history;
-- ``tags`` (where the data has tag assignments): cosine between the user's TF-IDF tag profile
-  and the candidate's, and the candidate's number of tag assignments. A user's OWN tag
-  assignments never reach that user's features: both the profile and the candidate's tag vector
-  are rebuilt without them for every (user, item) pair the user tagged;
+- ``tags`` (where the data has tags: any metadata source, or tag assignments): cosine
+  between the user's TF-IDF tag profile and the candidate's, and the candidate's number of
+  tags. A user's OWN tag assignments never reach that user's features: both the profile and
+  the candidate's tag vector are rebuilt without them for every (user, item) pair the user
+  tagged;
 - ``recency`` (where the data has listen times): the share of the candidate's listeners who
   played it within ``recent_days`` of the latest listen in the training data.
 
@@ -33,6 +34,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastemaker.data.interactions import UNKNOWN_TIME, Interactions, TagAssignments
+from tastemaker.data.metadata.combined import combined_tags
+from tastemaker.data.metadata.coverage import has_item_tags
 from tastemaker.models.base import single_blas_thread
 
 FEATURE_GROUPS = ("scores", "popularity", "user", "neighbours", "tags", "recency")
@@ -127,20 +130,29 @@ def _expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarr
 class TagProfiles:
     """TF-IDF tag vectors of items, with each tagger's own assignments removable per pair.
 
-    ``item_vectors`` (items x tags, L2-normalised) use every assignment. For each (user, item)
+    ``item_vectors`` (items x tags, L2-normalised) use every assignment, plus ``base`` (items x
+    tags weights no user owns: metadata sources) where given. For each (user, item)
     pair the user tagged, ``own_vectors`` hold the item's vector rebuilt without that user's
     assignments; features for that user use those instead. The IDF is a corpus statistic over
     all assignments: a user's own tags can move a tag's document frequency only by the items
     nobody else gave that tag, which tells nothing about which items that user holds.
     """
 
-    def __init__(self, tags: TagAssignments, n_users: int, n_items: int) -> None:
+    def __init__(
+        self,
+        tags: TagAssignments,
+        n_users: int,
+        n_items: int,
+        base: sp.csr_matrix | None = None,
+    ) -> None:
         ok = (tags.item >= 0) & (tags.item < n_items)
         user, item, tag = tags.user[ok].astype(np.int64), tags.item[ok], tags.tag[ok]
         n_tags = len(tags.tags)
         counts = sp.csr_matrix(
             (np.ones(len(item), np.float32), (item, tag)), shape=(n_items, n_tags)
         )
+        if base is not None:  # anonymous weights (MusicBrainz votes, a CSV): nobody's own
+            counts = sp.csr_matrix(counts + base, dtype=np.float32)
         counts.sum_duplicates()
         # Smoothed IDF over the whole catalogue (every item a document, tagged or not), so that
         # the number of documents does not depend on who tagged what.
@@ -235,19 +247,19 @@ class TagProfiles:
         counts = self.item_counts[item].copy()
         position, pair = self._own_pairs(row_user, item)
         if profiles.shape[0] == 1:  # one listener: one sparse product with every item is cheaper
-            # (float64, like _rowwise_dot: exact products summed in the same order, so one
+            # (float64, like rowwise_dot: exact products summed in the same order, so one
             # listener gets bit-identical features alone and in a batch.)
             cosine = (self.item_vectors @ profiles[0].astype(np.float64))[item]
             cosine = cosine.astype(np.float32)
         else:
-            cosine = _rowwise_dot(self.item_vectors, item, profiles, row)
+            cosine = rowwise_dot(self.item_vectors, item, profiles, row)
         if len(position):
-            cosine[position] = _rowwise_dot(self.own_vectors, pair, profiles, row[position])
+            cosine[position] = rowwise_dot(self.own_vectors, pair, profiles, row[position])
             counts[position] = self.own_item_counts[pair]
         return cosine, counts
 
 
-def _rowwise_dot(
+def rowwise_dot(
     vectors: sp.csr_matrix, which: np.ndarray, dense: np.ndarray, row: np.ndarray
 ) -> np.ndarray:
     """``vectors[which[k]] . dense[row[k]]`` for every k (sparse rows against dense rows)."""
@@ -317,7 +329,8 @@ class FeatureBuilder:
             sim.sort_indices()
             self.neighbour_sim = sim
         if "tags" in self.active:
-            self.tags = TagProfiles(interactions.tags, interactions.n_users, self.n_items)
+            assignments, base = combined_tags(interactions)
+            self.tags = TagProfiles(assignments, interactions.n_users, self.n_items, base)
         if "recency" in self.active:
             last = interactions.last_listened
             known = last != UNKNOWN_TIME
@@ -335,7 +348,7 @@ class FeatureBuilder:
     @staticmethod
     def _available(group: str, interactions: Interactions) -> bool:
         if group == "tags":
-            return interactions.tags is not None and len(interactions.tags.item) > 0
+            return has_item_tags(interactions)
         if group == "recency":
             last = interactions.last_listened
             return last is not None and bool(np.any(last != UNKNOWN_TIME))

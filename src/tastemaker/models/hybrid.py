@@ -36,6 +36,7 @@ import scipy.sparse as sp
 
 from tastemaker.artifacts import ArraySpec, CSRSpec
 from tastemaker.data.interactions import Interactions
+from tastemaker.data.metadata.coverage import has_item_tags
 from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models.base import Recommender, single_blas_thread
 from tastemaker.models.features import FEATURE_GROUPS, Candidates, FeatureBuilder, gather
@@ -43,13 +44,16 @@ from tastemaker.models.sessions import restrict_events
 from tastemaker.models.validation import check_lightgbm_text, holdout_split
 from tastemaker.ranking import mask_rows
 
-DEFAULT_GENERATORS = "als,itemknn,ease,popularity,sessions"
+DEFAULT_GENERATORS = "als,itemknn,ease,popularity,sessions,tags"
 # Generator settings the hybrid uses unless ``generator_params`` says otherwise: ALS with 32
 # factors proposes better candidates than its stand-alone default of 64 (HetRec 2K, inner
 # validation and test alike).
 DEFAULT_GENERATOR_PARAMS: dict[str, dict[str, Any]] = {"als": {"factors": 32}}
 # Generators that need listen events; left out (not an error) when the data has none.
 NEEDS_EVENTS = {"sessions"}
+# Generators that need item tags (metadata or tag assignments); left out where there are none.
+# The content generator is how items few or nobody played enter the candidate set.
+NEEDS_TAGS = {"tags"}
 # Rows scored at once inside the hybrid (dense generator scores are rows x items floats).
 BLOCK = 256
 # Reciprocal-rank fusion constant, used only when the data is too small to train a ranker.
@@ -301,7 +305,12 @@ class Hybrid(Recommender):
         if len(set(names)) != len(names):
             raise UsageError(f"hybrid: generators listed twice in {self.generators!r}")
         has_events = interactions.events is not None and len(interactions.events) > 0
-        active = [n for n in names if has_events or n not in NEEDS_EVENTS]
+        has_tags = has_item_tags(interactions)
+        active = [
+            n
+            for n in names
+            if (has_events or n not in NEEDS_EVENTS) and (has_tags or n not in NEEDS_TAGS)
+        ]
         if not active:
             raise UsageError(f"hybrid: none of the generators {names} can run on this data")
         return active

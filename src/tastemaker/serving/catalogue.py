@@ -6,9 +6,14 @@ name the page finds is a name ``tastemaker similar --item`` finds, in the same o
 
 from __future__ import annotations
 
+import numpy as np
+
 from tastemaker.data.interactions import Interactions
+from tastemaker.data.metadata.combined import combined_tags
 from tastemaker.data.names import Hit as SearchHit
 from tastemaker.data.names import NameMatcher
+from tastemaker.models.features import TagProfiles
+from tastemaker.ranking import top_n
 
 __all__ = ["Catalogue", "SearchHit"]
 
@@ -16,11 +21,46 @@ __all__ = ["Catalogue", "SearchHit"]
 class Catalogue:
     """Display names, popularity and lookups of one model's items (built once per load)."""
 
-    def __init__(self, catalogue: Interactions) -> None:
+    def __init__(self, catalogue: Interactions, model: object | None = None) -> None:
         self.matcher: NameMatcher = catalogue.name_matcher
         self.ids = self.matcher.ids
         self.names = self.matcher.names  # items without a name are shown by their id
         self.listeners = self.matcher.listeners
+        self.metadata = catalogue.metadata
+        # Tag vectors: the content model's own where it is the model (it saw every tag
+        # source), else built on first use from the catalogue's metadata.
+        self._tag_model = model if hasattr(model, "item_tags") else None
+        self._catalogue = catalogue
+        self._tag_vectors = None
+
+    def top_tags(self, index: int, n: int = 3) -> list[str]:
+        """The item's heaviest tags (metadata weights, else the content model's), or []."""
+        if self.metadata is not None and len(self.metadata.tags):
+            tags = self.metadata.top_tags(index, n)
+            if tags:
+                return tags
+        return self._tag_model.item_tags(index, n) if self._tag_model is not None else []
+
+    def has_tags(self) -> bool:
+        return self._tag_model is not None or (
+            self.metadata is not None and self.metadata.item_tags.nnz > 0
+        )
+
+    def similar_by_tags(self, index: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The n items whose tag vectors are closest to the item's (cosine), best first."""
+        if self._tag_model is not None:
+            vectors = self._tag_model.profiles_.item_vectors
+        else:
+            if self._tag_vectors is None:
+                assignments, base = combined_tags(self._catalogue)
+                profiles = TagProfiles(assignments, 0, len(self.ids), base)
+                self._tag_vectors = profiles.item_vectors
+            vectors = self._tag_vectors
+        scores = np.asarray((vectors[index] @ vectors.T).todense(), dtype=np.float32)
+        scores[0, index] = -np.inf
+        scores[scores <= 0] = -np.inf  # nothing in common: not similar by tags
+        ids, values = top_n(scores, n)
+        return ids[0], values[0]
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -73,6 +73,7 @@ def _item(bundle: LoadedModel, index: int, score: float, reason: str | None = No
         score=float(score),
         reason=reason,
         listeners=int(cat.listeners[index]),
+        tags=cat.top_tags(index),
     )
 
 
@@ -228,11 +229,25 @@ def _join(names: list[str]) -> str:
     responses=NOT_FOUND,
     tags=["items"],
 )
-def similar(item: str, bundle: Bundle, n: N = 10) -> Response:
-    """The n items most similar to an item (given by id or name)."""
+def similar(
+    item: str,
+    bundle: Bundle,
+    n: N = 10,
+    by: Annotated[
+        Literal["model", "tags"],
+        Query(description="model: the loaded model's similarity; tags: shared tags (cosine)."),
+    ] = "model",
+) -> Response:
+    """The n items most similar to an item (given by id or name), by the model or by tags."""
     index = _find_item(bundle, item)
-    ids, scores = bundle.model.similar_items(np.asarray([index]), n)
-    ids, scores = _valid(ids[0], scores[0])
+    if by == "tags":
+        if not bundle.catalogue.has_tags():
+            raise HTTPException(404, "this model's data has no item tags (see docs/metadata.md)")
+        ids, scores = bundle.catalogue.similar_by_tags(index, n)
+    else:
+        found, values = bundle.model.similar_items(np.asarray([index]), n)
+        ids, scores = found[0], values[0]
+    ids, scores = _valid(ids, scores)
     return _json(
         SimilarItems(
             model=bundle.name,

@@ -15,6 +15,9 @@ class Item(BaseModel):
     score: float = Field(description="Model score (recommendations), similarity or match score.")
     reason: str | None = Field(None, description='E.g. "because you listened to Radiohead".')
     listeners: int = Field(description="Training users who listened to the item.")
+    tags: list[str] = Field(
+        default_factory=list, description="The item's top tags, where the data has them."
+    )
 
 
 class ItemList(BaseModel):

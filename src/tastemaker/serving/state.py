@@ -154,7 +154,7 @@ def load_bundle(directory: str | Path, settings: ServeSettings) -> LoadedModel:
                 _ann_settings(settings),
                 settings.ann_recall_users,
             ),
-            catalogue=Catalogue(model.catalogue_),
+            catalogue=Catalogue(model.catalogue_, model),
             _unit_vectors=_unit_item_vectors(model),
         )
         validate(bundle, settings)

@@ -35,7 +35,7 @@ def detect(path: Path) -> bool:
     return path.is_dir() and (path / PLAYS).is_file()
 
 
-def _read_tsv(
+def read_tsv(
     path: Path,
     columns: list[str],
     options: ReaderOptions,
@@ -59,14 +59,14 @@ def _read_tsv(
 def read(path: Path, options: ReaderOptions) -> SourceData:
     stats: dict = {}
     bad_rows = BadRows(options, stats)
-    plays = _read_tsv(path / PLAYS, ["userID", "artistID", "weight"], options, bad_rows)
+    plays = read_tsv(path / PLAYS, ["userID", "artistID", "weight"], options, bad_rows)
     plays = check_rows(
         plays.lazy().with_columns(parse_number("weight").alias("n")),
         count_checks("n", "weight"),
         path / PLAYS,
         bad_rows,
     )
-    artists = _read_tsv(path / "artists.dat", ["id", "name"], options, bad_rows)
+    artists = read_tsv(path / "artists.dat", ["id", "name"], options, bad_rows)
     listens = plays.join(
         artists.lazy().select("id", "name"),
         left_on="artistID",
@@ -82,8 +82,8 @@ def read(path: Path, options: ReaderOptions) -> SourceData:
     tag_assignments = None
     tagged_path = path / "user_taggedartists.dat"
     if tagged_path.is_file() and (path / "tags.dat").is_file():
-        tags = _read_tsv(path / "tags.dat", ["tagID", "tagValue"], options, bad_rows, "latin1")
-        tagged = _read_tsv(tagged_path, ["userID", "artistID", "tagID"], options, bad_rows)
+        tags = read_tsv(path / "tags.dat", ["tagID", "tagValue"], options, bad_rows, "latin1")
+        tagged = read_tsv(tagged_path, ["userID", "artistID", "tagID"], options, bad_rows)
         tag_assignments = (
             tagged.join(tags, on="tagID", how="inner")
             .join(artists.select("id"), left_on="artistID", right_on="id", how="semi")

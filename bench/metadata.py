@@ -1,0 +1,163 @@
+"""Metadata loading benchmark (issue 15): joining 10 M tag rows to a 1 M-item catalogue.
+
+Target: under 30 s and under 2 GB on this machine. The fixture is synthetic: a catalogue of
+``--items`` artists (half keyed by MBID, half by name, as ingested data mixes them; some names
+accented) saved as an ingested directory, and a CSV of ``--rows`` ``item,tag,weight`` rows
+naming half of its items by MBID and half by a differently-cased name (which the matching rule
+folds), over a Zipf vocabulary of 5,000 tags. Each measurement runs in a fresh process, so its
+peak resident memory (``ru_maxrss``, catalogue loading included) is its own:
+
+* ours: ``Interactions.load`` + ``attach_metadata`` (read, check every row, match, build the
+  item x tag matrix);
+* reference: polars ``read_csv`` of the same file, the floor of reading it at all.
+
+    .venv/bin/python bench/metadata.py                        # 1 M items, 10 M rows
+    .venv/bin/python bench/metadata.py --items 100000 --rows 1000000   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+TARGET_SECONDS = 30.0
+TARGET_BYTES = 2 << 30
+
+
+def _catalogue(n_items: int, seed: int) -> tuple[list[str], list[str]]:
+    """Item ids (MBIDs for even items, folded names for odd ones) and display names."""
+    rng = np.random.default_rng(seed)
+    words = np.asarray(["Velvet", "Neon", "Glass", "Echo", "Sólo", "Night", "Dream", "Ríver"])
+    first = words[rng.integers(0, len(words), n_items)]
+    names = [f"{w} Band {i:x}" for i, w in enumerate(first.tolist())]
+    hex_digits = rng.integers(0, 16, (n_items, 32))
+    table = np.asarray(list("0123456789abcdef"))
+    raw = ["".join(row) for row in table[hex_digits].tolist()]
+    mbids = [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in raw]
+    ids = [mbids[i] if i % 2 == 0 else names[i].lower() for i in range(n_items)]
+    return ids, names
+
+
+def make_fixture(folder: Path, n_items: int, n_rows: int, seed: int = 0) -> tuple[Path, Path]:
+    from tastemaker.data.interactions import Interactions, Vocabulary, empty_metadata
+
+    ids, names = _catalogue(n_items, seed)
+    rng = np.random.default_rng(seed + 1)
+    n_users = 1000
+    rows = np.repeat(np.arange(n_users), 20)
+    cols = rng.integers(0, n_items, len(rows))
+    matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), (n_users, n_items))
+    metadata = empty_metadata(ids, names).with_columns(artist_name=pl.Series(names))
+    data = Interactions(
+        matrix, Vocabulary([f"u{u}" for u in range(n_users)]), Vocabulary(ids), metadata
+    )
+    data.save(folder / "data")
+    item = rng.integers(0, n_items, n_rows)
+    tag = np.minimum(rng.zipf(1.3, n_rows), 5000)
+    by_id = item % 2 == 0
+    frame = pl.DataFrame(
+        {
+            "index": item,
+            "tag": pl.Series([f"tag {t}" for t in range(5001)]).gather(tag),
+            "weight": rng.integers(1, 100, n_rows),
+        }
+    )
+    reference = pl.Series(np.where(by_id, np.asarray(ids, dtype=object)[item], None), dtype=pl.Utf8)
+    upper = pl.Series(np.asarray(names, dtype=object)[item], dtype=pl.Utf8).str.to_uppercase()
+    frame = frame.with_columns(item=reference.fill_null(upper)).select("item", "tag", "weight")
+    frame.write_csv(folder / "tags.csv")
+    return folder / "data", folder / "tags.csv"
+
+
+def _ours(data: str, csv: str, out) -> None:
+    from tastemaker.data.interactions import Interactions
+    from tastemaker.data.metadata.attach import attach_metadata
+
+    started = time.perf_counter()
+    catalogue = Interactions.load(data)
+    loaded = time.perf_counter()
+    result = attach_metadata(catalogue, [csv])
+    done = time.perf_counter()
+    report = result.source["metadata"][0]
+    out.put(
+        {
+            "seconds": done - loaded,
+            "load_seconds": loaded - started,
+            "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "matched_rows": report["tag_rows_matched"],
+            "items_matched": report["items_matched"],
+            "tags": len(result.metadata.tags),
+        }
+    )
+
+
+def _reference(csv: str, out) -> None:
+    started = time.perf_counter()
+    frame = pl.read_csv(csv, infer_schema=False)
+    out.put(
+        {
+            "seconds": time.perf_counter() - started,
+            "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "rows": frame.height,
+        }
+    )
+
+
+def _run(target, *args) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        data, csv = make_fixture(Path(tmp), args.items, args.rows)
+        size = csv.stat().st_size
+        print(
+            f"fixture: {args.items:,} items, {args.rows:,} rows ({size / 1e6:.0f} MB CSV) "
+            f"in {time.perf_counter() - started:.0f} s"
+        )
+        ours = _run(_ours, str(data), str(csv))
+        reference = _run(_reference, str(csv))
+    print(
+        f"ours: {ours['seconds']:.1f} s (catalogue load {ours['load_seconds']:.1f} s before "
+        f"it), peak {ours['peak'] / 2**30:.2f} GiB; {ours['matched_rows']:,} rows matched, "
+        f"{ours['items_matched']:,} items, {ours['tags']:,} tags"
+    )
+    print(
+        f"reference (polars read_csv): {reference['seconds']:.1f} s, peak "
+        f"{reference['peak'] / 2**30:.2f} GiB"
+    )
+    print(
+        f"ratio: {ours['seconds'] / reference['seconds']:.1f}x the time, "
+        f"{ours['peak'] / reference['peak']:.1f}x the memory"
+    )
+    seconds_ok = ours["seconds"] < TARGET_SECONDS
+    memory_ok = ours["peak"] < TARGET_BYTES
+    print(
+        f"target < {TARGET_SECONDS:.0f} s: {'met' if seconds_ok else 'MISSED'}; "
+        f"< 2 GiB: {'met' if memory_ok else 'MISSED'}"
+    )
+    print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()

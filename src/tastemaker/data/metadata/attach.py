@@ -1,0 +1,185 @@
+"""Join metadata sources to a catalogue and put the result on its ``Interactions``.
+
+Every row is matched to an item by ``matching.match_items`` (id, else unique folded name).
+Rows that name a tagger (HetRec) become ``Interactions.tags`` assignments (merged with any
+the listening source brought, each (user, item, tag) once), so that models can leave a user's
+own tags out of that user's scores; rows without one are summed into ``ItemMetadata.item_tags``.
+Facts take the first source that has a value. What each source matched is recorded in
+``Interactions.source["metadata"]`` for ``inspect``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from tastemaker.data.interactions import Interactions, TagAssignments, Vocabulary
+from tastemaker.data.metadata import FACT_COLUMNS, ItemMetadata
+from tastemaker.data.metadata.matching import match_items, name_index
+from tastemaker.data.metadata.readers import MetadataRows, read_metadata, tag_name
+from tastemaker.data.readers import ReaderOptions
+from tastemaker.errors import DataError
+
+# Joins the parts of a row's key; marks a missing part (cleaned text holds neither).
+SEPARATOR, NULL_MARK = "\x1f", "\x1e"
+
+
+def _match(
+    rows: pl.DataFrame, interactions: Interactions, names: pl.DataFrame
+) -> tuple[np.ndarray, int, int]:
+    """Item index of each row (-1: none), the number of ambiguous names and of distinct
+    items named; the distinct (id, artist, title) are matched once."""
+    if rows["artist"].null_count() == rows["title"].null_count() == rows.height:
+        keys = rows.select(pl.col("id").alias("key"))  # the id is the whole key (a CSV)
+    else:
+        # One text key per row (the three parts, nulls marked): a single-column unique and
+        # join are several times faster than over three nullable columns.
+        parts = [pl.col(c).fill_null(NULL_MARK) for c in ("id", "artist", "title")]
+        keys = rows.select(pl.concat_str(parts, separator=SEPARATOR).alias("key"))
+    distinct = (
+        rows.select("id", "artist", "title")
+        .with_columns(key=keys["key"])
+        .unique("key")
+        # A row without a name (a CSV's item) is named by its id.
+        .select("key", "id", pl.coalesce("artist", "id").alias("artist"), "title")
+    )
+    titles = distinct["title"] if interactions.level != "artist" else None
+    matched = match_items(
+        interactions.item_metadata,
+        interactions.level,
+        distinct["id"],
+        distinct["artist"],
+        titles,
+        names=names,
+    )
+    lookup = distinct.select("key", _item=pl.Series(matched.item, dtype=pl.Int64))
+    joined = keys.join(lookup, on="key", how="left", maintain_order="left")
+    return joined["_item"].to_numpy(), int(matched.ambiguous.sum()), len(distinct)
+
+
+def attach_metadata(
+    interactions: Interactions,
+    paths: Sequence[str | Path],
+    format: str | None = None,
+    options: ReaderOptions | None = None,
+) -> Interactions:
+    """``interactions`` with the metadata of ``paths`` (read, matched and merged)."""
+    # One source at a time: each is read, matched and reduced before the next is read.
+    return attach_rows(interactions, (read_metadata(p, format, options) for p in paths))
+
+
+def attach_rows(interactions: Interactions, sources: Iterable[MetadataRows]) -> Interactions:
+    """``attach_metadata`` for sources read (or being read: any iterable)."""
+    n_items = interactions.n_items
+    report: list[dict[str, Any]] = []
+    anonymous, personal, facts = [], [], []
+    names = name_index(interactions.item_metadata, interactions.level)
+    for source in sources:
+        item, ambiguous, distinct = _match(source.tags, interactions, names)
+        # Only what the matrix and the assignments need is kept of each row.
+        tags = source.tags.select(
+            pl.Series("_item", item, dtype=pl.Int32), "tag", "weight", "genre", "user"
+        ).filter(pl.col("_item") >= 0)
+        fact_item, _, _ = _match(source.facts, interactions, names)
+        facts.append(
+            source.facts.with_columns(_item=pl.Series(fact_item)).filter(pl.col("_item") >= 0)
+        )
+        if tags["user"].null_count() == tags.height:  # no tagger named (MusicBrainz, CSV)
+            anonymous.append(_summed(tags.drop("user")))
+        else:
+            anonymous.append(_summed(tags.filter(pl.col("user").is_null()).drop("user")))
+            personal.append(tags.filter(pl.col("user").is_not_null()))
+        report.append(
+            {
+                "path": source.path,
+                "format": source.format,
+                "tag_rows": source.tags.height,
+                "tag_rows_matched": tags.height,
+                "items_named": distinct,
+                "items_matched": int(tags["_item"].n_unique()),
+                "ambiguous_names": ambiguous,
+                "skipped_rows": int(source.stats.get("skipped_rows", 0)),
+            }
+        )
+        del source, tags  # the next source is read with this one's rows freed
+    metadata = _item_metadata(pl.concat(anonymous), pl.concat(facts), n_items)
+    empty = pl.DataFrame(schema={"_item": pl.Int32, "tag": pl.Utf8, "user": pl.Utf8})
+    tags = _merge_assignments(interactions, pl.concat(personal) if personal else empty)
+    info = {**interactions.source, "metadata": report}
+    return dataclasses.replace(interactions, metadata=metadata, tags=tags, source=info)
+
+
+def _summed(rows: pl.DataFrame) -> pl.DataFrame:
+    """One row per (item, tag): weights summed, a genre where any row says so."""
+    return rows.group_by("_item", "tag").agg(pl.col("weight").sum(), pl.col("genre").any())
+
+
+def _item_metadata(rows: pl.DataFrame, facts: pl.DataFrame, n_items: int) -> ItemMetadata:
+    summed = _summed(rows)
+    vocabulary = summed.group_by("tag").agg(pl.col("genre").any()).sort("tag")
+    tag_index = Vocabulary(vocabulary["tag"]).indices(summed["tag"])
+    matrix = sp.csr_matrix(
+        (
+            summed["weight"].to_numpy().astype(np.float32),
+            (summed["_item"].to_numpy(), tag_index),
+        ),
+        shape=(n_items, vocabulary.height),
+    )
+    matrix.sum_duplicates()
+    matrix.sort_indices()
+    first = (
+        facts.select("_item", *FACT_COLUMNS)
+        .group_by("_item", maintain_order=True)
+        .agg(pl.col(c).drop_nulls().first() for c in FACT_COLUMNS)
+    )
+    table = pl.DataFrame({"_item": np.arange(n_items, dtype=np.int64)}).join(
+        first.with_columns(pl.col("_item").cast(pl.Int64)), on="_item", how="left"
+    )
+    table = table.sort("_item").select(pl.col(c).cast(t) for c, t in FACT_COLUMNS.items())
+    return ItemMetadata(matrix, vocabulary["tag"].to_list(), vocabulary["genre"].to_numpy(), table)
+
+
+def _merge_assignments(interactions: Interactions, rows: pl.DataFrame) -> TagAssignments | None:
+    """The listening source's assignments plus the personal rows, each (user, item, tag) once."""
+    existing = interactions.tags
+    if rows.height == 0:
+        return existing
+    frames = [
+        pl.DataFrame(
+            {
+                "user_index": interactions.users.indices(rows["user"]).astype(np.int32),
+                "item": rows["_item"].to_numpy().astype(np.int32),
+                "tag": rows["tag"],
+            }
+        )
+    ]
+    if existing is not None:
+        frames.append(
+            pl.DataFrame(
+                {
+                    "user_index": existing.user,
+                    "item": existing.item,
+                    "tag": existing.tags.ids.gather(existing.tag),
+                }
+            ).with_columns(tag_name("tag"))
+        )
+    merged = pl.concat(frames).unique(maintain_order=True)
+    vocab = Vocabulary(merged["tag"].unique().sort())
+    return TagAssignments(
+        user=merged["user_index"].to_numpy().astype(np.int32),
+        item=merged["item"].to_numpy().astype(np.int32),
+        tag=vocab.indices(merged["tag"]).astype(np.int32),
+        tags=vocab,
+    )
+
+
+def require_metadata(interactions: Interactions) -> ItemMetadata:
+    if interactions.metadata is None:
+        raise DataError("this data has no metadata; add it with tastemaker metadata or --metadata")
+    return interactions.metadata
