@@ -40,6 +40,7 @@ TEST_PARAMS: dict[str, dict] = {
     "itemknn": {"neighbours": 20, "shrinkage": 1.0},
     "userknn": {"neighbours": 10, "shrinkage": 1.0},
     "ease": {"regularization": 5.0, "min_listeners": 1},
+    "rp3beta": {"neighbours": 20},
     "hybrid": {"candidates": 50, "iterations": 30, "seed": 0},
 }
 # Models that ignore the listener (no personalisation to check on the checkerboard).

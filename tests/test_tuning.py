@@ -36,7 +36,7 @@ from tastemaker.tuning.search import (
 from tastemaker.tuning.spaces import load_space, load_space_text, shipped_spaces
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS_WITH_SPACES = ("als", "bpr", "itemknn", "userknn", "ease", "gmf", "mlp", "neumf")
+MODELS_WITH_SPACES = ("als", "bpr", "itemknn", "userknn", "ease", "rp3beta", "gmf", "mlp", "neumf")
 
 # A small ALS space (fast on the planted data) that contains ALS's defaults.
 ALS_SPACE = """

@@ -20,6 +20,7 @@ MODELS: dict[str, str] = {
     "itemknn": "tastemaker.models.knn:ItemKNN",
     "userknn": "tastemaker.models.knn:UserKNN",
     "ease": "tastemaker.models.ease:EASE",
+    "rp3beta": "tastemaker.models.rp3beta:RP3beta",
     "gmf": "tastemaker.models.ncf:GMF",
     "mlp": "tastemaker.models.ncf:MLP",
     "neumf": "tastemaker.models.ncf:NeuMF",

@@ -10,6 +10,11 @@ Pruned items are simply not recommended: their score is ``-inf``, so they never 
 top-n list (rows are padded with -1 when fewer than n items remain), ``similar_items`` has
 nothing for them, and history items among them contribute nothing. An item heard by one
 user gives the closed form almost nothing to learn from anyway.
+
+Above ``SPARSE_ABOVE`` kept items (or with ``solver="sparse"``) the weights come from the
+sparse approximate form of ``models/ease_sparse.py`` instead: each item's column regressed on
+its ``neighbours`` nearest items only, ``neighbours`` non-zeros per column, memory linear in
+the catalogue (docs/models.md has its cost and its distance from the exact form).
 """
 
 from __future__ import annotations
@@ -18,13 +23,20 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from tastemaker.artifacts import ArraySpec
+from tastemaker.artifacts import ArraySpec, CSRSpec
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models.base import Recommender, WeightedInput
+from tastemaker.models.ease_sparse import sparse_ease_weights
 
 # A kept item costs two dense rows of float32 (Gram matrix, then B): 40,000 items ~ 13 GB.
 MAX_ITEMS = 40_000
+# solver="auto" uses the sparse form above this many kept items: the dense inverse's cubic
+# cost passes the sparse form's there (docs/models.md, bench/ease_scale.py).
+SPARSE_ABOVE = 15_000
+SOLVERS = ("auto", "exact", "sparse")
+# The sparse form's weights, kept x kept (rows: the predicting item, columns: the predicted).
+SPARSE_WEIGHTS = CSRSpec.prefixed("sparse_weights_", ("kept", "kept"), required=False)
 
 
 def spd_inverse(matrix: np.ndarray) -> np.ndarray:
@@ -47,7 +59,9 @@ class EASE(WeightedInput, Recommender):
 
     Hyperparameters: ``regularization`` (Steck's lambda, on the diagonal of ``X'X``),
     ``min_listeners`` (items with fewer training listeners are pruned and never recommended),
-    ``weighting`` (``binary`` as in the paper; + ``bm25_k1`` / ``bm25_b``).
+    ``weighting`` (``binary`` as in the paper; + ``bm25_k1`` / ``bm25_b``), ``solver``
+    (``exact``: the dense inverse; ``sparse``: the approximate form with ``neighbours``
+    regressors per item; ``auto``: exact up to ``SPARSE_ABOVE`` kept items, sparse above).
     """
 
     name = "ease"
@@ -59,16 +73,29 @@ class EASE(WeightedInput, Recommender):
         weighting: str = "binary",
         bm25_k1: float = 100.0,
         bm25_b: float = 0.8,
+        solver: str = "auto",
+        neighbours: int = 100,
     ) -> None:
         self.regularization = regularization
         self.min_listeners = min_listeners
         self.weighting = weighting
         self.bm25_k1 = bm25_k1
         self.bm25_b = bm25_b
+        self.solver = solver
+        self.neighbours = neighbours
 
-    def _fit(self, interactions: Interactions) -> None:
+    def _check_params(self) -> None:
         if not self.regularization > 0:
             raise UsageError(f"ease: regularization must be > 0, not {self.regularization!r}")
+        if self.solver not in SOLVERS:
+            raise UsageError(
+                f"ease: unknown solver {self.solver!r}; choose one of: {', '.join(SOLVERS)}"
+            )
+        if not int(self.neighbours) >= 1:
+            raise UsageError(f"ease: neighbours must be >= 1, not {self.neighbours!r}")
+
+    def _fit(self, interactions: Interactions) -> None:
+        self._check_params()
         counts = interactions.user_items
         weighted = self._fit_weighting(counts)
         listeners = np.bincount(counts.indices, minlength=counts.shape[1])
@@ -77,13 +104,18 @@ class EASE(WeightedInput, Recommender):
             raise UsageError(
                 f"ease: no item has {self.min_listeners} or more listeners; lower min_listeners"
             )
+        columns = sp.csc_matrix(weighted, dtype=np.float32)[:, kept]
+        sparse = self.solver == "sparse" or (self.solver == "auto" and len(kept) > SPARSE_ABOVE)
+        if sparse:
+            weights = sparse_ease_weights(columns, float(self.regularization), self.neighbours)
+            self._set_weights(kept, weights)
+            return
         if len(kept) > MAX_ITEMS:
             raise UsageError(
                 f"ease: {len(kept):,} items have >= {self.min_listeners} listeners; the dense "
                 f"inverse would need {2 * 4 * len(kept) ** 2 / 1e9:.0f} GB. Raise min_listeners "
-                f"so that at most {MAX_ITEMS:,} remain"
+                f"so that at most {MAX_ITEMS:,} remain, or use solver='sparse'"
             )
-        columns = sp.csc_matrix(weighted, dtype=np.float32)[:, kept]
         gram = (columns.T @ columns).toarray().astype(np.float32, copy=False)
         gram[np.diag_indices_from(gram)] += np.float32(self.regularization)
         inverse = spd_inverse(gram)
@@ -92,26 +124,47 @@ class EASE(WeightedInput, Recommender):
         np.fill_diagonal(weights, 0.0)
         self._set_weights(kept, weights.astype(np.float32, copy=False))
 
-    def _set_weights(self, kept: np.ndarray, weights: np.ndarray) -> None:
+    def _set_weights(self, kept: np.ndarray, weights: np.ndarray | sp.csr_matrix) -> None:
+        """``weights``: dense (the exact form) or CSR (the sparse form), kept x kept."""
         self.kept_items_ = np.asarray(kept, dtype=np.int64)
         self.weights_ = weights
         # Position of each item among the kept ones; -1 for pruned items.
         self.position_ = np.full(self.n_items_, -1, np.int64)
         self.position_[self.kept_items_] = np.arange(len(self.kept_items_))
 
+    @property
+    def is_sparse(self) -> bool:
+        """Whether the fitted weights are the sparse approximate form."""
+        return sp.issparse(self.weights_)
+
     def _score_rows(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
         x = sp.csc_matrix(self._weigh(history), dtype=np.float32)[:, self.kept_items_]
         scores = np.full((history.shape[0], self.n_items_), -np.inf, np.float32)
-        scores[:, self.kept_items_] = np.asarray(x @ self.weights_, dtype=np.float32)
+        product = x.tocsr() @ self.weights_ if self.is_sparse else x @ self.weights_
+        if sp.issparse(product):
+            product = product.toarray()
+        scores[:, self.kept_items_] = np.asarray(product, dtype=np.float32)
         return scores
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
-        """Row i of B: how strongly item i predicts each kept item; pruned items: all -inf."""
+        """Row i of B: how strongly item i predicts each kept item; pruned items: all -inf
+        (in the sparse form, items that i does not predict are -inf too)."""
         out = np.full((len(items), self.n_items_), -np.inf, np.float32)
         positions = self.position_[items]
-        known = positions >= 0
-        out[np.ix_(np.flatnonzero(known), self.kept_items_)] = self.weights_[positions[known]]
+        known = np.flatnonzero(positions >= 0)
+        if not self.is_sparse:
+            out[np.ix_(known, self.kept_items_)] = self.weights_[positions[known]]
+            return out
+        rows = self.weights_[positions[known]]
+        lengths = np.diff(rows.indptr)
+        out[np.repeat(known, lengths), self.kept_items_[rows.indices]] = rows.data
         return out
+
+    def _weight_column(self, sources: np.ndarray, target: int) -> np.ndarray:
+        """``B[sources, target]`` (positions among the kept items) as a dense vector."""
+        if self.is_sparse:
+            return self.weights_[sources][:, [target]].toarray().ravel()
+        return self.weights_[sources, target]
 
     def explain(self, history: sp.spmatrix, item: int, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Exact: the score of ``item`` is the sum of these terms (weight x B[j, item])."""
@@ -122,28 +175,42 @@ class EASE(WeightedInput, Recommender):
         known = positions >= 0
         if target < 0 or not known.any():
             return np.empty(0, np.int64), np.empty(0, np.float32)
-        contribution = row.data[known] * self.weights_[positions[known], target]
+        contribution = row.data[known] * self._weight_column(positions[known], target)
         items = row.indices[known].astype(np.int64)
         order = np.lexsort((items, -contribution))
         order = order[contribution[order] != 0][:n]
         return items[order], contribution[order].astype(np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {
-            "kept_items": self.kept_items_,
-            "weights": self.weights_,
-            **self._weighting_state(),
-        }
+        if self.is_sparse:
+            w = self.weights_
+            weights = {
+                "sparse_weights_indptr": w.indptr,
+                "sparse_weights_indices": w.indices,
+                "sparse_weights_data": w.data,
+            }
+        else:
+            weights = {"weights": self.weights_}
+        return {"kept_items": self.kept_items_, **weights, **self._weighting_state()}
 
-    def _state_spec(self) -> dict[str, ArraySpec]:
+    def _state_spec(self) -> dict[str, ArraySpec | CSRSpec]:
         return {
             "kept_items": ArraySpec(("kept",), "int", low=0, high="items"),
-            "weights": ArraySpec(("kept", "kept")),
+            "weights": ArraySpec(("kept", "kept"), required=False),
+            "sparse_weights": SPARSE_WEIGHTS,
             **self._weighting_spec(),
         }
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        if len(np.unique(arrays["kept_items"])) != len(arrays["kept_items"]):
+        kept = arrays["kept_items"]
+        if len(np.unique(kept)) != len(kept):
             raise ArtifactError("model.npz: kept_items lists an item twice")
-        self._set_weights(arrays["kept_items"], arrays["weights"].astype(np.float32, copy=False))
+        dense, sparse = "weights" in arrays, SPARSE_WEIGHTS.indptr in arrays
+        if dense == sparse:
+            raise ArtifactError("model.npz: must hold either dense or sparse weights (one of them)")
+        if dense:
+            weights = arrays["weights"].astype(np.float32, copy=False)
+        else:
+            weights = SPARSE_WEIGHTS.build(arrays, (len(kept), len(kept)))
+        self._set_weights(kept, weights)
         self._set_weighting_state(arrays)

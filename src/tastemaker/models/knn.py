@@ -56,7 +56,35 @@ def _row_norms(matrix: sp.csr_matrix) -> np.ndarray:
     return np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel()).astype(np.float32)
 
 
-def _top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+def item_product_blocks(
+    item_users: sp.csr_matrix, user_items: sp.csr_matrix, budget: int = BLOCK_NNZ
+) -> list[tuple[int, int]]:
+    """``(start, stop)`` ranges of items whose rows of ``item_users @ user_items`` (items x
+    items) hold at most ``budget`` non-zeros together (a single item may exceed it alone).
+
+    Row i of the product has at most as many non-zeros as the summed history lengths of
+    item i's users, so memory per block is bounded without forming the product first.
+    """
+    user_lengths = np.diff(user_items.indptr).astype(np.float64)
+    cost = np.asarray(
+        sp.csr_matrix(
+            (np.ones(item_users.nnz), item_users.indices, item_users.indptr),
+            shape=item_users.shape,
+        )
+        @ user_lengths
+    ).ravel()
+    bounds = [0]
+    running = 0.0
+    for i, c in enumerate(cost):
+        if running + c > budget and i > bounds[-1]:
+            bounds.append(i)
+            running = 0.0
+        running += c
+    bounds.append(item_users.shape[0])
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Keep the k largest values of each row (ties: lower column first).
 
     Rows with at most k entries are kept whole; only the longer ones are cut, each with one
@@ -111,25 +139,8 @@ def shrunk_cosine_neighbours(
     if popularity_penalty > 0:
         listeners = np.diff(item_users.indptr).astype(np.float64)
         penalty = np.maximum(listeners, 1.0) ** -float(popularity_penalty)
-    # Non-zeros of row i of the product are at most the summed history lengths of i's users.
-    user_lengths = np.diff(x.indptr).astype(np.float64)
-    cost = np.asarray(
-        sp.csr_matrix(
-            (np.ones(item_users.nnz), item_users.indices, item_users.indptr),
-            shape=item_users.shape,
-        )
-        @ user_lengths
-    ).ravel()
-    bounds = [0]
-    running = 0.0
-    for i, c in enumerate(cost):
-        if running + c > BLOCK_NNZ and i > bounds[-1]:
-            bounds.append(i)
-            running = 0.0
-        running += c
-    bounds.append(n_items)
     blocks = []
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, stop in item_product_blocks(item_users, x):
         block = (item_users[start:stop] @ x).tocoo()
         rows = block.row.astype(np.int64)
         cols = block.col.astype(np.int64)
@@ -146,7 +157,7 @@ def shrunk_cosine_neighbours(
             (values[keep].astype(np.float32), (rows[keep], cols[keep])),
             shape=(stop - start, n_items),
         )
-        blocks.append(_top_k_per_row(shrunk, k))
+        blocks.append(top_k_per_row(shrunk, k))
     similarity = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, n_items))
     similarity.sort_indices()
     return similarity
