@@ -148,3 +148,20 @@ def test_ingest_of_a_file_with_mbid_and_name_rows(tmp_path):
     identity = manifest["source"]["identity"]
     assert identity["reconciled_listens"] == 2 and identity["reconciled_names"] == 1
     assert identity["unmatched_listens"] == 2 and identity["ambiguous_names"] == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "credit"),
+    [
+        ("Anna Adams & the Wolfs", "anna adams and the wolfs"),
+        ("Anna Adams & the Wolfs & Kira Berg", "anna adams and the wolfs"),
+        ("Anna Adams & the Wolfs x Kira Berg", "anna adams and the wolfs"),
+        ("Anna Adams & the Wolfs & Kira Berg & the Foxs", "anna adams and the wolfs"),
+        ("Kira Berg & Anna Adams & the Wolfs", "kira berg"),
+        ("Kira Berg, Anna Adams & the Wolfs feat. Zoe", "kira berg"),
+    ],
+)
+def test_joined_credits_split_where_an_artist_follows(name, credit):
+    seen = pl.Series([name, "Kira Berg", "Kira Berg & the Foxs", "Anna Adams & the Wolfs"])
+    row = credit_forms(seen).filter(pl.col("name") == name).row(0, named=True)
+    assert row["credit"] == credit

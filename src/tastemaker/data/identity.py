@@ -12,7 +12,7 @@ The normalised name is ``tastemaker.data.names.fold`` (case, accents, punctuatio
 * "A feat. B", "A ft. B", "A featuring B", "A (feat. B)": always A;
 * "A & B", "A, B", "A x B", "A vs. B": A when B is itself a name seen in the data ("Simon &
   Garfunkel" stays whole unless "Garfunkel" is an artist of its own); "A & the Bs & C":
-  "A & the Bs" when only C is such a name;
+  "A & the Bs" when "the Bs" is no such name but C is (the first join that splits counts);
 * at release / recording level the key is that artist form and the folded title.
 
 A name-only row is matched in two tiers: its whole folded credit against the folded names of
@@ -34,10 +34,9 @@ from tastemaker.data.names import fold_many
 # Guest credits: whatever follows is never the artist ("Little Feat" has no space after it).
 FEAT_CREDIT = r"(?is)\s*[\(\[]?\s*\b(?:feat\.?|ft\.?|featuring)\s.*$"
 # Credits that may also be part of one artist's name: split only when the rest is an artist.
-_JOIN = r"(?:&|,|\s[xX]\s|\s(?i:vs)\.?\s)"
-JOINED_CREDIT = rf"(?s)\s*{_JOIN}.*$"
-_AFTER_JOIN = rf"(?s)^.*?{_JOIN}\s*(.*)$"
-_LAST_JOIN = rf"(?s)^(.*?)\s*{_JOIN}\s*([^&,]*?)$"  # greedy on the left: the last join
+JOIN = r"(?:&|,|\s[xX]\s|\s(?i:vs)\.?\s)"
+MAX_JOINS = 4  # split points tried per credit, first to last (credits rarely have more)
+_MARK = "\x00"  # never in a name the readers pass (control characters are cleaned)
 # At release / recording level: "artist | title".
 KEY_SEPARATOR = " | "
 # Outcomes of a name-only row.
@@ -60,51 +59,45 @@ def fold_series(names: pl.Series) -> pl.Series:
 
 
 def name_forms(names: pl.Series) -> pl.DataFrame:
-    """Per distinct name: ``full`` (the folded name), ``feat`` (without guest credits),
-    ``head`` / ``tail`` (the first and second artist of a joined credit, or null),
-    ``rest`` (everything after the first artist: "B & C" of "A & B & C"), and ``lead`` /
-    ``last``, the credit split at its last join ("A & the Bs" and "C" of "A & the Bs & C")."""
+    """Per distinct name: ``full`` (the folded name), ``feat`` (without guest credits), and
+    for each join of what is left (up to ``MAX_JOINS``), ``lead_i`` (the credit before the
+    i-th join), ``next_i`` (the name right after it) and ``rest_i`` (everything after it):
+    "A & the Bs & C" gives ("a", "the bs", "the bs and c") and ("a and the bs", "c", "c")."""
     names = names.drop_nulls().unique().rename("name")
-    frame = names.to_frame().with_columns(
-        pl.col("name").str.replace(FEAT_CREDIT, "").alias("_feat")
-    )
-    rest = pl.col("_feat").str.extract(_AFTER_JOIN, 1)
-    last = pl.col("_feat").str.extract_groups(_LAST_JOIN)
-    frame = frame.with_columns(
-        pl.col("_feat").str.replace(JOINED_CREDIT, "").alias("_head"),
-        rest.str.replace(JOINED_CREDIT, "").alias("_tail"),
-        rest.alias("_rest"),
-        last.struct.field("1").alias("_lead"),
-        last.struct.field("2").alias("_last"),
-    )
-    joined = pl.col("_rest").is_not_null() & (pl.col("_head") != pl.col("_feat"))
-    columns = ("_head", "_tail", "_rest", "_lead", "_last")
-    frame = frame.with_columns(*[pl.when(joined).then(pl.col(c)).alias(c) for c in columns])
-    return pl.DataFrame(
-        {
-            "name": frame["name"],
-            "full": fold_series(frame["name"]),
-            "feat": fold_series(frame["_feat"]),
-            "head": fold_series(frame["_head"]),
-            "tail": fold_series(frame["_tail"]),
-            "rest": fold_series(frame["_rest"]),
-            "lead": fold_series(frame["_lead"]),
-            "last": fold_series(frame["_last"]),
-        }
-    )
+    feat = names.str.replace(FEAT_CREDIT, "")
+    # Each join between marks: [name, join, name, join, name, ...]
+    parts = feat.str.replace_all(JOIN, f"{_MARK}${{0}}{_MARK}").str.split(_MARK)
+    columns = {"name": names, "full": fold_series(names), "feat": fold_series(feat)}
+    size = parts.list.len()
+    frame = pl.DataFrame({"parts": parts, "size": size})
+    for i in range(1, MAX_JOINS + 1):
+        present = pl.col("size") > 2 * i
+        lead = pl.col("parts").list.slice(0, 2 * i - 1).list.join("")
+        after = pl.col("parts").list.slice(2 * i, None)
+        picked = frame.select(
+            pl.when(present).then(lead).alias("lead"),
+            pl.when(present).then(after.list.first()).alias("next"),
+            pl.when(present).then(after.list.join("")).alias("rest"),
+        )
+        for column in ("lead", "next", "rest"):
+            columns[f"{column}_{i}"] = fold_series(picked[column])
+    return pl.DataFrame(columns)
 
 
 def credit_forms(names: pl.Series) -> pl.DataFrame:
-    """Per distinct name: ``full`` and ``credit``, the folded first credited artist (the
-    joined-credit split applies only where its second artist is a name among ``names``)."""
+    """Per distinct name: ``full`` and ``credit``, the folded first credited artist. A join
+    ("&", ",", "x", "vs.") splits the credit only where what follows it is a name among
+    ``names``; the first such join counts."""
     forms = name_forms(names)
-    known = pl.concat([forms["full"], forms["feat"]]).drop_nulls().unique()
-    second = pl.col("tail").is_in(known.implode()) | pl.col("rest").is_in(known.implode())
-    split = pl.col("head").is_not_null() & second
-    split_last = pl.col("lead").is_not_null() & pl.col("last").is_in(known.implode())
-    credit = (pl.when(split).then(pl.col("head")).when(split_last).then(pl.col("lead"))).otherwise(
-        pl.col("feat")
-    )
+    known = pl.concat([forms["full"], forms["feat"]]).drop_nulls().unique().implode()
+    credit = pl.col("feat")
+    for i in range(MAX_JOINS, 0, -1):  # built inside out: the first join that splits wins
+        second = pl.col(f"next_{i}").is_in(known) | pl.col(f"rest_{i}").is_in(known)
+        credit = (
+            pl.when(pl.col(f"lead_{i}").is_not_null() & second)
+            .then(pl.col(f"lead_{i}"))
+            .otherwise(credit)
+        )
     return forms.select("name", "full", credit.alias("credit"))
 
 
