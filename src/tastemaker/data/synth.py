@@ -368,6 +368,7 @@ class _World:
     artist_plain_names: pa.Array  # the same without accents, as people often type them
     artist_accented: np.ndarray
     homonyms: int  # artists whose name another artist also has
+    popular_artists: np.ndarray  # the top 30 % by popularity: guests of credits come from them
     release_start: np.ndarray  # per artist, its first release id; n_releases per artist
     n_releases: np.ndarray
     track_start: np.ndarray  # per release, its first recording id
@@ -526,6 +527,7 @@ def _build_world(config: SynthConfig) -> _World:
         artist_genre=artist_genre,
         artist_mapped=~unknown,
         **_spellings(_artist_names(n_artists, config.seed), ~unknown, rank, config.seed),
+        popular_artists=np.flatnonzero(rank < max(1, 0.3 * n_artists)),
         release_start=release_start,
         n_releases=n_releases,
         track_start=track_start,
@@ -697,7 +699,7 @@ def _unmapped_spelling(world: _World, listens: _Listens) -> pa.Array:
     """The artist name of each listen: MusicBrainz's for mapped ones; for unmapped ones, as
     submitted: sometimes with a guest credit (a popular artist), the ASCII spelling of an
     accented name, "and" for "&" (lower case is applied later)."""
-    seed, n_artists = world.config.seed, world.config.artists
+    seed = world.config.seed
     unmapped = ~listens.mapped
     h = _hash(listens.recording * 8191 + listens.t, seed, _VARIANT)
 
@@ -712,12 +714,13 @@ def _unmapped_spelling(world: _World, listens: _Listens) -> pa.Array:
     spelled_and = pa.array(unmapped & share(14, AND_SHARE))
     name = pc.if_else(spelled_and, pc.replace_substring(name, " & ", " and "), name)
     credit = unmapped & share(28, CREDIT_SHARE)
-    u = ((h >> np.uint64(42)) % np.uint64(1 << 20)).astype(np.float64) / (1 << 20)
-    guest = np.minimum(np.searchsorted(world.global_cdf, u, side="right"), n_artists - 1)
-    credit &= guest != listens.artist  # (a popular guest: its name is in the data)
+    # A popular guest: its own listens put its name in the data, as a real guest's would.
+    popular = world.popular_artists
+    guest = popular[((h >> np.uint64(42)) % np.uint64(len(popular))).astype(np.int64)]
+    credit &= guest != listens.artist
     if not credit.any():
         return name
-    joiner = np.array(_CREDIT_JOINERS)[(h >> np.uint64(62)).astype(np.int64) % 4 + (u > 0.8)]
+    joiner = np.array(_CREDIT_JOINERS)[((h >> np.uint64(59)) % np.uint64(5)).astype(np.int64)]
     credited = pc.binary_join_element_wise(
         name, world.artist_names.take(pa.array(guest)), pa.array(joiner)
     )
