@@ -21,12 +21,15 @@ group-by and <= 1.5 GB peak at 20 M listens; <= 6 GB peak at 100 M (``--listens 
     .venv/bin/python bench/ingest.py --data DIR            # reuse a dump (kept with --keep)
     .venv/bin/python bench/ingest.py --data DIR --profile  # where our time goes (cProfile)
     .venv/bin/python bench/ingest.py --ours ingest         # only the full pipeline
+    # against another checkout's code (e.g. before a change), alternating, 3 runs each:
+    .venv/bin/python bench/ingest.py --data DIR --ours ingest --against /tmp/before/src --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -134,17 +137,47 @@ def warm_page_cache(data: Path) -> None:
                 pass
 
 
-def child(side: str, data: Path, profile: bool = False) -> dict:
-    """Run one side in a fresh interpreter; its peak RSS is its own."""
+def child(side: str, data: Path, profile: bool = False, src: Path | None = None) -> dict:
+    """Run one side in a fresh interpreter; its peak RSS is its own. ``src``: import
+    tastemaker from that source folder instead (another checkout's ``src``)."""
     command = [sys.executable, __file__, "--side", side, "--data", str(data)]
     if profile:
         command.append("--profile")
-    done = subprocess.run(command, capture_output=True, text=True)
+    env = None
+    if src is not None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
+        }
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if profile and done.stderr:
         print(done.stderr, file=sys.stderr)
     if done.returncode != 0:
         sys.exit(f"{side} side failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare_against(src: Path, sides: list[str], data: Path, repeat: int) -> None:
+    """Our sides with this checkout and with ``src``, alternating (a busy machine's load
+    drifts): median seconds and peaks of each, and the ratio."""
+    import statistics
+
+    for side in sides:
+        runs: dict[str, list[dict]] = {"this": [], "against": []}
+        for _ in range(repeat):
+            runs["against"].append(child(side, data, src=src))
+            runs["this"].append(child(side, data))
+        this, base = (statistics.median(r["seconds"] for r in runs[k]) for k in ("this", "against"))
+        peaks = {k: max(r["peak_gb"] for r in runs[k]) for k in runs}
+        items = {k: runs[k][0]["items"] for k in runs}
+        print(
+            f"{side:<16}this {this:6.1f} s (peak {peaks['this']:.2f} GB, {items['this']:,} items)"
+            f"   against {base:6.1f} s (peak {peaks['against']:.2f} GB, "
+            f"{items['against']:,} items)   ratio {this / base:.3f}  (median of {repeat}; "
+            f"runs this {[round(r['seconds'], 1) for r in runs['this']]}, against "
+            f"{[round(r['seconds'], 1) for r in runs['against']]})"
+        )
+        print(f"{'':<16}load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 def synthesize_dump(out: Path, listens: int, users: int, artists: int, seed: int) -> dict:
@@ -184,6 +217,12 @@ def main() -> None:
         help=f"comma-separated sides of ours to time, from: {', '.join(OURS)}",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile our sides to stderr")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="also time our sides with tastemaker imported from this src folder (a baseline)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per side with --against")
     parser.add_argument("--side", choices=[*OURS, "reference"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -220,7 +259,12 @@ def main() -> None:
             if summary.exists():
                 listens = json.loads(summary.read_text())["listens"]
         warm_page_cache(data)
+        print(
+            f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+        )
         reference = child("reference", data)
+        if args.against is not None:
+            compare_against(args.against, sides, data, args.repeat)
         results = [child(side, data, args.profile) for side in sides]
         print(
             f"{'polars group_by':<16}{reference['seconds']:7.1f} s   peak "

@@ -20,8 +20,8 @@ from tastemaker.data.listens import (
     LISTENS_SCHEMA,
     conform,
     interactions_from_listens,
-    item_key,
 )
+from tastemaker.data.names import fold
 from tastemaker.errors import DataError
 
 
@@ -150,9 +150,39 @@ def random_listens(seed: int, n: int = 3000) -> pl.DataFrame:
     )
 
 
+def reference_keys(frame: pl.DataFrame, level: str) -> list[str | None]:
+    """The identity rule row by row, for names without credits (docs/identity.md): the id;
+    else the id the folded names belong to alone; else the folded names."""
+    title = {"artist": None, "release": "release_name", "recording": "recording_name"}[level]
+    ids = {
+        "artist": [a or m for a, m in zip(frame["artist_id"], frame["artist_mbid"], strict=True)],
+        "release": frame["release_mbid"].to_list(),
+        "recording": frame["recording_mbid"].to_list(),
+    }[level]
+    artists = frame["artist_name"].to_list()
+    titles = frame[title].to_list() if title else [""] * frame.height
+
+    def form(artist, name):
+        if artist is None or name is None or not fold(artist) or (title and not fold(name)):
+            return None
+        return fold(artist) + (f" | {fold(name)}" if title else "")
+
+    forms = [form(a, t) for a, t in zip(artists, titles, strict=True)]
+    owners: dict[str, set] = {}
+    for key, name in zip(ids, forms, strict=True):
+        if key is not None and name is not None:
+            owners.setdefault(name, set()).add(key)
+    return [
+        key
+        if key is not None
+        else (next(iter(owners[name])) if len(owners.get(name, ())) == 1 else name)
+        for key, name in zip(ids, forms, strict=True)
+    ]
+
+
 def reference(frame: pl.DataFrame, level: str) -> tuple[list, list, dict]:
-    keyed = frame.with_columns(item=item_key(level)).filter(pl.col("item").is_not_null())
-    keyed = keyed.filter(pl.col("item").str.len_bytes() > 0)
+    keyed = frame.with_columns(item=pl.Series(reference_keys(frame, level), dtype=pl.Utf8))
+    keyed = keyed.filter(pl.col("item").is_not_null())
     pairs = keyed.group_by("user", "item").agg(
         pl.col("count").sum(), pl.col("listened_at").max().dt.epoch("s").alias("last")
     )

@@ -63,6 +63,14 @@ def test_ingested_synthetic_directory(tmp_path, monkeypatch, capsys):
     assert not any("orders of magnitude" in w for w in report["warnings"])
     labels = [label for label, _ in report_rows(report)]
     assert "time span" in labels and "busiest user-day" in labels
+    # The identity rule's counts, stored at ingest, come back: name-only listens of mapped
+    # artists were reconciled; the artists MusicBrainz does not know stay keyed by name.
+    identity = report["identity"]
+    stored = data.source["identity"]
+    assert identity["reconciled_listens"] == stored["reconciled_listens"] > 0
+    assert identity["unmatched_names"] == stored["unmatched_names"] > 0
+    assert identity["ambiguous_names"] == stored["ambiguous_names"]
+    assert {"reconciled", "ambiguous names", "name-keyed"} <= set(labels)
 
 
 def test_gini_and_top_share():

@@ -247,7 +247,10 @@ def test_synthetic_interactions_have_events_and_collaborative_signal():
         popular[~np.isin(popular, train.indices[train.indptr[u] : train.indptr[u + 1]])][:10]
         for u in users
     ]
-    assert recall(als) > 1.8 * recall(pop)
+    # One item per artist (name-only listens reconciled, docs/identity.md): over seeds 0-4 ALS
+    # reaches 1.79-2.52x popularity's recall (seed 1, here, is the lowest); before, an
+    # artist's name-keyed twin made the held-out items easier to guess.
+    assert recall(als) > 1.6 * recall(pop)
     assert recall(als) > 0.15
 
 

@@ -136,6 +136,7 @@ def ingest(
                     table = encode_listens(source.listens, level)
             stats = final_stats(source)
             listens_read = table.listens
+            identity = table.identity  # what the identity rule reconciled (data.identity)
             with steps.step("filter", "filtering"):
                 table, filter_steps = filter_table(table, filters)
             with steps.step("reduce", f"building the user x {level} matrix"):
@@ -166,6 +167,8 @@ def ingest(
                 "filtered": report.as_dicts(),
                 "listens_table": LISTENS_FILE if listens else None,
             }
+            if identity is not None:
+                info["identity"] = identity
             if "skipped_example" in stats:
                 info["skipped_example"] = stats["skipped_example"]
             # Rows a reader leaves out by rule (Spotify's podcasts, short plays), by reason.

@@ -104,6 +104,7 @@ def inspect_interactions(interactions: Interactions) -> dict[str, Any]:
         "events": len(interactions.events) if interactions.events is not None else 0,
         "tag_assignments": len(interactions.tags.tag) if interactions.tags is not None else 0,
         "metadata": coverage(interactions),
+        "identity": _identity(interactions),
         "source": {
             k: v for k, v in interactions.source.items() if k in ("format", "paths", "level")
         },
@@ -127,6 +128,24 @@ def _play_counts(counts: np.ndarray) -> dict[str, Any]:
         "p99": _number(np.quantile(counts, 0.99)),
         "orders_of_magnitude": round(math.log10(high / low), 2) if low > 0 else None,
     }
+
+
+def _identity(interactions: Interactions) -> dict[str, Any] | None:
+    """What the identity rule did at ingest (``tastemaker.data.identity.summarize``), with
+    the items left keyed by name; None where the source had no name-only listens to match
+    or the data was ingested before the rule."""
+    identity = interactions.source.get("identity")
+    if not isinstance(identity, dict):
+        return None
+    counts = {
+        key: int(value)
+        for key, value in identity.items()
+        if key.endswith(("_listens", "_names")) and isinstance(value, int | float)
+    }
+    examples = identity.get("ambiguous_examples")
+    if isinstance(examples, list):
+        counts["ambiguous_examples"] = [str(name) for name in examples[:10]]
+    return counts
 
 
 def _empty_names(interactions: Interactions) -> int:
@@ -318,4 +337,26 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     for key, label in (("duplicates_dropped", "duplicates dropped"), ("skipped_rows", "skipped")):
         if report[key] is not None:
             rows.append((label, f"{report[key]:,}"))
+    rows.extend(_identity_rows(report.get("identity")))
+    return rows
+
+
+def _identity_rows(identity: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The identity rule's lines: name-only listens joined to an MBID item, names of several
+    MBIDs left apart, names with no MBID in the data."""
+    if not identity:
+        return []
+
+    def line(kind: str, what: str) -> str:
+        listens, names = identity.get(f"{kind}_listens", 0), identity.get(f"{kind}_names", 0)
+        return f"{listens:,} listens, {names:,} {what}"
+
+    rows = [
+        ("reconciled", line("reconciled", "name keys joined to an MBID item")),
+        ("ambiguous names", line("ambiguous", "names of several MBIDs, kept apart")),
+        ("name-keyed", line("unmatched", "items with no MBID in the data")),
+    ]
+    examples = identity.get("ambiguous_examples") or []
+    if examples:
+        rows.append(("ambiguous, e.g.", ", ".join(examples[:5])))
     return rows

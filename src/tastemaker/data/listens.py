@@ -21,11 +21,14 @@ The table is written as ``listens.parquet`` in an ingested directory.
 Reduction to ``Interactions`` (``encode_listens`` then ``interactions_from_table``): one
 streaming pass turns every string into a categorical code as the rows go by; item keys,
 vocabularies, play counts, last-listened times and per-listen events are then computed on
-integer arrays. Item keys per level (``item_key`` is the same rule as a polars expression):
+integer arrays. Item keys per level (the rule: ``tastemaker.data.identity``, docs/identity.md):
 
-* artist: ``artist_id``, else ``artist_mbid``, else the normalized artist name;
+* artist: ``artist_id``, else ``artist_mbid``, else the normalized first credited artist;
 * release: ``release_mbid``, else normalized "artist | release";
-* recording: ``recording_mbid``, else normalized "artist | title".
+* recording: ``recording_mbid``, else normalized "artist | title";
+
+and a row keyed by names joins the id's item when its names belong to exactly one id in the
+data (names of several ids stay on their name key and are reported as ambiguous).
 
 Rows whose item cannot be keyed (no id and a missing name) are dropped and counted
 (``ListenTable.rows_without_item``). Item metadata comes from the item's last row in input
@@ -41,6 +44,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from tastemaker.data import identity
 from tastemaker.data.interactions import (
     LEVELS,
     METADATA_COLUMNS,
@@ -77,34 +81,6 @@ def conform(frame: pl.LazyFrame) -> pl.LazyFrame:
         else:
             exprs.append(pl.lit(None, dtype=dtype).alias(name))
     return frame.select(exprs)
-
-
-def normalize_name(expr: pl.Expr) -> pl.Expr:
-    """Case-fold, trim and collapse whitespace: 'The  Beatles ' and 'the beatles' are one key."""
-    return expr.str.to_lowercase().str.strip_chars().str.replace_all(r"\s+", " ")
-
-
-def item_key(level: str) -> pl.Expr:
-    """The item id at a level: the source's id / MBID when known, else normalized names.
-
-    artist: ``artist_id`` or ``artist_mbid``, else the normalized artist name;
-    release: ``release_mbid``, else normalized "artist | release";
-    recording: ``recording_mbid``, else normalized "artist | title".
-    """
-    artist = normalize_name(pl.col("artist_name"))
-    if level == "artist":
-        return pl.coalesce("artist_id", "artist_mbid", artist)
-    if level == "release":
-        return pl.coalesce(
-            "release_mbid",
-            pl.concat_str([artist, normalize_name(pl.col("release_name"))], separator=" | "),
-        )
-    if level == "recording":
-        return pl.coalesce(
-            "recording_mbid",
-            pl.concat_str([artist, normalize_name(pl.col("recording_name"))], separator=" | "),
-        )
-    raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
 
 
 def display_name(level: str) -> pl.Expr:
@@ -150,6 +126,8 @@ class ListenTable:
     item_metadata: pl.DataFrame
     level: str
     rows_without_item: int = 0
+    # What the identity rule did (tastemaker.data.identity.summarize), None if not applied.
+    identity: dict | None = None
 
     def __len__(self) -> int:
         return len(self.user)
@@ -175,6 +153,7 @@ class ListenTable:
             item_metadata=self.item_metadata[item_ids],
             level=self.level,
             rows_without_item=self.rows_without_item,
+            identity=self.identity,
         )
 
 
@@ -221,50 +200,92 @@ def _positions(keys: pl.Series, index: pl.DataFrame) -> np.ndarray:
     return joined.get_column("index").fill_null(-1).to_numpy().astype(np.int32)
 
 
-def _normalized_keys(frame: pl.DataFrame) -> pl.Series:
-    """Normalized names joined by " | "; null where a name is missing or empty."""
-    parts = [normalize_name(pl.col(c)) for c in frame.columns]
-    key = pl.concat_str(parts, separator=" | ") if len(parts) > 1 else parts[0]
-    empty = pl.any_horizontal([p.str.len_bytes() == 0 for p in parts])
-    return frame.select(pl.when(~empty).then(key).alias("key")).get_column("key")
+def _item_codes(
+    id_codes: np.ndarray,
+    id_strings: pl.Series,
+    names: list[tuple[np.ndarray, pl.Series]],
+    count: np.ndarray | None,
+    level: str,
+) -> tuple[np.ndarray, pl.Series, np.ndarray, dict]:
+    """Per row its item index (-1: no key), the sorted item keys, the name-only rows that
+    joined an id's item, and the identity report. Work per row is integer only: the rule
+    runs once per distinct name group (``identity.reconcile_codes``)."""
+    fallback_rows = np.flatnonzero(id_codes < 0)
+    group, n_groups, artists, titles, lo, hi = _name_groups(names, id_codes, fallback_rows)
+    fallback_group = group if len(names) > 1 else group[fallback_rows]
+    weights = None if count is None else count[fallback_rows]
+    used = fallback_group >= 0
+    name_listens = np.bincount(
+        fallback_group[used],
+        weights=None if weights is None else weights[used],
+        minlength=n_groups,
+    ).astype(np.int64)
+    rule = identity.reconcile_codes(artists, titles, lo, hi, name_listens, level)
+    name_keys = rule.keys.filter(pl.Series(rule.target < 0))
+    keys = pl.concat([id_strings.rename("key"), name_keys.rename("key")])
+    keys = keys.drop_nulls().unique().sort()
+    index = pl.DataFrame({"key": keys, "index": np.arange(len(keys), dtype=np.int32)})
+    id_position = np.append(_positions(id_strings, index), -1)
+    group_item = np.where(
+        rule.target >= 0, id_position[rule.target], _positions(rule.keys, index)
+    ).astype(np.int32)
+    item = id_position[id_codes]
+    fallback_item = np.append(group_item, -1)[fallback_group]
+    item[fallback_rows] = fallback_item
+    reconciled = fallback_rows[np.append(rule.target >= 0, False)[fallback_group]]
+    return item, keys, reconciled, rule.report
 
 
-def _fallback_keys(
-    names: list[tuple[np.ndarray, pl.Series]], rows: np.ndarray
-) -> tuple[np.ndarray, pl.Series]:
-    """Name-based keys for the given rows: per row an index into the returned keys, or -1."""
+def _name_groups(
+    names: list[tuple[np.ndarray, pl.Series]], id_codes: np.ndarray, fallback_rows: np.ndarray
+) -> tuple[np.ndarray, int, pl.Series, pl.Series | None, np.ndarray, np.ndarray]:
+    """The distinct names the rule looks at. Artist level: a group per artist name code,
+    every row's group is its code. Below: a group per (artist, title) pair that a name-only
+    row or a row with an id uses; the groups of the name-only rows, in their order. Also
+    each group's artist and title and its least / greatest id code (-1: none)."""
     if len(names) == 1:
         codes, strings = names[0]
-        codes = codes[rows]
-        used = np.zeros(len(strings) + 1, dtype=bool)
-        used[codes] = True  # code -1 marks the spare last slot
-        used = used[:-1]
-        # Only the names these rows use are normalized (string work is the costly part).
-        keys = _normalized_keys(strings.filter(pl.Series(used)).to_frame("a"))
-        position = np.cumsum(used, dtype=np.int64) - 1
-        return codes, _gather(keys, np.where(used, position, -1))
+        lo, hi = identity.id_ranges(codes, id_codes, len(strings))
+        return codes, len(strings), strings, None, lo, hi
     (a_codes, a_strings), (b_codes, b_strings) = names
-    a, b = a_codes[rows].astype(np.int64), b_codes[rows].astype(np.int64)
     width = len(b_strings) + 1
-    packed = np.where((a < 0) | (b < 0), -1, a * width + b)
-    distinct, inverse = np.unique(packed, return_inverse=True)
-    known = distinct >= 0
-    keys = _normalized_keys(
-        pl.DataFrame(
-            {
-                "a": _gather(a_strings, np.where(known, distinct // width, -1)),
-                "b": _gather(b_strings, np.where(known, distinct % width, -1)),
-            }
-        )
+
+    def packed(rows: np.ndarray | slice) -> np.ndarray:
+        a, b = a_codes[rows].astype(np.int64), b_codes[rows].astype(np.int64)
+        return np.where((a < 0) | (b < 0), -1, a * width + b)
+
+    fallback_packed = packed(fallback_rows)
+    with_id = id_codes >= 0
+    ranges = (
+        pl.DataFrame({"p": packed(with_id), "id": id_codes[with_id]})
+        .filter(pl.col("p") >= 0)
+        .group_by("p")
+        .agg(pl.col("id").min().alias("lo"), pl.col("id").max().alias("hi"))
     )
-    return inverse.astype(np.int32).reshape(-1), keys
+    distinct = pl.concat([ranges["p"], pl.Series("p", fallback_packed)]).unique().sort()
+    distinct = distinct.filter(distinct >= 0)
+    table = distinct.to_frame().join(ranges, on="p", how="left", maintain_order="left")
+    p = distinct.to_numpy()
+    group = np.searchsorted(p, fallback_packed).astype(np.int64)
+    group[fallback_packed < 0] = -1
+    return (
+        group,
+        len(p),
+        _gather(a_strings, p // width),
+        _gather(b_strings, p % width),
+        table["lo"].fill_null(-1).to_numpy().astype(np.int32),
+        table["hi"].fill_null(-1).to_numpy().astype(np.int32),
+    )
 
 
-def encode_listens(listens: pl.LazyFrame, level: str = "artist") -> ListenTable:
+def encode_listens(
+    listens: pl.LazyFrame, level: str = "artist", keys: str | None = None
+) -> ListenTable:
     """Reduce canonical listens to a ``ListenTable``: one streaming pass, then integer work.
 
     Strings are hashed once, into categorical codes, while the source streams by; item keys
     are built over the distinct codes only, so per-listen work never touches a string again.
+    ``keys`` names a column that already holds every row's item key (the Spark engine's).
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
@@ -274,7 +295,7 @@ def encode_listens(listens: pl.LazyFrame, level: str = "artist") -> ListenTable:
         pl.col("user").cast(_new_categorical()).alias("user"),
         pl.col("listened_at").dt.epoch("s").alias("time"),
         pl.col("count").clip(1, np.iinfo(np.uint32).max).cast(pl.UInt32).alias("count"),
-        _LEVEL_IDS[level]().cast(_new_categorical()).alias("id"),
+        (pl.col(keys) if keys else _LEVEL_IDS[level]()).cast(_new_categorical()).alias("id"),
         *[pl.col(c).cast(_new_categorical()).alias(f"name_{c}") for c in (*names, *extra)],
     ).collect(engine="streaming")
     n = frame.height
@@ -304,23 +325,26 @@ def encode_listens(listens: pl.LazyFrame, level: str = "artist") -> ListenTable:
     del user_codes
     users = user_strings.gather(user_order)
 
-    # Item keys: the id where known, else normalized names; sorted into the vocabulary.
-    fallback_rows = np.flatnonzero(id_codes < 0)
-    fallback_codes, fallback_keys = _fallback_keys(name_codes, fallback_rows)
-    keys = pl.concat([id_strings.rename("key"), fallback_keys.rename("key")])
-    keys = keys.drop_nulls().unique().sort()
-    index = pl.DataFrame({"key": keys, "index": np.arange(len(keys), dtype=np.int32)})
-    item = np.append(_positions(id_strings, index), -1)[id_codes]
-    item[fallback_rows] = np.append(_positions(fallback_keys, index), -1)[fallback_codes]
-    del fallback_rows, fallback_codes, id_codes
+    # Item keys: the id where known, else the name key, which joins the id's item when the
+    # names belong to exactly one id in the data (tastemaker.data.identity).
+    item, keys, reconciled_rows, identity_report = _item_codes(
+        id_codes, id_strings, name_codes, count, level
+    )
+    del id_codes
 
     # Metadata from each item's last row in input order, preferring rows that have names.
+    # Rows that joined an id's item by their names do not name it: its own rows do.
     keep = (item >= 0) & (user >= 0)
+    eligible = keep
+    if len(reconciled_rows):
+        eligible = keep.copy()
+        eligible[reconciled_rows] = False
+    del reconciled_rows
     representative = np.full(len(keys), -1, dtype=np.int64)
     for start in range(0, n, _CHUNK):  # in chunks: no row-sized index arrays
         stop = min(start + _CHUNK, n)
         rows = np.arange(start, stop, dtype=np.int64)
-        kept = keep[start:stop]
+        kept = eligible[start:stop]
         named = kept & np.logical_and.reduce([c[start:stop] >= 0 for c, _ in name_codes])
         if named.all():  # the usual chunk: every row kept and named, one plain scatter
             representative[item[start:stop]] = rows
@@ -338,6 +362,7 @@ def encode_listens(listens: pl.LazyFrame, level: str = "artist") -> ListenTable:
         items=Vocabulary(keys),
         item_metadata=metadata,
         level=level,
+        identity=identity_report,
     )
     dropped = int(n - keep.sum())
     if dropped:
@@ -582,14 +607,18 @@ def interactions_from_listens(
     level: str = "artist",
     keep_events: bool = True,
     source: dict | None = None,
+    keys: str | None = None,
 ) -> Interactions:
     """Reduce canonical listens to an ``Interactions`` at the given level.
 
     Users and items are indexed in sorted id order, so the result is deterministic whatever
-    the order of the input files. ``keep_events`` keeps the individual timestamped listens.
+    the order of the input files. ``keep_events`` keeps the individual timestamped listens;
+    ``keys``: see ``encode_listens``.
     """
-    table = encode_listens(listens, level)
+    table = encode_listens(listens, level, keys)
     info = dict(source or {})
     if table.rows_without_item:
         info.setdefault("rows_without_item", table.rows_without_item)
+    if table.identity is not None:
+        info.setdefault("identity", table.identity)
     return interactions_from_table(table, keep_events=keep_events, source=info)

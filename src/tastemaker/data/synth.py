@@ -16,6 +16,9 @@ What makes the data realistic enough to test recommenders on:
   (consecutive tracks of one release), hours to days between sessions, about two years in all;
 * an artist -> release -> recording hierarchy with deterministic MBIDs; about 15 % of listens
   are unmapped (names only, no MBIDs), partly for artists MusicBrainz does not know at all;
+  their names are spelled as people submit them: lower case, without the accents of the
+  MusicBrainz name, "and" for "&", with a guest credit ("A feat. B", "A & B", "A, B", "A x B");
+  a few artists share a name with another (homonyms: ``synth.json`` counts them);
 * a few bot accounts: thousands of listens a day of uniformly random artists;
 * an incremental dump that repeats the listens of the last hours of the full dump (a
   ListenBrainz reader must count those once), and some listens submitted days late.
@@ -275,6 +278,50 @@ def _artist_names(n: int, seed: int) -> list[str]:
     return names
 
 
+# Accented letters of some artists' names ("Wölf", "Émma"), and what the ASCII typing gives.
+_ACCENTS = str.maketrans({"o": "ö", "e": "é", "a": "á", "u": "ü", "E": "É", "O": "Ö"})
+ACCENTED_SHARE = 0.10
+HOMONYM_SHARE = 0.005  # of popular mapped artists: a name another mapped artist also has
+# Unmapped listens: credits with a guest ("A feat. B", "A & B", ...), the ASCII spelling of an
+# accented name, "and" typed for "&".
+CREDIT_SHARE = 0.08
+PLAIN_SHARE = 0.5
+AND_SHARE = 0.10
+_CREDIT_JOINERS = (" feat. ", " ft. ", " & ", ", ", " x ")
+
+
+def _spellings(names: list[str], mapped: np.ndarray, rank: np.ndarray, seed: int) -> dict:
+    """Canonical and ASCII names per artist: a share gets accents, and a few popular mapped
+    artists take the name of another mapped artist (homonyms, as MusicBrainz has: the identity
+    rule must leave such names apart). Hash-chosen: the seeded listens stay as they were."""
+    n = len(names)
+    keys = np.arange(n)
+    h = _hash(keys, seed, _SPELLING)
+    accented = (h % np.uint64(1000)) < np.uint64(ACCENTED_SHARE * 1000)
+    popular = mapped & (rank < 0.3 * n)
+    taker = popular & (((h >> np.uint64(16)) % np.uint64(100_000)) < HOMONYM_SHARE * 100_000)
+    givers = np.flatnonzero(popular & ~taker)
+    plain = list(names)
+    if len(givers):
+        for artist in np.flatnonzero(taker).tolist():  # a handful: a loop is fine
+            giver = int(givers[int(_hash(np.array([artist]), seed, _SPELLING)[0] % len(givers))])
+            plain[artist] = names[giver]
+    else:
+        taker[:] = False
+    canonical = [
+        name.translate(_ACCENTS) if accent else name
+        for name, accent in zip(plain, accented.tolist(), strict=True)
+    ]
+    shared = np.array(canonical, dtype=object)
+    _, inverse, counts = np.unique(shared, return_inverse=True, return_counts=True)
+    return {
+        "artist_names": pa.array(canonical, pa.string()),
+        "artist_plain_names": pa.array(plain, pa.string()),
+        "artist_accented": accented & (np.array(canonical, dtype=object) != np.array(plain)),
+        "homonyms": int((counts[inverse] > 1).sum()),
+    }
+
+
 # -- the world: catalogue, users, sessions ---------------------------------------------------
 
 
@@ -317,7 +364,11 @@ class _World:
     # catalogue
     artist_genre: np.ndarray
     artist_mapped: np.ndarray
-    artist_names: pa.Array
+    artist_names: pa.Array  # as MusicBrainz spells them (some with accents, some shared)
+    artist_plain_names: pa.Array  # the same without accents, as people often type them
+    artist_accented: np.ndarray
+    homonyms: int  # artists whose name another artist also has
+    popular_artists: np.ndarray  # the top 30 % by popularity: guests of credits come from them
     release_start: np.ndarray  # per artist, its first release id; n_releases per artist
     n_releases: np.ndarray
     track_start: np.ndarray  # per release, its first recording id
@@ -475,7 +526,8 @@ def _build_world(config: SynthConfig) -> _World:
         config=config,
         artist_genre=artist_genre,
         artist_mapped=~unknown,
-        artist_names=pa.array(_artist_names(n_artists, config.seed), pa.string()),
+        **_spellings(_artist_names(n_artists, config.seed), ~unknown, rank, config.seed),
+        popular_artists=np.flatnonzero(rank < max(1, 0.3 * n_artists)),
         release_start=release_start,
         n_releases=n_releases,
         track_start=track_start,
@@ -502,9 +554,18 @@ def _build_world(config: SynthConfig) -> _World:
 
 # -- listens, chunk by chunk -------------------------------------------------------------------
 
-_MSID, _RECORDING, _RELEASE, _ARTIST, _COLLAB, _RELEASE_TITLE, _RECORDING_TITLE, _MAPPING = range(
-    1, 9
-)
+(
+    _MSID,
+    _RECORDING,
+    _RELEASE,
+    _ARTIST,
+    _COLLAB,
+    _RELEASE_TITLE,
+    _RECORDING_TITLE,
+    _MAPPING,
+    _SPELLING,
+    _VARIANT,
+) = range(1, 11)
 
 
 @dataclass
@@ -634,6 +695,38 @@ def _chunks(world: _World) -> Iterator[_Listens]:
             yield listens
 
 
+def _unmapped_spelling(world: _World, listens: _Listens) -> pa.Array:
+    """The artist name of each listen: MusicBrainz's for mapped ones; for unmapped ones, as
+    submitted: sometimes with a guest credit (a popular artist), the ASCII spelling of an
+    accented name, "and" for "&" (lower case is applied later)."""
+    seed = world.config.seed
+    unmapped = ~listens.mapped
+    h = _hash(listens.recording * 8191 + listens.t, seed, _VARIANT)
+
+    def share(shift: int, p: float) -> np.ndarray:
+        return ((h >> np.uint64(shift)) % np.uint64(10_000)) < np.uint64(round(p * 10_000))
+
+    artist = pa.array(listens.artist)
+    plain = unmapped & world.artist_accented[listens.artist] & share(0, PLAIN_SHARE)
+    name = pc.if_else(
+        pa.array(plain), world.artist_plain_names.take(artist), world.artist_names.take(artist)
+    )
+    spelled_and = pa.array(unmapped & share(14, AND_SHARE))
+    name = pc.if_else(spelled_and, pc.replace_substring(name, " & ", " and "), name)
+    credit = unmapped & share(28, CREDIT_SHARE)
+    # A popular guest: its own listens put its name in the data, as a real guest's would.
+    popular = world.popular_artists
+    guest = popular[((h >> np.uint64(42)) % np.uint64(len(popular))).astype(np.int64)]
+    credit &= guest != listens.artist
+    if not credit.any():
+        return name
+    joiner = np.array(_CREDIT_JOINERS)[((h >> np.uint64(59)) % np.uint64(5)).astype(np.int64)]
+    credited = pc.binary_join_element_wise(
+        name, world.artist_names.take(pa.array(guest)), pa.array(joiner)
+    )
+    return pc.if_else(pa.array(credit), credited, name)
+
+
 def _to_arrow(world: _World, listens: _Listens) -> pa.Table:
     """ListenBrainz dump columns for a chunk of listens."""
     seed, n_artists = world.config.seed, world.config.artists
@@ -649,7 +742,7 @@ def _to_arrow(world: _World, listens: _Listens) -> pa.Table:
         + ((h >> np.uint64(8)) % np.uint64(max(n_artists - 1, 1))).astype(np.int64)
     ) % n_artists
     collab &= world.artist_mapped[partner]
-    primary = world.artist_names.take(pa.array(listens.artist))
+    primary = _unmapped_spelling(world, listens)
     joiner = pa.array(np.where((h >> np.uint64(40)) % np.uint64(2) == 0, " & ", " feat. "))
     credited = pc.binary_join_element_wise(
         primary, world.artist_names.take(pa.array(partner)), joiner
@@ -765,6 +858,7 @@ def synthesize(
     incremental = config.incremental_days > 0
     out = Path(out)
     done = mapped = 0
+    listened = np.zeros(config.artists, dtype=bool)  # artists with a listen (first credit)
     with atomic_directory(out, kind=DUMP_KIND) as tmp:
         full = _DumpWriter(tmp / "full-dump-1", config.rows_per_file, config.chunk_rows)
         inc = (
@@ -786,6 +880,7 @@ def synthesize(
                 inc.write(table.take(pa.array(rows)))
             done += len(chunk)
             mapped += int(chunk.mapped.sum())
+            listened[chunk.artist] = True
             if progress is not None:
                 progress(done, config.listens)
         full.close(world.t0, inc_start if incremental else world.t1)
@@ -805,6 +900,8 @@ def synthesize(
             "users": config.users + config.n_bots,
             "bot_user_ids": [config.users + 1 + i for i in range(config.n_bots)],
             "artists": config.artists,
+            "artists_listened": int(listened.sum()),
+            "homonyms": world.homonyms,
             "releases": int(world.n_releases.sum()),
             "recordings": int(world.n_tracks.sum()),
             "mbid_share": round(mapped / max(done, 1), 4),

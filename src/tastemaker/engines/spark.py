@@ -132,26 +132,64 @@ def read_listenbrainz(spark: Any, sources: Sequence[str]) -> tuple[Any, int]:
     return canonical, raw_rows
 
 
-def _normalized(column: Any) -> Any:
+# The columns each level keys items by (as ``tastemaker.data.listens``): the id, else names.
+_NAME_COLUMNS = {
+    "artist": ("artist_name",),
+    "release": ("artist_name", "release_name"),
+    "recording": ("artist_name", "recording_name"),
+}
+
+
+def _level_id(level: str) -> Any:
     from pyspark.sql import functions as F
 
-    return F.regexp_replace(F.trim(F.lower(column)), r"\s+", " ")
-
-
-def spark_item_key(level: str) -> Any:
-    """The same item key as ``tastemaker.data.listens.item_key``, in Spark SQL."""
-    from pyspark.sql import functions as F
-
-    artist = _normalized(F.col("artist_name"))
     if level == "artist":
-        return F.coalesce(F.col("artist_id"), F.col("artist_mbid"), artist)
-    other = "release" if level == "release" else "recording"
+        return F.coalesce(F.col("artist_id"), F.col("artist_mbid"))
     if level not in ("release", "recording"):
         raise UsageError(f"level must be artist, release or recording, not {level!r}")
-    return F.coalesce(
-        F.col(f"{other}_mbid"),
-        F.concat_ws(" | ", artist, _normalized(F.col(f"{other}_name"))),
+    return F.col(f"{level}_mbid")
+
+
+def spark_item_keys(spark: Any, listens: Any, level: str) -> tuple[Any, dict[str, Any]]:
+    """``listens`` with ``item`` (the key ``tastemaker.data.identity`` gives: the id, else the
+    name key, or the id a name belongs to alone) and ``own`` (false for rows that joined an
+    id's item by name); rows no key names are dropped. Also the identity report.
+
+    The rule runs once, on the driver, over the distinct names (Python's ``fold`` is the one
+    definition of a name); the cluster groups the names and joins the answer back."""
+    from pyspark.sql import functions as F
+
+    from tastemaker.data import identity
+
+    names = list(_NAME_COLUMNS[level])
+    aliases = ["artist", "title"][: len(names)]
+    with_id = listens.withColumn("_id", _level_id(level))
+    ranges = (
+        with_id.where(F.col("_id").isNotNull())
+        .groupBy(*names)
+        .agg(F.min("_id").alias("lo"), F.max("_id").alias("hi"))
     )
+    name_only = with_id.where(F.col("_id").isNull())
+    listened = name_only.groupBy(*names).agg(F.sum("count").alias("name_listens"))
+    groups = pl.from_arrow(ranges.join(listened, on=names, how="full").toArrow())
+    groups = groups.rename(dict(zip(names, aliases, strict=True))).with_columns(
+        pl.col("name_listens").fill_null(0).cast(pl.Int64),
+        pl.col("lo").cast(pl.Utf8),
+        pl.col("hi").cast(pl.Utf8),
+    )
+    resolved = identity.resolve(groups, level)
+    mapping = resolved.filter(pl.col("key").is_not_null()).select(
+        *[pl.col(a).alias(n) for a, n in zip(aliases, names, strict=True)],
+        pl.coalesce("target", "key").alias("item"),
+        pl.col("target").is_null().alias("own"),
+    )
+    joined = name_only.drop("_id").join(
+        F.broadcast(spark.createDataFrame(mapping.to_arrow())), on=names, how="inner"
+    )
+    own = with_id.where(F.col("_id").isNotNull()).select(
+        *listens.columns, F.col("_id").alias("item"), F.lit(True).alias("own")
+    )
+    return own.unionByName(joined), identity.summarize(resolved)
 
 
 def spark_ingest(
@@ -177,18 +215,20 @@ def spark_ingest(
         listens.write.mode("overwrite").parquet(str(tmp / "listens.parquet"))
         listens = spark.read.parquet(str(tmp / "listens.parquet"))
         n_listens = listens.count()
-        keyed = listens.withColumn("item", spark_item_key(level))
+        keyed, identity_report = spark_item_keys(spark, listens, level)
         pairs = keyed.groupBy("user", "item").agg(
             F.sum("count").alias("count"), F.max("listened_at").alias("listened_at")
         )
         # One representative row of metadata per item: the columns the key is made from and the
         # names, taken from the item's latest listen (as the polars engine does for files in
-        # time order), so the choice is deterministic.
+        # time order), so the choice is deterministic; an item's own rows before rows that
+        # joined it by name (as the polars engine does).
         meta_columns = [c for c in LISTENS_SCHEMA if c not in ("user", "listened_at", "count")]
+        latest = F.struct("own", "listened_at", "recording_msid")
         representative = keyed.groupBy("item").agg(
-            *[F.max_by(c, F.struct("listened_at", "recording_msid")).alias(c) for c in meta_columns]
+            *[F.max_by(c, latest).alias(c) for c in meta_columns]
         )
-        rows = pairs.join(representative, on="item").drop("item")
+        rows = pairs.join(representative, on="item")
         collected = pl.from_arrow(rows.toArrow())
         frame = conform(
             collected.lazy().with_columns(
@@ -197,10 +237,13 @@ def spark_ingest(
                 else pl.col("listened_at")
             )
         )
+        # The keys Spark gave are the items: the local reduction takes them as they are.
+        frame = frame.collect().with_columns(collected["item"]).lazy()
         interactions = interactions_from_listens(
             frame,
             level=level,
             keep_events=False,
+            keys="item",
             source={
                 "format": "listenbrainz",
                 "engine": "spark",
@@ -208,6 +251,7 @@ def spark_ingest(
                 "paths": sources,
                 "listens": n_listens,
                 "duplicates_dropped": raw_rows - n_listens,
+                "identity": identity_report,
             },
         )
         if keep_events:
@@ -340,6 +384,7 @@ __all__ = [
     "parse_conf",
     "read_listenbrainz",
     "spark_ingest",
+    "spark_item_keys",
     "spark_model",
     "spark_session",
 ]

@@ -1,0 +1,261 @@
+"""One item per artist: the rule by which name-only listens join the items that have ids.
+
+A listen with an id (an MBID, or a source's own artist id) is keyed by it; a listen with names
+only is keyed by its normalised name, unless that name belongs to exactly one id in the same
+data, in which case it joins that id's item (``docs/identity.md``). Both engines apply this
+module: the local one on integer codes per distinct name (``reconcile_codes``), Spark on the
+distinct names it collects (``resolve``), so the rule exists once.
+
+The normalised name is ``tastemaker.data.names.fold`` (case, accents, punctuation, '&' read as
+"and") of the first credited artist, as an MBID row keys on its credit's first MBID:
+
+* "A feat. B", "A ft. B", "A featuring B", "A (feat. B)": always A;
+* "A & B", "A, B", "A x B", "A vs. B": A when B is itself a name seen in the data ("Simon &
+  Garfunkel" stays whole unless "Garfunkel" is an artist of its own); "A & the Bs & C":
+  "A & the Bs" when "the Bs" is no such name but C is (the first join that splits counts);
+* at release / recording level the key is that artist form and the folded title.
+
+A name-only row is matched in two tiers: its whole folded credit against the folded names of
+rows with ids, then its first credited artist against those names and their first credited
+artists. Where a tier finds the form, exactly one id joins the row to that item; several ids
+leave it on its own name key and count it as ambiguous.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tastemaker.data.names import fold_many
+
+# Guest credits: whatever follows is never the artist ("Little Feat" has no space after it).
+FEAT_CREDIT = r"(?is)\s*[\(\[]?\s*\b(?:feat\.?|ft\.?|featuring)\s.*$"
+# Credits that may also be part of one artist's name: split only when the rest is an artist.
+JOIN = r"(?:&|,|\s[xX]\s|\s(?i:vs)\.?\s)"
+MAX_JOINS = 4  # split points tried per credit, first to last (credits rarely have more)
+_MARK = "\x00"  # never in a name the readers pass (control characters are cleaned)
+# At release / recording level: "artist | title".
+KEY_SEPARATOR = " | "
+# Outcomes of a name-only row.
+RECONCILED, AMBIGUOUS, UNMATCHED = "reconciled", "ambiguous", "unmatched"
+EXAMPLES = 10  # ambiguous names listed in the report, most listened to first
+
+
+def fold_series(names: pl.Series) -> pl.Series:
+    """``fold`` of each name (null stays null); a name that folds to nothing ("!!!") is
+    matched as written, trimmed and case-folded, as the name matcher does."""
+    present = names.is_not_null()
+    given = names.filter(present)
+    folded = pl.Series(fold_many(given.to_list()), dtype=pl.Utf8)
+    plain = given.str.strip_chars().str.to_lowercase()
+    form = pl.select(
+        pl.when(folded != "").then(folded).when(plain != "").then(plain).alias("form")
+    ).to_series()
+    out = pl.Series(names.name, [None] * len(names), dtype=pl.Utf8)
+    return out.scatter(np.flatnonzero(present.to_numpy()), form) if len(form) else out
+
+
+def name_forms(names: pl.Series) -> pl.DataFrame:
+    """Per distinct name: ``full`` (the folded name), ``feat`` (without guest credits), and
+    for each join of what is left (up to ``MAX_JOINS``), ``lead_i`` (the credit before the
+    i-th join), ``next_i`` (the name right after it) and ``rest_i`` (everything after it):
+    "A & the Bs & C" gives ("a", "the bs", "the bs and c") and ("a and the bs", "c", "c")."""
+    names = names.drop_nulls().unique().rename("name")
+    feat = names.str.replace(FEAT_CREDIT, "")
+    # Each join between marks: [name, join, name, join, name, ...]
+    parts = feat.str.replace_all(JOIN, f"{_MARK}${{0}}{_MARK}").str.split(_MARK)
+    columns = {"name": names, "full": fold_series(names), "feat": fold_series(feat)}
+    size = parts.list.len()
+    frame = pl.DataFrame({"parts": parts, "size": size})
+    for i in range(1, MAX_JOINS + 1):
+        present = pl.col("size") > 2 * i
+        lead = pl.col("parts").list.slice(0, 2 * i - 1).list.join("")
+        after = pl.col("parts").list.slice(2 * i, None)
+        picked = frame.select(
+            pl.when(present).then(lead).alias("lead"),
+            pl.when(present).then(after.list.first()).alias("next"),
+            pl.when(present).then(after.list.join("")).alias("rest"),
+        )
+        for column in ("lead", "next", "rest"):
+            columns[f"{column}_{i}"] = fold_series(picked[column])
+    return pl.DataFrame(columns)
+
+
+def credit_forms(names: pl.Series) -> pl.DataFrame:
+    """Per distinct name: ``full`` and ``credit``, the folded first credited artist. A join
+    ("&", ",", "x", "vs.") splits the credit only where what follows it is a name among
+    ``names``; the first such join counts."""
+    forms = name_forms(names)
+    known = pl.concat([forms["full"], forms["feat"]]).drop_nulls().unique().implode()
+    credit = pl.col("feat")
+    for i in range(MAX_JOINS, 0, -1):  # built inside out: the first join that splits wins
+        second = pl.col(f"next_{i}").is_in(known) | pl.col(f"rest_{i}").is_in(known)
+        credit = (
+            pl.when(pl.col(f"lead_{i}").is_not_null() & second)
+            .then(pl.col(f"lead_{i}"))
+            .otherwise(credit)
+        )
+    return forms.select("name", "full", credit.alias("credit"))
+
+
+def resolve(groups: pl.DataFrame, level: str) -> pl.DataFrame:
+    """The rule on distinct name groups.
+
+    ``groups``: one row per distinct ``artist`` (and ``title`` below artist level) with
+    ``lo`` / ``hi``, the least and greatest id among rows with an id and these names (null
+    where none has one), and ``name_listens``, the listens of name-only rows with them (0
+    where none). Returns the groups that have name-only listens with ``key`` (their name key,
+    null when a name is missing), ``target`` (the id they join, null if none) and ``status``.
+    """
+    titled = level != "artist"
+    forms = credit_forms(groups["artist"]).rename({"name": "artist"})
+    frame = groups.join(forms, on="artist", how="left", nulls_equal=False)
+    if titled:
+        titles = groups["title"].drop_nulls().unique()
+        frame = frame.join(
+            pl.DataFrame({"title": titles, "title_form": fold_series(titles)}),
+            on="title",
+            how="left",
+        )
+    else:
+        frame = frame.with_columns(pl.lit("", dtype=pl.Utf8).alias("title_form"))
+    on = ["form", "title_form"]
+    with_id = frame.filter(pl.col("lo").is_not_null() & pl.col("full").is_not_null())
+    whole = with_id.select(pl.col("full").alias("form"), "title_form", "lo", "hi")
+    first = with_id.select(pl.col("credit").alias("form"), "title_form", "lo", "hi")
+
+    def evidence(parts: list[pl.DataFrame], suffix: str) -> pl.DataFrame:
+        agg = pl.concat(parts).group_by(on).agg(pl.col("lo").min(), pl.col("hi").max())
+        return agg.rename({"lo": f"lo{suffix}", "hi": f"hi{suffix}"})
+
+    query = frame.filter(pl.col("name_listens") > 0)
+    query = query.join(
+        evidence([whole], "1"), left_on=["full", "title_form"], right_on=on, how="left"
+    ).join(evidence([whole, first], "2"), left_on=["credit", "title_form"], right_on=on, how="left")
+    found1, found2 = pl.col("lo1").is_not_null(), pl.col("lo2").is_not_null()
+    status = (
+        pl.when(found1 & (pl.col("lo1") == pl.col("hi1")))
+        .then(pl.lit(RECONCILED))
+        .when(found1)
+        .then(pl.lit(AMBIGUOUS))
+        .when(found2 & (pl.col("lo2") == pl.col("hi2")))
+        .then(pl.lit(RECONCILED))
+        .when(found2)
+        .then(pl.lit(AMBIGUOUS))
+        .otherwise(pl.lit(UNMATCHED))
+    )
+    key = pl.col("credit")
+    if titled:
+        key = pl.concat_str([key, pl.col("title_form")], separator=KEY_SEPARATOR)
+    missing = pl.col("credit").is_null() | (titled and pl.col("title_form").is_null())
+    query = query.with_columns(status.alias("status"))
+    return query.select(
+        *[c for c in groups.columns if c not in ("lo", "hi")],
+        pl.when(~missing).then(key).alias("key"),
+        pl.when(~missing & (pl.col("status") == RECONCILED))
+        .then(pl.coalesce("lo1", "lo2"))
+        .alias("target"),
+        pl.when(~missing).then(pl.col("status")).alias("status"),
+    )
+
+
+def summarize(resolved: pl.DataFrame) -> dict[str, Any]:
+    """The counts an ingest reports: listens and name keys reconciled, left ambiguous, and
+    left unmatched (name items with no id), with the most listened-to ambiguous names."""
+    keyed = resolved.filter(pl.col("status").is_not_null())
+    by_status = keyed.group_by("status").agg(
+        pl.col("name_listens").sum().alias("listens"), pl.col("key").n_unique().alias("names")
+    )
+    counts = {row["status"]: row for row in by_status.iter_rows(named=True)}
+    ambiguous = (
+        keyed.filter(pl.col("status") == AMBIGUOUS)
+        .group_by("key")
+        .agg(pl.col("name_listens").sum())
+        .sort(["name_listens", "key"], descending=[True, False])
+    )
+    report: dict[str, Any] = {}
+    for status in (RECONCILED, AMBIGUOUS, UNMATCHED):
+        row = counts.get(status, {"listens": 0, "names": 0})
+        report[f"{status}_listens"] = int(row["listens"])
+        report[f"{status}_names"] = int(row["names"])
+    report["ambiguous_examples"] = ambiguous["key"].head(EXAMPLES).to_list()
+    return report
+
+
+@dataclass
+class Reconciliation:
+    """Name-only rows' items from ``reconcile_codes``: per name group, the id code it joins
+    (-1: none) or else its name key; and the report (``summarize``)."""
+
+    target: np.ndarray
+    keys: pl.Series
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def id_ranges(
+    group_codes: np.ndarray, id_codes: np.ndarray, n_groups: int, chunk: int = 1 << 22
+) -> tuple[np.ndarray, np.ndarray]:
+    """Least and greatest id code per name group over the rows that have both (-1 where none).
+
+    ``np.minimum.at`` over codes, in chunks: no sort, no row-sized temporaries."""
+    none = np.iinfo(np.int32).max
+    lo = np.full(n_groups + 1, none, dtype=np.int32)
+    hi = np.full(n_groups + 1, -1, dtype=np.int32)
+    for start in range(0, len(group_codes), chunk):
+        groups = group_codes[start : start + chunk]
+        ids = id_codes[start : start + chunk]
+        groups = np.where(ids >= 0, groups, -1)  # rows without an id go to the spare slot
+        np.minimum.at(lo, groups, np.where(ids >= 0, ids, none).astype(np.int32))
+        np.maximum.at(hi, groups, ids)
+    lo, hi = lo[:n_groups], hi[:n_groups]
+    lo[hi < 0] = -1
+    return lo, hi
+
+
+def reconcile_codes(
+    artists: pl.Series,
+    titles: pl.Series | None,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    name_listens: np.ndarray,
+    level: str,
+) -> Reconciliation:
+    """``resolve`` for the local engine: name groups given as aligned arrays (group g has
+    artist ``artists[g]``, title ``titles[g]``, id codes ``lo[g]..hi[g]`` (-1: no id) and
+    ``name_listens[g]``). Returns per group the id code to join and the name key."""
+    columns = {
+        "group": np.arange(len(artists), dtype=np.int64),
+        "artist": artists,
+        "lo": pl.Series(lo).set(pl.Series(lo < 0), None),
+        "hi": pl.Series(hi).set(pl.Series(hi < 0), None),
+        "name_listens": name_listens.astype(np.int64),
+    }
+    if titles is not None:
+        columns["title"] = titles
+    groups = pl.DataFrame(columns)
+    resolved = resolve(groups, level)
+    target = np.full(len(artists), -1, dtype=np.int32)
+    keys = pl.Series("key", [None] * len(artists), dtype=pl.Utf8)
+    rows = resolved["group"].to_numpy()
+    target[rows] = resolved["target"].fill_null(-1).to_numpy()
+    keys = keys.scatter(rows, resolved["key"])
+    return Reconciliation(target=target, keys=keys, report=summarize(resolved))
+
+
+__all__ = [
+    "AMBIGUOUS",
+    "KEY_SEPARATOR",
+    "RECONCILED",
+    "UNMATCHED",
+    "Reconciliation",
+    "credit_forms",
+    "fold_series",
+    "id_ranges",
+    "name_forms",
+    "reconcile_codes",
+    "resolve",
+    "summarize",
+]
