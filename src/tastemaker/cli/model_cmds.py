@@ -109,6 +109,7 @@ def _resolve_item(catalogue, text: str) -> int:
     return resolution.index
 
 
+@option_groups
 def recommend(
     model_dir: ModelDirArg,
     user: Annotated[
@@ -148,18 +149,25 @@ def recommend(
     block_users: Annotated[
         int, typer.Option("--block-users", help="--all: users ranked and written at once.")
     ] = 1024,
+    partitions: Annotated[
+        int, typer.Option("--partitions", help="--all --engine spark: Parquet parts to write.")
+    ] = 8,
     force: ForceOpt = False,
+    engine_options: EngineOptions = EngineOptions(),
 ) -> None:
     """Top-n items for a user of the training data, by name; or, with --all, every user's
-    top-n written to a Parquet file."""
+    top-n written to a Parquet file (--engine spark: a folder of Parquet parts)."""
     _check_n(n)
     if all_users:
-        from tastemaker.cli.batch_cmd import run_batch
+        from tastemaker.cli.batch_cmd import BatchOptions, run_batch
 
         if user is not None:
             raise UsageError("give --user or --all, not both")
-        run_batch(model_dir, n, out, keep_heard, index, ef_search, block_users, force)
+        options = BatchOptions(keep_heard, index, ef_search, block_users, partitions)
+        run_batch(model_dir, n, out, options, engine_options, force)
         return
+    if engine_options.engine != "local":
+        raise UsageError("--engine spark ranks every user (--all); one user runs locally")
     if user is None:
         raise UsageError("give --user USER, or --all --out FILE for every user")
     model = _load(model_dir)
