@@ -145,5 +145,7 @@ def test_the_cli_writes_replaces_and_refuses_like_every_output(models, tmp_path,
     code, _, err = run_cli(capsys, *run, "--index", "faiss")
     assert code == 2 and "factor model" in err  # EASE has no factors
     assert run_cli(capsys, *run, "--user", "1")[0] == 2
+    code, _, err = run_cli(capsys, "recommend", str(model_dir), "--user", "1", "--keep-heard")
+    assert code == 2 and "--all" in err
     code, _, err = run_cli(capsys, *run[:-2])
     assert code == 2 and "--out" in err

@@ -168,6 +168,8 @@ def recommend(
         return
     if engine_options.engine != "local":
         raise UsageError("--engine spark ranks every user (--all); one user runs locally")
+    if out is not None or keep_heard or index != "exact":
+        raise UsageError("--out, --keep-heard and --index go with --all (every user)")
     if user is None:
         raise UsageError("give --user USER, or --all --out FILE for every user")
     model = _load(model_dir)
