@@ -149,3 +149,20 @@ def test_the_cli_writes_replaces_and_refuses_like_every_output(models, tmp_path,
     assert code == 2 and "--all" in err
     code, _, err = run_cli(capsys, *run[:-2])
     assert code == 2 and "--out" in err
+
+
+class FailingRanker(ExactRanker):
+    def rank(self, users, n, exclude_heard):
+        if users[0] > 0:
+            raise RuntimeError("killed mid-batch")
+        return super().rank(users, n, exclude_heard)
+
+
+def test_a_batch_that_fails_midway_leaves_the_old_file_and_no_leftovers(models, tmp_path):
+    path = tmp_path / "recs.parquet"
+    write_recommendations(models["als"], path, N, block_users=30)
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError, match="mid-batch"):
+        write_recommendations(models["als"], path, 5, FailingRanker(models["als"]), block_users=30)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recs.parquet"]
