@@ -100,11 +100,42 @@ def output_kind(path: str | Path) -> str | None:
             if isinstance(kind, str):
                 return kind
         return None
-    content = _read_json(path)
+    content = _parquet_tag(path) if _is_parquet(path) else _read_json(path)
     if isinstance(content, dict) and content.get("written_by") == WRITTEN_BY:
         kind = content.get("kind")
         return kind if isinstance(kind, str) else None
     return None
+
+
+# A Parquet file tastemaker writes says what it is in this key of its footer's metadata.
+PARQUET_TAG = b"tastemaker"
+
+
+def _is_parquet(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return path.is_file() and fh.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
+def _parquet_tag(path: Path) -> Any:
+    """The JSON under ``PARQUET_TAG`` in a Parquet file's footer; None if there is none."""
+    # pyarrow only when a Parquet output is looked at: every command would pay its import.
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_metadata(path).metadata or {}
+        tag = metadata.get(PARQUET_TAG)
+        return json.loads(tag) if tag is not None and len(tag) <= MAX_JSON_BYTES else None
+    except Exception:  # an untrusted file: anything pyarrow cannot read is not ours
+        return None
+
+
+def parquet_tag(kind: str, **fields: Any) -> dict[bytes, bytes]:
+    """Footer metadata that makes a Parquet file a tastemaker output of ``kind`` (for
+    ``output_kind``: a later write of the same kind may replace it)."""
+    return {PARQUET_TAG: tagged_json(fields, kind)}
 
 
 def _walk(directory: Path) -> Iterator[Path]:
@@ -643,6 +674,48 @@ def atomic_write_bytes(
         except BaseException:
             if tmp is not None:
                 _remove(tmp)
+            raise
+        failed = False
+    finally:
+        claim.end(failed)
+
+
+@contextlib.contextmanager
+def atomic_file(
+    path: str | Path,
+    kind: str | None = None,
+    *,
+    inputs: Iterable[str | Path] = (),
+    force: bool = False,
+) -> Iterator[Path]:
+    """Yield a temporary sibling file that becomes ``path`` only if the block succeeds: for a
+    file streamed by another library (pyarrow's ``ParquetWriter``). The guard and the lock
+    are those of ``atomic_write_bytes``; on any exception the temporary file is removed."""
+    target, claim, label = _begin(path, kind, False, inputs, force)
+    failed = True
+    try:
+        check_output(
+            path,
+            claim.kind,
+            directory=False,
+            inputs=claim.inputs,
+            force=claim.force,
+            option=claim.option,
+        )
+        try:
+            tmp, fd = _new_temporary(target, directory=False)
+            os.close(fd)
+        except OSError as exc:
+            raise ArtifactError(f"{label}: cannot write it ({exc.strerror})") from None
+        try:
+            yield tmp
+            _checkpoint("file-written")
+            os.replace(tmp, target)
+        except OSError as exc:
+            _remove(tmp)
+            raise ArtifactError(f"{label}: cannot write it ({exc.strerror})") from None
+        except BaseException:
+            _remove(tmp)
             raise
         failed = False
     finally:

@@ -109,16 +109,69 @@ def _resolve_item(catalogue, text: str) -> int:
     return resolution.index
 
 
+@option_groups
 def recommend(
     model_dir: ModelDirArg,
-    user: Annotated[str, typer.Option("--user", help="A user id as in the data.")],
+    user: Annotated[
+        str | None, typer.Option("--user", help="A user id as in the data (or --all).")
+    ] = None,
     n: NOpt = 10,
     include_heard: Annotated[
         bool, typer.Option("--include-heard", help="Also list items the user already heard.")
     ] = False,
+    all_users: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Every user's top-n to the Parquet file --out (the nightly batch)."
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="--all: the Parquet file to write.")
+    ] = None,
+    keep_heard: Annotated[
+        bool,
+        typer.Option(
+            "--keep-heard",
+            help="--all: keep heard items in the lists, flagged with their last-listened time.",
+        ),
+    ] = False,
+    index: Annotated[
+        str,
+        typer.Option(
+            "--index",
+            help="--all: 'exact' (the model scores every item) or 'faiss' "
+            "(approximate, factor models).",
+        ),
+    ] = "exact",
+    ef_search: Annotated[
+        int, typer.Option("--ef-search", help="--index faiss: HNSW search breadth.")
+    ] = 128,
+    block_users: Annotated[
+        int, typer.Option("--block-users", help="--all: users ranked and written at once.")
+    ] = 1024,
+    partitions: Annotated[
+        int, typer.Option("--partitions", help="--all --engine spark: Parquet parts to write.")
+    ] = 8,
+    force: ForceOpt = False,
+    engine_options: EngineOptions = EngineOptions(),
 ) -> None:
-    """Top-n items for a user of the training data, by name."""
+    """Top-n items for a user of the training data, by name; or, with --all, every user's
+    top-n written to a Parquet file (--engine spark: a folder of Parquet parts)."""
     _check_n(n)
+    if all_users:
+        from tastemaker.cli.batch_cmd import BatchOptions, run_batch
+
+        if user is not None:
+            raise UsageError("give --user or --all, not both")
+        options = BatchOptions(keep_heard, index, ef_search, block_users, partitions)
+        run_batch(model_dir, n, out, options, engine_options, force)
+        return
+    if engine_options.engine != "local":
+        raise UsageError("--engine spark ranks every user (--all); one user runs locally")
+    if out is not None or keep_heard or index != "exact":
+        raise UsageError("--out, --keep-heard and --index go with --all (every user)")
+    if user is None:
+        raise UsageError("give --user USER, or --all --out FILE for every user")
     model = _load(model_dir)
     index = model.catalogue_.users.get(user)
     if index < 0:

@@ -1,0 +1,154 @@
+"""Approximate top-n for many users at once over a factor model's item vectors (faiss).
+
+The same norm-ranged index as the service's (``serving/retrieval.py``, which explains why):
+the ``head_items`` longest item vectors in an exact flat inner-product index, the rest in an
+HNSW graph, searched only for the users whose head results do not already beat the
+Cauchy-Schwarz bound of the tail. Here queries come in blocks (the nightly batch), so faiss
+searches each block with all its threads; heard items are excluded by over-fetching (n plus
+the block's largest number of heard items in that tier) and filtering. A user for whom the
+graph yields too few items is ranked exactly by the model.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from tastemaker.models.base import FactorModel, Recommender
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    head_items: int = 8192
+    hnsw_m: int = 16
+    ef_construction: int = 64
+    ef_search: int = 128  # raised to the number of items fetched when that is larger
+    threads: int = 0  # 0: every core
+
+
+class BatchFactorIndex:
+    """``BlockRanker`` over a norm-ranged faiss index of ``model.item_vectors()``."""
+
+    kind = "faiss"
+
+    def __init__(self, model: Recommender, settings: IndexSettings | None = None) -> None:
+        # faiss only for the approximate path (a native library most commands never load).
+        import faiss
+
+        if not isinstance(model, FactorModel):
+            raise TypeError(f"{type(model).__name__} has no item factors to index")
+        self._faiss = faiss
+        self.model = model
+        self.settings = settings or IndexSettings()
+        faiss.omp_set_num_threads(self.settings.threads or os.cpu_count() or 1)
+        started = time.perf_counter()
+        vectors = np.ascontiguousarray(model.item_vectors(), dtype=np.float32)
+        self.n_items, self.dim = vectors.shape
+        norms = np.linalg.norm(vectors, axis=1)
+        order = np.argsort(-norms, kind="stable")
+        n_head = min(self.settings.head_items, self.n_items)
+        self.head_items = order[:n_head].astype(np.int64)
+        self.tail_items = order[n_head:].astype(np.int64)
+        self.in_head = np.zeros(self.n_items, dtype=bool)
+        self.in_head[self.head_items] = True
+        self.tail_max_norm = float(norms[self.tail_items[0]]) if len(self.tail_items) else 0.0
+        self.head = faiss.IndexFlatIP(self.dim)
+        self.head.add(vectors[self.head_items])
+        self.tail = None
+        if len(self.tail_items):
+            self.tail = faiss.IndexHNSWFlat(
+                self.dim, self.settings.hnsw_m, faiss.METRIC_INNER_PRODUCT
+            )
+            self.tail.hnsw.efConstruction = self.settings.ef_construction
+            self.tail.add(vectors[self.tail_items])
+        self.build_seconds = time.perf_counter() - started
+        self.tail_queries = 0
+        self.queries = 0
+
+    def rank(self, users: np.ndarray, n: int, exclude_heard: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n for a block of training users (``BlockRanker``)."""
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        queries = np.ascontiguousarray(self.model.user_vectors(users), dtype=np.float32)
+        heard = self.model.user_items_[users]
+        if not exclude_heard:
+            heard = sp.csr_matrix(heard.shape, dtype=np.float32)
+        ids, scores = self._tier(self.head, self.head_items, queries, heard, self.in_head, n)
+        self.queries += len(users)
+        if self.tail is not None:
+            bound = np.linalg.norm(queries, axis=1) * self.tail_max_norm
+            # The head's n-th result beats every possible tail score: the tail cannot enter.
+            need = ~(scores[:, n - 1] >= bound) if ids.shape[1] >= n else np.ones(len(users), bool)
+            rows = np.flatnonzero(need)
+            if len(rows):
+                self.tail_queries += len(rows)
+                tail_ids, tail_scores = self._tier(
+                    self.tail, self.tail_items, queries[rows], heard[rows], ~self.in_head, n
+                )
+                merged = _merge(ids[rows], scores[rows], tail_ids, tail_scores, n)
+                ids, scores = _pad(ids, scores, n)
+                ids[rows], scores[rows] = merged
+        ids, scores = _pad(ids, scores, n)
+        return self._fill_short(users, ids, scores, heard, n, exclude_heard)
+
+    def _tier(self, index, items, queries, heard, in_tier, n) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n of one tier for each query, heard items of that tier left out."""
+        row_of_pair = np.repeat(np.arange(heard.shape[0]), np.diff(heard.indptr))
+        per_row = np.bincount(row_of_pair[in_tier[heard.indices]], minlength=heard.shape[0])
+        k = int(min(n + (per_row.max() if len(per_row) else 0), index.ntotal))
+        if hasattr(index, "hnsw"):
+            index.hnsw.efSearch = max(self.settings.ef_search, k)
+        scores, positions = index.search(queries, k)
+        found = positions >= 0
+        ids = np.where(found, items[np.clip(positions, 0, None)], -1)
+        if heard.nnz:
+            heard_keys = np.sort(row_of_pair * self.n_items + heard.indices)
+            keys = np.arange(len(ids))[:, None] * self.n_items + np.clip(ids, 0, None)
+            place = np.minimum(np.searchsorted(heard_keys, keys), len(heard_keys) - 1)
+            found &= heard_keys[place] != keys
+        scores = np.where(found, scores, -np.inf).astype(np.float32)
+        ids = np.where(found, ids, -1)
+        # Kept items first (stable: faiss's order), then cut to n.
+        order = np.argsort(~found, axis=1, kind="stable")[:, :n]
+        return np.take_along_axis(ids, order, 1), np.take_along_axis(scores, order, 1)
+
+    def _fill_short(self, users, ids, scores, heard, n, exclude_heard):
+        """Rank exactly the users for whom the index found fewer items than there are."""
+        possible = np.minimum(n, self.n_items - np.diff(heard.indptr))
+        short = np.flatnonzero((ids >= 0).sum(axis=1) < possible)
+        if len(short):
+            ids[short], scores[short] = self.model.recommend(users[short], n, exclude_heard)
+        return ids, scores
+
+
+def _pad(ids: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if ids.shape[1] >= n:
+        return ids[:, :n].copy(), scores[:, :n].copy()
+    width = n - ids.shape[1]
+    return (
+        np.pad(ids, ((0, 0), (0, width)), constant_values=-1),
+        np.pad(scores, ((0, 0), (0, width)), constant_values=-np.inf),
+    )
+
+
+def _merge(ids_a, scores_a, ids_b, scores_b, n) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the best n of two candidate lists (ties to the lower item index)."""
+    ids = np.concatenate([ids_a, ids_b], axis=1)
+    scores = np.concatenate([scores_a, scores_b], axis=1)
+    order = np.lexsort((ids, -scores), axis=1)[:, :n]
+    return _pad(np.take_along_axis(ids, order, 1), np.take_along_axis(scores, order, 1), n)
+
+
+def recall(model: Recommender, index: BatchFactorIndex, users: np.ndarray, n: int) -> float:
+    """Share of the exact top-n (heard items excluded) that the index finds, over ``users``."""
+    exact, _ = model.recommend(users, n, exclude_heard=True)
+    approx, _ = index.rank(users, n, exclude_heard=True)
+    hits = possible = 0
+    for truth, found in zip(exact, approx, strict=True):
+        truth = truth[truth >= 0]
+        hits += len(np.intersect1d(truth, found[found >= 0]))
+        possible += len(truth)
+    return hits / possible if possible else 1.0
