@@ -30,7 +30,6 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import scipy.sparse as sp
 from pydantic import TypeAdapter, ValidationError
-from threadpoolctl import ThreadpoolController
 
 from tastemaker.artifacts import (
     ArraySpec,
@@ -47,21 +46,7 @@ from tastemaker.data.interactions import Interactions
 from tastemaker.data.weighting import WEIGHTINGS, apply_weighting, weighting_statistics
 from tastemaker.errors import ArtifactError, TastemakerError, UsageError
 from tastemaker.ranking import mask_rows, top_n
-
-
-@functools.cache
-def _thread_controller() -> ThreadpoolController:
-    """Built once: inspecting the loaded native libraries costs about a millisecond per call,
-    which ``threadpool_limits`` would pay on every request."""
-    return ThreadpoolController()
-
-
-def single_blas_thread():
-    """Context manager: BLAS on one thread inside it. implicit's solvers run their own threads
-    and warn (and slow down) when BLAS also fans out; small per-request products are faster
-    on one thread."""
-    return _thread_controller().limit(limits=1, user_api="blas")
-
+from tastemaker.threads import single_blas_thread  # noqa: F401 (the models import it from here)
 
 MODEL_KIND = "model"
 # Models score users in blocks of this many rows to bound memory (rows x n_items floats).
