@@ -48,3 +48,37 @@ def neighbour(enabled: bool = True) -> Iterator[int | None]:
 def modes(busy: bool) -> list[bool]:
     """The runs a bench makes: quiet, and busy as well with ``--busy``."""
     return [False, True] if busy else [False]
+
+
+def quiet_and_busy(label: str, fit, repeats: int, busy: bool) -> list[tuple[str, float, str]]:
+    """Median seconds of ``fit()`` (which returns its own seconds): quiet; and with ``busy``
+    also beside the neighbour, with the thread policy (tastemaker.threads) and with the team
+    forced as wide as the machine (what BLAS and OpenMP do by default). Prints the rows and
+    the busy / quiet ratio (target <= 2.5x); returns (what, seconds, load average) rows."""
+    import statistics
+
+    import tastemaker.threads as threads
+
+    runs = [("quiet, threads chosen", False, None)]
+    if busy:
+        wide = threads.allowed_cores()
+        runs += [("busy, threads chosen", True, None), (f"busy, {wide} threads forced", True, wide)]
+    rows = []
+    for what, with_neighbour, forced in runs:
+        with neighbour(with_neighbour):
+            threads.request(forced)
+            try:
+                chosen = threads.pick()
+                seconds = statistics.median(fit() for _ in range(repeats))
+            finally:
+                threads.request(None)
+            rows.append((f"{label}: {what} ({chosen})", seconds, load_average()))
+    for what, seconds, load in rows:
+        print(f"  {what:48s} {seconds:8.2f} s   {load}")
+    if busy:
+        quiet, chosen, forced = (r[1] for r in rows)
+        print(
+            f"  {label}: busy / quiet {chosen / quiet:.2f}x with the policy (target <= 2.5x), "
+            f"{forced / quiet:.2f}x with the team forced wide"
+        )
+    return rows

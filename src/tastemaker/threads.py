@@ -16,6 +16,8 @@ import contextlib
 import functools
 import os
 import statistics
+import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -25,11 +27,18 @@ from threadpoolctl import ThreadpoolController
 SMALL_WORK = 5e7
 ENV = "TASTEMAKER_THREADS"
 _pinned: int | None = None  # set by pin(): the process runs with this many threads for good
+_requested: int | None = None  # set by request(): the commands' --threads
+_active = threading.local()  # the count of the innermost limited() in this thread
 
 
-@functools.cache
 def controller() -> ThreadpoolController:
-    """Built once: inspecting the loaded native libraries costs about a millisecond a call."""
+    """The native thread pools loaded now. Inspecting them costs about a millisecond, so the
+    answer is kept until more modules are imported (which may load another BLAS or OpenMP)."""
+    return _controller(len(sys.modules))
+
+
+@functools.lru_cache(maxsize=1)
+def _controller(modules: int) -> ThreadpoolController:
     return ThreadpoolController()
 
 
@@ -63,10 +72,15 @@ def pick(threads: int | None = None, work: float | None = None) -> int:
     cores (at least one)."""
     if threads is not None:
         return max(1, threads)
+    if _requested is not None:
+        return _requested
     if os.environ.get(ENV, "").strip().isdigit():
         return max(1, int(os.environ[ENV]))
     if _pinned is not None:
         return _pinned
+    outer = getattr(_active, "count", None)
+    if outer is not None:  # inside a limit chosen by the caller (a tuning trial, a bench)
+        return outer
     if work is not None and work < SMALL_WORK:
         return 1
     allowed = allowed_cores()
@@ -77,8 +91,19 @@ def pick(threads: int | None = None, work: float | None = None) -> int:
 def limited(threads: int | None = None, work: float | None = None) -> Iterator[int]:
     """BLAS and OpenMP pools limited to ``pick(threads, work)`` inside; yields the count."""
     count = pick(threads, work)
-    with controller().limit(limits=count):
-        yield count
+    outer = getattr(_active, "count", None)
+    _active.count = count
+    try:
+        with controller().limit(limits=count):
+            yield count
+    finally:
+        _active.count = outer
+
+
+def request(threads: int | None) -> None:
+    """The commands' ``--threads``: every later ``pick`` answers this (None: choose again)."""
+    global _requested
+    _requested = None if threads is None else max(1, threads)
 
 
 def pin(threads: int) -> None:

@@ -102,7 +102,7 @@ def single_threaded_libraries() -> None:
     already loaded and is limited in place. Worker processes inherit both."""
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
-    from tastemaker import threads
+    import tastemaker.threads as threads
 
     threads.pin(int(os.environ["OPENBLAS_NUM_THREADS"]))
 

@@ -31,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import TypeAdapter, ValidationError
 
+import tastemaker.threads as threads
 from tastemaker.artifacts import (
     ArraySpec,
     CSRSpec,
@@ -176,7 +177,10 @@ class Recommender(ABC):
         self.catalogue_ = dataclasses.replace(interactions, events=None, tags=None)
         self._callback = callback
         try:
-            self._fit(interactions)
+            # BLAS / OpenMP as wide as the cores free now (tastemaker.threads): a team wider
+            # than that spins waiting for a lost core, many times slower than one thread.
+            with threads.limited():
+                self._fit(interactions)
         finally:
             self._callback = None
         return self
