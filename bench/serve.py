@@ -195,6 +195,30 @@ class Server:
             return None
         return total / tick
 
+    def memory(self) -> list[tuple[int, dict[str, float]]]:
+        """Per process of the server (supervisor and workers): RSS, PSS (shared pages split
+        between the processes sharing them) and USS (private pages), in MiB."""
+        out = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(entry.name)) != self.proc.pid:
+                    continue
+                rollup = (entry / "smaps_rollup").read_text().splitlines()
+            except OSError:
+                continue
+            kb = {}
+            for line in rollup[1:]:
+                key, _, value = line.partition(":")
+                kb[key] = int(value.split()[0]) if value.split() else 0
+            private = kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)
+            out.append(
+                (int(entry.name), {"rss": kb.get("Rss", 0) / 1024, "pss": kb.get("Pss", 0) / 1024,
+                                   "uss": private / 1024})
+            )  # fmt: skip
+        return sorted(out)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -498,6 +522,12 @@ def main() -> None:
                 )
                 if mode == "ann":
                     recall = retrieval["recall_at_10"]
+                for pid, mib in server.memory():
+                    print(
+                        f"[{mode}] process {pid}: RSS {mib['rss']:.0f} MiB, PSS {mib['pss']:.0f} "
+                        f"MiB, private {mib['uss']:.0f} MiB",
+                        flush=True,
+                    )
                 for busy in modes(args.busy):
                     with neighbour(busy):
                         time.sleep(2 if busy else 0)

@@ -151,12 +151,13 @@ def _find_item(bundle: LoadedModel, item: str) -> int:
 )
 async def recommend_for_user(
     user_id: str,
-    bundle: Bundle,
+    request: Request,
     n: N = 10,
     exclude_heard: bool = True,
     reasons: Annotated[bool, Query(description="Add 'because you listened to ...'.")] = True,
 ) -> Response:
     """Top-n items for a user of the training data (ids are the source's own)."""
+    bundle = await current_model(request)  # called, not a dependency: cheaper per request
     user = _find_user(bundle, user_id)
     inline = bundle.inline and n <= INLINE_N
     return await _compute(inline, _for_user, bundle, user_id, user, n, exclude_heard, reasons)
@@ -177,12 +178,12 @@ def _for_user(bundle: LoadedModel, user_id: str, user: int, n, exclude_heard, re
 async def recommend_for_history(
     request: Request,
     body: HistoryRequest,
-    bundle: Bundle,
     n: N = 10,
     reasons: bool = True,
 ) -> Response:
     """Top-n for a listening history not in the training data (fold-in): items by id or name
     (names match case-insensitively); unknown entries are listed in ``unmatched``."""
+    bundle = await current_model(request)
     limit = request.app.state.settings.max_history
     if len(body.history) > limit:
         raise HTTPException(413, f"history has {len(body.history)} entries; at most {limit}")
