@@ -8,7 +8,10 @@ catalogue bookkeeping). Prints wall and CPU time of each, the median of the per-
 ratios (target <= 1.1x; pairing adjacent runs cancels most of the drift a shared machine
 adds) and checks that the learned factors are the same.
 
-    .venv/bin/python bench/als_fit.py [--data PATH] [--repeats 5] [--factors 64]
+    .venv/bin/python bench/als_fit.py [--data PATH] [--repeats 5] [--factors 64] [--busy]
+
+``--busy`` also times our fit beside a CPU-burning neighbour on one core (bench/busy.py), with
+the threads tastemaker.threads picks and with implicit's OpenMP team forced machine-wide.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
+from busy import add_busy_argument, load_average, quiet_and_busy
 from tastemaker.data.load import load_interactions
 from tastemaker.data.weighting import apply_weighting
 from tastemaker.evaluation.splits import random_split
@@ -37,7 +41,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=15)
+    add_busy_argument(parser)
     args = parser.parse_args()
+    print(load_average())
 
     train = random_split(load_interactions(args.data)).train
     params = {"factors": args.factors, "regularization": 0.05, "alpha": 1.0}
@@ -94,6 +100,8 @@ def main() -> None:
         f"{cpu_ratio:.3f}x CPU time; target <= {TARGET_RATIO}x: "
         f"{'OK' if paired <= TARGET_RATIO else 'MISSED'}; same factors: {same}"
     )
+    if args.busy:
+        quiet_and_busy("ALS fit", lambda: ours()[0], args.repeats, busy=True)
 
 
 if __name__ == "__main__":

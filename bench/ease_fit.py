@@ -12,9 +12,12 @@ Each row reports NDCG@10 / recall@10 on the default random split, so the price o
 visible beside its speed.
 
     .venv/bin/python bench/ease_fit.py [--data PATH] [--repeats 3] [--full] [--blas-threads N]
+                                       [--busy]
 
 On a 2-core machine shared with other work, OpenBLAS's spinning threads make the LAPACK calls
-several times slower than one thread; compare ``--blas-threads 1`` there.
+several times slower than one thread; ``fit`` picks its threads from the cores free
+(tastemaker.threads). ``--busy`` times our fit again beside a CPU-burning neighbour on one
+core (bench/busy.py), with the chosen threads and with BLAS forced as wide as the machine.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
+import tastemaker.threads
+from busy import add_busy_argument, load_average, quiet_and_busy
 from tastemaker.evaluation.metrics import ranking_metrics
 from tastemaker.evaluation.splits import random_split
 from tastemaker.models import create_model
@@ -56,10 +61,13 @@ def main() -> None:
     parser.add_argument(
         "--blas-threads", type=int, default=0, help="limit BLAS threads (0: library default)"
     )
+    add_busy_argument(parser)
     args = parser.parse_args()
+    print(load_average())
     if args.blas_threads:
         # Kept for the whole run: the reference inverts under the same limit.
         threadpool_limits(args.blas_threads, "blas")
+        tastemaker.threads.request(args.blas_threads)
     threads = threadpool_info()[0]["num_threads"] if threadpool_info() else "?"
 
     from tastemaker.data.load import load_interactions
@@ -116,6 +124,14 @@ def main() -> None:
     )
     if not args.full:
         print("all-items dense inverse not run (--full; ~5 GB and minutes on 2 cores)")
+    if args.busy:
+
+        def fit() -> float:
+            start = time.perf_counter()
+            create_model("ease").fit(train)
+            return time.perf_counter() - start
+
+        quiet_and_busy("EASE fit", fit, args.repeats, busy=True)
 
 
 if __name__ == "__main__":

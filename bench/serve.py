@@ -37,9 +37,15 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from busy import add_busy_argument, load_average, modes, neighbour
+
 TARGET_P99_MS = 10.0
+TARGET_P99_BUSY_MS = 25.0
 TARGET_RPS = 300.0
+TARGET_CLOSED_RPS = 1000.0
 TARGET_RECALL = 0.95
+TARGET_USER_X = 1.5  # server CPU per request over the floor route's
+TARGET_HISTORY_X = 2.5
 
 
 # -- data and model ----------------------------------------------------------------------------
@@ -139,7 +145,11 @@ class Server:
     def __init__(self, model_dir: Path, ann: bool, workers: int) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "TASTEMAKER_ANN_THRESHOLD": "50000" if ann else str(10**9)}
+        env = {
+            **os.environ,
+            "TASTEMAKER_ANN_THRESHOLD": "50000" if ann else str(10**9),
+            "TASTEMAKER_BENCH_FLOOR": "1",  # the floor route (serving.floor)
+        }
         cmd = [
             sys.executable, "-c", "from tastemaker.cli import main; main()", "serve",
             str(model_dir), "--port", str(self.port), "--workers", str(workers),
@@ -184,6 +194,30 @@ class Server:
         except OSError:
             return None
         return total / tick
+
+    def memory(self) -> list[tuple[int, dict[str, float]]]:
+        """Per process of the server (supervisor and workers): RSS, PSS (shared pages split
+        between the processes sharing them) and USS (private pages), in MiB."""
+        out = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(entry.name)) != self.proc.pid:
+                    continue
+                rollup = (entry / "smaps_rollup").read_text().splitlines()
+            except OSError:
+                continue
+            kb = {}
+            for line in rollup[1:]:
+                key, _, value = line.partition(":")
+                kb[key] = int(value.split()[0]) if value.split() else 0
+            private = kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)
+            out.append(
+                (int(entry.name), {"rss": kb.get("Rss", 0) / 1024, "pss": kb.get("Pss", 0) / 1024,
+                                   "uss": private / 1024})
+            )  # fmt: skip
+        return sorted(out)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -307,12 +341,14 @@ def closed_loop_wrk(url: str, method: str, lines: list[str], seconds: int, conne
 
 
 # -- the run -----------------------------------------------------------------------------------
-def workload(data, kind: str, count: int, seed: int, history_len: int = 20):
-    """``count`` requests: random users (GET) or random 20-artist slices of real histories."""
+def workload(data, kind: str, count: int, seed: int, history_len: int = 50):
+    """``count`` requests: random users (GET), random ``history_len``-artist slices of real
+    histories (POST), or the floor route for random users (GET, a precomputed answer)."""
     rng = np.random.default_rng(seed)
     users = rng.integers(0, data.n_users, count)
-    if kind == "user":
-        paths = [f"/v1/users/{data.users.id(u)}/recommendations?n=10" for u in users]
+    if kind in ("user", "floor"):
+        prefix = "/v1/users/" if kind == "user" else "/v1/floor/"
+        paths = [f"{prefix}{data.users.id(u)}/recommendations?n=10" for u in users]
         return [("GET", p, None) for p in paths], paths
     requests, lines = [], []
     for u in users:
@@ -324,7 +360,108 @@ def workload(data, kind: str, count: int, seed: int, history_len: int = 20):
     return requests, lines
 
 
-def main() -> None:
+def response_size(url: str, method: str, path: str, body) -> int:
+    import httpx
+
+    return len(httpx.request(method, url + path, json=body, timeout=30).content)
+
+
+def measure(server: Server, data, kind: str, count: int, args, spawn, profile: Path | None):
+    """One workload against a running server: open loop at the offered rate, then wrk."""
+    requests, lines = workload(data, kind, count, seed=args.seed + 1, history_len=args.history)
+    size = response_size(server.url, *requests[0])
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        cpu = server.cpu_seconds()
+        fixed = pool.submit(open_loop, server.url, requests, args.rate, args.in_flight).result()
+        if cpu is not None:
+            # Warm-up requests included: a slight overestimate.
+            fixed["cpu_ms"] = 1000 * (server.cpu_seconds() - cpu) / (count + 50)
+    fixed["load"] = os.getloadavg()[0]
+    fixed["bytes"] = size
+    spy = start_profile(server, profile) if profile else None
+    cpu = server.cpu_seconds()
+    peak = closed_loop_wrk(
+        server.url, "POST" if kind == "history" else "GET", lines,
+        args.wrk_seconds, args.wrk_connections,
+    )  # fmt: skip
+    if spy is not None:
+        stop_profile(spy)
+        summarise_profile(profile)
+    if peak:
+        peak["load"] = os.getloadavg()[0]
+        if cpu is not None:
+            peak["cpu_ms"] = 1000 * (server.cpu_seconds() - cpu) / max(peak["requests"], 1)
+    return fixed, peak
+
+
+def start_profile(server: Server, path: Path):
+    """py-spy sampling the server's processes (collapsed stacks) while the load runs."""
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
+    if spy is None:
+        raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [spy, "record", "--pid", str(server.proc.pid), "--subprocesses", "--rate", "250",
+         "--format", "raw", "--output", str(path), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.0)  # py-spy attaches
+    return proc
+
+
+def stop_profile(proc) -> None:
+    proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    proc.wait(timeout=60)
+
+
+# py-spy shows a thread waiting in native code as its last Python frame.
+IDLE_LEAVES = {"Runner.run", "Condition.wait", "Event.wait"}
+
+
+def summarise_profile(path: Path, top: int = 25) -> None:
+    """Print the functions with the most samples, inclusive and self (py-spy's raw format:
+    one line per distinct stack, frames ``function (file:line)`` joined by ';', then a count)."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = [_frame(f) for f in stack.split(";")[1:]]  # the first is the process
+        if frames and frames[-1].split(" ")[0] in IDLE_LEAVES:
+            continue  # the event loop in epoll, an idle pool thread: not work
+        total += int(count)
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + int(count)
+        if frames:
+            own[frames[-1]] = own.get(frames[-1], 0) + int(count)
+    print(f"profile {path.name}: {total} samples (idle left out)")
+    for title, table in (("inclusive", inclusive), ("self", own)):
+        print(f"  top {top} {title}:")
+        for frame, count in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"    {100 * count / max(total, 1):5.1f} %  {frame}")
+
+
+def _frame(text: str) -> str:
+    # "recommend_for_user (tastemaker/serving/routes.py:130)" -> function and file, no line
+    name, _, where = text.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    parts = Path(where).parts
+    return f"{name} ({'/'.join(parts[-2:])})"
+
+
+def trained_model(args):
+    """Train (or, with ``--out`` holding one already, reuse) the benchmark's model."""
+    data = None
+    if args.out is not None and (args.out / "model" / "manifest.json").exists():
+        data = synthetic_catalogue(args.users, args.artists, seed=args.seed)
+        print(f"reusing {args.out / 'model'} (same --users/--artists/--seed)", flush=True)
+        return args.out / "model", data
+    return train(args, args.out)
+
+
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--artists", type=int, default=200_000)
@@ -336,70 +473,84 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1.1 * TARGET_RPS, help="offered requests/s")
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--history", type=int, default=50, help="items per posted history")
     parser.add_argument("--wrk-seconds", type=int, default=10)
     parser.add_argument("--wrk-connections", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="keep the model here")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="keep the model here (and reuse it next time)"
+    )
+    parser.add_argument(
+        "--retrieval", default="exact,ann", help="comma-separated: exact, ann (default both)"
+    )
+    parser.add_argument(
+        "--profile", type=Path, default=None,
+        help="folder: py-spy samples the server during each open-loop run (collapsed stacks)",
+    )  # fmt: skip
     parser.add_argument(
         "--plain-hnsw",
         action="store_true",
         help="also measure one HNSW-IP graph over all items (no exact head), for comparison",
     )
-    args = parser.parse_args()
+    add_busy_argument(parser)
+    return parser.parse_args()
 
-    print(f"machine: {os.cpu_count()} CPUs; server workers: {args.workers}", flush=True)
+
+def main() -> None:
+    args = parse_args()
+    print(f"machine: {os.cpu_count()} CPUs; server workers: {args.workers}; {load_average()}")
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: no closed-loop figures (apt-get install -y wrk)")
     tmp = Path(tempfile.mkdtemp(prefix="tastemaker-bench-serve-"))
-    out = args.out or tmp
+    args.out = args.out or tmp
     results = []
     recall = float("nan")
     spawn = multiprocessing.get_context("spawn")
     try:
-        model_dir, data = train(args, out)
+        model_dir, data = trained_model(args)
         if args.plain_hnsw:
             plain_hnsw_recall(model_dir)
-        for ann in (False, True):
-            mode = "ann" if ann else "exact"
-            server = Server(model_dir, ann, args.workers)
+        for mode in args.retrieval.split(","):
+            server = Server(model_dir, mode == "ann", args.workers)
             try:
                 started = time.perf_counter()
-                health = server.wait_ready()
-                retrieval = health["model"]["retrieval"]
+                retrieval = server.wait_ready()["model"]["retrieval"]
                 print(
                     f"\n[{mode}] server ready in {time.perf_counter() - started:.1f} s: "
                     f"{json.dumps(retrieval)}",
                     flush=True,
                 )
-                if ann:
+                if mode == "ann":
                     recall = retrieval["recall_at_10"]
-                for kind in ("user", "history"):
-                    count = args.requests if (ann and kind == "user") else args.requests // 3
-                    requests, lines = workload(data, kind, count, seed=args.seed + 1)
-                    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
-                        cpu = server.cpu_seconds()
-                        fixed = pool.submit(
-                            open_loop, server.url, requests, args.rate, args.in_flight
-                        ).result()
-                        if cpu is not None:
-                            # Warm-up requests included: a slight overestimate.
-                            fixed["cpu_ms"] = 1000 * (server.cpu_seconds() - cpu) / (count + 50)
-                    cpu = server.cpu_seconds()
-                    peak = closed_loop_wrk(
-                        server.url, "GET" if kind == "user" else "POST", lines,
-                        args.wrk_seconds, args.wrk_connections,
-                    )  # fmt: skip
-                    if peak and cpu is not None:
-                        peak["cpu_ms"] = 1000 * (server.cpu_seconds() - cpu) / peak["requests"]
-                    results.append((mode, kind, fixed, peak))
+                for pid, mib in server.memory():
                     print(
-                        f"[{mode}] {kind}: at {args.rate:.0f}/s offered: {_fmt(fixed)}"
-                        + (f" | peak (wrk): {_fmt(peak)}" if peak else ""),
+                        f"[{mode}] process {pid}: RSS {mib['rss']:.0f} MiB, PSS {mib['pss']:.0f} "
+                        f"MiB, private {mib['uss']:.0f} MiB",
                         flush=True,
                     )
+                for busy in modes(args.busy):
+                    with neighbour(busy):
+                        time.sleep(2 if busy else 0)
+                        for kind in ("floor", "user", "history"):
+                            label = f"{mode}{' busy' if busy else ''}"
+                            full = mode == "ann" and kind != "history"
+                            count = args.requests if full else args.requests // 3
+                            profile = (
+                                args.profile / f"{mode}-{kind}{'-busy' if busy else ''}.txt"
+                                if args.profile
+                                else None
+                            )
+                            fixed, peak = measure(server, data, kind, count, args, spawn, profile)
+                            results.append((label, kind, fixed, peak))
+                            print(
+                                f"[{label}] {kind}: at {args.rate:.0f}/s offered: {_fmt(fixed)}"
+                                + (f" | peak (wrk): {_fmt(peak)}" if peak else ""),
+                                flush=True,
+                            )
             finally:
                 server.stop()
     finally:
-        if args.out is None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     report(results, recall, args)
 
 
@@ -417,53 +568,81 @@ def _cpu(r: dict) -> str:
 
 def report(results, recall: float, args) -> None:
     print(
-        "\n| retrieval | request | offered | p50 ms | p99 ms | req/s | requests | errors "
-        "| server CPU ms/req | peak req/s (wrk) | wrk p50 / p99 ms | wrk server CPU ms/req |"
+        "\n| retrieval | request | at offered: p50 / p99 ms | req/s | errors | server CPU ms/req "
+        "| x floor | wrk req/s | wrk p50 / p99 ms | wrk CPU ms/req | x floor | load avg |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    by = {}
-    for mode, kind, fixed, peak in results:
-        by[(mode, kind)] = (fixed, peak)
+    by = {(label, kind): (fixed, peak) for label, kind, fixed, peak in results}
+    ratios = {}
+    for label, kind, fixed, peak in results:
+        floor_fixed, floor_peak = by[(label, "floor")]
+        ratio = _ratio(fixed, floor_fixed)
+        peak_ratio = _ratio(peak, floor_peak) if peak else None
+        ratios[(label, kind)] = peak_ratio or ratio
         wrk_cols = (
-            f"{peak['rps']:.0f} | {peak['p50']:.2f} / {peak['p99']:.2f} | {_cpu(peak)}"
+            f"{peak['rps']:.0f} | {peak['p50']:.2f} / {peak['p99']:.2f} | {_cpu(peak)} "
+            f"| {_x(peak_ratio)}"
             if peak
-            else "- | - | -"
+            else "- | - | - | -"
         )
         print(
-            f"| {mode} | {kind} | {args.rate:.0f}/s | {fixed['p50']:.2f} | {fixed['p99']:.2f} "
-            f"| {fixed['rps']:.0f} | {fixed['requests']:,} | {fixed['errors']} | {_cpu(fixed)} "
-            f"| {wrk_cols} |"
+            f"| {label} | {kind} | {fixed['p50']:.2f} / {fixed['p99']:.2f} "
+            f"| {fixed['rps']:.0f} | {fixed['errors']} / {fixed['requests']:,} | {_cpu(fixed)} "
+            f"| {_x(ratio)} | {wrk_cols} | {fixed['load']:.1f} |"
         )
-    print(f"\nANN recall@10 against exact scoring: {recall:.4f}")
-    for kind in ("user", "history"):
-        exact, ann = by[("exact", kind)], by[("ann", kind)]
-        line = f"{kind}: exact p99 / ANN p99 = {exact[0]['p99'] / ann[0]['p99']:.1f}x"
-        if "cpu_ms" in exact[0] and "cpu_ms" in ann[0]:
-            line += "; server CPU per request exact / ANN = "
-            line += f"{exact[0]['cpu_ms'] / ann[0]['cpu_ms']:.1f}x"
-        if exact[1] and ann[1]:
-            line += f"; peak throughput ANN / exact = {ann[1]['rps'] / exact[1]['rps']:.1f}x"
-        print(line)
-    for mode, kind, fixed, _ in results:
+    print(f"\noffered {args.rate:.0f} req/s; wrk {args.wrk_connections} connections")
+    print(f"ANN recall@10 against exact scoring: {recall:.4f}")
+    for label, kind, fixed, _ in results:
         if fixed["errors"]:
-            print(f"errors, {mode} {kind}: {fixed['error_kinds']} (status code or exception)")
-    fixed, peak = by[("ann", "user")]
-    runs = [r for r in (fixed, peak) if r]
-    fast = [r for r in runs if r["rps"] >= TARGET_RPS and r["p99"] <= TARGET_P99_MS]
-    errors = sum(r["errors"] for r in runs)
-    cpu = next((r["cpu_ms"] for r in (peak, fixed) if r and "cpu_ms" in r), None)
-    if cpu:
-        print(
-            f"server CPU per ANN user request {cpu:.2f} ms: one dedicated core would serve about "
-            f"{1000 / cpu:.0f} requests/s (a projection; the latencies above are measured)"
-        )
-    print("\ntargets (2 cores, measured in this run):")
-    for text, ok in (
-        (f"ANN user p99 <= {TARGET_P99_MS:.0f} ms at >= {TARGET_RPS:.0f} req/s", bool(fast)),
-        (f"ANN recall@10 >= {TARGET_RECALL}", recall >= TARGET_RECALL),
-        (f"{fixed['requests']:,} ANN user requests (+ wrk's), zero errors", errors == 0),
-    ):
+            print(f"errors, {label} {kind}: {fixed['error_kinds']} (status code or exception)")
+    if ("ann", "user") not in by:
+        return
+    checks = [(f"ANN recall@10 >= {TARGET_RECALL}", recall >= TARGET_RECALL)]
+    for label, p99_target in (("ann", TARGET_P99_MS), ("ann busy", TARGET_P99_BUSY_MS)):
+        if (label, "user") not in by:
+            continue
+        fixed, peak = by[(label, "user")]
+        checks += [
+            (
+                f"[{label}] user: server CPU <= {TARGET_USER_X}x the floor's "
+                f"({_x(ratios[(label, 'user')])})",
+                (ratios[(label, "user")] or 99) <= TARGET_USER_X,
+            ),
+            (
+                f"[{label}] history: server CPU <= {TARGET_HISTORY_X}x the floor's "
+                f"({_x(ratios[(label, 'history')])})",
+                (ratios[(label, "history")] or 99) <= TARGET_HISTORY_X,
+            ),
+            (
+                f"[{label}] user p99 <= {p99_target:.0f} ms at {args.rate:.0f}/s offered "
+                f"({fixed['p99']:.1f} ms, {fixed['rps']:.0f} achieved)",
+                fixed["p99"] <= p99_target and fixed["rps"] >= TARGET_RPS,
+            ),
+            (
+                f"[{label}] zero errors (user, history, open and closed loop)",
+                not any(r["errors"] for k in ("user", "history") for r in by[(label, k)] if r),
+            ),
+        ]
+        if label == "ann" and peak:
+            checks.append(
+                (
+                    f"[ann] closed loop >= {TARGET_CLOSED_RPS:.0f} req/s ({peak['rps']:.0f})",
+                    peak["rps"] >= TARGET_CLOSED_RPS,
+                )
+            )
+    print(f"\ntargets (2 cores, measured in this run; {load_average()} at the end):")
+    for text, ok in checks:
         print(f"  {'PASS' if ok else 'MISS'}  {text}")
+
+
+def _ratio(r: dict | None, floor: dict | None) -> float | None:
+    if r is None or floor is None or "cpu_ms" not in r or "cpu_ms" not in floor:
+        return None
+    return r["cpu_ms"] / floor["cpu_ms"]
+
+
+def _x(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "tastemaker"
 
-FOUNDATION = {"errors", "ranking", "artifacts"}
+FOUNDATION = {"errors", "ranking", "artifacts", "threads"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "threads": set(),
     "ranking": set(),
     "artifacts": {"errors"},
     "data": FOUNDATION,

@@ -244,6 +244,20 @@ def test_healthz_and_metrics(client, interactions):
     assert "nobody" not in text  # labels are route templates, not raw paths
 
 
+def test_bench_floor_route_is_off_by_default_and_sized_like_an_answer(
+    client, model_dirs, interactions
+):
+    assert client.get("/v1/floor/u/recommendations").status_code == 404
+    settings = ServeSettings(model_dir=model_dirs["als"], bench_floor=True)
+    with TestClient(create_app(settings)) as floor_client:
+        real = floor_client.get(f"/v1/users/{interactions.users.id(1)}/recommendations?n=10")
+        floor = floor_client.get("/v1/floor/anyone/recommendations?n=10")
+        assert floor.status_code == 200 and len(floor.json()["items"]) == 10
+        assert abs(len(floor.content) - len(real.content)) < 0.25 * len(real.content)
+        assert floor_client.get("/v1/floor/x/recommendations?n=0").status_code == 422
+        assert "/v1/floor" not in str(floor_client.get("/openapi.json").json()["paths"])
+
+
 def test_page_and_openapi_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and 'id="search"' in page.text

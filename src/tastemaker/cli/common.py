@@ -51,6 +51,14 @@ DATA_HELP = (
     "(tastemaker datasets list; downloaded into the cache on first use)."
 )
 DataArg = Annotated[Path, typer.Argument(help=DATA_HELP, metavar="DATA", show_default=False)]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        help="BLAS / OpenMP threads for fitting and scoring (default: the cores free right now, "
+        "one for small problems; also TASTEMAKER_THREADS).",
+    ),
+]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")]
 ReportOpt = Annotated[
     Path | None, typer.Option("--report", help="Write a self-contained HTML report here.")

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+import tastemaker.threads as thread_policy
 from tastemaker.cli.common import (
     MODEL_NAMES,
     DataArg,
@@ -18,6 +19,7 @@ from tastemaker.cli.common import (
     ForceOpt,
     JsonOpt,
     ReportOpt,
+    ThreadsOpt,
     claim_results,
     console,
     err_console,
@@ -301,10 +303,12 @@ def evaluate(
     json_out: JsonOpt = None,
     report: ReportOpt = None,
     force: ForceOpt = False,
+    threads: ThreadsOpt = None,
     data_options: DataOptions = DataOptions(),
     engine_options: EngineOptions = EngineOptions(),
 ) -> None:
     """Evaluate models on held-out data (full ranking by default) and print a table."""
+    thread_policy.request(threads)
     from tastemaker.evaluation.protocol import evaluate as run_evaluation
     from tastemaker.evaluation.protocol import resolve_models
     from tastemaker.evaluation.splits import SPLITS
@@ -337,23 +341,24 @@ def evaluate(
         "classification": report is not None,
         "factory": factory,
     }
-    if split == "short":
-        from tastemaker.evaluation.protocol import evaluate_short_histories
+    with thread_policy.limited():  # scoring the test users too, not only the fits
+        if split == "short":
+            from tastemaker.evaluation.protocol import evaluate_short_histories
 
-        result = evaluate_short_histories(
-            interactions, specs, fold_in_ks, ks=ks, seed=seed, **options
-        )
-    else:
-        result = run_evaluation(
-            interactions,
-            specs,
-            split=split,
-            ks=ks,
-            seed=seed,
-            folds=folds,
-            split_params=params,
-            **options,
-        )
+            result = evaluate_short_histories(
+                interactions, specs, fold_in_ks, ks=ks, seed=seed, **options
+            )
+        else:
+            result = run_evaluation(
+                interactions,
+                specs,
+                split=split,
+                ks=ks,
+                seed=seed,
+                folds=folds,
+                split_params=params,
+                **options,
+            )
     print_table(results_table(result))
     _write_outputs(result, json_out, report, "Evaluation")
 

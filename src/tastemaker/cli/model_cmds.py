@@ -10,6 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
+import tastemaker.threads as thread_policy
 from tastemaker.cli.common import (
     MODEL_NAMES,
     DataArg,
@@ -17,6 +18,7 @@ from tastemaker.cli.common import (
     EngineOptions,
     ForceOpt,
     Output,
+    ThreadsOpt,
     claim_outputs,
     console,
     err_console,
@@ -45,10 +47,12 @@ def train(
         list[Path] | None,
         typer.Option("--params-file", help='JSON {"model": ..., "params": {...}} (best.json).'),
     ] = None,
+    threads: ThreadsOpt = None,
     data_options: DataOptions = DataOptions(),
     engine_options: EngineOptions = EngineOptions(),
 ) -> None:
     """Fit one model on all the data and save it (manifest + arrays, no pickle)."""
+    thread_policy.request(threads)
     from tastemaker.evaluation.protocol import fit_model, resolve_models
 
     if out is None:

@@ -102,9 +102,9 @@ def single_threaded_libraries() -> None:
     already loaded and is limited in place. Worker processes inherit both."""
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
-    from threadpoolctl import threadpool_limits
+    import tastemaker.threads as threads
 
-    threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
+    threads.pin(int(os.environ["OPENBLAS_NUM_THREADS"]))
 
 
 SERVE_HELP = (

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.topk import topk
 
+import tastemaker.threads as threads
 from tastemaker.artifacts import ArraySpec
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import UsageError
@@ -127,6 +128,7 @@ class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
             iterations=int(self.iterations),
             random_state=int(self.seed),
             dtype=np.float32,
+            num_threads=threads.pick(),  # implicit's OpenMP loops: the cores free now
         )
 
     def _fit(self, interactions: Interactions) -> None:

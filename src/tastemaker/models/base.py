@@ -30,8 +30,8 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import scipy.sparse as sp
 from pydantic import TypeAdapter, ValidationError
-from threadpoolctl import ThreadpoolController
 
+import tastemaker.threads as threads
 from tastemaker.artifacts import (
     ArraySpec,
     CSRSpec,
@@ -47,21 +47,7 @@ from tastemaker.data.interactions import Interactions
 from tastemaker.data.weighting import WEIGHTINGS, apply_weighting, weighting_statistics
 from tastemaker.errors import ArtifactError, TastemakerError, UsageError
 from tastemaker.ranking import mask_rows, top_n
-
-
-@functools.cache
-def _thread_controller() -> ThreadpoolController:
-    """Built once: inspecting the loaded native libraries costs about a millisecond per call,
-    which ``threadpool_limits`` would pay on every request."""
-    return ThreadpoolController()
-
-
-def single_blas_thread():
-    """Context manager: BLAS on one thread inside it. implicit's solvers run their own threads
-    and warn (and slow down) when BLAS also fans out; small per-request products are faster
-    on one thread."""
-    return _thread_controller().limit(limits=1, user_api="blas")
-
+from tastemaker.threads import single_blas_thread  # noqa: F401 (the models import it from here)
 
 MODEL_KIND = "model"
 # Models score users in blocks of this many rows to bound memory (rows x n_items floats).
@@ -191,7 +177,10 @@ class Recommender(ABC):
         self.catalogue_ = dataclasses.replace(interactions, events=None, tags=None)
         self._callback = callback
         try:
-            self._fit(interactions)
+            # BLAS / OpenMP as wide as the cores free now (tastemaker.threads): a team wider
+            # than that spins waiting for a lost core, many times slower than one thread.
+            with threads.limited():
+                self._fit(interactions)
         finally:
             self._callback = None
         return self

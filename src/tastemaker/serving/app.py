@@ -24,6 +24,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from tastemaker import __version__
 from tastemaker.errors import ArtifactError, UsageError
+from tastemaker.serving.floor import floor_router
 from tastemaker.serving.middleware import JSONErrors, ServiceMetrics, ServiceMiddleware, safe_errors
 from tastemaker.serving.routes import admin_router, router
 from tastemaker.serving.settings import ServeSettings
@@ -85,6 +86,9 @@ def create_app(settings: ServeSettings | None = None, bundle: LoadedModel | None
     app.include_router(router)
     if settings.admin_token is not None:  # admin routes exist only when a token is configured
         app.include_router(admin_router)
+    if settings.bench_floor:
+        app.state.floor_cache = {}
+        app.include_router(floor_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if shared is not None:
         app.add_middleware(FollowMiddleware, follow_now=follow_now)

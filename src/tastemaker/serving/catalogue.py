@@ -32,9 +32,19 @@ class Catalogue:
         self._tag_model = model if hasattr(model, "item_tags") else None
         self._catalogue = catalogue
         self._tag_vectors = None
+        # Every answer lists each item's top tags: looked up once per item and load, not per
+        # request (the hot path's cost is per-item Python work; docs/serving.md).
+        self._top_tags: dict[tuple[int, int], list[str]] = {}
 
     def top_tags(self, index: int, n: int = 3) -> list[str]:
         """The item's heaviest tags (metadata weights, else the content model's), or []."""
+        key = (index, n)
+        found = self._top_tags.get(key)
+        if found is None:
+            found = self._top_tags[key] = self._find_top_tags(index, n)
+        return found
+
+    def _find_top_tags(self, index: int, n: int) -> list[str]:
         if self.metadata is not None and len(self.metadata.tags):
             tags = self.metadata.top_tags(index, n)
             if tags:

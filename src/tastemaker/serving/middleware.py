@@ -76,6 +76,9 @@ class ServiceMiddleware:
     def __init__(self, app, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # (method, route, status) -> the counter's and the histogram's children: prometheus'
+        # labels() takes a lock and checks the labels on every call (bounded: route templates).
+        self._children: dict[tuple[str, str, int], tuple] = {}
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -94,9 +97,15 @@ class ServiceMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
-            self.metrics.requests.labels(method, template, str(status["code"])).inc()
-            self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
+            key = (scope["method"], template, status["code"])
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (
+                    self.metrics.requests.labels(key[0], template, str(key[2])),
+                    self.metrics.latency.labels(key[0], template),
+                )
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
 
 
 class JSONErrors:

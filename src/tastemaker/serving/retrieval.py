@@ -124,7 +124,12 @@ class FactorIndex:
 
     # -- queries -----------------------------------------------------------------------------
     def for_user(self, user: int, n: int, exclude_heard: bool) -> tuple[np.ndarray, np.ndarray]:
-        heard = self.model.user_items_[user].indices if exclude_heard else _NONE
+        matrix = self.model.user_items_  # the row's slice: scipy's row indexing costs ~30 us
+        heard = (
+            matrix.indices[matrix.indptr[user] : matrix.indptr[user + 1]]
+            if exclude_heard
+            else _NONE
+        )
         if len(heard) + n > MAX_ANN_FETCH:
             ids, scores = self.model.recommend(np.asarray([user]), n, exclude_heard)
             return ids[0], scores[0]
@@ -187,7 +192,9 @@ class FactorIndex:
         ids = items[positions[0][found]]
         scores = scores[0][found]
         if len(heard):
-            keep = ~np.isin(ids, heard)
+            # A set over a few hundred heard items: np.isin sorts both, ~10x slower here.
+            skip = set(heard.tolist())
+            keep = np.fromiter((i not in skip for i in ids.tolist()), bool, len(ids))
             ids, scores = ids[keep], scores[keep]
         return ids[:n], scores[:n]
 

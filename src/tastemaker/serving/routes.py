@@ -1,7 +1,12 @@
 """HTTP routes: thin handlers that look ids up, ask the retriever or model, and shape answers.
 
-Scoring is CPU-bound, so handlers are plain ``def`` (FastAPI runs them in its thread pool).
-Each handler reads the current model bundle once, so a concurrent reload never mixes models.
+Recommendation handlers are ``async``: where the answer is cheap (the ANN index, a small
+catalogue, a short history) they compute it on the event loop, since a hop through the thread
+pool costs more than the work; otherwise they run it in the pool. Other handlers are plain
+``def`` (FastAPI runs them in its pool). Lists are written with orjson from plain dicts: the
+response models (schemas) describe them in the OpenAPI spec, and validating each answer again
+on the way out would double the cost of the route. Each handler reads the current model
+bundle once, so a concurrent reload never mixes models.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import secrets
 from typing import Annotated, Literal
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -43,6 +50,10 @@ NOT_FOUND = {404: {"model": ErrorBody, "description": "Unknown user or item."}}
 TOO_LARGE = {413: {"model": ErrorBody, "description": "History or body too large."}}
 N = Annotated[int, Query(ge=1, le=MAX_N, description="How many items to return.")]
 
+# Answers computed on the event loop at most this long (larger ones go to the thread pool).
+INLINE_N = 100
+INLINE_HISTORY = 1000
+
 router = APIRouter()
 admin_router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -65,16 +76,22 @@ def _json(body: BaseModel) -> Response:
     return Response(body.model_dump_json(), media_type="application/json")
 
 
-def _item(bundle: LoadedModel, index: int, score: float, reason: str | None = None) -> Item:
+def _answer(payload: dict) -> Response:
+    """A list answer written by orjson (scores are finite: ``_valid`` dropped the rest)."""
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
+def _item(bundle: LoadedModel, index: int, score: float, reason: str | None = None) -> dict:
+    """One ``schemas.Item``, as the dict orjson writes."""
     cat = bundle.catalogue
-    return Item(
-        item=cat.ids[index],
-        name=cat.names[index],
-        score=float(score),
-        reason=reason,
-        listeners=int(cat.listeners[index]),
-        tags=cat.top_tags(index),
-    )
+    return {
+        "item": cat.ids[index],
+        "name": cat.names[index],
+        "score": float(score),
+        "reason": reason,
+        "listeners": int(cat.listeners[index]),
+        "tags": cat.top_tags(index),
+    }
 
 
 def _valid(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,20 +101,30 @@ def _valid(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def _recommended_items(
-    bundle: LoadedModel, ids: np.ndarray, scores: np.ndarray, history, with_reasons: bool
-) -> list[Item]:
+    bundle: LoadedModel,
+    ids: np.ndarray,
+    scores: np.ndarray,
+    heard: tuple[np.ndarray, np.ndarray],
+    with_reasons: bool,
+) -> list[dict]:
     ids, scores = _valid(ids, scores)
-    because = bundle.reasons(history, ids) if with_reasons else [None] * len(ids)
+    because = bundle.reasons(*heard, ids) if with_reasons else [None] * len(ids)
+    names = bundle.catalogue.names
     items = []
     for index, score, source in zip(ids.tolist(), scores.tolist(), because, strict=True):
         if source is not None:
-            reason = f"because you listened to {bundle.catalogue.names[source]}"
+            reason = f"because you listened to {names[source]}"
         elif with_reasons and not bundle.personalised:
             reason = "popular with listeners"
         else:
             reason = None
         items.append(_item(bundle, index, score, reason))
     return items
+
+
+async def _compute(inline: bool, function, *args):
+    """``function(*args)`` on the event loop when cheap, else in the thread pool."""
+    return function(*args) if inline else await run_in_threadpool(function, *args)
 
 
 def _find_user(bundle: LoadedModel, user_id: str) -> int:
@@ -123,18 +150,24 @@ def _find_item(bundle: LoadedModel, item: str) -> int:
     responses=NOT_FOUND,
     tags=["recommendations"],
 )
-def recommend_for_user(
+async def recommend_for_user(
     user_id: str,
-    bundle: Bundle,
+    request: Request,
     n: N = 10,
     exclude_heard: bool = True,
     reasons: Annotated[bool, Query(description="Add 'because you listened to ...'.")] = True,
 ) -> Response:
     """Top-n items for a user of the training data (ids are the source's own)."""
+    bundle = await current_model(request)  # called, not a dependency: cheaper per request
     user = _find_user(bundle, user_id)
+    inline = bundle.inline and n <= INLINE_N
+    return await _compute(inline, _for_user, bundle, user_id, user, n, exclude_heard, reasons)
+
+
+def _for_user(bundle: LoadedModel, user_id: str, user: int, n, exclude_heard, reasons):
     ids, scores = bundle.retriever.for_user(user, n, exclude_heard)
-    items = _recommended_items(bundle, ids, scores, bundle.user_history(user), reasons)
-    return _json(Recommendations(user=user_id, model=bundle.name, items=items))
+    items = _recommended_items(bundle, ids, scores, bundle.user_row(user), reasons)
+    return _answer({"model": bundle.name, "items": items, "user": user_id, "unmatched": []})
 
 
 @router.post(
@@ -143,15 +176,15 @@ def recommend_for_user(
     responses={**NOT_FOUND, **TOO_LARGE},
     tags=["recommendations"],
 )
-def recommend_for_history(
+async def recommend_for_history(
     request: Request,
     body: HistoryRequest,
-    bundle: Bundle,
     n: N = 10,
     reasons: bool = True,
 ) -> Response:
     """Top-n for a listening history not in the training data (fold-in): items by id or name
     (names match case-insensitively); unknown entries are listed in ``unmatched``."""
+    bundle = await current_model(request)
     limit = request.app.state.settings.max_history
     if len(body.history) > limit:
         raise HTTPException(413, f"history has {len(body.history)} entries; at most {limit}")
@@ -166,9 +199,16 @@ def recommend_for_history(
     if not indices:
         raise HTTPException(404, f"none of the {len(body.history)} history items is known")
     history = bundle.history_matrix(np.asarray(indices, np.int64), np.asarray(counts, np.float64))
-    ids, scores = bundle.retriever.for_history(history, n, body.exclude_heard)
-    items = _recommended_items(bundle, ids, scores, history, reasons)
-    return _json(Recommendations(user=None, model=bundle.name, items=items, unmatched=unmatched))
+    inline = bundle.inline and n <= INLINE_N and len(indices) <= INLINE_HISTORY
+    args = (bundle, history, n, body.exclude_heard, reasons, unmatched)
+    return await _compute(inline, _for_history, *args)
+
+
+def _for_history(bundle: LoadedModel, history, n, exclude_heard, reasons, unmatched):
+    ids, scores = bundle.retriever.for_history(history, n, exclude_heard)
+    heard = (history.indices, history.data)
+    items = _recommended_items(bundle, ids, scores, heard, reasons)
+    return _answer({"model": bundle.name, "items": items, "user": None, "unmatched": unmatched})
 
 
 @router.get(
@@ -211,7 +251,7 @@ def explain(
         Explanation(
             user=user_id,
             model=bundle.name,
-            item=_item(bundle, index, score if np.isfinite(score) else 0.0, reason),
+            item=Item(**_item(bundle, index, score if np.isfinite(score) else 0.0, reason)),
             because=because,
             reason=reason,
         )
@@ -248,13 +288,8 @@ def similar(
         found, values = bundle.model.similar_items(np.asarray([index]), n)
         ids, scores = found[0], values[0]
     ids, scores = _valid(ids, scores)
-    return _json(
-        SimilarItems(
-            model=bundle.name,
-            item=_item(bundle, index, 1.0),
-            items=[_item(bundle, i, s) for i, s in zip(ids.tolist(), scores.tolist(), strict=True)],
-        )
-    )
+    items = [_item(bundle, i, s) for i, s in zip(ids.tolist(), scores.tolist(), strict=True)]
+    return _answer({"model": bundle.name, "items": items, "item": _item(bundle, index, 1.0)})
 
 
 SEARCH_REASONS = {
@@ -275,13 +310,8 @@ def search_items(
 ) -> Response:
     """Find items by name as you type: exact, prefix (of the name or a word), then fuzzy."""
     hits = bundle.catalogue.search(search, n)
-    return _json(
-        SearchResults(
-            model=bundle.name,
-            query=search,
-            items=[_item(bundle, h.index, h.score, SEARCH_REASONS[h.how]) for h in hits],
-        )
-    )
+    items = [_item(bundle, h.index, h.score, SEARCH_REASONS[h.how]) for h in hits]
+    return _answer({"model": bundle.name, "items": items, "query": search})
 
 
 # -- operations --------------------------------------------------------------------------------

@@ -44,6 +44,9 @@ class ServeSettings(BaseSettings):
     max_history: int = Field(10_000, ge=1)
     search_limit: int = Field(20, ge=1, le=100)
     log_level: str = "info"
+    # bench/serve.py only: GET /v1/floor/{user}/recommendations answers a precomputed list of
+    # the same size as a real one (serving.floor), the stack's own cost to compare against.
+    bench_floor: bool = Field(False, description="Internal: the benchmark's floor route.")
     # Set by ``tastemaker serve --workers N`` (N > 1): the file through which a reload in one
     # worker reaches the others (serving.workers).
     workers_file: Path | None = Field(None, description="Internal: shared by the workers.")

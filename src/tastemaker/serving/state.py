@@ -6,6 +6,7 @@ reload that swaps in a new model never mixes two models within one answer.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import threading
@@ -31,6 +32,8 @@ log = logging.getLogger("tastemaker.serving")
 # Reasons from ``model.explain`` one item at a time (models without item vectors) are given
 # for at most this many items of a list.
 REASONS_LIMIT = 100
+# Exact scoring of up to this many items is computed on the event loop (well under 1 ms).
+INLINE_ITEMS = 20_000
 
 
 @dataclass
@@ -65,14 +68,28 @@ class LoadedModel:
 
     def history_matrix(self, indices: np.ndarray, counts: np.ndarray) -> sp.csr_matrix:
         """One history row (duplicates summed) over the model's item columns."""
-        row = sp.csr_matrix(
-            (counts.astype(np.float32), (np.zeros(len(indices), np.int64), indices)),
+        # Built as CSR directly: scipy's COO route checks and converts, ~100 us a request.
+        columns, inverse = np.unique(indices, return_inverse=True)
+        data = np.bincount(inverse, weights=counts, minlength=len(columns)).astype(np.float32)
+        return sp.csr_matrix(
+            (data, columns.astype(np.int32), np.asarray([0, len(columns)], np.int32)),
             shape=(1, len(self.catalogue)),
         )
-        row.sum_duplicates()
-        return row
 
-    def reasons(self, history: sp.csr_matrix, items: np.ndarray) -> list[int | None]:
+    def user_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """The user's heard items and plays, sliced from the CSR arrays (scipy's row
+        indexing builds a matrix: tens of microseconds, per request)."""
+        matrix = self.model.user_items_
+        start, end = matrix.indptr[user], matrix.indptr[user + 1]
+        return matrix.indices[start:end], matrix.data[start:end]
+
+    @property
+    def inline(self) -> bool:
+        """Whether a recommendation is cheap enough to compute on the event loop (the ANN
+        index, or exact scoring of a small catalogue), sparing the thread-pool hop."""
+        return isinstance(self.retriever, FactorIndex) or len(self.catalogue) <= INLINE_ITEMS
+
+    def reasons(self, heard: np.ndarray, plays: np.ndarray, items: np.ndarray) -> list[int | None]:
         """For each recommended item, the history item behind it ("because you listened to").
 
         Factor models: the base explanation of ``Recommender.explain`` (cosine of item vectors
@@ -82,14 +99,14 @@ class LoadedModel:
         every list. Other models ask ``model.explain`` per item. Non-personalised models have
         no reason of this kind.
         """
-        heard = history.indices
         out: list[int | None] = [None] * len(items)
         if not self.personalised or len(heard) == 0 or len(items) == 0:
             return out
         if self._unit_vectors is not None:
             unit = self._unit_vectors
-            contribution = (unit[items] @ unit[heard].T) * np.log1p(history.data)[None, :]
-            return [int(heard[b]) for b in np.argmax(contribution, axis=1)]
+            contribution = (unit[items] @ unit[heard].T) * np.log1p(plays)[None, :]
+            return heard[np.argmax(contribution, axis=1)].tolist()
+        history = self.history_matrix(np.asarray(heard, np.int64), np.asarray(plays))
         for i, item in enumerate(items[:REASONS_LIMIT].tolist()):
             top, _ = self.model.explain(history, int(item), n=1)
             out[i] = int(top[0]) if len(top) else None
@@ -227,4 +244,15 @@ class ModelHolder:
     def swap(self, bundle: LoadedModel) -> LoadedModel | None:
         # Rebinding one attribute is atomic: a request sees the old bundle or the new one.
         old, self.current = self.current, bundle
+        _freeze_loaded_objects()
         return old
+
+
+def _freeze_loaded_objects() -> None:
+    """Keep the model's millions of Python objects (ids, names, the name matcher) out of the
+    garbage collector's full collections, which would otherwise walk them all every so many
+    allocations, on the request path. Unfrozen and collected first, so that cycles of the
+    previous model are still freed."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()

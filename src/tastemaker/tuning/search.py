@@ -511,12 +511,12 @@ def thread_limits(threads: int) -> Iterator[None]:
     """
     import sys
 
-    from threadpoolctl import threadpool_limits
+    import tastemaker.threads as thread_policy
 
     torch = sys.modules.get("torch")
     torch_threads = torch.get_num_threads() if torch is not None else None
     try:
-        with threadpool_limits(limits=threads):
+        with thread_policy.limited(threads):  # fits inside keep this count
             if torch is not None:
                 torch.set_num_threads(threads)
             yield

@@ -1,0 +1,50 @@
+"""The floor: a route of the same stack that answers a precomputed list, for ``bench/serve.py``.
+
+What the web stack alone costs (HTTP parsing, middleware, routing, a path parameter, sending a
+body of the same size as a real answer), with no model, index or serialisation work per
+request; the benchmark reports the real routes' server CPU per request as a ratio to it. Off
+unless ``TASTEMAKER_BENCH_FLOOR`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from tastemaker.serving.routes import N
+from tastemaker.serving.state import LoadedModel
+
+floor_router = APIRouter(include_in_schema=False)
+
+
+def floor_body(bundle: LoadedModel, n: int = 10) -> bytes:
+    """A recommendation list shaped like a real one: n items, with names and reasons."""
+    cat = bundle.catalogue
+    count = min(n + 1, len(cat))
+    items = [
+        {
+            "item": cat.ids[i],
+            "name": cat.names[i],
+            "score": 0.123456789,
+            "reason": f"because you listened to {cat.names[(i + 1) % count]}",
+            "listeners": int(cat.listeners[i]),
+        }
+        for i in range(count - 1)
+    ]
+    body = {"model": bundle.name, "items": items, "user": "u0", "unmatched": []}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+@floor_router.get("/v1/floor/{user_id:path}/recommendations")
+async def floor(
+    user_id: str, request: Request, n: N = 10, exclude_heard: bool = True, reasons: bool = True
+) -> Response:
+    # The same parameters as the user route, validated the same way: the difference between
+    # the two is the model's work and building the answer.
+    bundle = request.app.state.holder.current
+    cached = request.app.state.floor_cache
+    if cached.get("bundle") is not bundle:
+        cached.update(bundle=bundle, body=floor_body(bundle))
+    return Response(cached["body"], media_type="application/json")
