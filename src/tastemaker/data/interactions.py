@@ -29,6 +29,7 @@ from tastemaker.artifacts import (
     save_arrays,
     write_manifest,
 )
+from tastemaker.data.tracks import TrackData
 from tastemaker.errors import ArtifactError
 
 if TYPE_CHECKING:
@@ -156,6 +157,8 @@ class Interactions:
     events: ListenEvents | None = None
     tags: TagAssignments | None = None
     source: dict[str, Any] = field(default_factory=dict)
+    # Top recordings per item and per user (``tastemaker.data.tracks``), for playlists.
+    tracks: TrackData | None = None
 
     def __post_init__(self) -> None:
         if not sp.issparse(self.user_items):
@@ -311,6 +314,8 @@ class Interactions:
                 tmp / "tags.npz", user=self.tags.user, item=self.tags.item, tag=self.tags.tag
             )
             pl.DataFrame({"tag": self.tags.tags.ids}).write_parquet(tmp / "tag_names.parquet")
+        if self.tracks is not None:
+            self.tracks.write_into(tmp)
         write_manifest(
             tmp,
             KIND,
@@ -366,6 +371,7 @@ class Interactions:
                 events=events,
                 tags=tags,
                 source=source,
+                tracks=TrackData.read(directory, len(users), len(items)),
             )
         except (KeyError, ValueError, TypeError, OSError, pl.exceptions.PolarsError) as exc:
             raise ArtifactError(
