@@ -86,14 +86,28 @@ def build_track_data(
         .join(items, on="item_id", how="inner")
         .drop("user")
         .rename({"user_index": "user"})
-        .sort(["user", "plays", "recording"], descending=[False, True, False])
-        .group_by("user", maintain_order=True)
-        .head(per_user)
         .select(list(FAVOURITE_COLUMNS))
         .cast(FAVOURITE_COLUMNS)
         .collect(engine="streaming")
     )
+    favourites = _most_played_and_latest(favourites, per_user)
     return TrackData(per_track, favourites, item_tags(interactions))
+
+
+def _most_played_and_latest(pairs: pl.DataFrame, per_user: int) -> pl.DataFrame:
+    """Per user the ``per_user`` most played recordings and the ``per_user`` heard last
+    (so "not heard recently" is known for everything heard lately), most played first."""
+    most_played = pairs.sort(["user", "plays", "recording"], descending=[False, True, False])
+    latest = pairs.sort(["user", "last_heard", "recording"], descending=[False, True, False])
+    kept = pl.concat(
+        [
+            frame.group_by("user", maintain_order=True).head(per_user)
+            for frame in (most_played, latest)
+        ]
+    )
+    return kept.unique(["user", "recording"]).sort(
+        ["user", "plays", "recording"], descending=[False, True, False]
+    )
 
 
 def item_tags(interactions: Interactions, per_item: int = TAGS_PER_ITEM) -> pl.DataFrame:

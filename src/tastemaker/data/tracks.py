@@ -7,8 +7,9 @@ recordings. Ingest keeps, at a size that grows with items and users but not with
 - ``tracks.parquet``: per item its most played recordings (up to ``TRACKS_PER_ITEM``) with
   play counts, titles, release names and recording MBIDs; at recording level, one row per
   item (the item is the track);
-- ``favourite_tracks.parquet``: per user their most played recordings (up to
-  ``FAVOURITES_PER_USER``), with plays and the last time heard, for "jams";
+- ``favourite_tracks.parquet``: per user their most played recordings and the recordings they
+  heard last (up to ``FAVOURITES_PER_USER`` of each), with plays and the last time heard: the
+  user's own favourites for "jams", and what they heard recently for freshness rules;
 - ``item_tags.parquet``: per item its most used tags (HetRec tags today), for radio terms.
 
 Data with no recordings at all (HetRec has artists only) has empty track tables:
