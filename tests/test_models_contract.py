@@ -236,3 +236,13 @@ def test_bad_candidate_sets_are_one_line_errors(cluster_model, cluster_data):
         model.recommend(np.arange(2), n=3, items=[cluster_data.n_items])
     with pytest.raises(UsageError, match="integers"):
         model.recommend(np.arange(2), n=3, exclude=[0.5])
+
+
+def test_pairwise_similarity_is_the_similarity_among_the_items(cluster_model, cluster_data):
+    _, model = cluster_model
+    items = np.array([3, 17, 42, 8])
+    pairwise = model.pairwise_similarity(items)
+    assert pairwise.shape == (4, 4)
+    # Models that compute it without a pass over the catalogue agree with their _similar.
+    full = model._similar(items)[:, items]
+    np.testing.assert_allclose(pairwise, full, rtol=1e-4, atol=1e-5)

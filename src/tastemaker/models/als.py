@@ -41,6 +41,15 @@ def cosine_to_all(vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
     return sims.astype(np.float32, copy=False)
 
 
+def cosine_among(vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Cosine similarity ``(k, k)`` among the given rows of ``vectors`` only (float32)."""
+    chosen = vectors[np.atleast_1d(np.asarray(items, dtype=np.int64))]
+    norms = np.linalg.norm(chosen, axis=1)
+    norms[norms == 0] = 1.0
+    unit = chosen / norms[:, None]
+    return (unit @ unit.T).astype(np.float32, copy=False)
+
+
 class ImplicitRanking:
     """``recommend`` / ``recommend_for_history`` for factor models through implicit's
     multi-threaded top-k: the same lists as the base class's dense ranking (which stays the
@@ -200,6 +209,10 @@ class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
         return cosine_to_all(self.item_factors_, items)
+
+    def pairwise_similarity(self, items: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        return cosine_among(self.item_factors_, items)
 
     def explain(self, history: sp.spmatrix, item: int, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Exact decomposition of the folded-in score into one term per history item

@@ -329,6 +329,13 @@ class Recommender(ABC):
         s[np.arange(len(items)), items] = -np.inf
         return top_n(s, n)
 
+    def pairwise_similarity(self, items: np.ndarray) -> np.ndarray:
+        """Similarity ``(k, k)`` among the given items in the model's item space (playlists
+        order tracks by it)."""
+        self._check_fitted()
+        items = np.atleast_1d(np.asarray(items, dtype=np.int64))
+        return self._similar(items)[:, items]
+
     @abstractmethod
     def _similar(self, items: np.ndarray) -> np.ndarray:
         """Dense float32 similarity ``(len(items), n_items)`` of the given items to all items."""
