@@ -151,7 +151,110 @@ def radio(
     _emit(made, format, out, force)
 
 
+def _listens(data: Path, format: str | None, level: str):
+    """The canonical listens of a raw source, a data set, or an ingested directory that kept
+    its listens table; and the reader (for one-line errors while they are read)."""
+    from tastemaker.data.ingest import LISTENS_FILE
+    from tastemaker.data.load import is_ingested, resolve_sources
+    from tastemaker.data.readers import read_sources
+
+    if is_ingested(data) and format is None:
+        table = data / LISTENS_FILE
+        if not table.is_file():
+            raise UsageError(f"{data}: has no {LISTENS_FILE}; give the source it was ingested from")
+        data, format = table, "listens"
+    paths, format, options = resolve_sources([data], format, None, level)
+    return read_sources(paths, format=format, options=options)
+
+
+def evaluate_playlists(
+    data: Annotated[
+        Path, typer.Argument(help="Timestamped listens: a source, a data set or an ingest.")
+    ],
+    model: Annotated[
+        str, typer.Option("--model", help="The model to build playlists with.")
+    ] = "als",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="NAME=VALUE (repeatable).")
+    ] = None,
+    format: Annotated[str | None, typer.Option("--format", help="Source format.")] = None,
+    level: Annotated[str, typer.Option("--level", help="artist, release or recording.")] = "artist",
+    cutoff: Annotated[
+        str | None,
+        typer.Option("--cutoff", help="YYYY-MM-DD (default: one window before the last listen)."),
+    ] = None,
+    window_days: Annotated[int, typer.Option("--window-days", help="Days judged.")] = 28,
+    users: Annotated[int, typer.Option("--users", help="Listeners sampled.")] = 200,
+    n: Annotated[int, typer.Option("--n", help="Tracks per playlist.")] = 50,
+    seed: SeedOpt = 0,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON.")
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """The playlist task: playlists from listens before a cut-off, judged on the window after
+    it, against the ListenBrainz recipe and the plain top-n of the same model."""
+    from rich.progress import Progress
+
+    from tastemaker.cli.common import Output, claim_outputs
+    from tastemaker.data.readers import reading
+    from tastemaker.evaluation.playlist_task import playlist_task
+    from tastemaker.evaluation.protocol import RESULTS_KIND, resolve_models, write_json
+
+    _check(n, None)
+    if window_days < 1 or users < 1:
+        raise UsageError("--window-days and --users must be at least 1")
+    ((name, params),) = resolve_models([model], param or [], [], default_model=model)
+    claim_outputs(force, [data], Output("--json", json_path, RESULTS_KIND, file=True))
+    source = _listens(data, format, level)
+    when = _day(cutoff) if cutoff is not None else None
+    with Progress(console=err_console, transient=True) as bar, reading(source):
+        task = bar.add_task("playlists", total=users)
+        result = playlist_task(
+            source.listens,
+            name,
+            params,
+            level=level,
+            cutoff=when,
+            window_days=window_days,
+            n=n,
+            users=users,
+            seed=seed,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    _print_task(result)
+    if json_path is not None:
+        write_json(result, json_path, force=True)
+        err_console.print(f"wrote {json_path}")
+
+
+def _print_task(result: dict) -> None:
+    table = Table(
+        title=f"playlists from {result['model']}: {result['users']} listeners, cut-off "
+        f"{result['cutoff'][:10]}, {result['window_days']} days judged",
+        title_justify="left",
+    )
+    columns = {
+        "track_hit_rate": "track hits",
+        "artist_hit_rate": "artist hits",
+        "discovery_hit_rate": "discoveries",
+        "distinct_artists": "artists",
+        "transition_similarity": "transitions",
+        "random_order_similarity": "random order",
+        "violations": "violations",
+    }
+    table.add_column("playlist")
+    for label in columns.values():
+        table.add_column(label, justify="right")
+    for key, row in result["results"].items():
+        table.add_row(key, *[f"{row[c]:.4g}" for c in columns])
+    console.print(table)
+    for what, value in result["ratios"].items():
+        console.print(f"{what}: {'-' if value is None else f'{value:.2f}x'}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``playlist`` and ``radio`` to the app."""
+    """Add ``playlist``, ``radio`` and ``evaluate-playlists`` to the app."""
     app.command()(playlist)
     app.command()(radio)
+    app.command("evaluate-playlists")(evaluate_playlists)

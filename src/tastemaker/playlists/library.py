@@ -109,6 +109,7 @@ class Library:
             recording_mbid=row["recording_mbid"],
             recording=row["recording"],
             reason=reason,
+            plays=int(row["plays"]),
         )
 
     # -- listeners -----------------------------------------------------------------------------
@@ -141,7 +142,7 @@ class Library:
             for fav in frame.iter_rows(named=True):
                 if fav["last_heard"] is not None and fav["last_heard"] >= since:
                     recent.add(fav["recording"])
-                reason = f"one of your favourites ({fav['plays']} plays)"
+                reason = f"one of your favourites ({fav['plays']} plays)"  # FAVOURITE
                 favourites.setdefault(fav["item"], []).append(self._track(fav["item"], fav, reason))
             if self.level == "recording" and data.last_listened is not None:
                 start, stop = data.user_items.indptr[user], data.user_items.indptr[user + 1]

@@ -16,8 +16,7 @@ first tracks of the same ranking under the same rules).
 from __future__ import annotations
 
 import hashlib
-import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date
 
@@ -35,11 +34,14 @@ from tastemaker.playlists.ordering import separate, smooth_order
 from tastemaker.playlists.playlist import Playlist, Track
 
 MODES = ("jams", "exploration", "mix")
-DISCOVERY_SHARE = 0.3
-DAILY_NOISE = 0.3
+DISCOVERY_SHARE = 0.2
+DAILY_NOISE = 0.15
+# A favourite of the listener's counts this much more than its share of everyone's plays.
+FAVOURITE_BOOST = 1.5
 # Items ranked per playlist: enough for 50 tracks at 2 per artist after the filters.
 POOL_PER_TRACK = 6
 RECIPE_TOP = 1000
+FAVOURITE = "one of your favourites"
 
 
 def daily_rng(listener: Listener, day: date, seed: int) -> np.random.Generator:
@@ -84,10 +86,48 @@ def ranked_items(
     return ids[0][keep], scores[0][keep]
 
 
-def _daily_order(items: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Items re-ranked by log-rank plus Gumbel noise: mostly the model's order, varying daily."""
-    keys = -np.log1p(np.arange(len(items))) + DAILY_NOISE * rng.gumbel(size=len(items))
-    return items[np.argsort(-keys, kind="stable")]
+def _score_weights(scores: np.ndarray) -> np.ndarray:
+    """Model scores as positive weights (min-max over the pool, a floor for the last)."""
+    if not len(scores):
+        return scores.astype(np.float64)
+    low, high = float(scores.min()), float(scores.max())
+    spread = high - low if high > low else 1.0
+    return (scores.astype(np.float64) - low) / spread + 0.01
+
+
+def expected_tracks(
+    library: Library,
+    listener: Listener,
+    ranked: tuple[np.ndarray, np.ndarray],
+    rng: np.random.Generator | None,
+    loved: bool,
+) -> list[Track]:
+    """Candidate tracks by how likely the listener is to play them: an artist's weight (the
+    model's score; for ``loved`` artists, its geometric mean with the listener's own share of
+    plays) times the track's share of the artist's plays, the listener's favourites boosted
+    (``FAVOURITE_BOOST``). The day's generator adds a little noise (``DAILY_NOISE``, in log
+    space) so the list changes from day to day."""
+    items, scores = ranked
+    weights = _score_weights(scores)
+    if loved:
+        history = listener.history
+        plays = dict(zip(history.indices.tolist(), history.data.tolist(), strict=True))
+        total = sum(plays.values()) or 1.0
+        weights = np.sqrt(weights * np.asarray([plays.get(int(i), 0.0) / total for i in items]))
+    keyed: list[tuple[float, int, Track]] = []
+    for weight, item in zip(weights.tolist(), items.tolist(), strict=True):
+        everyone = {t.recording: t.plays for t in library.item_tracks(int(item))}
+        floor = min(everyone.values(), default=1) or 1
+        total_plays = sum(everyone.values()) or 1
+        for track in item_candidates(library, listener, int(item), own_first=loved):
+            share = everyone.get(track.recording, floor) / total_plays
+            boost = FAVOURITE_BOOST if track.reason.startswith(FAVOURITE) else 1.0
+            keyed.append((weight * share * boost, len(keyed), track))
+    if rng is not None and keyed:
+        noise = np.exp(DAILY_NOISE * rng.gumbel(size=len(keyed)))
+        keyed = [(k * float(z), i, t) for (k, i, t), z in zip(keyed, noise, strict=True)]
+    keyed.sort(key=lambda entry: (-entry[0], entry[1]))
+    return [track for _, _, track in keyed]
 
 
 def item_candidates(
@@ -114,14 +154,9 @@ def _fill(selection: Selection, streams: Iterable[Iterable[Track]]) -> None:
             selection.offer(track)
 
 
-def _item_streams(library, listener, items, own_first) -> Iterator[list[Track]]:
-    for item in items:
-        yield item_candidates(library, listener, int(item), own_first)
-
-
-def _weave(selection: Selection, familiar: Iterator[list[Track]], new: Iterator[list[Track]]):
+def _weave(selection: Selection, familiar: list[Track], new: list[Track]) -> None:
     """Fill with a share of discoveries: a discovery whenever they fall below the share."""
-    streams = {True: _flatten(new), False: _flatten(familiar)}
+    streams = {True: iter(new), False: iter(familiar)}
     exhausted: set[bool] = set()
     while not selection.full and len(exhausted) < 2:
         discoveries = sum(t.discovery for t in selection.tracks)
@@ -132,11 +167,6 @@ def _weave(selection: Selection, familiar: Iterator[list[Track]], new: Iterator[
             exhausted.add(side)
             continue
         selection.offer(track)
-
-
-def _flatten(streams: Iterator[list[Track]]) -> Iterator[Track]:
-    for tracks in streams:
-        yield from tracks
 
 
 def _with_reasons(library: Library, listener: Listener, tracks: list[Track]) -> list[Track]:
@@ -178,20 +208,17 @@ def personal_playlist(
     rng = daily_rng(listener, day, seed)
     pool = max(POOL_PER_TRACK * n, 100)
     selection = Selection(rules)
-    known = _item_streams(
-        library,
-        listener,
-        _daily_order(ranked_items(library, listener, pool, "known")[0], rng),
-        True,
+    known = expected_tracks(
+        library, listener, ranked_items(library, listener, pool, "known"), rng, True
     )
-    new = _item_streams(
-        library, listener, _daily_order(ranked_items(library, listener, pool, "new")[0], rng), False
+    new = expected_tracks(
+        library, listener, ranked_items(library, listener, pool, "new"), rng, False
     )
     if mode == "exploration":
-        _fill(selection, new)
+        _fill(selection, [new])
     elif mode == "jams":
         # Loved artists first; a listener with too few of them gets new ones after.
-        _fill(selection, itertools.chain(known, new))
+        _fill(selection, [known, new])
     else:
         _weave(selection, known, new)
     tracks = _with_reasons(library, listener, selection.tracks)

@@ -36,6 +36,7 @@ class Track:
     score: float = 0.0
     discovery: bool = False  # an artist the listener has never played
     credit: str | None = None  # the credit as released ("X feat. Y"), where it differs
+    plays: int = 0  # plays behind it: everyone's (the listener's own for a favourite)
 
     @property
     def creator(self) -> str:
