@@ -171,24 +171,20 @@ def _weave(selection: Selection, familiar: list[Track], new: list[Track]) -> Non
 
 def _with_reasons(library: Library, listener: Listener, tracks: list[Track]) -> list[Track]:
     """Tracks without a reason get one from the model: the history item behind them."""
-    named: dict[int, str] = {}
+    missing = sorted({t.item for t in tracks if not t.reason})
+    sources = dict(zip(missing, library.because(listener.history, missing), strict=True))
     out = []
     for track in tracks:
         if not track.reason:
-            if track.item not in named:
-                named[track.item] = _because(library, listener, track.item)
-            track = replace(track, reason=named[track.item])
+            source = sources.get(track.item)
+            reason = (
+                f"similar to {library.item_artist[source]}"
+                if source is not None
+                else "popular with listeners"
+            )
+            track = replace(track, reason=reason)
         out.append(track)
     return out
-
-
-def _because(library: Library, listener: Listener, item: int) -> str:
-    if listener.history.nnz == 0:
-        return "popular with listeners"
-    ids, _ = library.model.explain(listener.history, item, n=1)
-    if len(ids):
-        return f"similar to {library.item_artist[int(ids[0])]}"
-    return "recommended for you"
 
 
 def personal_playlist(

@@ -25,6 +25,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from tastemaker import __version__
 from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.serving.middleware import JSONErrors, ServiceMetrics, ServiceMiddleware, safe_errors
+from tastemaker.serving.playlist_routes import playlist_router
 from tastemaker.serving.routes import admin_router, router
 from tastemaker.serving.settings import ServeSettings
 from tastemaker.serving.state import LoadedModel, ModelHolder, load_bundle
@@ -83,6 +84,7 @@ def create_app(settings: ServeSettings | None = None, bundle: LoadedModel | None
     app.state.shared = shared
     app.state.static_dir = STATIC_DIR
     app.include_router(router)
+    app.include_router(playlist_router)
     if settings.admin_token is not None:  # admin routes exist only when a token is configured
         app.include_router(admin_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
