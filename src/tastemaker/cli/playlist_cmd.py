@@ -243,7 +243,7 @@ def _print_task(result: dict) -> None:
         "random_order_similarity": "random order",
         "violations": "violations",
     }
-    table.add_column("playlist")
+    table.add_column("playlist", no_wrap=True)
     for label in columns.values():
         table.add_column(label, justify="right")
     for key, row in result["results"].items():

@@ -22,9 +22,10 @@ from tastemaker.errors import UsageError
 from tastemaker.models.base import Recommender
 from tastemaker.playlists import MEDIA_TYPES, Library, Playlist, personal_playlist, radio, render
 from tastemaker.serving.routes import NOT_FOUND, TOO_LARGE, Bundle
-from tastemaker.serving.schemas import HistoryEntry
+from tastemaker.serving.schemas import ErrorBody, HistoryEntry
 
 playlist_router = APIRouter(tags=["playlists"])
+BAD_PROMPT = {400: {"model": ErrorBody, "description": "A prompt or mode that cannot be used."}}
 MAX_TRACKS = 500
 Format = Literal["json", "jspf", "xspf", "m3u8"]
 # Accept header values that name a playlist format (the JSON tracklist otherwise).
@@ -153,7 +154,7 @@ def user_playlist(
 
 
 @playlist_router.post(
-    "/v1/playlists", response_model=PlaylistBody, responses={**NOT_FOUND, **TOO_LARGE}
+    "/v1/playlists", response_model=PlaylistBody, responses={**NOT_FOUND, **TOO_LARGE, **BAD_PROMPT}
 )
 def make_playlist(request: Request, body: PlaylistRequest, bundle: Bundle) -> Response:
     """A playlist from a posted history (jams, exploration, mix) or a radio prompt (easy,
@@ -184,5 +185,5 @@ def make_playlist(request: Request, body: PlaylistRequest, bundle: Bundle) -> Re
         else:
             raise UsageError("give a history, a prompt or both")
     except UsageError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise HTTPException(400, str(exc)) from None
     return _respond(made, body.format, request)
