@@ -78,6 +78,11 @@ class TrackData:
         size = int(items.max()) + 2 if len(items) else 1
         return np.searchsorted(items, np.arange(size)).astype(np.int64)
 
+    def offsets(self, n_items: int) -> np.ndarray:
+        """Row offsets per item: item i's tracks are rows ``offsets[i]:offsets[i + 1]``."""
+        items = self.tracks["item"].to_numpy()
+        return np.searchsorted(items, np.arange(n_items + 1)).astype(np.int64)
+
     def item_tracks(self, item: int) -> pl.DataFrame:
         """The item's recordings, most played first (empty when none is known)."""
         offsets = self._track_offsets

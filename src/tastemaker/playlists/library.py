@@ -22,6 +22,9 @@ from tastemaker.models.base import FactorModel, Recommender
 from tastemaker.playlists.constraints import RECENT_DAYS
 from tastemaker.playlists.playlist import Track, normalised
 
+# Items whose tracks are kept as objects between requests (cleared when full).
+TRACK_CACHE_ITEMS = 20_000
+
 
 @dataclass
 class Listener:
@@ -65,6 +68,8 @@ class Library:
         self.popularity_quantile[order] = np.arange(data.n_items) / max(data.n_items, 1)
         self._items_of_artist: dict[str, list[int]] | None = None
         self._tracks: dict[int, list[Track]] = {}
+        self._columns: dict[str, list] | None = None
+        self._offsets = np.zeros(1, np.int64)
         self._unit_vectors: np.ndarray | None = None
         if isinstance(model, FactorModel):
             vectors = model.item_vectors()
@@ -112,10 +117,30 @@ class Library:
         """The item's tracks, most played first (an artist entry where no recording is known)."""
         cached = self._tracks.get(item)
         if cached is None:
-            rows = self.track_data.item_tracks(item)
-            cached = [self._track(item, row) for row in rows.iter_rows(named=True)]
+            if self._columns is None:
+                # Columns as Python lists once: a request then slices lists, not frames.
+                self._columns = {c: self.track_data.tracks[c].to_list() for c in TRACK_COLUMNS}
+                self._offsets = self.track_data.offsets(self.data.n_items)
+            start, stop = int(self._offsets[item]), int(self._offsets[item + 1])
+            c = self._columns
+            artist = self.item_artist[item]
+            cached = [
+                Track(
+                    item=item,
+                    artist=artist,
+                    credit=c["artist"][i] if c["artist"][i] not in (None, artist) else None,
+                    title=c["title"][i],
+                    release=c["release"][i],
+                    recording_mbid=c["recording_mbid"][i],
+                    recording=c["recording"][i],
+                    plays=c["plays"][i],
+                )
+                for i in range(start, stop)
+            ]
             if not cached:
                 cached = [Track(item=item, artist=self.item_artist[item], title=None)]
+            if len(self._tracks) >= TRACK_CACHE_ITEMS:
+                self._tracks.clear()  # bounded: a large catalogue is never held as objects
             self._tracks[item] = cached
         return cached
 

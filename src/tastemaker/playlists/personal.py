@@ -16,7 +16,7 @@ first tracks of the same ranking under the same rules).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import date
 
@@ -32,14 +32,13 @@ from tastemaker.playlists.constraints import (
 from tastemaker.playlists.library import Library, Listener
 from tastemaker.playlists.ordering import separate, smooth_order
 from tastemaker.playlists.playlist import Playlist, Track
+from tastemaker.ranking import mask_columns, mask_rows, top_n
 
 MODES = ("jams", "exploration", "mix")
 DISCOVERY_SHARE = 0.2
 DAILY_NOISE = 0.15
 # A favourite of the listener's counts this much more than its share of everyone's plays.
 FAVOURITE_BOOST = 1.5
-# Items ranked per playlist: enough for 50 tracks at 2 per artist after the filters.
-POOL_PER_TRACK = 6
 RECIPE_TOP = 1000
 FAVOURITE = "one of your favourites"
 
@@ -86,6 +85,29 @@ def ranked_items(
     return ids[0][keep], scores[0][keep]
 
 
+def ranked_known_and_new(
+    library: Library, listener: Listener, n: int
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``ranked_items`` for the ``known`` and the ``new`` scope from one scoring of the
+    catalogue (the same lists as two ``recommend`` calls, at half the cost)."""
+    model = library.model
+    if listener.user is not None:
+        scores = model.score(np.asarray([listener.user]))
+    else:
+        scores = model.score_history(listener.history)
+    known = library.items_of_artists(listener.known)
+    known_scores = np.full_like(scores, -np.inf)
+    known_scores[:, known] = scores[:, known]
+    mask_rows(scores, listener.history)
+    mask_columns(scores, known)
+    out = []
+    for block in (known_scores, scores):
+        ids, best = top_n(block, n)
+        keep = ids[0] >= 0
+        out.append((ids[0][keep], best[0][keep]))
+    return out[0], out[1]
+
+
 def _score_weights(scores: np.ndarray) -> np.ndarray:
     """Model scores as positive weights (min-max over the pool, a floor for the last)."""
     if not len(scores):
@@ -101,12 +123,13 @@ def expected_tracks(
     ranked: tuple[np.ndarray, np.ndarray],
     rng: np.random.Generator | None,
     loved: bool,
-) -> list[Track]:
+) -> Iterator[Track]:
     """Candidate tracks by how likely the listener is to play them: an artist's weight (the
     model's score; for ``loved`` artists, its geometric mean with the listener's own share of
     plays) times the track's share of the artist's plays, the listener's favourites boosted
     (``FAVOURITE_BOOST``). The day's generator adds a little noise (``DAILY_NOISE``, in log
-    space) so the list changes from day to day."""
+    space) so the list changes from day to day. Lazy: tracks get their reason as they are
+    taken, so only the few a playlist uses are built."""
     items, scores = ranked
     weights = _score_weights(scores)
     if loved:
@@ -114,20 +137,38 @@ def expected_tracks(
         plays = dict(zip(history.indices.tolist(), history.data.tolist(), strict=True))
         total = sum(plays.values()) or 1.0
         weights = np.sqrt(weights * np.asarray([plays.get(int(i), 0.0) / total for i in items]))
-    keyed: list[tuple[float, int, Track]] = []
+    keys: list[float] = []
+    entries: list[tuple[Track, bool]] = []  # (track, needs a reason of its item)
     for weight, item in zip(weights.tolist(), items.tolist(), strict=True):
-        everyone = {t.recording: t.plays for t in library.item_tracks(int(item))}
+        tracks = library.item_tracks(item)
+        total_plays = sum(t.plays for t in tracks) or 1
+        everyone = {t.recording: t.plays for t in tracks}
         floor = min(everyone.values(), default=1) or 1
-        total_plays = sum(everyone.values()) or 1
-        for track in item_candidates(library, listener, int(item), own_first=loved):
-            share = everyone.get(track.recording, floor) / total_plays
-            boost = FAVOURITE_BOOST if track.reason.startswith(FAVOURITE) else 1.0
-            keyed.append((weight * share * boost, len(keyed), track))
-    if rng is not None and keyed:
-        noise = np.exp(DAILY_NOISE * rng.gumbel(size=len(keyed)))
-        keyed = [(k * float(z), i, t) for (k, i, t), z in zip(keyed, noise, strict=True)]
-    keyed.sort(key=lambda entry: (-entry[0], entry[1]))
-    return [track for _, _, track in keyed]
+        own = listener.favourites.get(item, ()) if loved else ()
+        for favourite in own:
+            share = everyone.get(favourite.recording, floor) / total_plays
+            keys.append(weight * share * FAVOURITE_BOOST)
+            entries.append((favourite, False))
+        taken = {t.recording for t in own}
+        for track in tracks:
+            if track.recording is None or track.recording not in taken:
+                keys.append(weight * track.plays / total_plays if track.plays else weight)
+                entries.append((track, True))
+    if not entries:
+        return
+    order = np.asarray(keys, dtype=np.float64)
+    if rng is not None:
+        order = order * np.exp(DAILY_NOISE * rng.gumbel(size=len(order)))
+    for index in np.argsort(-order, kind="stable").tolist():
+        track, needs_reason = entries[index]
+        yield _as_candidate(library, listener, track) if needs_reason else track
+
+
+def _as_candidate(library: Library, listener: Listener, track: Track) -> Track:
+    """An item's track with the reason and discovery flag for this listener."""
+    known = library.item_artist_key[track.item] in listener.known
+    reason = f"because you play {library.item_artist[track.item]}" if known else ""
+    return replace(track, reason=reason, discovery=not known)
 
 
 def item_candidates(
@@ -135,14 +176,11 @@ def item_candidates(
 ) -> list[Track]:
     """The tracks an item offers this listener: their own favourites first (``own_first``),
     then the item's most played recordings, each with a reason."""
-    artist = library.item_artist[item]
-    known = library.item_artist_key[item] in listener.known
-    reason = f"because you play {artist}" if known else ""
     tracks = list(listener.favourites.get(item, ())) if own_first else []
     seen = {t.recording for t in tracks}
     for track in library.item_tracks(item):
         if track.recording is None or track.recording not in seen:
-            tracks.append(replace(track, reason=reason, discovery=not known))
+            tracks.append(_as_candidate(library, listener, track))
     return tracks
 
 
@@ -154,7 +192,7 @@ def _fill(selection: Selection, streams: Iterable[Iterable[Track]]) -> None:
             selection.offer(track)
 
 
-def _weave(selection: Selection, familiar: list[Track], new: list[Track]) -> None:
+def _weave(selection: Selection, familiar: Iterable[Track], new: Iterable[Track]) -> None:
     """Fill with a share of discoveries: a discovery whenever they fall below the share."""
     streams = {True: iter(new), False: iter(familiar)}
     exhausted: set[bool] = set()
@@ -202,14 +240,12 @@ def personal_playlist(
     rules = Rules(n, PERSONAL_MAX_PER_ARTIST, freshness(mode, listener))
     day = day or listener.now.date()
     rng = daily_rng(listener, day, seed)
-    pool = max(POOL_PER_TRACK * n, 100)
+    # Artists ranked per pool: two tracks each fill n with room for the rules' refusals.
+    pool = 2 * n + 20
     selection = Selection(rules)
-    known = expected_tracks(
-        library, listener, ranked_items(library, listener, pool, "known"), rng, True
-    )
-    new = expected_tracks(
-        library, listener, ranked_items(library, listener, pool, "new"), rng, False
-    )
+    known_ranked, new_ranked = ranked_known_and_new(library, listener, pool)
+    known = expected_tracks(library, listener, known_ranked, rng, True)
+    new = expected_tracks(library, listener, new_ranked, rng, False)
     if mode == "exploration":
         _fill(selection, [new])
     elif mode == "jams":
