@@ -14,6 +14,7 @@ the ANN index, recall@10 >= 0.95, no errors). Everything stays on 127.0.0.1.
 
     .venv/bin/python bench/serve.py                  # the full run (about 5-10 minutes)
     .venv/bin/python bench/serve.py --artists 60000 --users 5000 --requests 2000   # quicker
+    .venv/bin/python bench/serve.py --playlists      # 50-track playlists at 100 requests/s
 """
 
 from __future__ import annotations
@@ -492,12 +493,16 @@ def parse_args():
         action="store_true",
         help="also measure one HNSW-IP graph over all items (no exact head), for comparison",
     )
+    parser.add_argument("--playlists", action="store_true", help="the playlist workload only")
     add_busy_argument(parser)
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
+    if args.playlists:
+        playlist_benchmark(args)
+        return
     print(f"machine: {os.cpu_count()} CPUs; server workers: {args.workers}; {load_average()}")
     if shutil.which("wrk") is None:
         print("wrk is not installed: no closed-loop figures (apt-get install -y wrk)")
@@ -643,6 +648,132 @@ def _ratio(r: dict | None, floor: dict | None) -> float | None:
 
 def _x(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+# -- playlists (a workload of its own: ``--playlists``) ------------------------------------------
+PLAYLIST_P99_MS = 20.0
+PLAYLIST_RPS = 100.0
+
+
+def synthetic_tracks(data, per_artist: int = 10):
+    """Track tables for the synthetic catalogue: ``per_artist`` recordings per artist with
+    Zipf-like plays (the catalogue has artists only), no favourites."""
+    import polars as pl
+
+    from tastemaker.data.tracks import TRACK_COLUMNS, TrackData
+
+    item = np.repeat(np.arange(data.n_items, dtype=np.int32), per_artist)
+    rank = np.tile(np.arange(per_artist), data.n_items)
+    names = data.item_metadata["name"].to_numpy()
+    frame = pl.DataFrame(
+        {
+            "item": item,
+            "recording": [f"{data.items.id(int(i))}-{r}" for i, r in zip(item, rank, strict=True)],
+            "title": [f"Track {r + 1}" for r in rank],
+            "artist": names[item],
+            "release": None,
+            "recording_mbid": None,
+            "plays": (1000 // (rank + 1)).astype(np.int64),
+        }
+    ).cast(TRACK_COLUMNS)
+    return TrackData(frame)
+
+
+def playlist_open_loop(url: str, paths: list[str], rate: float, max_in_flight: int) -> dict:
+    """GET each path at ``rate`` per second; p50 / p99 and errors (a 200 with no tracks too)."""
+    import httpx
+
+    async def run() -> dict:
+        latencies: list[float] = []
+        errors = 0
+        gate = asyncio.Semaphore(max_in_flight)
+        limits = httpx.Limits(max_connections=max_in_flight)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+
+            async def one(path: str, measure: bool) -> None:
+                nonlocal errors
+                async with gate:
+                    t0 = time.perf_counter()
+                    try:
+                        r = await client.get(path)
+                        ok = r.status_code == 200 and len(r.json()["tracks"]) == 50
+                    except (httpx.HTTPError, ValueError, KeyError):
+                        ok = False
+                    if measure:
+                        latencies.append(time.perf_counter() - t0)
+                        errors += not ok
+
+            await asyncio.gather(*(one(p, False) for p in paths[:30]))  # warm-up
+            gc.collect()
+            gc.disable()
+            started = time.perf_counter()
+            tasks = []
+            for i, path in enumerate(paths):
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(path, True)))
+            await asyncio.gather(*tasks)
+            elapsed = time.perf_counter() - started
+            gc.enable()
+        ms = np.asarray(latencies) * 1000
+        return {
+            "requests": len(latencies),
+            "errors": errors,
+            "rps": len(latencies) / elapsed,
+            "p50": float(np.percentile(ms, 50)),
+            "p99": float(np.percentile(ms, 99)),
+        }
+
+    return asyncio.run(run())
+
+
+def playlist_benchmark(args) -> None:
+    """50-track mix playlists (GET /v1/users/{id}/playlist) on the same catalogue, exact
+    retrieval, at ``PLAYLIST_RPS`` offered; prints p50 / p99 and the target."""
+    import dataclasses
+
+    from threadpoolctl import threadpool_limits
+
+    from tastemaker.models import create_model
+
+    tmp = Path(tempfile.mkdtemp(prefix="tastemaker-bench-playlists-"))
+    try:
+        data = synthetic_catalogue(args.users, args.artists, seed=args.seed)
+        data = dataclasses.replace(data, tracks=synthetic_tracks(data))
+        with threadpool_limits(1, "blas"):
+            model = create_model("als", factors=args.factors, iterations=args.iterations, seed=0)
+            model_dir = model.fit(data).save(tmp / "model")
+        print(f"playlists: {data.n_users:,} users x {data.n_items:,} artists", flush=True)
+        server = Server(model_dir, False, args.workers)
+        try:
+            server.wait_ready()
+            rng = np.random.default_rng(args.seed + 2)
+            count = max(args.requests // 10, 200)
+            users = rng.integers(0, data.n_users, count)
+            query = "mode=mix&n=50&day=2025-01-"
+            paths = [
+                f"/v1/users/{data.users.id(int(u))}/playlist?{query}{1 + i % 28:02d}"
+                for i, u in enumerate(users)
+            ]
+            spawn = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+                result = pool.submit(
+                    playlist_open_loop, server.url, paths, PLAYLIST_RPS, args.in_flight
+                ).result()
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    ok = result["p99"] <= PLAYLIST_P99_MS and result["rps"] >= 0.95 * PLAYLIST_RPS
+    print(
+        f"playlist (mix, 50 tracks): p50 {result['p50']:.2f} ms, p99 {result['p99']:.2f} ms, "
+        f"{result['rps']:.0f} req/s achieved of {PLAYLIST_RPS:.0f} offered, "
+        f"{result['requests']:,} requests, {result['errors']} errors; load average "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}\n"
+        f"  {'PASS' if ok and not result['errors'] else 'MISS'}  playlist p99 <= "
+        f"{PLAYLIST_P99_MS:.0f} ms at {PLAYLIST_RPS:.0f} req/s, zero errors"
+    )
 
 
 if __name__ == "__main__":

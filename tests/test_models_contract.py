@@ -193,3 +193,59 @@ def test_a_model_saved_without_data_loads_only_with_its_own_catalogue(tmp_path):
     np.testing.assert_array_equal(loaded.score(np.arange(3)), model.score(np.arange(3)))
     with pytest.raises(ArtifactError, match="other data"):
         Popularity.load(directory, catalogue=other, fingerprint=other.fingerprint)
+
+
+def test_recommend_ranks_only_within_items_and_never_returns_exclude(cluster_model, cluster_data):
+    """``recommend(users, n, items=, exclude=)``: the top of the scores restricted to the
+    candidate set, with the excluded items gone, for training users and folded-in histories."""
+    _, model = cluster_model
+    users = np.arange(0, cluster_data.n_users, 5)
+    rng = np.random.default_rng(0)
+    candidates = rng.choice(cluster_data.n_items, 30, replace=False)
+    exclude = candidates[:10]
+    ids, scores = model.recommend(users, n=25, items=candidates, exclude=exclude)
+    allowed = set(candidates.tolist()) - set(exclude.tolist())
+    heard = cluster_data.user_items.toarray() > 0
+    full = model.score(users)
+    for row, user in enumerate(users):
+        listed = ids[row][ids[row] >= 0]
+        assert set(listed.tolist()) <= allowed, "returned an item outside items= or in exclude="
+        assert not heard[user, listed].any()
+        expected = [i for i in allowed if not heard[user, i] and np.isfinite(full[row, i])]
+        expected.sort(key=lambda i: (-full[row, i], i))
+        assert listed.tolist() == expected[:25], "not the top of the restricted scores"
+        assert (ids[row][len(listed) :] == -1).all()
+        assert np.isneginf(scores[row][len(listed) :]).all()
+    history = cluster_data.user_items[users]
+    folded, _ = model.recommend_for_history(history, n=25, items=candidates, exclude=exclude)
+    for row in folded:
+        assert set(row[row >= 0].tolist()) <= allowed
+
+
+def test_exclude_alone_removes_items_from_every_list(cluster_model, cluster_data):
+    _, model = cluster_model
+    users = np.arange(cluster_data.n_users)
+    plain, _ = model.recommend(users, n=5)
+    banned = np.unique(plain[:, 0])
+    ids, _ = model.recommend(users, n=5, exclude=banned)
+    assert not np.isin(ids, banned).any()
+
+
+def test_bad_candidate_sets_are_one_line_errors(cluster_model, cluster_data):
+    from tastemaker.errors import UsageError
+
+    _, model = cluster_model
+    with pytest.raises(UsageError, match="outside"):
+        model.recommend(np.arange(2), n=3, items=[cluster_data.n_items])
+    with pytest.raises(UsageError, match="integers"):
+        model.recommend(np.arange(2), n=3, exclude=[0.5])
+
+
+def test_pairwise_similarity_is_the_similarity_among_the_items(cluster_model, cluster_data):
+    _, model = cluster_model
+    items = np.array([3, 17, 42, 8])
+    pairwise = model.pairwise_similarity(items)
+    assert pairwise.shape == (4, 4)
+    # Models that compute it without a pass over the catalogue agree with their _similar.
+    full = model._similar(items)[:, items]
+    np.testing.assert_allclose(pairwise, full, rtol=1e-4, atol=1e-5)

@@ -38,3 +38,16 @@ def mask_rows(scores: np.ndarray, rows: sp.csr_matrix) -> None:
     """Set the scores of the items present in each CSR row to ``-inf`` (in place)."""
     r = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
     scores[r, rows.indices] = -np.inf
+
+
+def restrict_columns(scores: np.ndarray, items: np.ndarray) -> None:
+    """Keep only the scores of the columns in ``items`` (a candidate set); the rest become
+    ``-inf`` (in place)."""
+    keep = np.zeros(scores.shape[1], dtype=bool)
+    keep[items] = True
+    scores[:, ~keep] = -np.inf
+
+
+def mask_columns(scores: np.ndarray, items: np.ndarray) -> None:
+    """Set the scores of the columns in ``items`` to ``-inf`` for every row (in place)."""
+    scores[:, items] = -np.inf

@@ -48,6 +48,7 @@ from tastemaker.data.listens import encode_listens, interactions_from_table
 from tastemaker.data.load import index_tags, require_interactions, resolve_sources
 from tastemaker.data.metadata.attach import attach_metadata
 from tastemaker.data.readers import ReaderOptions, final_stats, read_sources, reading
+from tastemaker.data.top_tracks import attach_tracks
 from tastemaker.errors import DataError, UsageError
 
 LISTENS_FILE = "listens.parquet"
@@ -191,6 +192,8 @@ def ingest(
                 if listens_read and (filter_steps or filters.k_core):
                     raise UsageError("the filters removed every listen; loosen them")
                 require_interactions(interactions, source.paths, level)
+            with steps.step("tracks", "keeping top recordings for playlists"), reading(source):
+                interactions = attach_tracks(scan if listens else source.listens, interactions)
             with steps.step("write", f"writing {out}"):
                 # Last: the manifest's checksums must cover listens.parquet too.
                 interactions.write_into(tmp)

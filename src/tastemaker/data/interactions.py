@@ -30,6 +30,7 @@ from tastemaker.artifacts import (
     write_manifest,
 )
 from tastemaker.data.metadata import ItemMetadata
+from tastemaker.data.tracks import TrackData
 from tastemaker.errors import ArtifactError
 
 if TYPE_CHECKING:
@@ -159,6 +160,8 @@ class Interactions:
     source: dict[str, Any] = field(default_factory=dict)
     # Tags, genres and facts of the items (``tastemaker.data.metadata``), where attached.
     metadata: ItemMetadata | None = None
+    # Top recordings per item and per user (``tastemaker.data.tracks``), for playlists.
+    tracks: TrackData | None = None
 
     def __post_init__(self) -> None:
         if not sp.issparse(self.user_items):
@@ -318,6 +321,8 @@ class Interactions:
             pl.DataFrame({"tag": self.tags.tags.ids}).write_parquet(tmp / "tag_names.parquet")
         if self.metadata is not None:
             self.metadata.write_into(tmp)
+        if self.tracks is not None:
+            self.tracks.write_into(tmp)
         write_manifest(
             tmp,
             KIND,
@@ -375,6 +380,7 @@ class Interactions:
                 tags=tags,
                 source=source,
                 metadata=item_facts,
+                tracks=TrackData.read(directory, len(users), len(items)),
             )
         except (KeyError, ValueError, TypeError, OSError, pl.exceptions.PolarsError) as exc:
             raise ArtifactError(

@@ -90,6 +90,24 @@ def display_name(level: str) -> pl.Expr:
     return pl.concat_str([pl.col("artist_name"), pl.col(column).fill_null("?")], separator=" – ")
 
 
+def item_key(level: str) -> pl.Expr:
+    """A listen's item id at ``level`` as one polars expression: the id where the row has
+    one, else its names, case-folded and trimmed ("artist | title" below artist level).
+
+    For keying listens outside ingest (track tables, the playlist task's window). It is the
+    identity rule's first half only: a name-only row is not joined to an id's item here, so
+    such rows match no item with an id (``tastemaker.data.identity`` does that at ingest).
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
+    names = [
+        pl.col(c).str.to_lowercase().str.strip_chars().str.replace_all(r"\s+", " ")
+        for c in _LEVEL_NAMES[level]
+    ]
+    by_name = pl.concat_str(names, separator=identity.KEY_SEPARATOR) if len(names) > 1 else names[0]
+    return pl.coalesce(_LEVEL_IDS[level](), by_name)
+
+
 MBID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 # The columns each level keys items by: the id when the source has one, else these names.

@@ -23,6 +23,7 @@ from tastemaker.data.readers import (
     read_source,
     reading,
 )
+from tastemaker.data.top_tracks import attach_tracks
 from tastemaker.errors import DataError, UsageError
 
 
@@ -114,7 +115,8 @@ def interactions_from_source(source: SourceData, level: str = "artist") -> Inter
         interactions = dataclasses.replace(
             interactions, tags=index_tags(interactions, source.tag_assignments)
         )
-    return interactions
+    with reading(source):
+        return attach_tracks(source.listens, interactions)
 
 
 def require_interactions(interactions: Interactions, paths: list[str], level: str) -> None:

@@ -42,21 +42,46 @@ def cosine_to_all(vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
     return sims.astype(np.float32, copy=False)
 
 
+def cosine_among(vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Cosine similarity ``(k, k)`` among the given rows of ``vectors`` only (float32)."""
+    chosen = vectors[np.atleast_1d(np.asarray(items, dtype=np.int64))]
+    norms = np.linalg.norm(chosen, axis=1)
+    norms[norms == 0] = 1.0
+    unit = chosen / norms[:, None]
+    return (unit @ unit.T).astype(np.float32, copy=False)
+
+
 class ImplicitRanking:
     """``recommend`` / ``recommend_for_history`` for factor models through implicit's
     multi-threaded top-k: the same lists as the base class's dense ranking (which stays the
     reference), without materialising the score matrix; ~1.7x faster for all HetRec users."""
 
     def recommend(
-        self, users: np.ndarray, n: int = 10, exclude_heard: bool = True
+        self,
+        users: np.ndarray,
+        n: int = 10,
+        exclude_heard: bool = True,
+        items: np.ndarray | None = None,
+        exclude: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        if items is not None or exclude is not None:  # candidate sets: the base's dense path
+            return super().recommend(users, n, exclude_heard, items=items, exclude=exclude)
         self._check_fitted()
         users = np.atleast_1d(np.asarray(users, dtype=np.int64))
         return self._top_k(self.user_vectors(users), self.user_items_[users], n, exclude_heard)
 
     def recommend_for_history(
-        self, history: sp.spmatrix, n: int = 10, exclude_heard: bool = True
+        self,
+        history: sp.spmatrix,
+        n: int = 10,
+        exclude_heard: bool = True,
+        items: np.ndarray | None = None,
+        exclude: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        if items is not None or exclude is not None:
+            return super().recommend_for_history(
+                history, n, exclude_heard, items=items, exclude=exclude
+            )
         self._check_fitted()
         history = self._check_history(history)
         return self._top_k(self.history_vectors(history), history, n, exclude_heard)
@@ -189,6 +214,10 @@ class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
         return cosine_to_all(self.item_factors_, items)
+
+    def pairwise_similarity(self, items: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        return cosine_among(self.item_factors_, items)
 
     def explain(self, history: sp.spmatrix, item: int, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Exact decomposition of the folded-in score into one term per history item

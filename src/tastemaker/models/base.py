@@ -46,7 +46,7 @@ from tastemaker.artifacts import (
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.weighting import WEIGHTINGS, apply_weighting, weighting_statistics
 from tastemaker.errors import ArtifactError, TastemakerError, UsageError
-from tastemaker.ranking import mask_rows, top_n
+from tastemaker.ranking import mask_columns, mask_rows, restrict_columns, top_n
 from tastemaker.threads import single_blas_thread  # noqa: F401 (the models import it from here)
 
 MODEL_KIND = "model"
@@ -228,37 +228,87 @@ class Recommender(ABC):
         return history
 
     def recommend(
-        self, users: np.ndarray, n: int = 10, exclude_heard: bool = True
+        self,
+        users: np.ndarray,
+        n: int = 10,
+        exclude_heard: bool = True,
+        items: np.ndarray | None = None,
+        exclude: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-n items for training users: ``(item_indices, scores)`` of shape (len(users), n)."""
+        """Top-n items for training users: ``(item_indices, scores)`` of shape (len(users), n).
+
+        ``items`` (item indices) restricts the ranking to that candidate set; ``exclude``
+        (item indices) is never returned, for any user. Rows run short (``-1`` padding) when
+        the candidates run out.
+        """
         self._check_fitted()
         users = np.atleast_1d(np.asarray(users, dtype=np.int64))
-        ids = np.empty((len(users), n), np.int64)
-        scores = np.empty((len(users), n), np.float32)
-        for start in range(0, len(users), SCORE_BATCH):
-            block = users[start : start + SCORE_BATCH]
-            rows = self.user_items_[block]
-            s = self._score_rows(rows, block)
-            if exclude_heard:
-                mask_rows(s, rows)
-            ids[start : start + len(block)], scores[start : start + len(block)] = top_n(s, n)
-        return ids, scores
+        return self._rank_blocks(
+            len(users),
+            lambda start, stop: (self.user_items_[users[start:stop]], users[start:stop]),
+            n,
+            exclude_heard,
+            items,
+            exclude,
+        )
 
     def recommend_for_history(
-        self, history: sp.spmatrix, n: int = 10, exclude_heard: bool = True
+        self,
+        history: sp.spmatrix,
+        n: int = 10,
+        exclude_heard: bool = True,
+        items: np.ndarray | None = None,
+        exclude: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-n for listening histories not seen in training (rows = new users, counts)."""
+        """Top-n for listening histories not seen in training (rows = new users, counts);
+        ``items`` and ``exclude`` as in ``recommend``."""
         self._check_fitted()
         history = self._check_history(history)
-        ids = np.empty((history.shape[0], n), np.int64)
-        scores = np.empty((history.shape[0], n), np.float32)
-        for start in range(0, history.shape[0], SCORE_BATCH):
-            rows = history[start : start + SCORE_BATCH]
-            s = self._score_rows(rows, None)
+        return self._rank_blocks(
+            history.shape[0],
+            lambda start, stop: (history[start:stop], None),
+            n,
+            exclude_heard,
+            items,
+            exclude,
+        )
+
+    def _rank_blocks(
+        self,
+        n_rows: int,
+        block: Callable[[int, int], tuple[sp.csr_matrix, np.ndarray | None]],
+        n: int,
+        exclude_heard: bool,
+        items: np.ndarray | None,
+        exclude: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Score ``SCORE_BATCH`` rows at a time, mask, restrict and take the top n."""
+        candidates = self._item_set(items, "items") if items is not None else None
+        excluded = self._item_set(exclude, "exclude") if exclude is not None else None
+        ids = np.empty((n_rows, n), np.int64)
+        scores = np.empty((n_rows, n), np.float32)
+        for start in range(0, n_rows, SCORE_BATCH):
+            stop = min(start + SCORE_BATCH, n_rows)
+            rows, users = block(start, stop)
+            s = self._score_rows(rows, users)
             if exclude_heard:
                 mask_rows(s, rows)
-            ids[start : start + rows.shape[0]], scores[start : start + rows.shape[0]] = top_n(s, n)
+            if candidates is not None:
+                restrict_columns(s, candidates)
+            if excluded is not None:
+                mask_columns(s, excluded)
+            ids[start:stop], scores[start:stop] = top_n(s, n)
         return ids, scores
+
+    def _item_set(self, items: Any, what: str) -> np.ndarray:
+        """Item indices for ``items=`` / ``exclude=``: integers in the catalogue, or an error."""
+        array = np.asarray(items).reshape(-1)
+        if array.size and not np.issubdtype(array.dtype, np.integer):
+            raise UsageError(f"{what}= takes item indices (integers), not {array.dtype}")
+        array = array.astype(np.int64)
+        if array.size and (array.min() < 0 or array.max() >= self.n_items_):
+            raise UsageError(f"{what}= holds an index outside 0..{self.n_items_ - 1}")
+        return array
 
     def similar_items(self, items: np.ndarray, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The n items most similar to each given item (the item itself excluded)."""
@@ -267,6 +317,13 @@ class Recommender(ABC):
         s = self._similar(items)
         s[np.arange(len(items)), items] = -np.inf
         return top_n(s, n)
+
+    def pairwise_similarity(self, items: np.ndarray) -> np.ndarray:
+        """Similarity ``(k, k)`` among the given items in the model's item space (playlists
+        order tracks by it)."""
+        self._check_fitted()
+        items = np.atleast_1d(np.asarray(items, dtype=np.int64))
+        return self._similar(items)[:, items]
 
     @abstractmethod
     def _similar(self, items: np.ndarray) -> np.ndarray:

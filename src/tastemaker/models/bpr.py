@@ -24,7 +24,13 @@ from implicit.cpu.bpr import BayesianPersonalizedRanking
 from tastemaker.artifacts import ArraySpec
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import UsageError
-from tastemaker.models.als import ImplicitRanking, StopTraining, check_positive, cosine_to_all
+from tastemaker.models.als import (
+    ImplicitRanking,
+    StopTraining,
+    check_positive,
+    cosine_among,
+    cosine_to_all,
+)
 from tastemaker.models.base import FactorModel, Recommender, single_blas_thread
 
 # Ridge penalty of the fold-in regression, relative to the mean diagonal of its Gram matrix.
@@ -142,6 +148,10 @@ class BPR(ImplicitRanking, FactorModel, Recommender):
     def _similar(self, items: np.ndarray) -> np.ndarray:
         # The bias column measures popularity, not likeness: leave it out of the cosine.
         return cosine_to_all(self.item_factors_[:, :-1], items)
+
+    def pairwise_similarity(self, items: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        return cosine_among(self.item_factors_[:, :-1], items)
 
     # -- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ from tastemaker import __version__
 from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.serving.floor import floor_router
 from tastemaker.serving.middleware import JSONErrors, ServiceMetrics, ServiceMiddleware, safe_errors
+from tastemaker.serving.playlist_routes import playlist_router
 from tastemaker.serving.routes import admin_router, router
 from tastemaker.serving.settings import ServeSettings
 from tastemaker.serving.state import LoadedModel, ModelHolder, load_bundle
@@ -84,6 +85,7 @@ def create_app(settings: ServeSettings | None = None, bundle: LoadedModel | None
     app.state.shared = shared
     app.state.static_dir = STATIC_DIR
     app.include_router(router)
+    app.include_router(playlist_router)
     if settings.admin_token is not None:  # admin routes exist only when a token is configured
         app.include_router(admin_router)
     if settings.bench_floor:

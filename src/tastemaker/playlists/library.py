@@ -1,0 +1,202 @@
+"""A model and what playlists need of its catalogue, worked out once per model.
+
+``Library`` turns model items into tracks (an artist-level item becomes its most played
+recordings; a recording-level item is its own track; data with no recordings makes an artist
+entry) and knows each item's artist and popularity. ``Listener`` is who a playlist is for, as
+of a date: their history, the artists they know, what they heard lately and their favourite
+recordings. The service keeps one ``Library`` per loaded model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import scipy.sparse as sp
+
+from tastemaker.data.interactions import UNKNOWN_TIME
+from tastemaker.data.tracks import TRACK_COLUMNS, TrackData, empty_frame
+from tastemaker.errors import UsageError
+from tastemaker.models.base import FactorModel, Recommender
+from tastemaker.playlists.constraints import RECENT_DAYS
+from tastemaker.playlists.playlist import Track, normalised
+
+# Items whose tracks are kept as objects between requests (cleared when full).
+TRACK_CACHE_ITEMS = 20_000
+
+
+@dataclass
+class Listener:
+    """Who a playlist is for, as of ``now``."""
+
+    name: str
+    user: int | None  # the training user, or None for a posted history
+    history: sp.csr_matrix  # 1 x n_items play counts
+    now: datetime
+    known: frozenset[str] = frozenset()  # normalised names of artists played
+    recent: frozenset[str] = frozenset()  # recording keys heard in the last RECENT_DAYS
+    favourites: dict[int, list[Track]] = field(default_factory=dict)  # per item, most played
+
+    @property
+    def heard_items(self) -> np.ndarray:
+        return self.history.indices
+
+
+class Library:
+    """Tracks, artists and popularity of a fitted model's catalogue."""
+
+    def __init__(self, model: Recommender) -> None:
+        model._check_fitted()
+        self.model = model
+        data = model.catalogue_
+        self.data = data
+        self.level = data.level
+        self.track_data = data.tracks or TrackData(empty_frame(TRACK_COLUMNS))
+        self.artists_only = not self.track_data.has_recordings
+        meta = data.item_metadata
+        artist = (
+            meta["name"] if self.level == "artist" else meta["artist_name"].fill_null(meta["name"])
+        )
+        self.item_artist: list[str] = artist.to_list()
+        self.item_artist_key: list[str] = [normalised(a) for a in self.item_artist]
+        self.item_name: list[str] = meta["name"].to_list()
+        listeners = np.bincount(data.user_items.indices, minlength=data.n_items)
+        # 0 for the most listened-to item, towards 1 for the least (radio's popularity bands).
+        order = np.argsort(-listeners, kind="stable")
+        self.popularity_quantile = np.empty(data.n_items, np.float64)
+        self.popularity_quantile[order] = np.arange(data.n_items) / max(data.n_items, 1)
+        self._items_of_artist: dict[str, list[int]] | None = None
+        self._tracks: dict[int, list[Track]] = {}
+        self._columns: dict[str, list] | None = None
+        self._offsets = np.zeros(1, np.int64)
+        self._unit_vectors: np.ndarray | None = None
+        if isinstance(model, FactorModel):
+            vectors = model.item_vectors()
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            self._unit_vectors = (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+
+    def because(self, history: sp.csr_matrix, items: list[int]) -> list[int | None]:
+        """For each item, the history item most behind it: for factor models cosine of item
+        vectors times log plays, all items at once (a model's exact ``explain`` costs a
+        solve per item); else the model's ``explain``."""
+        heard = history.indices
+        if len(heard) == 0 or not items:
+            return [None] * len(items)
+        if self._unit_vectors is not None:
+            unit = self._unit_vectors
+            contribution = (unit[items] @ unit[heard].T) * np.log1p(history.data)[None, :]
+            return [int(heard[b]) for b in np.argmax(contribution, axis=1)]
+        out: list[int | None] = []
+        for item in items:
+            top, _ = self.model.explain(history, int(item), n=1)
+            out.append(int(top[0]) if len(top) else None)
+        return out
+
+    # -- items and tracks ----------------------------------------------------------------------
+    def items_of_artists(self, artist_keys: frozenset[str]) -> np.ndarray:
+        """Every item credited to one of these artists (normalised names)."""
+        if self._items_of_artist is None:
+            grouped: dict[str, list[int]] = {}
+            for item, key in enumerate(self.item_artist_key):
+                grouped.setdefault(key, []).append(item)
+            self._items_of_artist = grouped
+        found = [i for key in artist_keys for i in self._items_of_artist.get(key, ())]
+        return np.asarray(sorted(found), dtype=np.int64)
+
+    def similarity(self, tracks: list[Track]) -> np.ndarray:
+        """Similarity ``(k, k)`` of the tracks' items in the model's item space; pairs the
+        model has no similarity for (a neighbour model's non-neighbours) count as 0."""
+        items = np.asarray([t.item for t in tracks], dtype=np.int64)
+        if not len(items):
+            return np.zeros((0, 0), np.float32)
+        similarity = self.model.pairwise_similarity(items)
+        return np.where(np.isfinite(similarity), similarity, 0.0).astype(np.float32)
+
+    def item_tracks(self, item: int) -> list[Track]:
+        """The item's tracks, most played first (an artist entry where no recording is known)."""
+        cached = self._tracks.get(item)
+        if cached is None:
+            if self._columns is None:
+                # Columns as Python lists once: a request then slices lists, not frames.
+                self._columns = {c: self.track_data.tracks[c].to_list() for c in TRACK_COLUMNS}
+                self._offsets = self.track_data.offsets(self.data.n_items)
+            start, stop = int(self._offsets[item]), int(self._offsets[item + 1])
+            c = self._columns
+            artist = self.item_artist[item]
+            cached = [
+                Track(
+                    item=item,
+                    artist=artist,
+                    credit=c["artist"][i] if c["artist"][i] not in (None, artist) else None,
+                    title=c["title"][i],
+                    release=c["release"][i],
+                    recording_mbid=c["recording_mbid"][i],
+                    recording=c["recording"][i],
+                    plays=c["plays"][i],
+                )
+                for i in range(start, stop)
+            ]
+            if not cached:
+                cached = [Track(item=item, artist=self.item_artist[item], title=None)]
+            if len(self._tracks) >= TRACK_CACHE_ITEMS:
+                self._tracks.clear()  # bounded: a large catalogue is never held as objects
+            self._tracks[item] = cached
+        return cached
+
+    def _track(self, item: int, row: dict, reason: str = "") -> Track:
+        artist = self.item_artist[item]
+        credit = row["artist"] if row["artist"] and row["artist"] != artist else None
+        return Track(
+            item=item,
+            artist=artist,
+            credit=credit,
+            title=row["title"],
+            release=row["release"],
+            recording_mbid=row["recording_mbid"],
+            recording=row["recording"],
+            reason=reason,
+            plays=int(row["plays"]),
+        )
+
+    # -- listeners -----------------------------------------------------------------------------
+    def listener(
+        self,
+        user: int | None = None,
+        history: sp.spmatrix | None = None,
+        now: datetime | None = None,
+        name: str | None = None,
+    ) -> Listener:
+        """A training user (by index) or a posted history (1 x n_items counts)."""
+        now = now or datetime.now(UTC)
+        data = self.data
+        if user is not None:
+            if not 0 <= user < data.n_users:
+                raise UsageError(f"user index {user} is outside 0..{data.n_users - 1}")
+            row = data.user_items[user]
+            name = name or data.users.id(user)
+        elif history is not None:
+            row = sp.csr_matrix(history, dtype=np.float32)[0]
+            name = name or "a posted history"
+        else:
+            raise UsageError("a playlist needs a user or a history")
+        known = frozenset(self.item_artist_key[i] for i in row.indices)
+        since = int((now - timedelta(days=RECENT_DAYS)).timestamp())
+        recent: set[str] = set()
+        favourites: dict[int, list[Track]] = {}
+        if user is not None:
+            frame = self.track_data.user_favourites(user)
+            for fav in frame.iter_rows(named=True):
+                if fav["last_heard"] is not None and fav["last_heard"] >= since:
+                    recent.add(fav["recording"])
+                reason = f"one of your favourites ({fav['plays']} plays)"  # FAVOURITE
+                favourites.setdefault(fav["item"], []).append(self._track(fav["item"], fav, reason))
+            if self.level == "recording" and data.last_listened is not None:
+                start, stop = data.user_items.indptr[user], data.user_items.indptr[user + 1]
+                times = data.last_listened[start:stop]
+                lately = row.indices[(times != UNKNOWN_TIME) & (times >= since)]
+                recent.update(data.items.id(int(i)) for i in lately)
+        return Listener(name, user, row, now, known, frozenset(recent), favourites)
+
+
+__all__ = ["Library", "Listener"]
