@@ -24,6 +24,7 @@ MODELS: dict[str, str] = {
     "mlp": "tastemaker.models.ncf:MLP",
     "neumf": "tastemaker.models.ncf:NeuMF",
     "ncf-seed": "tastemaker.models.ncf:NCFSeed",
+    "multvae": "tastemaker.models.multvae:MultVAE",
     "sessions": "tastemaker.models.sessions:SessionCoListen",
     "hybrid": "tastemaker.models.hybrid:Hybrid",
 }
