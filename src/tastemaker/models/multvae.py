@@ -187,8 +187,13 @@ class MultVAE(WeightedInput, Recommender):
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"multvae: {name} must be a positive integer, not {value!r}")
         layers = self.layers
-        if not isinstance(layers, tuple) or not all(
-            isinstance(w, int | np.integer) and not isinstance(w, bool) and w >= 1 for w in layers
+        if (
+            not isinstance(layers, tuple)
+            or not layers
+            or not all(
+                isinstance(w, int | np.integer) and not isinstance(w, bool) and w >= 1
+                for w in layers
+            )
         ):
             raise UsageError(f"multvae: layers must be positive integer widths, not {layers!r}")
         if not 0.0 <= self.dropout < 1.0:
