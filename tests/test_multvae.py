@@ -195,6 +195,12 @@ def test_items_below_min_listeners_are_never_recommended():
     assert (similar == -1).all()
     empty = sp.csr_matrix((1, data.n_items), dtype=np.float32)
     assert np.isfinite(np.delete(model.score_history(empty), lonely, 1)).all()
+    # A pruned item in a history is never given as a reason.
+    heard_lonely = 0  # user 0 heard item 25 (one listener) besides others
+    target = int(ids[heard_lonely, 0])
+    reasons, weights = model.explain(data.user_items[heard_lonely], target, n=50)
+    assert len(reasons) and not np.isin(reasons, lonely).any() and np.isfinite(weights).all()
+    assert np.isin(lonely, data.user_items[heard_lonely].indices).any()
 
 
 @pytest.mark.parametrize(

@@ -337,6 +337,12 @@ class MultVAE(WeightedInput, Recommender):
         out[np.ix_(known, self.kept_items_)] = sims
         return out
 
+    def explain(self, history: sp.spmatrix, item: int, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """The base's similarity-weighted history items, without pruned ones (no similarity)."""
+        items, contributions = super().explain(history, item, n=self.n_items_)
+        finite = np.isfinite(contributions)
+        return items[finite][:n], contributions[finite][:n]
+
     # -- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         return {
