@@ -34,7 +34,8 @@ _SAFETENSORS_DTYPES = {
 # (measured: a 80 x 100 NeuMF fit took 4 s on one thread, 50 s on two beside other work).
 SMALL_DATA_CELLS = 1 << 20
 
-_console = Console(stderr=True)
+# The stderr console of the PyTorch models (progress bars, notes on long fits).
+console = Console(stderr=True)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -89,9 +90,9 @@ def epoch_progress(label: str, epochs: int):
         MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]}  val NDCG@10 {task.fields[ndcg]}"),
         TimeElapsedColumn(),
-        console=_console,
+        console=console,
         transient=True,
-        disable=not _console.is_terminal,
+        disable=not console.is_terminal,
     )
     with progress:
         task = progress.add_task(label, total=epochs, loss="-", ndcg="-")
