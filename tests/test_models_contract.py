@@ -55,9 +55,10 @@ def _module_exists(name: str) -> bool:
     return (Path(models.__file__).parents[1] / relative).is_file()
 
 
-# The NCF models train for seconds to minutes on 2 CPU cores; tests/test_ncf.py runs the same
-# contract checks on them with budgets of their own, so this file keeps CI within its time.
-NEURAL = {"gmf", "mlp", "neumf", "ncf-seed"}
+# The neural models train for seconds to minutes on 2 CPU cores; tests/test_ncf.py and
+# tests/test_multvae.py run the same contract checks on them with budgets of their own, so
+# this file keeps CI within its time.
+NEURAL = {"gmf", "mlp", "neumf", "ncf-seed", "multvae"}
 IMPLEMENTED = [name for name in available_models() if _module_exists(name) and name not in NEURAL]
 
 

@@ -431,9 +431,9 @@ def test_save_and_load_give_identical_scores_from_safetensors(name, tmp_path):
 
 def test_a_weights_file_never_starts_like_a_pickle(tmp_path, monkeypatch):
     """Header lengths 0x280.. with low byte 0x80 would read as a pickle marker: padded away."""
-    import tastemaker.models.ncf as ncf
+    import tastemaker.models.torch_common as torch_common
 
-    real_save = ncf.save_weights
+    real_save = torch_common.save_weights
     calls = []
 
     def first_looks_like_pickle(state, metadata):
@@ -441,7 +441,7 @@ def test_a_weights_file_never_starts_like_a_pickle(tmp_path, monkeypatch):
         data = real_save(state, metadata=metadata)
         return b"\x80\x02" + data[2:] if len(calls) == 1 else data
 
-    monkeypatch.setattr(ncf, "save_weights", first_looks_like_pickle)
+    monkeypatch.setattr(torch_common, "save_weights", first_looks_like_pickle)
     data, _ = checkerboard()
     directory = fit("gmf", data, epochs=1).save(tmp_path / "gmf")
     assert len(calls) >= 2 and "padding" in calls[-1]

@@ -25,6 +25,7 @@ MODELS: dict[str, str] = {
     "mlp": "tastemaker.models.ncf:MLP",
     "neumf": "tastemaker.models.ncf:NeuMF",
     "ncf-seed": "tastemaker.models.ncf:NCFSeed",
+    "multvae": "tastemaker.models.multvae:MultVAE",
     "sessions": "tastemaker.models.sessions:SessionCoListen",
     "tags": "tastemaker.models.tags:TagContent",
     "tag-count": "tastemaker.models.baselines:TagCount",

@@ -17,7 +17,6 @@ safetensors; nothing is pickled.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -26,11 +25,6 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from safetensors import safe_open
-from safetensors.torch import load_file
-from safetensors.torch import save as save_weights
 
 from tastemaker.artifacts import ArraySpec
 from tastemaker.data.interactions import Interactions
@@ -46,52 +40,33 @@ from tastemaker.models.ncf_training import (
     fold_in,
     make_optimizer,
     positive_pairs,
-    resolve_device,
     sampled_epoch,
     score_block_parts,
     train_epoch,
     validation_ndcg,
     warm_start,
 )
-from tastemaker.models.validation import holdout_split
+from tastemaker.models.torch_common import (
+    WEIGHTS_FILE,
+    check_device,
+    console,
+    epoch_progress,
+    loading_device,
+    meta_state,
+    read_checked_weights,
+    resolve_device,
+    threads_for,
+    write_weights,
+)
+from tastemaker.models.validation import holdout_some_users
 
-WEIGHTS_FILE = "weights.safetensors"
-# How safetensors names torch's dtypes (the header's "dtype" field).
-_SAFETENSORS_DTYPES = {
-    torch.float32: "F32",
-    torch.float64: "F64",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.int64: "I64",
-    torch.int32: "I32",
-    torch.bool: "BOOL",
-}
 # Inner hold-out for early stopping: this share of the items of up to VALIDATION_USERS users
 # (with >= 5 items). Only those users lose items, so little training signal is spent on it.
 VALIDATION_FRACTION = 0.2
 VALIDATION_USERS = 500
 LOSSES = ("bce", "bpr")
-# Below this many user x item cells, fit and scoring run torch on one thread: the work per
-# batch is too small to split, and torch's OpenMP workers spin badly when cores are shared
-# (measured: a 80 x 100 NeuMF fit took 4 s on one thread, 50 s on two beside other work).
-SMALL_DATA_CELLS = 1 << 20
-
-_console = Console(stderr=True)
 # A fit that may run this long or longer says so after its first epoch.
 LONG_FIT_SECONDS = 60.0
-
-
-@contextlib.contextmanager
-def _threads_for(cells: int):
-    """One torch thread for small data, the configured number otherwise (restored after)."""
-    before = torch.get_num_threads()
-    if cells < SMALL_DATA_CELLS and before > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
 
 
 def _duration(seconds: float) -> str:
@@ -101,29 +76,6 @@ def _duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-@contextlib.contextmanager
-def _epoch_progress(label: str, epochs: int):
-    """A rich bar over epochs showing loss and validation NDCG (only on a terminal)."""
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}  val NDCG@10 {task.fields[ndcg]}"),
-        TimeElapsedColumn(),
-        console=_console,
-        transient=True,
-        disable=not _console.is_terminal,
-    )
-    with progress:
-        task = progress.add_task(label, total=epochs, loss="-", ndcg="-")
-
-        def advance(loss: float, ndcg: float) -> None:
-            shown = "-" if math.isnan(ndcg) else f"{ndcg:.4f}"
-            progress.update(task, advance=1, loss=f"{loss:.4f}", ndcg=shown)
-
-        yield advance
 
 
 class _NeuralRecommender(Recommender):
@@ -164,12 +116,7 @@ class _NeuralRecommender(Recommender):
             raise UsageError(f"{self.name}: layers must be positive integer widths, not {layers}")
         if not 0.0 <= getattr(self, "dropout", 0.0) < 1.0:
             raise UsageError(f"{self.name}: dropout must be in [0, 1)")
-        try:
-            device = resolve_device(self.device)
-        except RuntimeError as exc:
-            raise UsageError(f"{self.name}: bad device {self.device!r} ({exc})") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UsageError(f"{self.name}: device {self.device!r} asked for, but no CUDA here")
+        check_device(self.name, self.device)
 
     # -- fitting -----------------------------------------------------------------------------
     def _fit(self, interactions: Interactions) -> None:
@@ -181,7 +128,7 @@ class _NeuralRecommender(Recommender):
         if isinstance(self, WeightedInput):
             self._fit_weighting(matrix)
         devices = [self.device_] if self.device_.type == "cuda" else []
-        with _threads_for(matrix.shape[0] * matrix.shape[1]):
+        with threads_for(matrix.shape[0] * matrix.shape[1]):
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(self.seed)
                 rng = np.random.default_rng(self.seed)
@@ -190,22 +137,6 @@ class _NeuralRecommender(Recommender):
 
     def _after_fit(self) -> None:
         """Hook for derived state (the seed network's lookup table)."""
-
-    def _validation_split(
-        self, matrix: sp.csr_matrix, rng: np.random.Generator
-    ) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
-        """(inner train, validation, validation users): only the chosen users lose items."""
-        inner, valid = holdout_split(matrix, VALIDATION_FRACTION, 5, seed=self.seed)
-        candidates = np.flatnonzero(np.diff(valid.indptr) > 0)
-        chosen = np.sort(rng.permutation(candidates)[:VALIDATION_USERS])
-        keep = np.zeros(matrix.shape[0], np.float32)
-        keep[chosen] = 1.0
-        chosen_rows = sp.diags(keep)
-        inner = sp.csr_matrix(chosen_rows @ inner + sp.diags(1.0 - keep) @ matrix)
-        inner.eliminate_zeros()
-        valid = sp.csr_matrix(chosen_rows @ valid)
-        valid.eliminate_zeros()
-        return inner, valid, chosen
 
     def _new_net(self, n_users: int, n_items: int) -> NCFNet:
         return self._build_net(n_users, n_items).to(self.device_)
@@ -217,13 +148,15 @@ class _NeuralRecommender(Recommender):
         history_ndcg: list[float] = []
         started = time.perf_counter()
         if self.patience > 0:
-            inner, valid, valid_users = self._validation_split(matrix, rng)
+            inner, valid, valid_users = holdout_some_users(
+                matrix, VALIDATION_FRACTION, VALIDATION_USERS, self.seed, rng
+            )
         else:
             inner, valid, valid_users = matrix, None, np.empty(0, np.int64)
         self.net_ = self._initial_net(n_users, n_items, inner, rng)
         best_epoch, best_ndcg, best_state = 0, -np.inf, None
         epochs_run, stopped_by_callback = 0, False
-        with _epoch_progress(self.name, self.epochs) as advance:
+        with epoch_progress(self.name, self.epochs) as advance:
             optimizer = make_optimizer(
                 self.net_, self.learning_rate, self.regularization, self.device_
             )
@@ -283,7 +216,7 @@ class _NeuralRecommender(Recommender):
             )
         else:
             plan = f"{self.epochs} epochs: expect about {_duration(most)}"
-        _console.print(
+        console.print(
             f"{self.name}: the first epoch took {first_epoch_seconds:.1f} s; {plan}", soft_wrap=True
         )
 
@@ -299,7 +232,7 @@ class _NeuralRecommender(Recommender):
         optimizer = make_optimizer(self.net_, self.learning_rate, self.regularization, self.device_)
         sampler = UnheardSampler(matrix)
         positives = self._positives(matrix)
-        with _epoch_progress(f"{self.name} (refit on all)", self.best_epoch_) as advance:
+        with epoch_progress(f"{self.name} (refit on all)", self.best_epoch_) as advance:
             for _ in range(self.best_epoch_):
                 advance(self._run_epoch(optimizer, sampler, positives, rng), float("nan"))
 
@@ -361,7 +294,7 @@ class _NeuralRecommender(Recommender):
     def _score_rows(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
         if history.shape[0] == 0:
             return np.empty((0, self.n_items_), np.float32)
-        with _threads_for(self.user_items_.shape[0] * self.n_items_):
+        with threads_for(self.user_items_.shape[0] * self.n_items_):
             parts = self._user_parts(history, users)
             return self._logits(parts).float().cpu().numpy()
 
@@ -395,27 +328,13 @@ class _NeuralRecommender(Recommender):
         self.best_epoch_ = int(arrays["best_epoch"])
 
     def _save_extra(self, directory: Path) -> None:
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
-        metadata = {"model": self.name}
-        data = save_weights(state, metadata=metadata)
-        # A safetensors file starts with its header length (u64, little-endian); a length of
-        # 0x280..0x5FF with low byte 0x80 reads like a pickle's protocol marker (0x80 0x02..05)
-        # to scanners that refuse pickles. Pad the metadata until it does not.
-        while data[0] == 0x80 and 2 <= data[1] <= 5:
-            metadata["padding"] = metadata.get("padding", "") + " "
-            data = save_weights(state, metadata=metadata)
-        (directory / WEIGHTS_FILE).write_bytes(data)
+        write_weights(directory / WEIGHTS_FILE, self.net_, self.name)
 
     def _load_extra(self, directory: Path) -> None:
         # Checked against the manifest's checksums by load(); safetensors runs no code. The
         # tensors' names, shapes and dtypes are compared with the network the hyperparameters
         # describe (built on the meta device: no memory) before anything is allocated.
-        try:
-            self.device_ = resolve_device(self.device)
-        except RuntimeError as exc:
-            raise ArtifactError(f"{directory}: bad device {self.device!r} ({exc})") from None
-        if self.device_.type == "cuda" and not torch.cuda.is_available():
-            self.device_ = torch.device("cpu")  # trained on a GPU, served without one
+        self.device_ = loading_device(directory, self.device)
         trained_on, self.device = self.device, str(self.device_)
         try:
             self._check_params()
@@ -425,41 +344,9 @@ class _NeuralRecommender(Recommender):
             ) from None
         finally:
             self.device = trained_on  # the hyperparameter stays as trained
-        path = directory / WEIGHTS_FILE
-        if not path.is_file():
-            raise ArtifactError(f"{directory}: {WEIGHTS_FILE} is missing")
         n_users, n_items = self.user_items_.shape
-        try:
-            with torch.device("meta"):
-                expected = self._build_net(n_users, n_items).state_dict()
-        except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
-            raise ArtifactError(
-                f"{directory}: the hyperparameters describe no network ({exc})"
-            ) from None
-        try:
-            with safe_open(str(path), framework="pt") as weights:
-                stored = {k: weights.get_slice(k) for k in weights.keys()}  # noqa: SIM118
-                found = {k: (tuple(v.get_shape()), v.get_dtype()) for k, v in stored.items()}
-        except Exception as exc:  # safetensors raises its own error types
-            raise ArtifactError(f"{path}: cannot read weights ({exc})") from None
-        if set(found) != set(expected):
-            raise ArtifactError(
-                f"{path}: weights {sorted(set(found) ^ set(expected))} do not match the "
-                f"{self.name} network its parameters describe"
-            )
-        for name, tensor in expected.items():
-            if found[name] != (tuple(tensor.shape), _SAFETENSORS_DTYPES.get(tensor.dtype)):
-                raise ArtifactError(
-                    f"{path}: {name} is {found[name][1]} {list(found[name][0])}; the network "
-                    f"needs {_SAFETENSORS_DTYPES.get(tensor.dtype)} {list(tensor.shape)}"
-                )
-        try:
-            state = load_file(str(path), device=str(self.device_))
-        except Exception as exc:
-            raise ArtifactError(f"{path}: cannot read weights ({exc})") from None
-        for name, tensor in state.items():
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                raise ArtifactError(f"{path}: {name} holds NaN or infinite weights")
+        expected = meta_state(lambda: self._build_net(n_users, n_items), directory)
+        state = read_checked_weights(directory / WEIGHTS_FILE, expected, self.name, self.device_)
         net = self._new_net(n_users, n_items)
         net.load_state_dict(state, strict=True)
         self.net_ = net.eval()

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tastemaker.models.torch_common import resolve_device  # noqa: F401  (bench/ncf.py)
 from tastemaker.models.validation import ndcg_at_k
 
 # Block scoring materialises (users x items x first hidden layer) floats; keep a block near
@@ -40,13 +41,6 @@ FOLD_IN_PRIOR = 1e-2
 # Warm start: the nearest trained users by history cosine, weighted by cosine ** power.
 WARM_START_USERS = 10
 WARM_START_POWER = 4
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; anything else is parsed by torch."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 # -- networks -----------------------------------------------------------------------------------

@@ -71,6 +71,29 @@ def holdout_split(
     return train, valid
 
 
+def holdout_some_users(
+    matrix: sp.csr_matrix,
+    fraction: float,
+    max_users: int,
+    seed: int,
+    rng: np.random.Generator,
+) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """``holdout_split`` for at most ``max_users`` users (with >= 5 items, drawn with ``rng``):
+    (inner train, validation, those users). Only they lose items, so early stopping spends
+    little training signal."""
+    inner, valid = holdout_split(matrix, fraction, 5, seed=seed)
+    candidates = np.flatnonzero(np.diff(valid.indptr) > 0)
+    chosen = np.sort(rng.permutation(candidates)[:max_users])
+    keep = np.zeros(matrix.shape[0], np.float32)
+    keep[chosen] = 1.0
+    chosen_rows = sp.diags(keep)
+    inner = sp.csr_matrix(chosen_rows @ inner + sp.diags(1.0 - keep) @ matrix)
+    inner.eliminate_zeros()
+    valid = sp.csr_matrix(chosen_rows @ valid)
+    valid.eliminate_zeros()
+    return inner, valid, chosen
+
+
 def ndcg_at_k(ranked: np.ndarray, relevant: sp.csr_matrix, k: int = 10) -> float:
     """Mean NDCG@k (binary relevance) over rows with at least one relevant item.
 
