@@ -2,17 +2,22 @@
 (uvicorn, a subprocess) and driven from other processes over loopback.
 
 For exact retrieval (the model scores all items: the reference) and the ANN index, and for
-user recommendations (GET) and history-based ones (POST, fold-in), it measures:
+the floor route (serving.floor: the same stack answering a precomputed list of the same size),
+user recommendations (GET) and posted 50-item histories (POST, fold-in), it measures:
 
-* latency at a fixed offered rate (open loop, default 330 requests/s, 10,000 requests for the
-  ANN user run), from a client process (httpx, asyncio, bounded in-flight requests);
-* peak throughput with ``wrk`` (closed loop, a few connections) when wrk is installed.
+* latency at a fixed offered rate (open loop, default 330 requests/s), from a client process
+  (httpx, asyncio, bounded in-flight requests);
+* peak throughput with ``wrk`` (closed loop, a few connections; apt-get install -y wrk);
+* server CPU per request (from /proc), and its ratio to the floor's;
+* memory per server process (RSS, PSS, private).
 
-It prints p50 / p99 latency, throughput, errors, the ANN index's recall@10 against exact
-scoring, the exact / ANN ratio, and the issue's targets (p99 <= 10 ms at >= 300 requests/s with
-the ANN index, recall@10 >= 0.95, no errors). Everything stays on 127.0.0.1.
+It prints the load average beside every figure, the ANN index's recall@10 against exact
+scoring and the issue's targets. ``--busy`` repeats every run beside a CPU-burning neighbour
+on one core (bench/busy.py); ``--profile DIR`` samples the server with py-spy during wrk.
+Everything stays on 127.0.0.1.
 
     .venv/bin/python bench/serve.py                  # the full run (about 5-10 minutes)
+    .venv/bin/python bench/serve.py --out /tmp/serve-full --retrieval ann --busy   # reruns
     .venv/bin/python bench/serve.py --artists 60000 --users 5000 --requests 2000   # quicker
     .venv/bin/python bench/serve.py --playlists      # 50-track playlists at 100 requests/s
 """
@@ -39,6 +44,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from busy import add_busy_argument, load_average, modes, neighbour
+from pyspy import start_profile, stop_profile, summarise_profile
 
 TARGET_P99_MS = 10.0
 TARGET_P99_BUSY_MS = 25.0
@@ -393,63 +399,6 @@ def measure(server: Server, data, kind: str, count: int, args, spawn, profile: P
         if cpu is not None:
             peak["cpu_ms"] = 1000 * (server.cpu_seconds() - cpu) / max(peak["requests"], 1)
     return fixed, peak
-
-
-def start_profile(server: Server, path: Path):
-    """py-spy sampling the server's processes (collapsed stacks) while the load runs."""
-    spy = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
-    if spy is None:
-        raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [spy, "record", "--pid", str(server.proc.pid), "--subprocesses", "--rate", "250",
-         "--format", "raw", "--output", str(path), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(1.0)  # py-spy attaches
-    return proc
-
-
-def stop_profile(proc) -> None:
-    proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-    proc.wait(timeout=60)
-
-
-# py-spy shows a thread waiting in native code as its last Python frame.
-IDLE_LEAVES = {"Runner.run", "Condition.wait", "Event.wait"}
-
-
-def summarise_profile(path: Path, top: int = 25) -> None:
-    """Print the functions with the most samples, inclusive and self (py-spy's raw format:
-    one line per distinct stack, frames ``function (file:line)`` joined by ';', then a count)."""
-    inclusive: dict[str, int] = {}
-    own: dict[str, int] = {}
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        frames = [_frame(f) for f in stack.split(";")[1:]]  # the first is the process
-        if frames and frames[-1].split(" ")[0] in IDLE_LEAVES:
-            continue  # the event loop in epoll, an idle pool thread: not work
-        total += int(count)
-        for frame in set(frames):
-            inclusive[frame] = inclusive.get(frame, 0) + int(count)
-        if frames:
-            own[frames[-1]] = own.get(frames[-1], 0) + int(count)
-    print(f"profile {path.name}: {total} samples (idle left out)")
-    for title, table in (("inclusive", inclusive), ("self", own)):
-        print(f"  top {top} {title}:")
-        for frame, count in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
-            print(f"    {100 * count / max(total, 1):5.1f} %  {frame}")
-
-
-def _frame(text: str) -> str:
-    # "recommend_for_user (tastemaker/serving/routes.py:130)" -> function and file, no line
-    name, _, where = text.partition(" (")
-    where = where.rstrip(")").rsplit(":", 1)[0]
-    parts = Path(where).parts
-    return f"{name} ({'/'.join(parts[-2:])})"
 
 
 def trained_model(args):

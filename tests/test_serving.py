@@ -327,10 +327,11 @@ def test_serve_refuses_corrupted_and_foreign_directories(model_dirs, tmp_path, c
         (model_dirs["data"], "holds a 'interactions'"),
         (tmp_path / "nothing", "not a directory"),
     ):
-        code, _, err = run_cli(capsys, "serve", directory, "--port", "1")
-        lines = [line for line in err.splitlines() if line.strip()]
-        assert code == 2 and len(lines) == 1, err
-        assert why in lines[0] and "Traceback" not in err
+        for workers in ("1", "2"):  # with several, the check runs in a spawned process
+            code, _, err = run_cli(capsys, "serve", directory, "--port", "1", "--workers", workers)
+            lines = [line for line in err.splitlines() if line.strip()]
+            assert code == 2 and len(lines) == 1, err
+            assert why in lines[0] and "Traceback" not in err
 
 
 def free_port() -> int:

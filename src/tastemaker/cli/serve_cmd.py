@@ -41,7 +41,10 @@ def serve(
     settings = checked_settings(model_dir)
     # Load (and validate) before binding the port: a bad directory is one line and exit 2.
     with err_console.status(f"loading {model_dir}"):
-        bundle = load_bundle(model_dir, settings)
+        if workers == 1:
+            bundle = load_bundle(model_dir, settings)
+        else:
+            directory, version = validated_elsewhere(model_dir, settings)
     server_options = {
         "host": host,
         "port": port,
@@ -59,13 +62,32 @@ def serve(
     with tempfile.TemporaryDirectory(prefix="tastemaker-serve-") as shared_dir:
         shared = SharedModel(Path(shared_dir) / "model.json")
         with shared.exclusive():
-            shared.publish(bundle.directory, bundle.version)
-        del bundle
+            shared.publish(directory, version)
         os.environ["TASTEMAKER_MODEL_DIR"] = str(model_dir.resolve())
         os.environ["TASTEMAKER_WORKERS_FILE"] = str(shared.path)
         uvicorn.run(
             "tastemaker.serving.app:create_app", factory=True, workers=workers, **server_options
         )
+
+
+def validated_elsewhere(model_dir: Path, settings) -> tuple[Path, str]:
+    """Load and check the model in a spawned process that then exits, for ``--workers N``:
+    the supervisor, which answers nothing, would otherwise keep what the load allocated (a
+    60,000-artist model: 120 MiB beside each worker's copy). Its directory and version."""
+    import concurrent.futures
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        return pool.submit(_validated, model_dir, settings).result()
+
+
+def _validated(model_dir: Path, settings) -> tuple[Path, str]:
+    from tastemaker.serving.state import load_bundle
+
+    single_threaded_libraries()
+    bundle = load_bundle(model_dir, settings)
+    return bundle.directory, bundle.version
 
 
 def checked_settings(model_dir: Path):
