@@ -24,7 +24,6 @@ from tastemaker.data.metadata import FACT_COLUMNS, ItemMetadata
 from tastemaker.data.metadata.matching import match_items, name_index
 from tastemaker.data.metadata.readers import MetadataRows, read_metadata, tag_name
 from tastemaker.data.readers import ReaderOptions
-from tastemaker.errors import DataError
 
 # Joins the parts of a row's key; marks a missing part (cleaned text holds neither).
 SEPARATOR, NULL_MARK = "\x1f", "\x1e"
@@ -201,9 +200,3 @@ def _merge_assignments(interactions: Interactions, rows: pl.DataFrame) -> TagAss
         tag=vocab.indices(merged["tag"]).astype(np.int32),
         tags=vocab,
     )
-
-
-def require_metadata(interactions: Interactions) -> ItemMetadata:
-    if interactions.metadata is None:
-        raise DataError("this data has no metadata; add it with tastemaker metadata or --metadata")
-    return interactions.metadata
