@@ -27,10 +27,6 @@ class Matched:
     item: np.ndarray  # int64
     ambiguous: np.ndarray  # bool
 
-    @property
-    def by_name_ambiguous(self) -> int:
-        return int(self.ambiguous.sum())
-
 
 def name_keys(artist: pl.Series, title: pl.Series | None = None) -> pl.Series:
     """Folded ``artist`` (and ``title``, joined by " | "), null where a part is missing."""
