@@ -208,7 +208,8 @@ def _item_codes(
     level: str,
 ) -> tuple[np.ndarray, pl.Series, np.ndarray, dict]:
     """Per row its item index (-1: no key), the sorted item keys, the name-only rows that
-    joined an id's item, and the identity report. Work per row is integer only: the rule
+    should not name their item (they joined an id's item, or carry a guest credit), and the
+    identity report. Work per row is integer only: the rule
     runs once per distinct name group (``identity.reconcile_codes``)."""
     fallback_rows = np.flatnonzero(id_codes < 0)
     group, n_groups, artists, titles, lo, hi = _name_groups(names, id_codes, fallback_rows)
@@ -232,8 +233,8 @@ def _item_codes(
     item = id_position[id_codes]
     fallback_item = np.append(group_item, -1)[fallback_group]
     item[fallback_rows] = fallback_item
-    reconciled = fallback_rows[np.append(rule.target >= 0, False)[fallback_group]]
-    return item, keys, reconciled, rule.report
+    secondary = np.append((rule.target >= 0) | rule.credited, False)[fallback_group]
+    return item, keys, fallback_rows[secondary], rule.report
 
 
 def _name_groups(
@@ -327,19 +328,20 @@ def encode_listens(
 
     # Item keys: the id where known, else the name key, which joins the id's item when the
     # names belong to exactly one id in the data (tastemaker.data.identity).
-    item, keys, reconciled_rows, identity_report = _item_codes(
+    item, keys, secondary_rows, identity_report = _item_codes(
         id_codes, id_strings, name_codes, count, level
     )
     del id_codes
 
     # Metadata from each item's last row in input order, preferring rows that have names.
-    # Rows that joined an id's item by their names do not name it: its own rows do.
+    # Rows that joined an id's item by their names do not name it: its own rows do; nor do
+    # rows with a guest credit ("A feat. B") name A's item unless nothing else does.
     keep = (item >= 0) & (user >= 0)
     eligible = keep
-    if len(reconciled_rows):
+    if len(secondary_rows):
         eligible = keep.copy()
-        eligible[reconciled_rows] = False
-    del reconciled_rows
+        eligible[secondary_rows] = False
+        secondary_rows = secondary_rows[keep[secondary_rows]]
     representative = np.full(len(keys), -1, dtype=np.int64)
     for start in range(0, n, _CHUNK):  # in chunks: no row-sized index arrays
         stop = min(start + _CHUNK, n)
@@ -351,6 +353,10 @@ def encode_listens(
             continue
         representative[item[start:stop][kept]] = rows[kept]
         representative[item[start:stop][named]] = rows[named]
+    if len(secondary_rows):  # items named only by guest-credited rows: the last of those
+        unnamed = np.flatnonzero((representative < 0)[item[secondary_rows]])
+        representative[item[secondary_rows[unnamed]]] = secondary_rows[unnamed]
+    del secondary_rows
     metadata = _item_metadata(level, keys, representative, name_codes, extra_codes)
 
     table = ListenTable(
