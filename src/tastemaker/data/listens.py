@@ -212,7 +212,7 @@ def _item_codes(
     identity report. Work per row is integer only: the rule
     runs once per distinct name group (``identity.reconcile_codes``)."""
     fallback_rows = np.flatnonzero(id_codes < 0)
-    group, n_groups, artists, titles, lo, hi = _name_groups(names, id_codes, fallback_rows)
+    group, n_groups, artists, titles, lo, hi = identity.name_groups(names, id_codes, fallback_rows)
     fallback_group = group if len(names) > 1 else group[fallback_rows]
     weights = None if count is None else count[fallback_rows]
     used = fallback_group >= 0
@@ -235,48 +235,6 @@ def _item_codes(
     item[fallback_rows] = fallback_item
     secondary = np.append((rule.target >= 0) | rule.credited, False)[fallback_group]
     return item, keys, fallback_rows[secondary], rule.report
-
-
-def _name_groups(
-    names: list[tuple[np.ndarray, pl.Series]], id_codes: np.ndarray, fallback_rows: np.ndarray
-) -> tuple[np.ndarray, int, pl.Series, pl.Series | None, np.ndarray, np.ndarray]:
-    """The distinct names the rule looks at. Artist level: a group per artist name code,
-    every row's group is its code. Below: a group per (artist, title) pair that a name-only
-    row or a row with an id uses; the groups of the name-only rows, in their order. Also
-    each group's artist and title and its least / greatest id code (-1: none)."""
-    if len(names) == 1:
-        codes, strings = names[0]
-        lo, hi = identity.id_ranges(codes, id_codes, len(strings))
-        return codes, len(strings), strings, None, lo, hi
-    (a_codes, a_strings), (b_codes, b_strings) = names
-    width = len(b_strings) + 1
-
-    def packed(rows: np.ndarray | slice) -> np.ndarray:
-        a, b = a_codes[rows].astype(np.int64), b_codes[rows].astype(np.int64)
-        return np.where((a < 0) | (b < 0), -1, a * width + b)
-
-    fallback_packed = packed(fallback_rows)
-    with_id = id_codes >= 0
-    ranges = (
-        pl.DataFrame({"p": packed(with_id), "id": id_codes[with_id]})
-        .filter(pl.col("p") >= 0)
-        .group_by("p")
-        .agg(pl.col("id").min().alias("lo"), pl.col("id").max().alias("hi"))
-    )
-    distinct = pl.concat([ranges["p"], pl.Series("p", fallback_packed)]).unique().sort()
-    distinct = distinct.filter(distinct >= 0)
-    table = distinct.to_frame().join(ranges, on="p", how="left", maintain_order="left")
-    p = distinct.to_numpy()
-    group = np.searchsorted(p, fallback_packed).astype(np.int64)
-    group[fallback_packed < 0] = -1
-    return (
-        group,
-        len(p),
-        _gather(a_strings, p // width),
-        _gather(b_strings, p % width),
-        table["lo"].fill_null(-1).to_numpy().astype(np.int32),
-        table["hi"].fill_null(-1).to_numpy().astype(np.int32),
-    )
 
 
 def encode_listens(
