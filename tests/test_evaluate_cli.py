@@ -48,7 +48,10 @@ def test_evaluate_json_shape(capsys, data_dir, tmp_path):
         assert set(row) >= {"model", "params", "metrics", "fit_seconds", "evaluate_seconds"}
         assert list(row["metrics"]) == metric_names([5, 10, 20])
         assert all(0.0 <= row["metrics"][k] <= 1.0 for k in row["metrics"] if "novelty" not in k)
-        assert row["metrics"]["auc"] > 0.6  # better than chance on structured data
+        # Better than chance (0.5) on structured data: with one item per artist (name-only
+        # listens reconciled), AUC over synth seeds 0-2 is popularity 0.735-0.750, als
+        # 0.599-0.618 (default settings, 300 users), itemknn 0.829-0.848.
+        assert row["metrics"]["auc"] > 0.55
     assert "popularity" in out and "ndcg" in out
 
 
@@ -177,7 +180,7 @@ def test_train_recommend_similar_round_trip(capsys, data_dir, tmp_path, model):
     item_name = names[int(np.argmax(np.diff(inter.item_users.indptr)))]
     code, out, err = run_cli(capsys, "similar", model_dir, "--item", item_name.upper())
     assert code == 0, err
-    assert item_name in out
+    assert item_name in " ".join(out.split())  # the table's title may wrap the name
 
     for args, message in [
         (["recommend", model_dir, "--user", "no-such-user"], "unknown user"),

@@ -165,3 +165,14 @@ def test_joined_credits_split_where_an_artist_follows(name, credit):
     seen = pl.Series([name, "Kira Berg", "Kira Berg & the Foxs", "Anna Adams & the Wolfs"])
     row = credit_forms(seen).filter(pl.col("name") == name).row(0, named=True)
     assert row["credit"] == credit
+
+
+def test_a_guest_credit_names_an_item_only_when_nothing_else_does():
+    rows = [
+        ("u1", None, "Nobody Known"),
+        ("u2", None, "Nobody Known feat. Somebody"),  # later, but with a guest
+        ("u3", None, "Lonely Guest ft. Somebody"),
+    ]
+    inter, items = items_of(rows)
+    assert items == ["lonely guest", "nobody known"]
+    assert inter.item_metadata["name"].to_list() == ["Lonely Guest ft. Somebody", "Nobody Known"]

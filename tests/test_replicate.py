@@ -61,8 +61,10 @@ def test_orientation_trap_grid_and_classification_on_synthetic_data():
     assert any("no-such-model" in note for note in result["notes"])
     for row in result["results"]:
         view = row["classification"]
-        # The accuracy trap: at 1:100 nearly every model matches "always no".
-        assert view["1:100"]["always_no_accuracy"] > 0.98
+        # The accuracy trap: at 1:100 nearly every model matches "always no" (100/101 where a
+        # user has 100 unheard artists; of 200 artists, one item each since name-only listens
+        # join their MBID item, the heaviest users have fewer: 0.979 measured here).
+        assert view["1:100"]["always_no_accuracy"] > 0.97
         assert view["always_no_accuracy_full_matrix"] > 0.9
 
 

@@ -62,25 +62,48 @@ def name_forms(names: pl.Series) -> pl.DataFrame:
     """Per distinct name: ``full`` (the folded name), ``feat`` (without guest credits), and
     for each join of what is left (up to ``MAX_JOINS``), ``lead_i`` (the credit before the
     i-th join), ``next_i`` (the name right after it) and ``rest_i`` (everything after it):
-    "A & the Bs & C" gives ("a", "the bs", "the bs and c") and ("a and the bs", "c", "c")."""
+    "A & the Bs & C" gives ("a", "the bs", "the bs and c") and ("a and the bs", "c", "c").
+
+    Folding is the costly part: each distinct name is folded once, a name without guests is
+    not folded again, and the pieces between joins are folded once each (a join is
+    punctuation or a word between spaces, so the folded pieces joined by spaces are the
+    folded whole)."""
     names = names.drop_nulls().unique().rename("name")
-    feat = names.str.replace(FEAT_CREDIT, "")
-    # Each join between marks: [name, join, name, join, name, ...]
-    parts = feat.str.replace_all(JOIN, f"{_MARK}${{0}}{_MARK}").str.split(_MARK)
-    columns = {"name": names, "full": fold_series(names), "feat": fold_series(feat)}
-    size = parts.list.len()
-    frame = pl.DataFrame({"parts": parts, "size": size})
+    full = fold_series(names)
+    stripped = names.str.replace(FEAT_CREDIT, "")
+    guests = (stripped != names).to_numpy()
+    feat = full
+    if guests.any():
+        feat = full.clone().scatter(np.flatnonzero(guests), fold_series(stripped.filter(guests)))
+    columns: dict[str, pl.Series] = {"name": names, "full": full, "feat": feat}
+    joined = stripped.str.contains(JOIN).to_numpy()
+    rows = np.flatnonzero(joined)
+    # Each join between marks: [name, join, name, join, name, ...], every piece folded.
+    parts = stripped.filter(joined).str.replace_all(JOIN, f"{_MARK}${{0}}{_MARK}")
+    pieces = parts.str.split(_MARK).rename("pieces").to_frame().with_row_index("row")
+    flat = pieces.explode("pieces")
+    distinct = flat["pieces"].unique()
+    folded = pl.DataFrame({"pieces": distinct, "form": fold_series(distinct).fill_null("")})
+    flat = flat.join(folded, on="pieces", how="left", maintain_order="left")
+    forms = flat.group_by("row", maintain_order=True).agg(pl.col("form"))["form"]
+
+    def joined_forms(piece_lists: pl.Expr) -> pl.Expr:
+        words = piece_lists.list.eval(pl.element().filter(pl.element() != ""))
+        text = words.list.join(" ")
+        return pl.when(text != "").then(text)
+
+    frame = forms.to_frame("f").with_columns(pl.col("f").list.len().alias("size"))
     for i in range(1, MAX_JOINS + 1):
         present = pl.col("size") > 2 * i
-        lead = pl.col("parts").list.slice(0, 2 * i - 1).list.join("")
-        after = pl.col("parts").list.slice(2 * i, None)
+        after = pl.col("f").list.slice(2 * i, None)
         picked = frame.select(
-            pl.when(present).then(lead).alias("lead"),
-            pl.when(present).then(after.list.first()).alias("next"),
-            pl.when(present).then(after.list.join("")).alias("rest"),
+            pl.when(present).then(joined_forms(pl.col("f").list.slice(0, 2 * i - 1))),
+            pl.when(present).then(joined_forms(after.list.slice(0, 1))).alias("next"),
+            pl.when(present).then(joined_forms(after)).alias("rest"),
         )
-        for column in ("lead", "next", "rest"):
-            columns[f"{column}_{i}"] = fold_series(picked[column])
+        for column, values in zip(("lead", "next", "rest"), picked.get_columns(), strict=True):
+            out = pl.Series(f"{column}_{i}", [None] * len(names), dtype=pl.Utf8)
+            columns[f"{column}_{i}"] = out.scatter(rows, values) if len(rows) else out
     return pl.DataFrame(columns)
 
 
@@ -107,8 +130,9 @@ def resolve(groups: pl.DataFrame, level: str) -> pl.DataFrame:
     ``groups``: one row per distinct ``artist`` (and ``title`` below artist level) with
     ``lo`` / ``hi``, the least and greatest id among rows with an id and these names (null
     where none has one), and ``name_listens``, the listens of name-only rows with them (0
-    where none). Returns the groups that have name-only listens with ``key`` (their name key,
-    null when a name is missing), ``target`` (the id they join, null if none) and ``status``.
+    where none). Returns the groups that have name-only listens with ``full`` / ``credit``
+    (``credit_forms``), ``key`` (their name key, null when a name is missing), ``target`` (the
+    id they join, null if none) and ``status``.
     """
     titled = level != "artist"
     forms = credit_forms(groups["artist"]).rename({"name": "artist"})
@@ -154,6 +178,8 @@ def resolve(groups: pl.DataFrame, level: str) -> pl.DataFrame:
     query = query.with_columns(status.alias("status"))
     return query.select(
         *[c for c in groups.columns if c not in ("lo", "hi")],
+        "full",
+        "credit",
         pl.when(~missing).then(key).alias("key"),
         pl.when(~missing & (pl.col("status") == RECONCILED))
         .then(pl.coalesce("lo1", "lo2"))
@@ -188,10 +214,12 @@ def summarize(resolved: pl.DataFrame) -> dict[str, Any]:
 @dataclass
 class Reconciliation:
     """Name-only rows' items from ``reconcile_codes``: per name group, the id code it joins
-    (-1: none) or else its name key; and the report (``summarize``)."""
+    (-1: none) or else its name key, whether its credit has guests (such rows name an item
+    only when nothing else does); and the report (``summarize``)."""
 
     target: np.ndarray
     keys: pl.Series
+    credited: np.ndarray  # the group's credit names more than its first artist
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -213,6 +241,48 @@ def id_ranges(
     lo, hi = lo[:n_groups], hi[:n_groups]
     lo[hi < 0] = -1
     return lo, hi
+
+
+def name_groups(
+    names: list[tuple[np.ndarray, pl.Series]], id_codes: np.ndarray, fallback_rows: np.ndarray
+) -> tuple[np.ndarray, int, pl.Series, pl.Series | None, np.ndarray, np.ndarray]:
+    """The distinct names the rule looks at. Artist level: a group per artist name code,
+    every row's group is its code. Below: a group per (artist, title) pair that a name-only
+    row or a row with an id uses; the groups of the name-only rows, in their order. Also
+    each group's artist and title and its least / greatest id code (-1: none)."""
+    if len(names) == 1:
+        codes, strings = names[0]
+        lo, hi = id_ranges(codes, id_codes, len(strings))
+        return codes, len(strings), strings, None, lo, hi
+    (a_codes, a_strings), (b_codes, b_strings) = names
+    width = len(b_strings) + 1
+
+    def packed(rows: np.ndarray | slice) -> np.ndarray:
+        a, b = a_codes[rows].astype(np.int64), b_codes[rows].astype(np.int64)
+        return np.where((a < 0) | (b < 0), -1, a * width + b)
+
+    fallback_packed = packed(fallback_rows)
+    with_id = id_codes >= 0
+    ranges = (
+        pl.DataFrame({"p": packed(with_id), "id": id_codes[with_id]})
+        .filter(pl.col("p") >= 0)
+        .group_by("p")
+        .agg(pl.col("id").min().alias("lo"), pl.col("id").max().alias("hi"))
+    )
+    distinct = pl.concat([ranges["p"], pl.Series("p", fallback_packed)]).unique().sort()
+    distinct = distinct.filter(distinct >= 0)
+    table = distinct.to_frame().join(ranges, on="p", how="left", maintain_order="left")
+    p = distinct.to_numpy()
+    group = np.searchsorted(p, fallback_packed).astype(np.int64)
+    group[fallback_packed < 0] = -1
+    return (
+        group,
+        len(p),
+        a_strings.gather(p // width),
+        b_strings.gather(p % width),
+        table["lo"].fill_null(-1).to_numpy().astype(np.int32),
+        table["hi"].fill_null(-1).to_numpy().astype(np.int32),
+    )
 
 
 def reconcile_codes(
@@ -242,7 +312,9 @@ def reconcile_codes(
     rows = resolved["group"].to_numpy()
     target[rows] = resolved["target"].fill_null(-1).to_numpy()
     keys = keys.scatter(rows, resolved["key"])
-    return Reconciliation(target=target, keys=keys, report=summarize(resolved))
+    credited = np.zeros(len(artists), dtype=bool)
+    credited[rows] = (resolved["full"] != resolved["credit"]).fill_null(False).to_numpy()
+    return Reconciliation(target, keys, credited, report=summarize(resolved))
 
 
 __all__ = [
@@ -255,6 +327,7 @@ __all__ = [
     "fold_series",
     "id_ranges",
     "name_forms",
+    "name_groups",
     "reconcile_codes",
     "resolve",
     "summarize",

@@ -226,10 +226,11 @@ def _item_codes(
     level: str,
 ) -> tuple[np.ndarray, pl.Series, np.ndarray, dict]:
     """Per row its item index (-1: no key), the sorted item keys, the name-only rows that
-    joined an id's item, and the identity report. Work per row is integer only: the rule
+    should not name their item (they joined an id's item, or carry a guest credit), and the
+    identity report. Work per row is integer only: the rule
     runs once per distinct name group (``identity.reconcile_codes``)."""
     fallback_rows = np.flatnonzero(id_codes < 0)
-    group, n_groups, artists, titles, lo, hi = _name_groups(names, id_codes, fallback_rows)
+    group, n_groups, artists, titles, lo, hi = identity.name_groups(names, id_codes, fallback_rows)
     fallback_group = group if len(names) > 1 else group[fallback_rows]
     weights = None if count is None else count[fallback_rows]
     used = fallback_group >= 0
@@ -250,50 +251,8 @@ def _item_codes(
     item = id_position[id_codes]
     fallback_item = np.append(group_item, -1)[fallback_group]
     item[fallback_rows] = fallback_item
-    reconciled = fallback_rows[np.append(rule.target >= 0, False)[fallback_group]]
-    return item, keys, reconciled, rule.report
-
-
-def _name_groups(
-    names: list[tuple[np.ndarray, pl.Series]], id_codes: np.ndarray, fallback_rows: np.ndarray
-) -> tuple[np.ndarray, int, pl.Series, pl.Series | None, np.ndarray, np.ndarray]:
-    """The distinct names the rule looks at. Artist level: a group per artist name code,
-    every row's group is its code. Below: a group per (artist, title) pair that a name-only
-    row or a row with an id uses; the groups of the name-only rows, in their order. Also
-    each group's artist and title and its least / greatest id code (-1: none)."""
-    if len(names) == 1:
-        codes, strings = names[0]
-        lo, hi = identity.id_ranges(codes, id_codes, len(strings))
-        return codes, len(strings), strings, None, lo, hi
-    (a_codes, a_strings), (b_codes, b_strings) = names
-    width = len(b_strings) + 1
-
-    def packed(rows: np.ndarray | slice) -> np.ndarray:
-        a, b = a_codes[rows].astype(np.int64), b_codes[rows].astype(np.int64)
-        return np.where((a < 0) | (b < 0), -1, a * width + b)
-
-    fallback_packed = packed(fallback_rows)
-    with_id = id_codes >= 0
-    ranges = (
-        pl.DataFrame({"p": packed(with_id), "id": id_codes[with_id]})
-        .filter(pl.col("p") >= 0)
-        .group_by("p")
-        .agg(pl.col("id").min().alias("lo"), pl.col("id").max().alias("hi"))
-    )
-    distinct = pl.concat([ranges["p"], pl.Series("p", fallback_packed)]).unique().sort()
-    distinct = distinct.filter(distinct >= 0)
-    table = distinct.to_frame().join(ranges, on="p", how="left", maintain_order="left")
-    p = distinct.to_numpy()
-    group = np.searchsorted(p, fallback_packed).astype(np.int64)
-    group[fallback_packed < 0] = -1
-    return (
-        group,
-        len(p),
-        _gather(a_strings, p // width),
-        _gather(b_strings, p % width),
-        table["lo"].fill_null(-1).to_numpy().astype(np.int32),
-        table["hi"].fill_null(-1).to_numpy().astype(np.int32),
-    )
+    secondary = np.append((rule.target >= 0) | rule.credited, False)[fallback_group]
+    return item, keys, fallback_rows[secondary], rule.report
 
 
 def encode_listens(
@@ -345,19 +304,20 @@ def encode_listens(
 
     # Item keys: the id where known, else the name key, which joins the id's item when the
     # names belong to exactly one id in the data (tastemaker.data.identity).
-    item, keys, reconciled_rows, identity_report = _item_codes(
+    item, keys, secondary_rows, identity_report = _item_codes(
         id_codes, id_strings, name_codes, count, level
     )
     del id_codes
 
     # Metadata from each item's last row in input order, preferring rows that have names.
-    # Rows that joined an id's item by their names do not name it: its own rows do.
+    # Rows that joined an id's item by their names do not name it: its own rows do; nor do
+    # rows with a guest credit ("A feat. B") name A's item unless nothing else does.
     keep = (item >= 0) & (user >= 0)
     eligible = keep
-    if len(reconciled_rows):
+    if len(secondary_rows):
         eligible = keep.copy()
-        eligible[reconciled_rows] = False
-    del reconciled_rows
+        eligible[secondary_rows] = False
+        secondary_rows = secondary_rows[keep[secondary_rows]]
     representative = np.full(len(keys), -1, dtype=np.int64)
     for start in range(0, n, _CHUNK):  # in chunks: no row-sized index arrays
         stop = min(start + _CHUNK, n)
@@ -369,6 +329,10 @@ def encode_listens(
             continue
         representative[item[start:stop][kept]] = rows[kept]
         representative[item[start:stop][named]] = rows[named]
+    if len(secondary_rows):  # items named only by guest-credited rows: the last of those
+        unnamed = np.flatnonzero((representative < 0)[item[secondary_rows]])
+        representative[item[secondary_rows[unnamed]]] = secondary_rows[unnamed]
+    del secondary_rows
     metadata = _item_metadata(level, keys, representative, name_codes, extra_codes)
 
     table = ListenTable(

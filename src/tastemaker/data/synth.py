@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 
 from tastemaker.artifacts import atomic_directory
 from tastemaker.data.interactions import Interactions
+from tastemaker.data.names import fold_many
 from tastemaker.errors import UsageError
 
 #: The ListenBrainz spark listens dump schema (``SPARK_LISTENS_SCHEMA`` upstream).
@@ -312,7 +313,8 @@ def _spellings(names: list[str], mapped: np.ndarray, rank: np.ndarray, seed: int
         name.translate(_ACCENTS) if accent else name
         for name, accent in zip(plain, accented.tolist(), strict=True)
     ]
-    shared = np.array(canonical, dtype=object)
+    # Shared as the identity rule sees names: folded ("Royal Whale" and "Róyal Whálé" are one).
+    shared = np.array(fold_many(canonical), dtype=object)
     _, inverse, counts = np.unique(shared, return_inverse=True, return_counts=True)
     return {
         "artist_names": pa.array(canonical, pa.string()),

@@ -153,7 +153,8 @@ def _level_id(level: str) -> Any:
 def spark_item_keys(spark: Any, listens: Any, level: str) -> tuple[Any, dict[str, Any]]:
     """``listens`` with ``item`` (the key ``tastemaker.data.identity`` gives: the id, else the
     name key, or the id a name belongs to alone) and ``own`` (false for rows that joined an
-    id's item by name); rows no key names are dropped. Also the identity report.
+    id's item by name or carry a guest credit: they name an item only when nothing else
+    does); rows no key names are dropped. Also the identity report.
 
     The rule runs once, on the driver, over the distinct names (Python's ``fold`` is the one
     definition of a name); the cluster groups the names and joins the answer back."""
@@ -181,7 +182,10 @@ def spark_item_keys(spark: Any, listens: Any, level: str) -> tuple[Any, dict[str
     mapping = resolved.filter(pl.col("key").is_not_null()).select(
         *[pl.col(a).alias(n) for a, n in zip(aliases, names, strict=True)],
         pl.coalesce("target", "key").alias("item"),
-        pl.col("target").is_null().alias("own"),
+        # Rows that name their item: not joined to an id's item, no guest credit.
+        (pl.col("target").is_null() & (pl.col("full") == pl.col("credit")).fill_null(True)).alias(
+            "own"
+        ),
     )
     joined = name_only.drop("_id").join(
         F.broadcast(spark.createDataFrame(mapping.to_arrow())), on=names, how="inner"
@@ -203,9 +207,10 @@ def spark_ingest(
     """Ingest ListenBrainz Parquet dumps with Spark into an ``Interactions`` directory.
 
     The canonical listens table is written by Spark (a directory of Parquet parts,
-    ``listens.parquet/``); the (user, item) aggregation runs on the cluster and only the
-    aggregated pairs come back to the driver. ``keep_events`` also collects the individual
-    listens (needed by the session co-listening generator; costs driver memory).
+    ``listens.parquet/``); items are keyed by the identity rule (``spark_item_keys``), the
+    (user, item) aggregation runs on the cluster and only the aggregated pairs (and the
+    distinct names the rule looks at) come back to the driver. ``keep_events`` also collects
+    the individual listens (needed by the session co-listening generator; costs driver memory).
     """
     from pyspark.sql import functions as F
 
