@@ -31,8 +31,10 @@ from tastemaker.models.ease_sparse import sparse_ease_weights
 
 # A kept item costs two dense rows of float32 (Gram matrix, then B): 40,000 items ~ 13 GB.
 MAX_ITEMS = 40_000
-# solver="auto" uses the sparse form above this many kept items: the dense inverse's cubic
-# cost passes the sparse form's there (docs/models.md, bench/ease_scale.py).
+# solver="auto" uses the sparse form above this many kept items. At 8,000 synthetic artists
+# the two cost about the same CPU (15.8 s exact, 17.6 s sparse); the dense inverse's cost grows
+# with the cube (about 6x that at 15,000, and 1.8 GB), the sparse form's linearly
+# (docs/models.md, bench/ease_scale.py).
 SPARSE_ABOVE = 15_000
 SOLVERS = ("auto", "exact", "sparse")
 # The sparse form's weights, kept x kept (rows: the predicting item, columns: the predicted).
