@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 _SPACES = re.compile(r"\s+")
 MUSICBRAINZ_RECORDING = "https://musicbrainz.org/recording/"
@@ -42,11 +43,11 @@ class Track:
     def creator(self) -> str:
         return self.credit or self.artist
 
-    @property
+    @cached_property  # the rules compare it many times per playlist
     def artist_key(self) -> str:
         return normalised(self.artist)
 
-    @property
+    @cached_property
     def song_key(self) -> tuple[str, str]:
         """The same song on two releases has one key: normalised artist + title."""
         return self.artist_key, normalised(self.title) if self.title else f"#{self.item}"
