@@ -59,8 +59,12 @@ def test_favourites_are_each_users_most_played_recordings(listens, data):
     assert favourites.group_by("user").len()["len"].max() <= 2 * FAVOURITES_PER_USER
     user = 5
     source_id = data.users.id(user)
+    # Rows keyed to no item of the data (name-only listens that ingest's identity rule joined
+    # to an id; item_key does not apply that join) are not in the track tables.
+    known = pl.Series(data.items.ids).implode()
     truth = (
         listens.filter(pl.col("user") == source_id)
+        .filter(item_key("artist").is_in(known))
         .with_columns(item_key("recording").alias("r"))
         .group_by("r")
         .agg(pl.col("count").sum().alias("plays"), pl.col("listened_at").max().alias("last"))
