@@ -178,9 +178,11 @@ class ItemKNN(WeightedInput, Recommender):
       separate from the one the similarities are computed on (e.g. ``binary``: every artist a
       listener played votes equally, however much they played it).
 
-    Defaults: BM25 (``K1`` 5, ``B`` 0.5) and ``asymmetry`` 0.6, the best worst case over five
-    data sets (docs/defaults.md): log1p with the plain cosine lost a third of the tuned value
-    on recording-level listens, whose items have few listeners each.
+    Defaults: similarities on BM25 (``K1`` 5, ``B`` 0.5) with ``asymmetry`` 0.6, histories
+    scored as ``log1p``: the best worst case over five data sets (docs/defaults.md). log1p with
+    the plain cosine lost a third of the best value on recording-level listens, whose items
+    have few listeners each; BM25 on the scored history too put the rarest of a short
+    history's artists in charge (docs/protocols.md).
     """
 
     name = "itemknn"
@@ -196,7 +198,7 @@ class ItemKNN(WeightedInput, Recommender):
         exponent: float = 1.0,
         popularity_penalty: float = 0.0,
         normalize: bool = False,
-        history_weighting: str | None = None,
+        history_weighting: str | None = "log1p",
     ) -> None:
         self.neighbours = neighbours
         self.shrinkage = shrinkage
