@@ -175,8 +175,8 @@ class ItemKNN(WeightedInput, Recommender):
     - ``normalize`` (False): scale each item's kept neighbour similarities to sum to 1, so
       every history item casts the same total vote whatever its neighbourhood looks like.
     - ``history_weighting`` (``log1p``; None = ``weighting``): the weighting of the scored
-      history, separate from the one the similarities are computed on (e.g. ``binary``: every artist a
-      listener played votes equally, however much they played it).
+      history, separate from the one the similarities are computed on (e.g. ``binary``:
+      every artist a listener played votes equally, however much they played it).
 
     Defaults: similarities on BM25 (``K1`` 5, ``B`` 0.5) with ``asymmetry`` 0.6, histories
     scored as ``log1p``: the best worst case over five data sets (docs/defaults.md). log1p with
