@@ -48,8 +48,18 @@ METRIC = "ndcg@10"
 MODELS = ("popularity", "als", "bpr", "itemknn", "userknn", "ease")
 TRIALS = {"als": 8, "bpr": 3, "itemknn": 8, "userknn": 4, "ease": 4}
 BM25_SMALL = {"weighting": "bm25", "bm25_k1": 1.2, "bm25_b": 0.75}
+# The defaults before this sweep, spelled out (candidates are given on top of them, so the
+# table does not change when the models' defaults do).
+OLD_ALS = {"factors": 64, "regularization": 0.05, "alpha": 1.0, "iterations": 15}
+OLD_ALS |= {"weighting": "log1p", "bm25_k1": 100.0, "bm25_b": 0.8}
+OLD_ITEMKNN = {"neighbours": 200, "shrinkage": 100.0, "weighting": "log1p", "asymmetry": 0.5}
+OLD_ITEMKNN |= {"bm25_k1": 100.0, "bm25_b": 0.8, "history_weighting": None}
+OLD_USERKNN = {"neighbours": 100, "shrinkage": 10.0, "weighting": "bm25"}
+OLD_USERKNN |= {"bm25_k1": 100.0, "bm25_b": 0.8}
+BASE = {"als": OLD_ALS, "itemknn": OLD_ITEMKNN, "userknn": OLD_USERKNN}
 
-# The first candidate of each model is its defaults before this sweep.
+# The first candidate of each model is its defaults before this sweep; every candidate is
+# applied on top of ``BASE`` (the old defaults).
 CANDIDATES: dict[str, dict[str, dict]] = {
     "popularity": {"defaults": {}},
     "als": {
@@ -95,6 +105,13 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         },
         "log1p 200 s100 a.6": {"asymmetry": 0.6},
         "binary 200 s100": {"weighting": "binary"},
+        # Added after the first pass (recording level): BM25's IDF, asymmetric cosine.
+        "bm25 k1=5 b=.5 a.6": {
+            "weighting": "bm25",
+            "bm25_k1": 5.0,
+            "bm25_b": 0.5,
+            "asymmetry": 0.6,
+        },
     },
     "userknn": {
         "bm25 k1=100 (old)": {},
@@ -155,7 +172,7 @@ def sweep_model(inter: Interactions, split, model: str) -> dict:
         row["tuned"] = {"params": result.params, "test": result.test}
         row["tune_seconds"] = time.perf_counter() - started
     for label, params in CANDIDATES[model].items():
-        fitted = create_model(model, **params).fit(split.train)
+        fitted = create_model(model, **{**BASE.get(model, {}), **params}).fit(split.train)
         row["candidates"][label] = {"params": params, "test": score_metric(fitted, split, METRIC)}
         print(f"  {model:10s} {label:32s} {row['candidates'][label]['test']:.4f}", flush=True)
     if "tuned" in row:
@@ -187,16 +204,24 @@ def choose(files: list[Path]) -> None:
     """Merge sweep files, compute ratios, pick each model's max-min candidate, print tables."""
     datasets: dict[str, dict] = {}
     loads = []
-    for file in files:
+    for file in files:  # a later file's row for a model replaces an earlier one's
         content = json.loads(file.read_text())
-        datasets.update(content["datasets"])
+        for name, entry in content["datasets"].items():
+            merged = datasets.setdefault(name, {**entry, "models": []})
+            models = {row["model"]: row for row in merged["models"]}
+            models.update({row["model"]: row for row in entry["models"]})
+            merged["models"] = list(models.values())
         loads += content["load_average"]
     names = list(datasets)
     print(f"load averages during the sweep: {[round(x[0], 1) for x in loads]}")
     print("| model | candidate | " + " | ".join(names) + " | worst |")
     print("|---" * (len(names) + 3) + "|")
     for model in MODELS:
-        rows = {n: next(r for r in datasets[n]["models"] if r["model"] == model) for n in names}
+        found = [[r for r in datasets[n]["models"] if r["model"] == model] for n in names]
+        if not all(found):
+            print(f"| {model} | (not measured on every data set) |")
+            continue
+        rows = {n: rows_of[0] for n, rows_of in zip(names, found, strict=True)}
         optimum = {
             n: max(
                 [c["test"] for c in rows[n]["candidates"].values()]
@@ -206,6 +231,8 @@ def choose(files: list[Path]) -> None:
         }
         worst = {}
         for label in CANDIDATES[model]:
+            if not all(label in rows[n]["candidates"] for n in names):
+                continue
             ratios = [rows[n]["candidates"][label]["test"] / optimum[n] for n in names]
             worst[label] = min(ratios)
             cells = [

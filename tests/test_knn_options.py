@@ -64,13 +64,17 @@ def test_similarity_follows_the_documented_formula(a, q, beta):
     np.testing.assert_allclose(got, dense_reference(x, 2.0, a, q, beta), rtol=2e-4, atol=1e-7)
 
 
-def test_defaults_are_the_plain_shrunk_cosine_bit_for_bit():
+def test_neutral_options_are_the_plain_shrunk_cosine_bit_for_bit():
     data = _from_dense(random_counts())
-    plain = create_model("itemknn", neighbours=5).fit(data).similarity_
+    plain = create_model(
+        "itemknn", neighbours=5, weighting="log1p", asymmetry=0.5, history_weighting=None
+    )
+    plain = plain.fit(data).similarity_
     x = np.log1p(data.user_items.toarray())
     explicit = create_model(
         "itemknn",
         neighbours=5,
+        weighting="log1p",
         asymmetry=0.5,
         exponent=1.0,
         popularity_penalty=0.0,
@@ -97,7 +101,9 @@ def test_asymmetry_above_one_half_favours_popular_targets():
     )
 
     def ratio(a: float) -> float:
-        s = create_model("itemknn", neighbours=100, shrinkage=0.0, asymmetry=a).fit(data)
+        s = create_model(
+            "itemknn", neighbours=100, shrinkage=0.0, weighting="log1p", asymmetry=a
+        ).fit(data)
         return s.similarity_[source, popular] / s.similarity_[source, rare]
 
     assert ratio(0.9) > ratio(0.5) > ratio(0.1)

@@ -43,6 +43,10 @@ TEST_PARAMS: dict[str, dict] = {
     "rp3beta": {"neighbours": 20},
     "hybrid": {"candidates": 50, "iterations": 30, "seed": 0},
 }
+# The hybrid's generators run with the same small settings as on their own.
+TEST_PARAMS["hybrid"]["generator_params"] = {
+    name: TEST_PARAMS[name] for name in ("als", "itemknn", "ease")
+}
 # Models that ignore the listener (no personalisation to check on the checkerboard).
 UNPERSONALISED = {"popularity", "random", "tag-count"}
 # Fold-in of a training user's own history: minimum mean top-10 overlap with the trained user.

@@ -2,10 +2,10 @@
 
 Default protocol (DESIGN.md): ``random`` split (20 % of each user's items with >= 5 items,
 seed 0), full ranking against every item the user has not heard in training, k = 10. Measured
-with these defaults (NDCG@10 / AUC): popularity 0.081 / 0.81, ALS 0.229 / 0.86, EASE 0.228,
-item-KNN 0.225, user-KNN 0.227, BPR 0.162, RP3beta 0.231 (recall@10 0.190). The floors sit
-below those with honest margins and far above popularity; a regression in weighting,
-orientation or ranking trips them.
+with these defaults (NDCG@10 / AUC): popularity 0.081 / 0.81, ALS 0.245 / 0.89, EASE 0.228,
+item-KNN 0.217, user-KNN 0.227, BPR 0.147, RP3beta 0.231 (recall@10 0.190; docs/defaults.md,
+docs/models.md). The floors sit below those with honest margins and far above popularity; a
+regression in weighting, orientation or ranking trips them.
 """
 
 from __future__ import annotations

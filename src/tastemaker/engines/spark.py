@@ -15,6 +15,7 @@ on an existing Spark cluster (or ``local[*]``) and hands back the same artifacts
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -327,8 +328,18 @@ class SparkALS(ALS):
         weighted = self._fit_weighting(interactions.user_items).tocoo()
         n_users, n_items = weighted.shape
         mean_per_row = weighted.nnz / max(1, len(np.unique(weighted.row)))
-        with spark_session(self.master, self.conf, "tastemaker-als") as spark:
+        with (
+            spark_session(self.master, self.conf, "tastemaker-als") as spark,
+            tempfile.TemporaryDirectory(prefix="tastemaker-als-") as checkpoints,
+        ):
             from pyspark.ml.recommendation import ALS as SparkALSEstimator
+
+            # ALS's lineage grows with every iteration; past about 15 its serialisation
+            # overflows the JVM stack unless it is checkpointed (every 10 iterations, Spark's
+            # default interval, once a directory is set). A local directory serves local
+            # masters; on a cluster the session's own checkpoint directory is used.
+            if self.master.startswith("local") and not spark.sparkContext.getCheckpointDir():
+                spark.sparkContext.setCheckpointDir(checkpoints)
 
             table = pa.table(
                 {
