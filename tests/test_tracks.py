@@ -10,7 +10,7 @@ import pytest
 
 from tastemaker.data.ingest import ingest
 from tastemaker.data.interactions import Interactions
-from tastemaker.data.listens import interactions_from_listens, item_key
+from tastemaker.data.listens import interactions_from_listens, key_listens
 from tastemaker.data.synth import synthesize, synthetic_listens
 from tastemaker.data.top_tracks import attach_tracks
 from tastemaker.data.tracks import FAVOURITES_PER_USER, TRACKS_FILE, TRACKS_PER_ITEM
@@ -37,7 +37,9 @@ def test_top_recordings_per_artist_are_the_real_play_counts(listens, data):
     per_item = tracks.tracks.group_by("item").len()["len"]
     assert per_item.max() <= TRACKS_PER_ITEM
     expected = (
-        listens.with_columns(item_key("artist").alias("a"), item_key("recording").alias("r"))
+        key_listens(listens.lazy())
+        .rename({"artist_key": "a", "recording_key": "r"})
+        .collect()
         .group_by("a", "r")
         .agg(pl.col("count").sum().alias("plays"))
     )
@@ -59,13 +61,11 @@ def test_favourites_are_each_users_most_played_recordings(listens, data):
     assert favourites.group_by("user").len()["len"].max() <= 2 * FAVOURITES_PER_USER
     user = 5
     source_id = data.users.id(user)
-    # Rows keyed to no item of the data (name-only listens that ingest's identity rule joined
-    # to an id; item_key does not apply that join) are not in the track tables.
-    known = pl.Series(data.items.ids).implode()
     truth = (
-        listens.filter(pl.col("user") == source_id)
-        .filter(item_key("artist").is_in(known))
-        .with_columns(item_key("recording").alias("r"))
+        key_listens(listens.lazy(), ("recording",))
+        .filter(pl.col("user") == source_id)
+        .rename({"recording_key": "r"})
+        .collect()
         .group_by("r")
         .agg(pl.col("count").sum().alias("plays"), pl.col("listened_at").max().alias("last"))
         .sort(["plays", "r"], descending=[True, False])
