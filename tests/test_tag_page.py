@@ -14,7 +14,7 @@ from model_checks import with_item_tags
 from tastemaker.data.synth import synthetic_interactions
 from tastemaker.models import create_model
 from tastemaker.serving import ServeSettings, create_app, load_bundle
-from test_browser import browser, free_port  # noqa: F401  (the shared Chromium fixture)
+from test_browser import browser, free_port, interactions, server  # noqa: F401  (shared fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -36,17 +36,17 @@ def served(tmp_path_factory):
     settings = ServeSettings(model_dir=directory)
     app = create_app(settings, load_bundle(directory, settings))
     port = free_port()
-    server = uvicorn.Server(
+    uvicorn_server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
-    while not server.started:
+    while not uvicorn_server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
     yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
+    uvicorn_server.should_exit = True
     thread.join(timeout=10)
 
 
@@ -103,4 +103,16 @@ def test_start_from_a_tag_and_from_a_cards_tag_chip(served, browser):  # noqa: F
     page.press("#tag-search", "Enter")
     page.wait_for_selector("#explore-hint:has-text('no item is tagged')")
     assert errors == []
+    page.close()
+
+
+def test_without_tags_the_tag_box_stays_hidden(server, browser):  # noqa: F811
+    page = browser.new_page()
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelectorAll('#similar li').length === 12")
+    assert page.locator("#tag-box").is_hidden()
+    assert page.locator("#similar li .tag").count() == 0
+    assert failed == []  # no probe of the tag routes (they answer 404 without tags)
     page.close()

@@ -221,8 +221,10 @@ function resultItem(item, rank, { reason = true } = {}) {
 }
 
 // The item's top tags as small buttons; a click starts from that tag (tags.js listens).
+// The tag box shows once any card has tags (untagged data: the tag routes answer 404).
 function tagChips(tags) {
   if (!tags || !tags.length) return null;
+  $("tag-box").hidden = false;
   return el(
     "span",
     { class: "tags" },

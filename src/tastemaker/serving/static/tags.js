@@ -112,16 +112,6 @@
     }
   }
 
-  // The tag box is shown only where the model's data has tags (the route answers 404 else).
-  async function showWhenTagged() {
-    try {
-      await api("/v1/tags?n=1");
-      $("tag-box").hidden = false;
-    } catch (_) {
-      $("tag-box").hidden = true;
-    }
-  }
-
   document.addEventListener("DOMContentLoaded", () => {
     $("tag-search").addEventListener("input", () => {
       clearTimeout(timer);
@@ -129,7 +119,6 @@
     });
     $("tag-search").addEventListener("keydown", onKey);
     $("tag-search").addEventListener("blur", () => setTimeout(hide, 150));
-    showWhenTagged();
   });
   document.addEventListener("tastemaker:tag", (event) => start(event.detail.tag));
   window.tastemakerTags = { start };
