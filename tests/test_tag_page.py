@@ -90,9 +90,15 @@ def test_start_from_a_tag_and_from_a_cards_tag_chip(served, browser):  # noqa: F
         assert "shoegaze" in card.locator(".tag").all_inner_texts()
     assert page.input_value("#tag-search") == "shoegaze"
 
-    # Adding one of them: the recommendations' cards carry chips too.
-    page.locator("#similar li .add").first.click()
+    # Recommend from the tag's top 5: they become the list; the recommendations' cards
+    # carry chips too.
+    page.click("#tag-to-list")
+    page.wait_for_function("document.querySelectorAll('#my-artists li').length === 5")
+    liked = page.locator("#my-artists li .chip-name").all_inner_texts()
+    assert liked == [entry["name"] for entry in expected[:5]]
     page.wait_for_selector("#recommendations li .tag")
+    recommended = page.locator("#recommendations li .artist").all_inner_texts()
+    assert recommended and not set(recommended) & set(liked)
     # Enter on typed text takes the first suggestion; an unknown tag says so.
     page.fill("#tag-search", "")
     page.type("#tag-search", "disc", delay=30)

@@ -1,6 +1,6 @@
 // Start from a tag: a tag box with as-you-type suggestions (GET /v1/tags?q=), and the artists
 // most strongly tagged so (GET /v1/tags/{tag}/items) in the explore panel, as artist cards.
-// Uses app.js's helpers (api, el, resultItem, listenersText); a tag chip on any card sends
+// Uses app.js's helpers and state (api, el, resultItem, state, renderLiked, recommend); a tag chip on any card sends
 // "tastemaker:tag". The playlist box gets the tag, so "From this tag" (playlist.js) follows.
 "use strict";
 
@@ -9,6 +9,7 @@
   const tags = { suggestions: [], suggestionsFor: null, active: -1, seq: 0, startSeq: 0 };
   let timer = null;
   const suggestUrl = (text) => `/v1/tags?q=${encodeURIComponent(text)}&n=8`;
+  const SEED_ARTISTS = 5;
   const artistsText = (n) => `${n.toLocaleString()} artist${n === 1 ? "" : "s"}`;
 
   async function suggest() {
@@ -83,6 +84,12 @@
     }
   }
 
+  function useAsList(items) {
+    for (const item of items) state.liked.set(item.item, item.name);
+    renderLiked();
+    recommend();
+  }
+
   // The artists of a tag in the explore panel, as cards (their own tag chips included).
   async function start(tag) {
     const seq = ++tags.startSeq;
@@ -100,7 +107,16 @@
       $("explore-title").textContent = `Artists tagged ${name}`;
       $("explore-hint").textContent =
         `${artistsText(data.tag.items)} tagged ${name}, the most strongly tagged first. ` +
-        "Click an artist to explore it, + to add it, a tag to start from it.";
+        "Click an artist to explore it, + to add it, a tag to start from it. ";
+      // Starting from a tag as from artists: its top artists become the list to recommend
+      // from (the button goes with the hint when the panel shows something else).
+      const top = data.items.slice(0, SEED_ARTISTS);
+      if (top.length) {
+        $("explore-hint").append(
+          el("button", { id: "tag-to-list", class: "secondary", type: "button", onclick: () => useAsList(top) },
+            `Recommend from the top ${top.length}`),
+        );
+      }
       $("similar").replaceChildren(
         ...data.items.map((item, i) => resultItem(item, i + 1, { reason: false })),
       );
