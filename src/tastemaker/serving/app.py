@@ -30,6 +30,7 @@ from tastemaker.serving.playlist_routes import playlist_router
 from tastemaker.serving.routes import admin_router, router
 from tastemaker.serving.settings import ServeSettings
 from tastemaker.serving.state import LoadedModel, ModelHolder, load_bundle
+from tastemaker.serving.tag_routes import tag_router
 from tastemaker.serving.workers import POLL_SECONDS, FollowMiddleware, SharedModel, follow
 
 log = logging.getLogger("tastemaker.serving")
@@ -86,6 +87,7 @@ def create_app(settings: ServeSettings | None = None, bundle: LoadedModel | None
     app.state.static_dir = STATIC_DIR
     app.include_router(router)
     app.include_router(playlist_router)
+    app.include_router(tag_router)
     if settings.admin_token is not None:  # admin routes exist only when a token is configured
         app.include_router(admin_router)
     if settings.bench_floor:

@@ -211,12 +211,31 @@ function resultItem(item, rank, { reason = true } = {}) {
       { class: "body" },
       el("button", { class: "artist", type: "button", onclick: () => explore(item.item, item.name) }, item.name),
       reason && item.reason ? el("span", { class: "reason" }, item.reason) : null,
+      tagChips(item.tags),
     ),
     el("span", { class: "meta" }, listenersText(item.listeners)),
     state.liked.has(item.item)
       ? el("span", { class: "add done" }, "✓")
       : el("button", { class: "add", type: "button", title: `Add ${item.name} to the artists you like`, onclick: () => addLiked(item) }, "+"),
   );
+}
+
+// The item's top tags as small buttons; a click starts from that tag (tags.js listens).
+// The tag box shows once any card has tags (untagged data: the tag routes answer 404).
+function tagChips(tags) {
+  if (!tags || !tags.length) return null;
+  $("tag-box").hidden = false;
+  return el(
+    "span",
+    { class: "tags" },
+    ...tags.map((tag) =>
+      el("button", { class: "tag", type: "button", "data-tag": tag, title: `Artists tagged ${tag}`, onclick: () => startFromTag(tag) }, tag),
+    ),
+  );
+}
+
+function startFromTag(tag) {
+  document.dispatchEvent(new CustomEvent("tastemaker:tag", { detail: { tag } }));
 }
 
 let recommendSeq = 0;
