@@ -183,3 +183,20 @@ def test_track_keys_are_the_vocabularys_ids(listens, data):
     for user in range(0, data.n_users, 7):
         source = recordings.users.index(data.users.id(user))
         assert got[user] == plays[source]
+
+
+def test_key_listens_keys_every_listen_as_ingest_does(listens):
+    """Per listen and at every level at once, the key ``encode_listens`` gives it (the
+    synthetic listens have name-only rows, credit and spelling variants)."""
+    from tastemaker.data.listens import encode_listens
+
+    frame = listens.lazy().with_row_index("row")
+    keyed = key_listens(frame, ("artist", "release", "recording")).sort("row").collect()
+    reconciled = 0
+    for level in ("artist", "release", "recording"):
+        table = encode_listens(frame, level)
+        reconciled += table.identity["reconciled_listens"]
+        got = keyed[f"{level}_key"]
+        assert got.null_count() == table.rows_without_item
+        assert got.drop_nulls().equals(table.items.ids.gather(table.item), check_names=False)
+    assert reconciled > 0

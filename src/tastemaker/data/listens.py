@@ -218,9 +218,11 @@ def _name_rule(
     names: list[tuple[np.ndarray, pl.Series]],
     count: np.ndarray | None,
     level: str,
+    forms: pl.DataFrame | None = None,
 ) -> _NameRule:
     """The rule as ingest applies it: once per distinct name group, integer work per row.
-    ``count`` only weighs the report's listens (None: one per row)."""
+    ``count`` only weighs the report's listens (None: one per row); ``forms``: the artist
+    names' ``identity.name_forms`` where already computed."""
     fallback_rows = np.flatnonzero(id_codes < 0)
     group, n_groups, artists, titles, lo, hi = identity.name_groups(names, id_codes, fallback_rows)
     fallback_group = group if len(names) > 1 else group[fallback_rows]
@@ -231,7 +233,7 @@ def _name_rule(
         weights=None if weights is None else weights[used],
         minlength=n_groups,
     ).astype(np.int64)
-    rule = identity.reconcile_codes(artists, titles, lo, hi, name_listens, level)
+    rule = identity.reconcile_codes(artists, titles, lo, hi, name_listens, level, forms)
     return _NameRule(fallback_rows, fallback_group, artists, titles, rule)
 
 
@@ -303,12 +305,14 @@ def key_listens(
         *[pl.col(c).cast(_new_categorical()).alias(f"name_{c}") for c in name_columns],
     ).collect(engine="streaming")
     decoded = {c: _decode(frame.drop_in_place(f"name_{c}")) for c in name_columns}
+    # Folding the artist names is the rule's costliest step: done once for every level.
+    forms = identity.name_forms(decoded["artist_name"][1]) if len(levels) > 1 else None
     tables = {}
     for level in levels:
         id_codes, id_strings = _decode(frame.drop_in_place(f"id_{level}"))
         names = [decoded[c] for c in _LEVEL_NAMES[level]]
         # count=None: the weights only feed the report, never which key a name gets.
-        named = _name_rule(id_codes, names, None, level)
+        named = _name_rule(id_codes, names, None, level, forms)
         tables[level] = _name_key_table(id_strings, named, level, f"_{level}_by_name")
         del id_codes, id_strings, named
     del frame, decoded
