@@ -76,3 +76,39 @@ def test_the_judge_counts_what_was_played(listens):
         Playlist("t", "c", datetime.now(UTC), "jams", miss, 1, 2), listener, Rules(1)
     )
     assert scores["track_hit_rate"] == 0.0
+
+
+def test_a_name_only_window_listen_is_a_hit_on_the_mbid_recording(listens):
+    """The window is keyed by the identity rule: a listen with names only (another
+    spelling, no MBIDs) of a recording the track tables carry by MBID is a hit on it."""
+    from tastemaker.data.listens import interactions_from_listens
+    from tastemaker.data.top_tracks import attach_tracks
+    from tastemaker.models import create_model
+
+    cutoff = listens["listened_at"].max() - timedelta(days=28)
+    before = listens.filter(pl.col("listened_at") < cutoff)
+    train = attach_tracks(before.lazy(), interactions_from_listens(before.lazy()))
+    library = Library(create_model("als", **PARAMS).fit(train))
+    track = next(t for t in library.item_tracks(0) if t.recording_mbid)
+    source = before.filter(pl.col("recording_mbid") == track.recording_mbid).row(0, named=True)
+    user = train.users.id(1)
+    unmapped = {
+        **{c: None for c in listens.columns},
+        "user": user,
+        "listened_at": cutoff + timedelta(days=1),
+        "count": 1,
+        "artist_name": source["artist_name"].upper(),
+        "recording_name": source["recording_name"].lower(),
+    }
+    window_rows = pl.DataFrame([unmapped], schema=listens.schema)
+    # The listener's own window listens of that recording are removed: only the name-only one.
+    rest = listens.filter(
+        ~((pl.col("user") == user) & (pl.col("listened_at") >= cutoff))
+        | (pl.col("recording_mbid") != track.recording_mbid).fill_null(True)
+    )
+    _, window, _ = split_listens(pl.concat([rest, window_rows]).lazy(), cutoff, 28)
+    judge = Judge(library, window)
+    assert track.recording in judge.recordings[1]
+    listener = library.listener(user=1, now=cutoff)
+    hit = Playlist("t", "c", datetime.now(UTC), "jams", [track], 1, 2)
+    assert judge.scores(hit, listener, Rules(1))["track_hit_rate"] == 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
@@ -10,7 +11,7 @@ import pytest
 
 from tastemaker.data.ingest import ingest
 from tastemaker.data.interactions import Interactions
-from tastemaker.data.listens import interactions_from_listens, key_listens
+from tastemaker.data.listens import conform, interactions_from_listens, key_listens
 from tastemaker.data.synth import synthesize, synthetic_listens
 from tastemaker.data.top_tracks import attach_tracks
 from tastemaker.data.tracks import FAVOURITES_PER_USER, TRACKS_FILE, TRACKS_PER_ITEM
@@ -129,3 +130,73 @@ def test_hetrec_has_no_recordings_and_says_so(hetrec):
     assert tags.height > 1000
     assert tags.group_by("item").len()["len"].max() <= 10
     assert np.all(np.diff(tags.filter(pl.col("item") == tags["item"][0])["weight"]) <= 0)
+
+
+def _listen(user: str, day: int, artist: str, title: str, **ids: str) -> dict:
+    return {
+        "user": user,
+        "listened_at": datetime(2024, 1, day, tzinfo=UTC),
+        "artist_name": artist,
+        "recording_name": title,
+        **ids,
+    }
+
+
+def test_a_name_only_listen_counts_for_the_mbid_artist_and_recording():
+    """Ingest joins a name-only listen to the one MBID with its names: so do the track
+    tables (plays per track, and the listener's favourites)."""
+    artist, song = "a0000000-0000-4000-8000-000000000001", "b0000000-0000-4000-8000-000000000001"
+    ids = {"artist_mbid": artist, "recording_mbid": song}
+    rows = [_listen("mapped", d, "Björk", "Jóga", **ids) for d in range(1, 4)]
+    rows += [_listen("unmapped", d, "BJORK", "joga") for d in (5, 6)]  # no MBID, other spelling
+    rows += [_listen("unmapped", 7, "Sigur Rós", "Hoppípolla")]  # no MBID anywhere
+    frame = conform(pl.DataFrame(rows).lazy())
+    data = attach_tracks(frame, interactions_from_listens(frame))
+    assert data.n_items == 2
+    item = data.items.index(artist)
+    tracks = data.tracks.item_tracks(item)
+    assert tracks["recording"].to_list() == [song]
+    assert tracks["plays"].to_list() == [5]  # 3 mapped + 2 name-only listens
+    user = data.users.index("unmapped")
+    favourites = data.tracks.user_favourites(user)
+    by_recording = dict(zip(favourites["recording"], favourites["plays"], strict=True))
+    assert by_recording[song] == 2
+    assert favourites.filter(pl.col("recording") == song)["item"].to_list() == [item]
+    # The name-keyed artist keys on its folded name, as the vocabulary does.
+    other = data.items.index("sigur ros")
+    assert other >= 0 and data.tracks.item_tracks(other)["plays"].to_list() == [1]
+    assert set(favourites["recording"]) == {song, "sigur ros | hoppipolla"}
+
+
+def test_track_keys_are_the_vocabularys_ids(listens, data):
+    """Every recording key in the track tables is an item of the recording-level vocabulary
+    of the same listens, and every artist-level item with named listens has tracks."""
+    recordings = interactions_from_listens(listens.lazy(), level="recording")
+    vocabulary = set(recordings.items.ids.to_list())
+    for table in (data.tracks.tracks, data.tracks.favourites):
+        assert set(table["recording"].to_list()) <= vocabulary
+    assert data.tracks.tracks["item"].n_unique() == data.n_items
+    # No listen is lost: each user's favourites cover their most played recording.
+    plays = recordings.user_items.max(axis=1).toarray().ravel()
+    top = data.tracks.favourites.group_by("user").agg(pl.col("plays").max())
+    got = dict(zip(top["user"], top["plays"], strict=True))
+    for user in range(0, data.n_users, 7):
+        source = recordings.users.index(data.users.id(user))
+        assert got[user] == plays[source]
+
+
+def test_key_listens_keys_every_listen_as_ingest_does(listens):
+    """Per listen and at every level at once, the key ``encode_listens`` gives it (the
+    synthetic listens have name-only rows, credit and spelling variants)."""
+    from tastemaker.data.listens import encode_listens
+
+    frame = listens.lazy().with_row_index("row")
+    keyed = key_listens(frame, ("artist", "release", "recording")).sort("row").collect()
+    reconciled = 0
+    for level in ("artist", "release", "recording"):
+        table = encode_listens(frame, level)
+        reconciled += table.identity["reconciled_listens"]
+        got = keyed[f"{level}_key"]
+        assert got.null_count() == table.rows_without_item
+        assert got.drop_nulls().equals(table.items.ids.gather(table.item), check_names=False)
+    assert reconciled > 0

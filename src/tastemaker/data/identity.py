@@ -107,11 +107,16 @@ def name_forms(names: pl.Series) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
-def credit_forms(names: pl.Series) -> pl.DataFrame:
+def credit_forms(names: pl.Series, forms: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per distinct name: ``full`` and ``credit``, the folded first credited artist. A join
     ("&", ",", "x", "vs.") splits the credit only where what follows it is a name among
-    ``names``; the first such join counts."""
-    forms = name_forms(names)
+    ``names``; the first such join counts. ``forms``: ``name_forms`` of a superset of
+    ``names``, already computed (a name's forms do not depend on the other names)."""
+    if forms is None:
+        forms = name_forms(names)
+    else:
+        wanted = names.drop_nulls().unique().rename("name").to_frame()
+        forms = forms.join(wanted, on="name", how="semi")
     known = pl.concat([forms["full"], forms["feat"]]).drop_nulls().unique().implode()
     credit = pl.col("feat")
     for i in range(MAX_JOINS, 0, -1):  # built inside out: the first join that splits wins
@@ -124,18 +129,18 @@ def credit_forms(names: pl.Series) -> pl.DataFrame:
     return forms.select("name", "full", credit.alias("credit"))
 
 
-def resolve(groups: pl.DataFrame, level: str) -> pl.DataFrame:
+def resolve(groups: pl.DataFrame, level: str, forms: pl.DataFrame | None = None) -> pl.DataFrame:
     """The rule on distinct name groups.
 
     ``groups``: one row per distinct ``artist`` (and ``title`` below artist level) with
     ``lo`` / ``hi``, the least and greatest id among rows with an id and these names (null
     where none has one), and ``name_listens``, the listens of name-only rows with them (0
-    where none). Returns the groups that have name-only listens with ``full`` / ``credit``
-    (``credit_forms``), ``key`` (their name key, null when a name is missing), ``target`` (the
-    id they join, null if none) and ``status``.
+    where none). ``forms``: see ``credit_forms``. Returns the groups that have name-only
+    listens with ``full`` / ``credit`` (``credit_forms``), ``key`` (their name key, null
+    when a name is missing), ``target`` (the id they join, null if none) and ``status``.
     """
     titled = level != "artist"
-    forms = credit_forms(groups["artist"]).rename({"name": "artist"})
+    forms = credit_forms(groups["artist"], forms).rename({"name": "artist"})
     frame = groups.join(forms, on="artist", how="left", nulls_equal=False)
     if titled:
         titles = groups["title"].drop_nulls().unique()
@@ -292,6 +297,7 @@ def reconcile_codes(
     hi: np.ndarray,
     name_listens: np.ndarray,
     level: str,
+    forms: pl.DataFrame | None = None,
 ) -> Reconciliation:
     """``resolve`` for the local engine: name groups given as aligned arrays (group g has
     artist ``artists[g]``, title ``titles[g]``, id codes ``lo[g]..hi[g]`` (-1: no id) and
@@ -306,7 +312,7 @@ def reconcile_codes(
     if titles is not None:
         columns["title"] = titles
     groups = pl.DataFrame(columns)
-    resolved = resolve(groups, level)
+    resolved = resolve(groups, level, forms)
     target = np.full(len(artists), -1, dtype=np.int32)
     keys = pl.Series("key", [None] * len(artists), dtype=pl.Utf8)
     rows = resolved["group"].to_numpy()

@@ -90,24 +90,6 @@ def display_name(level: str) -> pl.Expr:
     return pl.concat_str([pl.col("artist_name"), pl.col(column).fill_null("?")], separator=" – ")
 
 
-def item_key(level: str) -> pl.Expr:
-    """A listen's item id at ``level`` as one polars expression: the id where the row has
-    one, else its names, case-folded and trimmed ("artist | title" below artist level).
-
-    For keying listens outside ingest (track tables, the playlist task's window). It is the
-    identity rule's first half only: a name-only row is not joined to an id's item here, so
-    such rows match no item with an id (``tastemaker.data.identity`` does that at ingest).
-    """
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
-    names = [
-        pl.col(c).str.to_lowercase().str.strip_chars().str.replace_all(r"\s+", " ")
-        for c in _LEVEL_NAMES[level]
-    ]
-    by_name = pl.concat_str(names, separator=identity.KEY_SEPARATOR) if len(names) > 1 else names[0]
-    return pl.coalesce(_LEVEL_IDS[level](), by_name)
-
-
 MBID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 # The columns each level keys items by: the id when the source has one, else these names.
@@ -218,6 +200,43 @@ def _positions(keys: pl.Series, index: pl.DataFrame) -> np.ndarray:
     return joined.get_column("index").fill_null(-1).to_numpy().astype(np.int32)
 
 
+@dataclass
+class _NameRule:
+    """The identity rule over one level's decoded columns: the name-only rows, the name
+    group of each (-1: a name is missing), each group's artist (and title) strings, and
+    what the rule decided per group (``identity.reconcile_codes``)."""
+
+    fallback_rows: np.ndarray
+    fallback_group: np.ndarray
+    artists: pl.Series
+    titles: pl.Series | None
+    rule: identity.Reconciliation
+
+
+def _name_rule(
+    id_codes: np.ndarray,
+    names: list[tuple[np.ndarray, pl.Series]],
+    count: np.ndarray | None,
+    level: str,
+    forms: pl.DataFrame | None = None,
+) -> _NameRule:
+    """The rule as ingest applies it: once per distinct name group, integer work per row.
+    ``count`` only weighs the report's listens (None: one per row); ``forms``: the artist
+    names' ``identity.name_forms`` where already computed."""
+    fallback_rows = np.flatnonzero(id_codes < 0)
+    group, n_groups, artists, titles, lo, hi = identity.name_groups(names, id_codes, fallback_rows)
+    fallback_group = group if len(names) > 1 else group[fallback_rows]
+    weights = None if count is None else count[fallback_rows]
+    used = fallback_group >= 0
+    name_listens = np.bincount(
+        fallback_group[used],
+        weights=None if weights is None else weights[used],
+        minlength=n_groups,
+    ).astype(np.int64)
+    rule = identity.reconcile_codes(artists, titles, lo, hi, name_listens, level, forms)
+    return _NameRule(fallback_rows, fallback_group, artists, titles, rule)
+
+
 def _item_codes(
     id_codes: np.ndarray,
     id_strings: pl.Series,
@@ -229,17 +248,8 @@ def _item_codes(
     should not name their item (they joined an id's item, or carry a guest credit), and the
     identity report. Work per row is integer only: the rule
     runs once per distinct name group (``identity.reconcile_codes``)."""
-    fallback_rows = np.flatnonzero(id_codes < 0)
-    group, n_groups, artists, titles, lo, hi = identity.name_groups(names, id_codes, fallback_rows)
-    fallback_group = group if len(names) > 1 else group[fallback_rows]
-    weights = None if count is None else count[fallback_rows]
-    used = fallback_group >= 0
-    name_listens = np.bincount(
-        fallback_group[used],
-        weights=None if weights is None else weights[used],
-        minlength=n_groups,
-    ).astype(np.int64)
-    rule = identity.reconcile_codes(artists, titles, lo, hi, name_listens, level)
+    named = _name_rule(id_codes, names, count, level)
+    rule, fallback_rows, fallback_group = named.rule, named.fallback_rows, named.fallback_group
     name_keys = rule.keys.filter(pl.Series(rule.target < 0))
     keys = pl.concat([id_strings.rename("key"), name_keys.rename("key")])
     keys = keys.drop_nulls().unique().sort()
@@ -253,6 +263,67 @@ def _item_codes(
     item[fallback_rows] = fallback_item
     secondary = np.append((rule.target >= 0) | rule.credited, False)[fallback_group]
     return item, keys, fallback_rows[secondary], rule.report
+
+
+def _name_key_table(
+    id_strings: pl.Series, named: _NameRule, level: str, column: str
+) -> pl.DataFrame:
+    """Per name group that has name-only rows, its raw names and the item key the rule gives
+    it (the id's own key where it joined one, else its name key)."""
+    rule = named.rule
+    joined = rule.target >= 0
+    key = rule.keys
+    if joined.any():
+        ids = id_strings.gather(np.where(joined, rule.target, 0))
+        key = pl.select(pl.when(pl.Series(joined)).then(ids).otherwise(key)).to_series()
+    columns = {_LEVEL_NAMES[level][0]: named.artists}
+    if named.titles is not None:
+        columns[_LEVEL_NAMES[level][1]] = named.titles
+    frame = pl.DataFrame({**columns, column: key.cast(pl.Utf8)})
+    return frame.filter(pl.col(column).is_not_null())
+
+
+def key_listens(
+    listens: pl.LazyFrame, levels: tuple[str, ...] = ("artist", "recording")
+) -> pl.LazyFrame:
+    """``listens`` with a column ``{level}_key`` per level: each listen's item key exactly
+    as ``encode_listens`` keys it (the identity rule, decided over these same listens), so
+    the keys are the ids of the vocabulary an ingest of ``listens`` builds. Null where the
+    listen has no key. Row order is not kept.
+
+    One streaming pass encodes the id and name columns; the rule runs per distinct name
+    group (``_name_rule``, shared with ``encode_listens``) and yields a small table of raw
+    names -> key, which the returned frame joins lazily: nothing per row but the join.
+    """
+    levels = tuple(dict.fromkeys(levels))
+    for level in levels:
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
+    name_columns = list(dict.fromkeys(c for level in levels for c in _LEVEL_NAMES[level]))
+    frame = listens.select(
+        *[_LEVEL_IDS[level]().cast(_new_categorical()).alias(f"id_{level}") for level in levels],
+        *[pl.col(c).cast(_new_categorical()).alias(f"name_{c}") for c in name_columns],
+    ).collect(engine="streaming")
+    decoded = {c: _decode(frame.drop_in_place(f"name_{c}")) for c in name_columns}
+    # Folding the artist names is the rule's costliest step: done once for every level.
+    forms = identity.name_forms(decoded["artist_name"][1]) if len(levels) > 1 else None
+    tables = {}
+    for level in levels:
+        id_codes, id_strings = _decode(frame.drop_in_place(f"id_{level}"))
+        names = [decoded[c] for c in _LEVEL_NAMES[level]]
+        # count=None: the weights only feed the report, never which key a name gets.
+        named = _name_rule(id_codes, names, None, level, forms)
+        tables[level] = _name_key_table(id_strings, named, level, f"_{level}_by_name")
+        del id_codes, id_strings, named
+    del frame, decoded
+    keyed = listens
+    for level, table in tables.items():
+        by_name = f"_{level}_by_name"
+        keyed = keyed.join(table.lazy(), on=list(_LEVEL_NAMES[level]), how="left").with_columns(
+            pl.coalesce(_LEVEL_IDS[level](), pl.col(by_name)).alias(f"{level}_key")
+        )
+        keyed = keyed.drop(by_name)
+    return keyed
 
 
 def encode_listens(

@@ -14,7 +14,7 @@ import dataclasses
 import polars as pl
 
 from tastemaker.data.interactions import Interactions
-from tastemaker.data.listens import item_key
+from tastemaker.data.listens import key_listens
 from tastemaker.data.tracks import (
     FAVOURITE_COLUMNS,
     FAVOURITES_PER_USER,
@@ -37,12 +37,16 @@ def build_track_data(
 ) -> TrackData:
     """Top recordings per item and per user of ``listens``, in ``interactions``' index space."""
     level = interactions.level
-    frame = listens.filter(
+    # Keyed as ingest keys items (the identity rule over these same listens): a name-only
+    # listen of an artist with an MBID counts towards that artist's item. The rule is decided
+    # before the filter below, over every listen, as encode_listens decides it.
+    keyed = key_listens(listens, (level, "recording"))
+    frame = keyed.filter(
         pl.col("recording_name").is_not_null() & (pl.col("recording_name").str.len_bytes() > 0)
     ).select(
         pl.col("user"),
-        item_key(level).alias("item_id"),
-        item_key("recording").alias("recording"),
+        pl.col(f"{level}_key").alias("item_id"),
+        pl.col("recording_key").alias("recording"),
         pl.col("recording_name").alias("title"),
         pl.col("artist_name").alias("artist"),
         pl.col("release_name").alias("release"),

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from tastemaker.data.listens import interactions_from_listens, item_key
+from tastemaker.data.listens import interactions_from_listens, key_listens
 from tastemaker.data.top_tracks import attach_tracks
 from tastemaker.errors import UsageError
 from tastemaker.evaluation.protocol import fit_model
@@ -70,9 +70,16 @@ def split_listens(
         cutoff = last - timedelta(days=window_days)
     end = cutoff + timedelta(days=window_days)
     before = listens.filter(pl.col("listened_at") < cutoff)
+    # The window's recordings keyed by the identity rule decided over the training listens
+    # plus the window: a name-only window listen joins the MBID recording the track tables
+    # (keyed over the training listens) carry, including for names training never saw. The
+    # rule over the training listens alone could not key those; the price of adding the
+    # window is that an id first seen in it can make a name ambiguous that training joined
+    # (that listen then judges as a miss), which is rare and errs against hits.
+    keyed = key_listens(listens.filter(pl.col("listened_at") < end), ("recording",))
     window = (
-        listens.filter((pl.col("listened_at") >= cutoff) & (pl.col("listened_at") < end))
-        .select("user", item_key("recording").alias("recording"), "artist_name")
+        keyed.filter(pl.col("listened_at") >= cutoff)
+        .select("user", pl.col("recording_key").alias("recording"), "artist_name")
         .unique()
         .collect(engine="streaming")
     )
