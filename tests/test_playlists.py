@@ -230,3 +230,17 @@ def test_bad_prompts_are_one_line_errors(library):
         radio(library, "artist:(zzzzqqqq nothing)")
     with pytest.raises(UsageError, match="need tags"):
         radio(library, "tag:(shoegaze)")
+
+
+def test_radio_tag_terms_read_item_metadata_when_no_one_tagged(data):
+    """Tags attached as item metadata (MusicBrainz, CSV) feed radio like per-user tags."""
+    from model_checks import with_item_tags
+
+    tagged = with_item_tags(
+        data, [["dream pop"] if i % 5 == 0 else ["noise"] for i in range(data.n_items)]
+    )
+    assert tagged.tags is None or not len(tagged.tags.item)
+    library = Library(create_model("itemknn", neighbours=30).fit(tagged))
+    playlist = radio(library, "tag:(Dream Pop)", n=20)
+    asked = [t for t in playlist.tracks if t.reason == "tagged Dream Pop"]
+    assert asked and all(t.item % 5 == 0 for t in asked)

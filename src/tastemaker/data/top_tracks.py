@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import polars as pl
 
 from tastemaker.data.interactions import Interactions
@@ -115,15 +116,30 @@ def _most_played_and_latest(pairs: pl.DataFrame, per_user: int) -> pl.DataFrame:
 
 
 def item_tags(interactions: Interactions, per_item: int = TAGS_PER_ITEM) -> pl.DataFrame:
-    """Each item's most used tags (HetRec's tag assignments), heaviest first."""
-    tags = interactions.tags
-    if tags is None or not len(tags.item):
+    """Each item's most used tags, heaviest first: per-user tag assignments (HetRec's) counted,
+    else the item metadata's weights (MusicBrainz, CSV; rounded, at least 1)."""
+    tags, meta = interactions.tags, interactions.metadata
+    if tags is not None and len(tags.item):
+        weighted = (
+            pl.DataFrame({"item": tags.item, "tag_index": tags.tag})
+            .group_by("item", "tag_index")
+            .agg(pl.len().alias("weight"))
+        )
+        names = tags.tags.ids
+    elif meta is not None and meta.item_tags.nnz:
+        cells = meta.item_tags.tocoo()
+        weighted = pl.DataFrame(
+            {
+                "item": cells.row.astype(np.int32),
+                "tag_index": cells.col.astype(np.int64),
+                "weight": np.maximum(np.rint(cells.data), 1).astype(np.int64),
+            }
+        )
+        names = pl.Series(meta.tags, dtype=pl.Utf8)
+    else:
         return empty_frame(ITEM_TAG_COLUMNS)
     return (
-        pl.DataFrame({"item": tags.item, "tag_index": tags.tag})
-        .group_by("item", "tag_index")
-        .agg(pl.len().alias("weight"))
-        .with_columns(tag=pl.lit(tags.tags.ids).gather(pl.col("tag_index")))
+        weighted.with_columns(tag=pl.lit(names).gather(pl.col("tag_index")))
         .sort(["item", "weight", "tag"], descending=[False, True, False])
         .group_by("item", maintain_order=True)
         .head(per_item)

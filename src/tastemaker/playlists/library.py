@@ -9,6 +9,7 @@ recordings. The service keeps one ``Library`` per loaded model.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastemaker.data.interactions import UNKNOWN_TIME
+from tastemaker.data.top_tracks import item_tags
 from tastemaker.data.tracks import TRACK_COLUMNS, TrackData, empty_frame
 from tastemaker.errors import UsageError
 from tastemaker.models.base import FactorModel, Recommender
@@ -53,6 +55,9 @@ class Library:
         self.data = data
         self.level = data.level
         self.track_data = data.tracks or TrackData(empty_frame(TRACK_COLUMNS))
+        if not len(self.track_data.item_tags) and data.metadata is not None:
+            # Metadata attached after ingest (``tastemaker metadata``) reaches radio's tag terms.
+            self.track_data = dataclasses.replace(self.track_data, item_tags=item_tags(data))
         self.artists_only = not self.track_data.has_recordings
         meta = data.item_metadata
         artist = (
