@@ -23,7 +23,7 @@ import inspect
 import json
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -385,7 +385,7 @@ class Recommender(ABC):
             )
         return directory
 
-    def _state_spec(self) -> dict[str, ArraySpec | CSRSpec]:
+    def _state_spec(self) -> Mapping[str, ArraySpec | CSRSpec]:
         """What ``model.npz`` must hold, checked by ``load`` before ``_set_state`` sees it.
 
         Shapes may name the dimensions ``users``, ``items`` (the catalogue) and any others the
