@@ -140,6 +140,9 @@ class Recommender(ABC):
 
     name: ClassVar[str] = ""
     format_version: ClassVar[int] = 1
+    # Set by fits that time themselves (seconds; the hybrid's: per stage) and by callers
+    # that time a fit (evaluation.replicate); not saved.
+    fit_seconds_: Any
 
     # -- hyperparameters ---------------------------------------------------------------------
     @classmethod
