@@ -37,10 +37,10 @@ import sys
 import threading
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -663,6 +663,7 @@ def atomic_write_bytes(
         tmp = None
         try:
             tmp, fd = _new_temporary(target, directory=False)
+            assert fd is not None  # a file, not a folder: always opened
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             _checkpoint("file-written")
@@ -704,6 +705,7 @@ def atomic_file(
         )
         try:
             tmp, fd = _new_temporary(target, directory=False)
+            assert fd is not None  # a file, not a folder: always opened
             os.close(fd)
         except OSError as exc:
             raise ArtifactError(f"{label}: cannot write it ({exc.strerror})") from None
@@ -879,7 +881,7 @@ def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
     for name, value in arrays.items():
         if np.asarray(value).dtype == object:
             raise TypeError(f"array {name!r} has dtype object; it would need pickle")
-    np.savez(path, **arrays)
+    np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its flags
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
@@ -918,7 +920,7 @@ def _read_member(member: Any, name: str, size: int) -> np.ndarray:
     if count * dtype.itemsize != size - member.tell():
         raise ValueError(f"{name}: its header does not match its size")
     data = np.frombuffer(member.read(count * dtype.itemsize), dtype=dtype, count=count)
-    order = "F" if fortran else "C"
+    order: Literal["C", "F"] = "F" if fortran else "C"
     return data.reshape(shape, order=order).copy(order=order)
 
 
@@ -979,7 +981,7 @@ class CSRSpec:
 
 def check_arrays(
     arrays: dict[str, np.ndarray],
-    specs: dict[str, ArraySpec | CSRSpec],
+    specs: Mapping[str, ArraySpec | CSRSpec],
     where: str | Path,
     dims: dict[str, int] | None = None,
 ) -> dict[str, int]:
@@ -1044,8 +1046,13 @@ def _check_array(
         raise ArtifactError(f"{where}: {name} holds {array.dtype}; expected {spec.kind} values")
     _check_shape(array, name, spec.shape, where, bound)
     _check_values(
-        array, name, spec.kind, spec.finite, spec.low, _dimension(spec.high, bound), where
+        array, name, spec.kind, spec.finite, spec.low, _upper_bound(spec.high, bound), where
     )
+
+
+def _upper_bound(high: float | Dim, bound: dict[str, int]) -> float | None:
+    """``high`` itself, or the size bound to its dimension name (None: not bound yet)."""
+    return bound.get(high) if isinstance(high, str) else high
 
 
 def _check_values(
@@ -1107,10 +1114,10 @@ def _check_csr(
         raise ArtifactError(f"{where}: {spec.data} must hold one value per index ({nnz})")
     if data.dtype.kind not in "fiub":
         raise ArtifactError(f"{where}: {spec.data} holds {data.dtype}; expected numbers")
-    cols = _dimension(spec.shape[1], bound)
-    if cols is None:
+    n_cols = _dimension(spec.shape[1], bound)
+    if n_cols is None:
         raise ArtifactError(f"{where}: the {label} matrix has no known column count")
-    _check_values(indices, spec.indices, "int", True, 0, cols, where)
+    _check_values(indices, spec.indices, "int", True, 0, n_cols, where)
     kind = "float" if data.dtype.kind == "f" else "int"
     _check_values(data, spec.data, kind, True, spec.low, None, where)
     if spec.nnz is not None:

@@ -6,11 +6,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tastemaker.cli.common import EngineOptions, Output, claim_outputs, console, err_console
 from tastemaker.errors import UsageError
+
+if TYPE_CHECKING:
+    from tastemaker.models.base import Recommender
 
 INDEXES = ("exact", "faiss")
 
@@ -114,7 +118,7 @@ def _local_batch(model, model_dir, n, out, options, force) -> None:
     )
 
 
-def _faiss_ranker(model, ef_search: int):
+def _faiss_ranker(model: Recommender, ef_search: int):
     from tastemaker.models.ann import BatchFactorIndex, IndexSettings
     from tastemaker.models.base import FactorModel
 

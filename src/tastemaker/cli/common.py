@@ -10,9 +10,8 @@ import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -21,6 +20,10 @@ from tastemaker.data.interactions import Interactions
 from tastemaker.data.readers import QUOTES, ReaderOptions
 from tastemaker.errors import UsageError
 from tastemaker.models import available_models
+
+if TYPE_CHECKING:  # typer runs on its own copy of click; its group methods take these
+    from typer._click.core import Context
+    from typer._click.formatting import HelpFormatter
 
 # For help texts: the registry's names (it imports no model module, so no PyTorch).
 MODEL_NAMES = ", ".join(available_models())
@@ -33,7 +36,7 @@ class HelpGroup(TyperGroup):
     """A command group whose help lists each command with its whole first sentence, wrapped,
     where click would cut it to one line."""
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):
             command = self.get_command(ctx, name)
@@ -251,6 +254,7 @@ def option_groups(command: Callable[..., Any]) -> Callable[..., Any]:
         for field in fields:
             default = field.default
             if default is dataclasses.MISSING:
+                assert callable(field.default_factory), f"{field.name} needs a default"
                 default = field.default_factory()
             parameters.append(
                 inspect.Parameter(
@@ -266,7 +270,7 @@ def option_groups(command: Callable[..., Any]) -> Callable[..., Any]:
         return command(**values)
 
     # Raises ValueError if a group's option has the name of another parameter.
-    run.__signature__ = signature.replace(parameters=parameters)
+    run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     run.__annotations__ = {p.name: p.annotation for p in parameters}
     return run
 
@@ -290,6 +294,7 @@ def claim_outputs(force: bool, inputs: Iterable[Path | str | None], *outputs: Ou
     given = [output for output in outputs if output.path is not None]
     for index, first in enumerate(given):
         for second in given[index + 1 :]:
+            assert first.path is not None and second.path is not None  # given
             if overlaps(first.path, second.path):
                 raise UsageError(
                     f"{first.option} {first.path} and {second.option} {second.path}: one "
@@ -297,6 +302,7 @@ def claim_outputs(force: bool, inputs: Iterable[Path | str | None], *outputs: Ou
                 )
     sources = [str(source) for source in inputs if source is not None]
     for output in given:
+        assert output.path is not None  # given
         claim_output(
             output.path,
             output.kind,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -92,7 +93,7 @@ def _load(model_dir: Path):
     return load_model(model_dir)
 
 
-def _names(model, items: np.ndarray) -> list[str]:
+def _names(model, items: Iterable[Any]) -> list[str]:
     names = model.catalogue_.item_metadata["name"]
     return [str(names[int(i)]) for i in items]
 
@@ -177,13 +178,13 @@ def recommend(
     if user is None:
         raise UsageError("give --user USER, or --all --out FILE for every user")
     model = _load(model_dir)
-    index = model.catalogue_.users.get(user)
-    if index < 0:
+    row = model.catalogue_.users.get(user)
+    if row < 0:
         raise UsageError(f"unknown user {user!r} (the model knows {model.catalogue_.n_users:,})")
-    items, scores = model.recommend(np.array([index]), n=n, exclude_heard=not include_heard)
+    items, scores = model.recommend(np.array([row]), n=n, exclude_heard=not include_heard)
     keep = items[0] >= 0
     items, scores = items[0][keep], scores[0][keep]
-    heard = set(model.catalogue_.user_items[index].indices.tolist())
+    heard = set(model.catalogue_.user_items[row].indices.tolist())
     table = Table(title=f"{model.name}: top {n} for user {user}", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column(model.catalogue_.level)

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
 from tastemaker.artifacts import MANIFEST, atomic_directory, atomic_write_bytes, write_manifest
@@ -413,6 +413,7 @@ def _verify(ds: Dataset, d: Download, file: Path, root: Path) -> str:
     """Check ``file`` against the pinned checksum, or the one recorded on first use; its
     SHA-256. A mismatch deletes the file (the next try downloads it again)."""
     sha256 = file_digest(file, "sha256")
+    expected: str | None
     if d.checksum is not None:
         algorithm, _, expected = d.checksum.partition(":")
         actual = sha256 if algorithm == "sha256" else file_digest(file, algorithm)
@@ -475,7 +476,8 @@ def unpack(archive: Path, folder: Path, console: Any | None = None) -> None:
         open(archive, "rb") as raw,
     ):
         task = progress.add_task("unpack", total=archive.stat().st_size)
-        counted = _Counting(raw, lambda n: progress.update(task, completed=n))
+        # duck-typed: _Counting has the read/seek/tell zipfile and tarfile call
+        counted = cast(BinaryIO, _Counting(raw, lambda n: progress.update(task, completed=n)))
         if zipfile.is_zipfile(archive):
             _unzip(archive, counted, folder)
         else:
@@ -514,6 +516,7 @@ def _untar(archive: Path, raw: BinaryIO, folder: Path) -> None:
                     raise DataError(f"member {member.name!r} is not a plain file", archive)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 src = tar.extractfile(member)
+                assert src is not None  # a plain file (checked above) has contents
                 with src, open(target, "xb") as dst:
                     shutil.copyfileobj(src, dst, CHUNK)
     except (tarfile.TarError, EOFError, OSError) as exc:

@@ -298,6 +298,7 @@ def _filter_events(
     from tastemaker.data.listens import interactions_from_table
 
     ev = interactions.events
+    assert ev is not None  # apply_filters checked
     table = ListenTable(
         user=ev.user,
         item=ev.item,

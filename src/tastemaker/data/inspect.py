@@ -137,7 +137,7 @@ def _identity(interactions: Interactions) -> dict[str, Any] | None:
     identity = interactions.source.get("identity")
     if not isinstance(identity, dict):
         return None
-    counts = {
+    counts: dict[str, Any] = {
         key: int(value)
         for key, value in identity.items()
         if key.endswith(("_listens", "_names")) and isinstance(value, int | float)
@@ -150,7 +150,7 @@ def _identity(interactions: Interactions) -> dict[str, Any] | None:
 
 def _empty_names(interactions: Interactions) -> int:
     names = interactions.item_metadata["name"]
-    return int(names.is_null().sum() + (names.str.strip_chars().str.len_chars() == 0).sum())
+    return int(names.is_null().sum()) + int((names.str.strip_chars().str.len_chars() == 0).sum())
 
 
 def _time_span(interactions: Interactions) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import polars as pl
@@ -354,7 +354,7 @@ class Interactions:
             dims = {"users": len(users), "items": len(items)}
             arrays = load_arrays(directory / "matrix.npz")
             check_arrays(arrays, MATRIX_SPEC, directory / "matrix.npz", dims)
-            matrix = MATRIX_SPEC["matrix"].build(arrays, (len(users), len(items)))
+            matrix = COUNTS_MATRIX.build(arrays, (len(users), len(items)))
             events = tags = None
             if (directory / "events.npz").exists():
                 ev = load_arrays(directory / "events.npz")
@@ -374,7 +374,8 @@ class Interactions:
                 users,
                 items,
                 metadata,
-                level=manifest.get("level"),
+                # JSON from the manifest, whatever it holds: __post_init__ checks it
+                level=cast(str, manifest.get("level")),
                 last_listened=arrays.get("last_listened"),
                 events=events,
                 tags=tags,
@@ -397,10 +398,11 @@ def _utf8_column(path: Path, column: str) -> pl.Series:
 
 # What each array file of an interactions directory must hold ("users" / "items": the sizes of
 # the vocabularies, "pairs": the matrix's stored values).
+COUNTS_MATRIX = CSRSpec(
+    ("users", "items"), "indptr", "indices", "counts", "shape", low=0, nnz="pairs"
+)
 MATRIX_SPEC: dict[str, ArraySpec | CSRSpec] = {
-    "matrix": CSRSpec(
-        ("users", "items"), "indptr", "indices", "counts", "shape", low=0, nnz="pairs"
-    ),
+    "matrix": COUNTS_MATRIX,
     "last_listened": ArraySpec(("pairs",), "int", required=False),
 }
 EVENTS_SPEC: dict[str, ArraySpec | CSRSpec] = {
@@ -425,6 +427,6 @@ def empty_metadata(item_ids: list[str], names: list[str] | None = None) -> pl.Da
         elif column == "name":
             values = names if names is not None else item_ids
         else:
-            values = [None] * n
+            values = [None] * n  # type: ignore[list-item]  # an all-null column of any type
         columns[column] = pl.Series(column, values, dtype=dtype)
     return pl.DataFrame(columns)

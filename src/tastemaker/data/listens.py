@@ -180,7 +180,8 @@ def _decode(column: pl.Series) -> tuple[np.ndarray, pl.Series]:
         physical = physical.fill_null(np.iinfo(np.uint32).max)
     codes = physical.to_numpy().view(np.int32)
     # The column's private mapping lists its strings in code order: no hashing of the rows.
-    strings = column.dtype.categories.to_series().cast(pl.Utf8).rename("s")
+    categories = column.dtype.categories  # type: ignore[attr-defined]  # a Categorical
+    strings = categories.to_series().cast(pl.Utf8).rename("s")
     used = np.zeros(len(strings) + 1, dtype=bool)
     used[codes] = True  # code -1 marks the spare last slot
     if not used[:-1].all():
@@ -375,7 +376,7 @@ def encode_listens(
 
     # Item keys: the id where known, else the name key, which joins the id's item when the
     # names belong to exactly one id in the data (tastemaker.data.identity).
-    item, keys, secondary_rows, identity_report = _item_codes(
+    item, item_keys, secondary_rows, identity_report = _item_codes(
         id_codes, id_strings, name_codes, count, level
     )
     del id_codes
@@ -389,7 +390,7 @@ def encode_listens(
         eligible = keep.copy()
         eligible[secondary_rows] = False
         secondary_rows = secondary_rows[keep[secondary_rows]]
-    representative = np.full(len(keys), -1, dtype=np.int64)
+    representative = np.full(len(item_keys), -1, dtype=np.int64)
     for start in range(0, n, _CHUNK):  # in chunks: no row-sized index arrays
         stop = min(start + _CHUNK, n)
         rows = np.arange(start, stop, dtype=np.int64)
@@ -404,7 +405,7 @@ def encode_listens(
         unnamed = np.flatnonzero((representative < 0)[item[secondary_rows]])
         representative[item[secondary_rows[unnamed]]] = secondary_rows[unnamed]
     del secondary_rows
-    metadata = _item_metadata(level, keys, representative, name_codes, extra_codes)
+    metadata = _item_metadata(level, item_keys, representative, name_codes, extra_codes)
 
     table = ListenTable(
         user=user,
@@ -412,7 +413,7 @@ def encode_listens(
         time=time,
         count=count,
         users=Vocabulary(users),
-        items=Vocabulary(keys),
+        items=Vocabulary(item_keys),
         item_metadata=metadata,
         level=level,
         identity=identity_report,
@@ -573,6 +574,7 @@ def _events(table: ListenTable, reuse_arrays: bool = False) -> ListenEvents:
     ``reuse_arrays`` the events are unpacked into the table's own arrays (the table is
     consumed), which keeps the peak at the table plus two keys per row.
     """
+    assert table.time is not None  # events come from tables with listen times
     known = table.time != UNKNOWN_TIME
     everything = bool(known.all())
     user = table.user if everything else table.user[known]

@@ -929,6 +929,7 @@ def synthetic_listens(
     )
     tables = [_to_arrow(world, chunk) for chunk in _chunks(world)]
     frame = pl.from_arrow(pa.concat_tables(tables))
+    assert isinstance(frame, pl.DataFrame)  # from a table, not an array
     first_credit = pl.col("artist_credit_mbids").list.first()
     return conform(
         frame.lazy().select(

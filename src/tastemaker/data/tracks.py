@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -33,7 +34,10 @@ TRACKS_PER_ITEM = 20
 FAVOURITES_PER_USER = 100
 TAGS_PER_ITEM = 10
 
-TRACK_COLUMNS: dict[str, pl.DataType] = {
+# Column name -> dtype. Keys typed Any: polars' cast takes a Mapping keyed by names or
+# selectors, and a Mapping's key type is invariant.
+Columns = dict[Any, pl.DataType]
+TRACK_COLUMNS: Columns = {
     "item": pl.Int32(),
     "recording": pl.Utf8(),  # the recording's key: its MBID, else normalised "artist | title"
     "title": pl.Utf8(),
@@ -42,12 +46,12 @@ TRACK_COLUMNS: dict[str, pl.DataType] = {
     "recording_mbid": pl.Utf8(),
     "plays": pl.Int64(),
 }
-FAVOURITE_COLUMNS: dict[str, pl.DataType] = {
+FAVOURITE_COLUMNS: Columns = {
     "user": pl.Int32(),
     **TRACK_COLUMNS,
     "last_heard": pl.Int64(),  # epoch seconds; null where unknown
 }
-ITEM_TAG_COLUMNS: dict[str, pl.DataType] = {
+ITEM_TAG_COLUMNS: Columns = {
     "item": pl.Int32(),
     "tag": pl.Utf8(),
     "weight": pl.Int64(),

@@ -122,6 +122,7 @@ def apply_weighting(
     if name not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {name!r}; choose one of: {', '.join(WEIGHTINGS)}")
     fn = WEIGHTINGS[name]
+    arguments: dict[str, object] = dict(params)
     if statistics is not None and "statistics" in inspect.signature(fn).parameters:
-        params = {**params, "statistics": statistics}
-    return fn(sp.csr_matrix(matrix), **params)
+        arguments["statistics"] = statistics
+    return fn(sp.csr_matrix(matrix), **arguments)

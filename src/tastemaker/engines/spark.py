@@ -34,6 +34,13 @@ from tastemaker.models.als import ALS, check_positive
 DEFAULT_MASTER = "local[*]"
 
 
+def _polars(table: Any) -> pl.DataFrame:
+    """An Arrow table (from Spark's toArrow) as a polars DataFrame."""
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)  # a table, not an array: never a Series
+    return frame
+
+
 def _require_spark():
     try:
         import pyspark  # noqa: F401
@@ -173,7 +180,7 @@ def spark_item_keys(spark: Any, listens: Any, level: str) -> tuple[Any, dict[str
     )
     name_only = with_id.where(F.col("_id").isNull())
     listened = name_only.groupBy(*names).agg(F.sum("count").alias("name_listens"))
-    groups = pl.from_arrow(ranges.join(listened, on=names, how="full").toArrow())
+    groups = _polars(ranges.join(listened, on=names, how="full").toArrow())
     groups = groups.rename(dict(zip(names, aliases, strict=True))).with_columns(
         pl.col("name_listens").fill_null(0).cast(pl.Int64),
         pl.col("lo").cast(pl.Utf8),
@@ -215,9 +222,9 @@ def spark_ingest(
     """
     from pyspark.sql import functions as F
 
-    sources = [str(s) for s in sources]
+    paths = [str(s) for s in sources]
     with spark_session(master, conf, "tastemaker-ingest") as spark, atomic_directory(out) as tmp:
-        listens, raw_rows = read_listenbrainz(spark, sources)
+        listens, raw_rows = read_listenbrainz(spark, paths)
         listens.write.mode("overwrite").parquet(str(tmp / "listens.parquet"))
         listens = spark.read.parquet(str(tmp / "listens.parquet"))
         n_listens = listens.count()
@@ -235,11 +242,11 @@ def spark_ingest(
             *[F.max_by(c, latest).alias(c) for c in meta_columns]
         )
         rows = pairs.join(representative, on="item")
-        collected = pl.from_arrow(rows.toArrow())
+        collected = _polars(rows.toArrow())
         frame = conform(
             collected.lazy().with_columns(
                 pl.col("listened_at").dt.replace_time_zone(None).dt.replace_time_zone("UTC")
-                if collected["listened_at"].dtype.time_zone is None  # type: ignore[union-attr]
+                if collected["listened_at"].dtype.time_zone is None  # type: ignore[attr-defined]  # a Datetime
                 else pl.col("listened_at")
             )
         )
@@ -254,7 +261,7 @@ def spark_ingest(
                 "format": "listenbrainz",
                 "engine": "spark",
                 "master": master,
-                "paths": sources,
+                "paths": paths,
                 "listens": n_listens,
                 "duplicates_dropped": raw_rows - n_listens,
                 "identity": identity_report,
@@ -274,7 +281,7 @@ def _with_events(interactions: Interactions, keyed: Any) -> Interactions:
 
     from tastemaker.data.interactions import ListenEvents
 
-    events = pl.from_arrow(
+    events = _polars(
         keyed.select("user", "item", F.unix_timestamp("listened_at").alias("t")).toArrow()
     )
     users = pl.DataFrame({"user": interactions.users.ids}).with_row_index("u")
@@ -370,7 +377,7 @@ class SparkALS(ALS):
 
 def _factor_matrix(frame: Any, rows: int, factors: int) -> np.ndarray:
     """Spark's (id, features) factor table as a dense float32 matrix; absent ids stay 0."""
-    table = pl.from_arrow(frame.toArrow())
+    table = _polars(frame.toArrow())
     out = np.zeros((rows, factors), dtype=np.float32)
     if table.height:
         ids = table["id"].to_numpy()

@@ -34,6 +34,7 @@ def _user_rows(model: Recommender) -> Any:
     """The users as an Arrow table: index, id, factors (list<float>), heard items (list<int>)."""
     import pyarrow as pa
 
+    assert isinstance(model, FactorModel)  # spark_batch checked
     catalogue, heard = model.catalogue_, model.user_items_
     factors = np.ascontiguousarray(model.user_vectors(np.arange(catalogue.n_users)), np.float32)
     dim = factors.shape[1]

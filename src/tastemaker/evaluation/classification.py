@@ -143,7 +143,8 @@ def classification_view(
     users = split.test_users
     rng = np.random.default_rng([seed, 7])
     half = rng.random(len(users)) < 0.5  # the two halves of the cross-fit
-    collected = {r: ([], [], []) for r in ratios}  # rank feature, label, half
+    # per ratio: rank feature, label, half
+    collected: dict[int, tuple[list, list, list]] = {r: ([], [], []) for r in ratios}
     step = batch_rows(split.train.n_items, batch_size)
     full_cells = full_positives = 0
     for start in range(0, len(users), step):

@@ -76,7 +76,7 @@ def feature_importance(model: Hybrid) -> dict[str, Any]:
         return {"features": [], "groups": {}}
     gain = model.booster_.feature_importance(importance_type="gain").astype(np.float64)
     share = gain / gain.sum() if gain.sum() > 0 else gain
-    features = sorted(
+    features: list[dict[str, Any]] = sorted(
         (
             {
                 "feature": name,
@@ -141,9 +141,10 @@ def hybrid_report(
     say("fitting the hybrid")
     start = time.perf_counter()
     model = create_model("hybrid", **(params or {})).fit(chosen.train)
+    assert isinstance(model, Hybrid)
     fit_seconds = time.perf_counter() - start
     say("evaluating the hybrid")
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "label": "hybrid",
             "kind": "full",

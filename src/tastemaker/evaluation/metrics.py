@@ -29,6 +29,7 @@ Ties in score are broken by the lower item index, in top-k lists as in ``Recomme
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -456,7 +457,7 @@ def ranking_metrics(
     progress: Callable[[int], None] | None = None,
     collect_top: int = 0,
     auc: bool = True,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Mean ranking metrics of a fitted ``model`` over the test users of ``split``.
 
     ``progress(n)`` is called after each batch with the number of users done in it. With
@@ -480,6 +481,7 @@ def ranking_metrics(
         scores = score_users(model, split, block)
         relevant = split.test[block]
         if split.sampled:
+            assert split.candidates is not None and candidate_users is not None  # sampled
             candidates = split.candidates[np.searchsorted(candidate_users, block)]
             top, hits, n_rel, row_auc = _sampled_batch(scores, candidates, relevant, k_max)
         else:

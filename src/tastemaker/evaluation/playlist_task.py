@@ -110,8 +110,8 @@ class Judge:
     def scores(self, playlist: Playlist, listener: Listener, rules: Rules) -> dict[str, float]:
         tracks = playlist.tracks
         user = listener.user
-        played = self.recordings.get(user, set())
-        artists = self.artists.get(user, set())
+        played = self.recordings.get(user, set()) if user is not None else set()
+        artists = self.artists.get(user, set()) if user is not None else set()
         k = max(len(tracks), 1)
         hits = [t.recording in played for t in tracks]
         artist_hits = [t.artist_key in artists or normalised(t.creator) in artists for t in tracks]

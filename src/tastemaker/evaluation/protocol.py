@@ -216,7 +216,7 @@ def evaluate_split(
 ) -> dict[str, Any]:
     """Fit one model on ``split.train`` (unless ``model`` is given fitted) and evaluate it."""
     name, params = spec
-    task = None
+    task: Any = None  # a TaskID wherever progress is given
     if progress is not None:
         task = progress.add_task(f"fit {name}", total=None)
     started = time.perf_counter()

@@ -42,7 +42,11 @@ ORIGINAL = {
     "alpha": 10.0,
     "weighting": "counts",
 }
-GRID = {"factors": (8, 15), "regularization": (0.15, 0.3), "iterations": (60, 85)}
+GRID: dict[str, Sequence] = {
+    "factors": (8, 15),
+    "regularization": (0.15, 0.3),
+    "iterations": (60, 85),
+}
 CORRECTED = ("als", "ease", "itemknn", "neumf")
 # The study's own network (another part of tastemaker reproduces it as ``ncf-seed``).
 ORIGINAL_NCF = "ncf-seed"

@@ -27,6 +27,7 @@ of a test interaction. Test matrices are binary (users x items).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -653,7 +654,7 @@ def make_splits(
 
 def make_split(interactions: Interactions, name: str = "random", **params: Any) -> Split:
     """A single split by name: random, temporal, leave-last-out, sampled, strong or short."""
-    builders = {
+    builders: dict[str, Callable[..., Split]] = {
         "random": random_split,
         "temporal": temporal_split,
         "leave-last-out": leave_last_out,

@@ -10,6 +10,7 @@ problem exactly against the learned item factors (implicit's ``recalculate_user`
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -51,7 +52,14 @@ def cosine_among(vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
     return (unit @ unit.T).astype(np.float32, copy=False)
 
 
-class ImplicitRanking:
+if TYPE_CHECKING:
+    # A mixin for factor recommenders: the type checker sees what it is mixed into.
+    class _RankingBase(FactorModel, Recommender): ...
+else:
+    _RankingBase = object
+
+
+class ImplicitRanking(_RankingBase):
     """``recommend`` / ``recommend_for_history`` for factor models through implicit's
     multi-threaded top-k: the same lists as the base class's dense ranking (which stays the
     reference), without materialising the score matrix; ~1.7x faster for all HetRec users."""

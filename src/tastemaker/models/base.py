@@ -23,7 +23,7 @@ import inspect
 import json
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -140,6 +140,9 @@ class Recommender(ABC):
 
     name: ClassVar[str] = ""
     format_version: ClassVar[int] = 1
+    # Set by fits that time themselves (seconds; the hybrid's: per stage) and by callers
+    # that time a fit (evaluation.replicate); not saved.
+    fit_seconds_: Any
 
     # -- hyperparameters ---------------------------------------------------------------------
     @classmethod
@@ -385,7 +388,7 @@ class Recommender(ABC):
             )
         return directory
 
-    def _state_spec(self) -> dict[str, ArraySpec | CSRSpec]:
+    def _state_spec(self) -> Mapping[str, ArraySpec | CSRSpec]:
         """What ``model.npz`` must hold, checked by ``load`` before ``_set_state`` sees it.
 
         Shapes may name the dimensions ``users``, ``items`` (the catalogue) and any others the

@@ -48,6 +48,7 @@ class BPR(ImplicitRanking, FactorModel, Recommender):
     """
 
     name = "bpr"
+    fold_in_map_: np.ndarray | None  # None mid-fit: learned on first use
 
     def __init__(
         self,
@@ -120,9 +121,10 @@ class BPR(ImplicitRanking, FactorModel, Recommender):
         return np.linalg.solve(gram, features.T @ targets).astype(np.float32)
 
     def _fold_in(self) -> np.ndarray:
-        if getattr(self, "fold_in_map_", None) is None:  # mid-fit scoring from a callback
-            self.fold_in_map_ = self._learn_fold_in(self.user_items_)
-        return self.fold_in_map_
+        fold_in = getattr(self, "fold_in_map_", None)
+        if fold_in is None:  # mid-fit scoring from a callback
+            fold_in = self.fold_in_map_ = self._learn_fold_in(self.user_items_)
+        return fold_in
 
     # -- vectors and scores ------------------------------------------------------------------
     def user_vectors(self, users: np.ndarray) -> np.ndarray:

@@ -185,7 +185,7 @@ class EASE(WeightedInput, Recommender):
 
     def _state(self) -> dict[str, np.ndarray]:
         if self.is_sparse:
-            w = self.weights_
+            w: sp.csr_matrix = self.weights_
             weights = {
                 "sparse_weights_indptr": w.indptr,
                 "sparse_weights_indices": w.indices,

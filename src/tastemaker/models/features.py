@@ -303,7 +303,7 @@ class FeatureBuilder:
     def fit(self, interactions: Interactions) -> FeatureBuilder:
         m = interactions.user_items
         self.n_items = interactions.n_items
-        self._table = None
+        self._table: tuple[np.ndarray, np.ndarray] | None = None
         listeners = np.bincount(m.indices, minlength=self.n_items).astype(np.float32)
         plays = np.bincount(m.indices, weights=np.log1p(m.data), minlength=self.n_items)
         self.item_log_listeners = np.log1p(listeners).astype(np.float32)
@@ -333,6 +333,7 @@ class FeatureBuilder:
             self.tags = TagProfiles(assignments, interactions.n_users, self.n_items, base)
         if "recency" in self.active:
             last = interactions.last_listened
+            assert last is not None  # _available: recency needs listen times
             known = last != UNKNOWN_TIME
             latest = last[known].max()
             recent = known & (last >= latest - self.recent_days * DAY)
@@ -448,7 +449,8 @@ class FeatureBuilder:
 
     def _neighbour_table(self) -> tuple[np.ndarray, np.ndarray]:
         """The neighbour lists as a dense (items, k) table, -1 where an item has fewer."""
-        if getattr(self, "_table", None) is None:
+        table = getattr(self, "_table", None)
+        if table is None:
             sim = self.neighbour_sim
             lengths = np.diff(sim.indptr)
             width = max(int(lengths.max()) if len(lengths) else 0, 1)
@@ -458,8 +460,8 @@ class FeatureBuilder:
             slot = np.arange(sim.nnz) - np.repeat(sim.indptr[:-1], lengths)
             index[rows, slot] = sim.indices
             weights[rows, slot] = sim.data
-            self._table = (index, weights)
-        return self._table
+            table = self._table = (index, weights)
+        return table
 
     # -- persistence -----------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:

@@ -491,6 +491,7 @@ class Hybrid(Recommender):
         """Stage 1 and 2 for a block of rows: candidates, their features, their ranker scores,
         and the first generator's dense scores (the order of everything else)."""
         cands, fallback = propose(self.generators_, history, users, int(self.candidates))
+        assert fallback is not None  # propose keeps it by default
         x = self.builder_.build(history, users, cands)
         if self.booster_ is None:
             ranks = np.nan_to_num(cands.rank, nan=np.inf)
@@ -543,7 +544,7 @@ class Hybrid(Recommender):
 
     def _state_spec(self) -> dict[str, ArraySpec | CSRSpec]:
         # Arrays of a feature group are there when the group is active (checked in _set_state).
-        optional = {"required": False}
+        optional: dict[str, Any] = {"required": False}
         return {
             "feat_item_log_listeners": ArraySpec(("items",)),
             "feat_item_plays_per_listener": ArraySpec(("items",)),

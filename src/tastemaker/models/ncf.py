@@ -82,8 +82,19 @@ class _NeuralRecommender(Recommender):
     """Shared training, scoring, fold-in and persistence for the PyTorch models."""
 
     format_version = 1
-    # Every subclass takes at least: factors, epochs, learning_rate, negatives,
-    # regularization, batch_size, loss, patience, seed, device.
+    # Every subclass takes at least these hyperparameters (set by _set_params).
+    factors: int
+    epochs: int
+    learning_rate: float
+    negatives: int
+    regularization: float
+    batch_size: int
+    loss: str
+    patience: int
+    seed: int
+    device: str
+    net_: NCFNet
+    device_: torch.device
 
     # -- construction ------------------------------------------------------------------------
     def _set_params(self, arguments: dict[str, object]) -> None:
@@ -254,17 +265,14 @@ class _NeuralRecommender(Recommender):
         self,
         optimizer: torch.optim.Optimizer,
         sampler: UnheardSampler,
-        positives: tuple[np.ndarray, np.ndarray],
+        positives: tuple[np.ndarray, np.ndarray, np.ndarray],
         rng: np.random.Generator,
     ) -> float:
         samples = sampled_epoch(positives, sampler, self.negatives, self.loss, rng)
         dev = self.device_
+        users, items, targets, weights = (torch.as_tensor(a, device=dev) for a in samples)
         return train_epoch(
-            self.net_,
-            optimizer,
-            *(torch.as_tensor(a, device=dev) for a in samples),
-            self.batch_size,
-            self.loss,
+            self.net_, optimizer, users, items, targets, weights, self.batch_size, self.loss
         )
 
     def _validation_scorer(self):
@@ -374,6 +382,7 @@ class GMF(_Weighted, FactorModel):
     """Generalised matrix factorisation, trained with sampled negatives (NCF paper, 3.2)."""
 
     name = "gmf"
+    net_: GMFNet
 
     def __init__(
         self,
@@ -425,6 +434,8 @@ class MLP(_Weighted):
     """A ReLU tower on the concatenated user and item embeddings (NCF paper, 3.3)."""
 
     name = "mlp"
+    layers: tuple[int, ...]
+    dropout: float
 
     def __init__(
         self,
@@ -458,6 +469,9 @@ class NeuMF(_Weighted):
     """
 
     name = "neumf"
+    layers: tuple[int, ...]
+    dropout: float
+    pretrain: bool
 
     def __init__(
         self,
@@ -498,7 +512,9 @@ class NeuMF(_Weighted):
             part._callback = None
             part._train(matrix, np.random.default_rng(rng.integers(1 << 62)))
             parts.append(part.net_)
-        net.load_pretrained(*parts)
+        gmf, mlp = parts
+        assert isinstance(net, NeuMFNet) and isinstance(gmf, GMFNet) and isinstance(mlp, MLPNet)
+        net.load_pretrained(gmf, mlp)
         return net
 
 
@@ -522,6 +538,9 @@ class NCFSeed(_NeuralRecommender):
     """
 
     name = "ncf-seed"
+    net_: SeedNet
+    layers: tuple[int, ...]
+    samples_per_epoch: int
     TABLE_SIZE = 1 << 14
 
     def __init__(
@@ -568,12 +587,11 @@ class NCFSeed(_NeuralRecommender):
         weights /= weights.mean()  # the scale is Adam's business; the ratio is the point
         order = rng.permutation(len(users))
         dev = self.device_
+        users_t, items_t, labels_t, weights_t = (
+            torch.as_tensor(a[order], device=dev) for a in (users, items, labels, weights)
+        )
         return train_epoch(
-            self.net_,
-            optimizer,
-            *(torch.as_tensor(a[order], device=dev) for a in (users, items, labels, weights)),
-            self.batch_size,
-            "bce",
+            self.net_, optimizer, users_t, items_t, labels_t, weights_t, self.batch_size, "bce"
         )
 
     # -- the tabulated curve -----------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -96,13 +97,18 @@ class _Tower(nn.Module):
     def __init__(self, in_dim: int, layers: Sequence[int], dropout: float) -> None:
         super().__init__()
         dims = [in_dim, *layers]
-        self.linears = nn.ModuleList(
-            nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)
-        )
+        linears = [nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)]
+        self.linears = nn.ModuleList(linears)
         self.dropout = dropout
-        for linear in self.linears:
+        for linear in linears:
             nn.init.xavier_uniform_(linear.weight)
             nn.init.zeros_(linear.bias)
+
+    @property
+    def first(self) -> nn.Linear:
+        # nn.ModuleList's items are typed as any Module; every one here is a Linear. (A
+        # property, not an attribute: an attribute would add a submodule to the state dict.)
+        return cast(nn.Linear, self.linears[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._rest(F.relu(self.linears[0](x)), start=1)
@@ -119,7 +125,7 @@ class _Tower(nn.Module):
         The first layer acts on ``[user, item]``, so ``W [u; i] = W_u u + W_i i``: both halves
         are computed once per user and once per item, and only the rest runs per pair.
         """
-        first = self.linears[0]
+        first = self.first
         dim = user.shape[1]
         user_half = user @ first.weight[:, :dim].T + first.bias
         item_half = item @ first.weight[:, dim:].T
@@ -172,7 +178,7 @@ class MLPNet(NCFNet):
         return self.out(self.tower.block(parts[0], q)).squeeze(-1)
 
     def block_rows(self, n_items: int) -> int:
-        return max(1, BLOCK_ELEMENTS // (n_items * self.tower.linears[0].out_features))
+        return max(1, BLOCK_ELEMENTS // (n_items * self.tower.first.out_features))
 
 
 class NeuMFNet(NCFNet):
@@ -207,7 +213,7 @@ class NeuMFNet(NCFNet):
         return gmf + mlp + self.out.bias
 
     def block_rows(self, n_items: int) -> int:
-        return max(1, BLOCK_ELEMENTS // (n_items * self.tower.linears[0].out_features))
+        return max(1, BLOCK_ELEMENTS // (n_items * self.tower.first.out_features))
 
     def load_pretrained(self, gmf: GMFNet, mlp: MLPNet, alpha: float = 0.5) -> None:
         """Start from trained GMF and MLP (the paper's pre-training): copy their embeddings
@@ -259,7 +265,7 @@ class SeedNet(NCFNet):
         return self.curve(self.block_dots(parts, items))
 
     def block_rows(self, n_items: int) -> int:
-        return max(1, (1 << 20) // (n_items * self.tower.linears[0].out_features))
+        return max(1, (1 << 20) // (n_items * self.tower.first.out_features))
 
 
 # -- sampling -----------------------------------------------------------------------------------
@@ -428,7 +434,7 @@ def score_block_parts(
 
 @torch.no_grad()
 def validation_ndcg(
-    net: NCFNet,
+    net: nn.Module,
     users: np.ndarray,
     train: sp.csr_matrix,
     valid: sp.csr_matrix,
@@ -442,7 +448,11 @@ def validation_ndcg(
     for start in range(0, len(users), chunk):
         block = users[start : start + chunk]
         u = torch.as_tensor(block, device=device)
-        scores = score_fn(u) if score_fn else score_block_parts(net, net.user_parts(u))
+        if score_fn:
+            scores = score_fn(u)
+        else:
+            assert isinstance(net, NCFNet)  # any other network comes with its score_fn
+            scores = score_block_parts(net, net.user_parts(u))
         rows = train[block]
         r = np.repeat(np.arange(len(block)), np.diff(rows.indptr))
         scores[
@@ -484,12 +494,12 @@ def warm_start(
         found = totals > 0
         if not found.any():
             continue
-        weights = torch.as_tensor(weights[found] / totals[found, None], device=device)
+        shares = torch.as_tensor(weights[found] / totals[found, None], device=device)
         rows = torch.as_tensor(np.arange(block.start, block.stop)[found], device=device)
         with torch.no_grad():
             parts = net.user_parts(torch.as_tensor(nearest[found], device=device))
             for target, part in zip(starts, parts, strict=True):
-                target[rows] = (weights[..., None].to(part.dtype) * part).sum(1)
+                target[rows] = (shares[..., None].to(part.dtype) * part).sum(1)
     return starts
 
 

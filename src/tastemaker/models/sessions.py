@@ -91,7 +91,9 @@ def session_pair_counts(
     order = np.lexsort((timestamp, user))
     user, item, timestamp = user[order], item[order], timestamp[order]
     # Blocks start at the first user whose first listen falls in the next block_listens.
-    user_starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]]) if len(user) else []
+    user_starts: np.ndarray | list[int] = (
+        np.flatnonzero(np.r_[True, user[1:] != user[:-1]]) if len(user) else []
+    )
     block_of = np.asarray(user_starts, np.int64) // max(int(block_listens), 1)
     new_block = np.r_[True, block_of[1:] != block_of[:-1]] if len(block_of) else []
     cuts = [*np.asarray(user_starts)[new_block].tolist(), len(user)]

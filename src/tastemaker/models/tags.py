@@ -75,7 +75,9 @@ class TagContent(Recommender):
             lo = np.searchsorted(tags.own_keys, users * tags.n_items)
             hi = np.searchsorted(tags.own_keys, (users + 1) * tags.n_items)
             row = np.repeat(np.arange(len(users)), hi - lo)
-            pair = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)] or [[]])
+            pair = np.concatenate(
+                [np.arange(a, b) for a, b in zip(lo, hi, strict=True)] or [np.empty(0)]
+            )
             pair = pair.astype(np.int64)
             if len(pair):
                 item = tags.own_keys[pair] % tags.n_items

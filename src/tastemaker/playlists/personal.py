@@ -301,7 +301,10 @@ def listenbrainz_recipe(
     """ListenBrainz's recipe: from the model's top 1,000 recordings keep those not heard in
     60 days (jams) or never heard (exploration: as far as the track tables know), at most 2
     per artist, then 50 at random, in random order."""
-    heard = frozenset(t.recording for ts in listener.favourites.values() for t in ts)
+    # Freshness lets a track without a recording key through whatever the set holds
+    heard = frozenset(
+        t.recording for ts in listener.favourites.values() for t in ts if t.recording is not None
+    )
     rule = Freshness("not-recent", heard if mode == "exploration" else listener.recent)
     ranked = ranked_tracks(library, listener, "jams", RECIPE_TOP)
     selection = Selection(Rules(len(ranked), PERSONAL_MAX_PER_ARTIST, rule))
@@ -309,7 +312,7 @@ def listenbrainz_recipe(
     rng = np.random.default_rng(seed)
     kept = selection.tracks
     chosen = [kept[i] for i in sorted(rng.permutation(len(kept))[:n])]
-    rng.shuffle(chosen)  # type: ignore[arg-type]
+    rng.shuffle(chosen)
     return Playlist(
         title=f"ListenBrainz recipe ({mode}) for {listener.name}",
         creator="tastemaker",

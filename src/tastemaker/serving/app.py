@@ -16,7 +16,7 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -64,6 +64,7 @@ def create_app(settings: ServeSettings | None = None, bundle: LoadedModel | None
     async def lifespan(app: FastAPI):
         if holder.current is None:
             await anyio.to_thread.run_sync(_load_first, holder, settings, shared)
+        assert holder.current is not None  # _load_first loads one or raises
         metrics.model_loaded(holder.current)
         task = asyncio.create_task(poll()) if shared is not None else None
         yield
@@ -111,7 +112,7 @@ def create_app(settings: ServeSettings | None = None, bundle: LoadedModel | None
         return JSONResponse({"detail": safe_errors(exc.errors())}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         # FastAPI answers 400 for a body that is not UTF-8 (json.loads raises before parsing)
         # or nested too deeply for the parser (RecursionError); that is malformed JSON like
         # any other, so it gets the same 422 as a JSON syntax error.

@@ -6,6 +6,8 @@ name the page finds is a name ``tastemaker similar --item`` finds, in the same o
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from tastemaker.data.interactions import Interactions
@@ -29,7 +31,7 @@ class Catalogue:
         self.metadata = catalogue.metadata
         # Tag vectors: the content model's own where it is the model (it saw every tag
         # source), else built on first use from the catalogue's metadata.
-        self._tag_model = model if hasattr(model, "item_tags") else None
+        self._tag_model: Any = model if hasattr(model, "item_tags") else None
         self._catalogue = catalogue
         self._tag_vectors = None
         # Every answer lists each item's top tags: looked up once per item and load, not per

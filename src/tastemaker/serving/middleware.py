@@ -6,8 +6,9 @@ import json
 import math
 import reprlib
 import time
+from collections.abc import Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -159,7 +160,7 @@ _echo = reprlib.Repr()  # keyword arguments only from Python 3.12
 _echo.maxlevel, _echo.maxstring, _echo.maxother = 3, ECHO_LIMIT, ECHO_LIMIT
 
 
-def safe_errors(errors: list[dict]) -> list[dict]:
+def safe_errors(errors: Sequence[Any]) -> list[dict]:
     """Pydantic's validation errors with every value writable as JSON (no NaN, no Infinity,
     no deep or large structures): ``type``, ``loc``, ``msg`` and, where safe, ``input``."""
     safe = []

@@ -21,11 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from tastemaker.errors import UsageError
 from tastemaker.models.base import Recommender
 from tastemaker.playlists import MEDIA_TYPES, Library, Playlist, personal_playlist, radio, render
-from tastemaker.serving.routes import NOT_FOUND, TOO_LARGE, Bundle
+from tastemaker.serving.routes import NOT_FOUND, TOO_LARGE, Bundle, Responses
 from tastemaker.serving.schemas import ErrorBody, HistoryEntry
 
 playlist_router = APIRouter(tags=["playlists"])
-BAD_PROMPT = {400: {"model": ErrorBody, "description": "A prompt or mode that cannot be used."}}
+BAD_PROMPT: Responses = {
+    400: {"model": ErrorBody, "description": "A prompt or mode that cannot be used."}
+}
 MAX_TRACKS = 500
 Format = Literal["json", "jspf", "xspf", "m3u8"]
 # Accept header values that name a playlist format (the JSON tracklist otherwise).

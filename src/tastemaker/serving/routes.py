@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import orjson
@@ -46,8 +46,10 @@ from tastemaker.serving.workers import Busy, SharedModel
 
 log = logging.getLogger("tastemaker.serving")
 
-NOT_FOUND = {404: {"model": ErrorBody, "description": "Unknown user or item."}}
-TOO_LARGE = {413: {"model": ErrorBody, "description": "History or body too large."}}
+# FastAPI's type for the extra answers a route documents
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "Unknown user or item."}}
+TOO_LARGE: Responses = {413: {"model": ErrorBody, "description": "History or body too large."}}
 N = Annotated[int, Query(ge=1, le=MAX_N, description="How many items to return.")]
 
 # Answers computed on the event loop at most this long (larger ones go to the thread pool).

@@ -229,7 +229,7 @@ def comparison_rows(result: TuneResult) -> tuple[list[str], list[list[Any]]]:
         "validation - test",
         *[f"test {k}" for k in others],
     ]
-    rows = [
+    rows: list[list[Any]] = [
         [
             f"tuned (trial {result.best_trial})",
             result.validation,

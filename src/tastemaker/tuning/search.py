@@ -757,7 +757,7 @@ def _relative(new: float, old: float) -> float | None:
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     """Model parameters that JSON can carry exactly: plain values and lists of them."""
     plain = (str, int, float, bool, type(None))
-    out = {}
+    out: dict[str, Any] = {}
     for name, value in params.items():
         if isinstance(value, list | tuple) and all(isinstance(v, plain) for v in value):
             out[name] = list(value)

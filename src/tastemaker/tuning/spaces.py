@@ -106,32 +106,38 @@ class Param:
                     return list(choice)
         return raw
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a numeric parameter (which has both: checked when it is made)."""
+        assert self.low is not None and self.high is not None
+        return self.low, self.high
+
     def suggest(self, trial: Any) -> Value:
         """Ask an Optuna trial for a value."""
         if self.type == "categorical":
             raw = trial.suggest_categorical(self.name, [self.encode(c) for c in self.choices])
             return self.decode(raw)
+        low, high = self.bounds
         if self.type == "int":
             return trial.suggest_int(
-                self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+                self.name, int(low), int(high), step=int(self.step or 1), log=self.log
             )
-        return trial.suggest_float(
-            self.name, float(self.low), float(self.high), step=self.step, log=self.log
-        )
+        return trial.suggest_float(self.name, float(low), float(high), step=self.step, log=self.log)
 
     def grid_values(self) -> list[Value]:
         """Every value a grid search tries: the choices, or low..high by step."""
         if self.type == "categorical":
             return [list(c) if isinstance(c, tuple) else c for c in self.choices]
+        low, high = self.bounds
         if self.type == "int":
-            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+            return list(range(int(low), int(high) + 1, int(self.step or 1)))
         if self.step is None:
             raise UsageError(
                 f"float parameter {self.name!r} has no step; give it a step or choices "
                 "for a grid search"
             )
-        count = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
-        return [round(self.low + i * self.step, 12) for i in range(count)]
+        count = int(math.floor((high - low) / self.step + 1e-9)) + 1
+        return [round(low + i * self.step, 12) for i in range(count)]
 
     def contains(self, value: Any) -> bool:
         """Whether ``value`` lies in this parameter's range (used to seed trial 0)."""
@@ -141,10 +147,11 @@ class Param:
             return False
         if self.type == "int" and int(value) != value:
             return False
-        if not self.low <= value <= self.high:
+        low, high = self.bounds
+        if not low <= value <= high:
             return False
         if self.step is not None:
-            offset = (value - self.low) / self.step
+            offset = (value - low) / self.step
             return abs(offset - round(offset)) < 1e-9
         return True
 

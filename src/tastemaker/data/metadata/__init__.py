@@ -36,9 +36,8 @@ FACT_COLUMNS: dict[str, pl.DataType] = {
     "year": pl.Int32(),
     "country": pl.Utf8(),
 }
-ITEM_TAGS_SPEC: dict[str, ArraySpec | CSRSpec] = {
-    "item_tags": CSRSpec(("items", "tags"), "indptr", "indices", "weights", "shape", low=0),
-}
+ITEM_TAGS_MATRIX = CSRSpec(("items", "tags"), "indptr", "indices", "weights", "shape", low=0)
+ITEM_TAGS_SPEC: dict[str, ArraySpec | CSRSpec] = {"item_tags": ITEM_TAGS_MATRIX}
 
 
 def empty_facts(n_items: int) -> pl.DataFrame:
@@ -139,7 +138,7 @@ class ItemMetadata:
         arrays = load_arrays(directory / TAGS_FILE)
         dims = {"items": n_items, "tags": names.height}
         check_arrays(arrays, ITEM_TAGS_SPEC, directory / TAGS_FILE, dims)
-        matrix = ITEM_TAGS_SPEC["item_tags"].build(arrays, (n_items, names.height))
+        matrix = ITEM_TAGS_MATRIX.build(arrays, (n_items, names.height))
         facts = pl.read_parquet(directory / FACTS_FILE)
         for column, dtype in FACT_COLUMNS.items():
             if facts.schema.get(column) != dtype:

@@ -117,9 +117,9 @@ def attach_rows(interactions: Interactions, sources: Iterable[MetadataRows]) -> 
         del source, tags  # the next source is read with this one's rows freed
     metadata = _item_metadata(anonymous, pl.concat(facts), n_items)
     empty = pl.DataFrame(schema={"_item": pl.Int32, "tag": pl.Utf8, "user": pl.Utf8})
-    tags = _merge_assignments(interactions, pl.concat(personal) if personal else empty)
+    assignments = _merge_assignments(interactions, pl.concat(personal) if personal else empty)
     info = {**interactions.source, "metadata": report}
-    return dataclasses.replace(interactions, metadata=metadata, tags=tags, source=info)
+    return dataclasses.replace(interactions, metadata=metadata, tags=assignments, source=info)
 
 
 def _summed(rows: pl.DataFrame, n_items: int) -> tuple[sp.csr_matrix, list[str], np.ndarray]:

@@ -202,12 +202,12 @@ def read_sources(
     """Read several source paths as one: paths of one format are merged by that format's
     reader (so ListenBrainz dumps given separately still count a repeated listen once)."""
     options = options or ReaderOptions()
-    paths = [Path(p) for p in paths]
-    if not paths:
+    resolved = [Path(p) for p in paths]
+    if not resolved:
         raise DataError("no source given")
     groups: dict[str, list[Path]] = {}
     parts = []
-    for path in paths:
+    for path in resolved:
         if not path.exists():
             raise DataError("no such file or directory", path=path)
         if format is None and _is_ingested(path):

@@ -28,7 +28,7 @@ skipped and counted under ``--on-bad-rows skip``; text fields are cleaned (``cle
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,7 +191,9 @@ class TextTable:
 
     @property
     def schema(self) -> dict[str, pl.DataType]:
-        return {name: pl.Utf8() for name in self.names} | {EXTRA: pl.Utf8()}
+        schema: dict[str, pl.DataType] = {name: pl.Utf8() for name in self.names}
+        schema[EXTRA] = pl.Utf8()
+        return schema
 
 
 def scan_text(
@@ -232,7 +234,7 @@ def text_frames(
     options: ReaderOptions,
     bad_rows: BadRows,
     block_bytes: int = BLOCK_BYTES,
-) -> Iterator[pl.DataFrame]:
+) -> Generator[pl.DataFrame, None, None]:
     """The file's rows, one frame per block of lines (see ``scan_text``)."""
     name = str(path)
     quote = table.quote.encode() if table.quote else None

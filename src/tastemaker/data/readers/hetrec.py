@@ -59,9 +59,9 @@ def read_tsv(
 def read(path: Path, options: ReaderOptions) -> SourceData:
     stats: dict = {}
     bad_rows = BadRows(options, stats)
-    plays = read_tsv(path / PLAYS, ["userID", "artistID", "weight"], options, bad_rows)
+    raw_plays = read_tsv(path / PLAYS, ["userID", "artistID", "weight"], options, bad_rows)
     plays = check_rows(
-        plays.lazy().with_columns(parse_number("weight").alias("n")),
+        raw_plays.lazy().with_columns(parse_number("weight").alias("n")),
         count_checks("n", "weight"),
         path / PLAYS,
         bad_rows,

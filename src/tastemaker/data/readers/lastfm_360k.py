@@ -55,7 +55,7 @@ def read(path: Path, options: ReaderOptions) -> SourceData:
         ),
         *count_checks("n", "plays"),
     ]
-    listens = [
+    listens: list[str | pl.Expr] = [
         "user",
         count_value("n"),
         "artist_mbid",

@@ -36,7 +36,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 import pyarrow as pa
@@ -144,7 +144,9 @@ def merge_dumps(
     distinct = keys.unique(maintain_order=True)
     if distinct.is_empty():
         return frames[base], 0
-    low, high = distinct.get_column("listened_at").min(), distinct.get_column("listened_at").max()
+    # a Datetime column: its min and max are datetimes (polars types them as any value)
+    low = cast(datetime, distinct.get_column("listened_at").min())
+    high = cast(datetime, distinct.get_column("listened_at").max())
     candidates = (
         probe(low, high)
         if probe is not None

@@ -78,7 +78,7 @@ _MBIDS = pl.Struct(
         "recording_msid": pl.Utf8,
     }
 )
-RAW_SCHEMA = {
+RAW_SCHEMA: dict[str, Any] = {
     "user_id": pl.Int64,
     "user_name": pl.Utf8,
     "timestamp": pl.Float64,
@@ -252,11 +252,16 @@ def _first_mbid(*lists: Any) -> str | None:
     return None
 
 
+def _object(value: object) -> dict:
+    """``value`` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def _flatten_line(obj: dict) -> dict[str, Any]:
     """One parsed line to the flat fields, lenient about odd optional values."""
-    meta = obj.get("track_metadata") if isinstance(obj.get("track_metadata"), dict) else {}
-    info = meta.get("additional_info") if isinstance(meta.get("additional_info"), dict) else {}
-    mapping = meta.get("mbid_mapping") if isinstance(meta.get("mbid_mapping"), dict) else {}
+    meta = _object(obj.get("track_metadata"))
+    info = _object(meta.get("additional_info"))
+    mapping = _object(meta.get("mbid_mapping"))
     time = obj.get("listened_at", obj.get("timestamp"))
     return {
         "user_id": _text(obj.get("user_id")),

@@ -211,7 +211,11 @@ def _lazy(
                 rows_out = frame.get_column("_row").filter(unnamed).to_numpy()
                 problem = "a track without an artist name (after removing control characters)"
                 first = (int(rows_out[0]), problem)
-                bad_rows.add_many(name, rows_out, lambda first=first: first)
+
+                def first_bad(first: tuple[int, str] = first) -> tuple[int, str]:
+                    return first  # bound now: the default, not the loop's later value
+
+                bad_rows.add_many(name, rows_out, first_bad)
                 frame = frame.filter(~unnamed)
             yield frame.select(
                 pl.lit(user).alias("user"),

@@ -32,14 +32,14 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, cast
 
 from tastemaker.errors import DataError
 
 try:  # Python 3.14 ships it as compression.zstd
     from compression import zstd  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - the version this project runs today
-    from backports import zstd  # type: ignore[no-redef]
+    from backports import zstd
 
 # 1 MiB: the longest listen line seen in the real dumps is under 4 KB; a longer line is a
 # broken or hostile file, and the bound keeps one "line" from filling memory.
@@ -174,7 +174,7 @@ def _decompressed(raw: IO[bytes], name: str) -> IO[bytes]:
     """``raw`` decompressed as its name says (or as it is)."""
     kind = compression(name)
     if kind == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb")
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))  # a binary file object
     if kind == "zstd":
         return zstd.ZstdFile(raw, mode="rb")
     if kind == "bzip2":
@@ -260,11 +260,11 @@ def _tar_members(path: Path, wanted: Callable[[str], bool]) -> Iterator[tuple[st
         """Notes how the archive ends and refuses oversized metadata headers."""
 
         @classmethod
-        def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        def fromtarfile(cls, tar: tarfile.TarFile) -> BoundedTarInfo:
             buf = tar.fileobj.read(tarfile.BLOCKSIZE)
             try:
                 info = cls.frombuf(buf, tar.encoding, tar.errors)
-            except tarfile.EOFHeaderError:
+            except tarfile.EOFHeaderError:  # type: ignore[attr-defined]  # not in typeshed
                 ending["how"] = "marker"
                 raise
             except tarfile.HeaderError as exc:
@@ -275,12 +275,15 @@ def _tar_members(path: Path, wanted: Callable[[str], bool]) -> Iterator[tuple[st
                     f"damaged tar archive (a {info.size:,}-byte metadata header)", path=path
                 )
             info.offset = tar.fileobj.tell() - tarfile.BLOCKSIZE
-            return info._proc_member(tar)
+            return info._proc_member(tar)  # type: ignore[attr-defined]  # tarfile's own step
 
     last = "its start"
     with open_file(path) as stream:
         try:
-            archive = tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedTarInfo)  # noqa: SIM115
+            # Checked is a binary stream (read, close) that tarfile's stream mode reads
+            archive = tarfile.open(  # noqa: SIM115
+                fileobj=cast(IO[bytes], stream), mode="r|", tarinfo=BoundedTarInfo
+            )
         except tarfile.ReadError as exc:
             raise damaged(exc, str(path)) from None
         with archive:
@@ -293,7 +296,7 @@ def _tar_members(path: Path, wanted: Callable[[str], bool]) -> Iterator[tuple[st
                     break
                 last = member.name
                 # A streamed TarFile keeps every member it has seen; nothing here needs them.
-                archive.members.clear()
+                archive.members.clear()  # type: ignore[attr-defined]  # not in typeshed
                 if member.isfile() and wanted(plain_name(Path(member.name).name).lower()):
                     name = f"{path}:{member.name}"
                     try:
