@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -85,7 +85,8 @@ def tag_index(bundle: LoadedModel) -> TagIndex:
 def _build(bundle: LoadedModel) -> TagIndex:
     # The catalogue's metadata weights where it has them, else a ``tags`` model's own vectors
     # (a saved model's catalogue drops per-user assignments; that model learnt from them).
-    catalogue, model = bundle.model.catalogue_, bundle.model
+    catalogue = bundle.model.catalogue_
+    model: Any = bundle.model  # duck-typed: a ``tags`` model where it has item_tags
     metadata = catalogue.metadata
     if (metadata is None or metadata.item_tags.nnz == 0) and hasattr(model, "item_tags"):
         tags = [str(t) for t in model.tag_names_]
