@@ -110,14 +110,19 @@ def assert_same_model(loaded, model, data: Interactions) -> None:
     )
 
 
-def assert_refit_is_fresh(refitted, fresh, data: Interactions) -> None:
-    """A model fitted twice scores like one fitted once on the second data."""
+def assert_refit_is_fresh(refitted, fresh, data: Interactions, history_rtol: float = 1e-5) -> None:
+    """A model fitted twice scores like one fitted once on the second data.
+
+    ``history_rtol``: models whose fold-in is itself an optimisation (the NCF models' Adam
+    steps) amplify last-bit differences of the weights (another BLAS / OpenMP team width
+    between the two fits) into ~1e-3; state carried over from the first fit would be far
+    larger."""
     assert refitted.n_items_ == fresh.n_items_ == data.n_items
     users = np.arange(data.n_users)
     np.testing.assert_allclose(refitted.score(users), fresh.score(users), rtol=1e-5, atol=1e-6)
     history = data.user_items[:5]
     np.testing.assert_allclose(
-        refitted.score_history(history), fresh.score_history(history), rtol=1e-5, atol=1e-6
+        refitted.score_history(history), fresh.score_history(history), rtol=history_rtol, atol=1e-6
     )
 
 
