@@ -1,6 +1,7 @@
 """Approximate top-n for many users at once over a factor model's item vectors (faiss).
 
-The same norm-ranged index as the service's (``serving/retrieval.py``, which explains why):
+The norm-ranged index the service also searches (``serving/retrieval.py`` explains why), built
+once here (``build_tiers``):
 the ``head_items`` longest item vectors in an exact flat inner-product index, the rest in an
 HNSW graph, searched only for the users whose head results do not already beat the
 Cauchy-Schwarz bound of the tail. Here queries come in blocks (the nightly batch), so faiss
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,6 +32,55 @@ class IndexSettings:
     threads: int = 0  # 0: every core
 
 
+@dataclass
+class Tiers:
+    """The two tiers of a norm-ranged index: the ``head_items`` longest item vectors in an
+    exact flat inner-product index, the rest in an HNSW graph (``tail``; None when empty)."""
+
+    n_items: int
+    dim: int
+    head_items: np.ndarray
+    tail_items: np.ndarray
+    in_head: np.ndarray  # per item: True where it lives in the head tier
+    tail_max_norm: float  # the Cauchy-Schwarz bound of any tail score is this x |query|
+    head: Any
+    tail: Any
+    build_seconds: float
+
+
+def build_tiers(
+    model: FactorModel, head_items: int, hnsw_m: int, ef_construction: int, threads: int
+) -> Tiers:
+    """Both tiers over ``model.item_vectors()``, built with ``threads`` OpenMP threads (0:
+    every core; OpenMP counts are per calling thread, so this widens only the caller)."""
+    # faiss only for the approximate path (a native library most commands never load).
+    import faiss
+
+    vectors = np.ascontiguousarray(model.item_vectors(), dtype=np.float32)
+    n_items, dim = vectors.shape
+    norms = np.linalg.norm(vectors, axis=1)
+    order = np.argsort(-norms, kind="stable")
+    n_head = min(head_items, n_items)
+    head_ids = order[:n_head].astype(np.int64)
+    tail_ids = order[n_head:].astype(np.int64)
+    in_head = np.zeros(n_items, dtype=bool)
+    in_head[head_ids] = True
+    started = time.perf_counter()
+    faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
+    head = faiss.IndexFlatIP(dim)
+    head.add(vectors[head_ids])
+    tail = None
+    if len(tail_ids):
+        tail = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        tail.hnsw.efConstruction = ef_construction
+        tail.add(vectors[tail_ids])
+    return Tiers(
+        n_items, dim, head_ids, tail_ids, in_head,
+        float(norms[tail_ids[0]]) if len(tail_ids) else 0.0,
+        head, tail, time.perf_counter() - started,
+    )  # fmt: skip
+
+
 class BatchFactorIndex:
     """``BlockRanker`` over a norm-ranged faiss index of ``model.item_vectors()``."""
 
@@ -44,28 +95,13 @@ class BatchFactorIndex:
         self._faiss = faiss
         self.model = model
         self.settings = settings or IndexSettings()
-        faiss.omp_set_num_threads(self.settings.threads or os.cpu_count() or 1)
-        started = time.perf_counter()
-        vectors = np.ascontiguousarray(model.item_vectors(), dtype=np.float32)
-        self.n_items, self.dim = vectors.shape
-        norms = np.linalg.norm(vectors, axis=1)
-        order = np.argsort(-norms, kind="stable")
-        n_head = min(self.settings.head_items, self.n_items)
-        self.head_items = order[:n_head].astype(np.int64)
-        self.tail_items = order[n_head:].astype(np.int64)
-        self.in_head = np.zeros(self.n_items, dtype=bool)
-        self.in_head[self.head_items] = True
-        self.tail_max_norm = float(norms[self.tail_items[0]]) if len(self.tail_items) else 0.0
-        self.head = faiss.IndexFlatIP(self.dim)
-        self.head.add(vectors[self.head_items])
-        self.tail = None
-        if len(self.tail_items):
-            self.tail = faiss.IndexHNSWFlat(
-                self.dim, self.settings.hnsw_m, faiss.METRIC_INNER_PRODUCT
-            )
-            self.tail.hnsw.efConstruction = self.settings.ef_construction
-            self.tail.add(vectors[self.tail_items])
-        self.build_seconds = time.perf_counter() - started
+        tiers = build_tiers(model, self.settings.head_items, self.settings.hnsw_m,
+                            self.settings.ef_construction, self.settings.threads)  # fmt: skip
+        self.n_items, self.dim = tiers.n_items, tiers.dim
+        self.head_items, self.tail_items = tiers.head_items, tiers.tail_items
+        self.in_head = tiers.in_head
+        self.tail_max_norm, self.head, self.tail = tiers.tail_max_norm, tiers.head, tiers.tail
+        self.build_seconds = tiers.build_seconds
         self.tail_queries = 0
         self.queries = 0
 

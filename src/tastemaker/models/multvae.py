@@ -47,9 +47,7 @@ from tastemaker.models.torch_common import (
     WEIGHTS_FILE,
     check_device,
     epoch_progress,
-    loading_device,
-    meta_state,
-    read_checked_weights,
+    load_network,
     threads_for,
     write_weights,
 )
@@ -379,21 +377,5 @@ class MultVAE(WeightedInput, Recommender):
         write_weights(directory / WEIGHTS_FILE, self.net_, self.name)
 
     def _load_extra(self, directory: Path) -> None:
-        # Checksums were checked by load(); the tensors' names, shapes and dtypes are compared
-        # with the network the hyperparameters describe (on the meta device) before loading.
-        self.device_ = loading_device(directory, self.device)
-        trained_on, self.device = self.device, str(self.device_)
-        try:
-            self._check_params()
-        except UsageError as exc:
-            raise ArtifactError(
-                f"{directory}: bad hyperparameters in the manifest ({exc})"
-            ) from None
-        finally:
-            self.device = trained_on  # the hyperparameter stays as trained
         n_kept = len(self.kept_items_)
-        expected = meta_state(lambda: self._build_net(n_kept), directory)
-        state = read_checked_weights(directory / WEIGHTS_FILE, expected, self.name, self.device_)
-        net = self._build_net(n_kept).to(self.device_)
-        net.load_state_dict(state, strict=True)
-        self.net_ = net.eval()
+        self.net_ = load_network(self, directory, lambda: self._build_net(n_kept))

@@ -51,9 +51,7 @@ from tastemaker.models.torch_common import (
     check_device,
     console,
     epoch_progress,
-    loading_device,
-    meta_state,
-    read_checked_weights,
+    load_network,
     resolve_device,
     threads_for,
     write_weights,
@@ -339,25 +337,8 @@ class _NeuralRecommender(Recommender):
         write_weights(directory / WEIGHTS_FILE, self.net_, self.name)
 
     def _load_extra(self, directory: Path) -> None:
-        # Checked against the manifest's checksums by load(); safetensors runs no code. The
-        # tensors' names, shapes and dtypes are compared with the network the hyperparameters
-        # describe (built on the meta device: no memory) before anything is allocated.
-        self.device_ = loading_device(directory, self.device)
-        trained_on, self.device = self.device, str(self.device_)
-        try:
-            self._check_params()
-        except UsageError as exc:
-            raise ArtifactError(
-                f"{directory}: bad hyperparameters in the manifest ({exc})"
-            ) from None
-        finally:
-            self.device = trained_on  # the hyperparameter stays as trained
         n_users, n_items = self.user_items_.shape
-        expected = meta_state(lambda: self._build_net(n_users, n_items), directory)
-        state = read_checked_weights(directory / WEIGHTS_FILE, expected, self.name, self.device_)
-        net = self._new_net(n_users, n_items)
-        net.load_state_dict(state, strict=True)
-        self.net_ = net.eval()
+        self.net_ = load_network(self, directory, lambda: self._build_net(n_users, n_items))
 
 
 class _Weighted(WeightedInput, _NeuralRecommender):

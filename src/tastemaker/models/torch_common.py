@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from rich.console import Console
@@ -165,3 +167,30 @@ def meta_state(build, directory: Path) -> dict[str, torch.Tensor]:
         raise ArtifactError(
             f"{directory}: the hyperparameters describe no network ({exc})"
         ) from None
+
+
+Net = TypeVar("Net", bound=torch.nn.Module)
+
+
+def load_network(model: Any, directory: Path, build: Callable[[], Net]) -> Net:
+    """A saved PyTorch model's network (``model``: an NCF model or Mult-VAE being loaded).
+
+    The files were checked against the manifest's checksums by ``load()``; safetensors runs no
+    code. Here the device is resolved (a GPU-trained model loads on the CPU where there is no
+    GPU), the manifest's hyperparameters are checked, and the tensors' names, shapes and
+    dtypes are compared with the network ``build()`` describes, built on the meta device (no
+    memory), before anything is allocated.
+    """
+    model.device_ = loading_device(directory, model.device)
+    trained_on, model.device = model.device, str(model.device_)
+    try:
+        model._check_params()
+    except UsageError as exc:
+        raise ArtifactError(f"{directory}: bad hyperparameters in the manifest ({exc})") from None
+    finally:
+        model.device = trained_on  # the hyperparameter stays as trained
+    expected = meta_state(build, directory)
+    state = read_checked_weights(directory / WEIGHTS_FILE, expected, model.name, model.device_)
+    net = build().to(model.device_)
+    net.load_state_dict(state, strict=True)
+    return net.eval()

@@ -18,14 +18,13 @@ otherwise the HNSW tail is searched and merged. Heard items are excluded by over
 from __future__ import annotations
 
 import logging
-import os
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
+from tastemaker.models.ann import build_tiers
 from tastemaker.models.base import FactorModel, Recommender
 
 log = logging.getLogger("tastemaker.serving")
@@ -90,32 +89,16 @@ class FactorIndex:
         self._faiss = faiss
         self.model = model
         self.settings = settings or AnnSettings()
-        vectors = np.ascontiguousarray(model.item_vectors(), dtype=np.float32)
-        self.n_items, self.dim = vectors.shape
-        norms = np.linalg.norm(vectors, axis=1)
-        order = np.argsort(-norms, kind="stable")
-        n_head = min(self.settings.head_items, self.n_items)
-        self.head_items = order[:n_head].astype(np.int64)
-        self.tail_items = order[n_head:].astype(np.int64)
-        # Per item: True where it lives in the head tier (to count heard items per tier).
-        self.in_head = np.zeros(self.n_items, dtype=bool)
-        self.in_head[self.head_items] = True
-        self.tail_max_norm = float(norms[self.tail_items[0]]) if len(self.tail_items) else 0.0
-
-        started = time.perf_counter()
-        # OpenMP thread counts are per calling thread: this only widens the loading thread.
-        faiss.omp_set_num_threads(self.settings.build_threads or os.cpu_count() or 1)
-        self.head = faiss.IndexFlatIP(self.dim)
-        self.head.add(vectors[self.head_items])
-        self.tail = None
-        if len(self.tail_items):
-            self.tail = faiss.IndexHNSWFlat(
-                self.dim, self.settings.hnsw_m, faiss.METRIC_INNER_PRODUCT
-            )
-            self.tail.hnsw.efConstruction = self.settings.ef_construction
-            self.tail.add(vectors[self.tail_items])
+        # The loading thread builds with build_threads; searches then run single-threaded.
+        tiers = build_tiers(model, self.settings.head_items, self.settings.hnsw_m,
+                            self.settings.ef_construction, self.settings.build_threads)  # fmt: skip
+        self.n_items, self.dim = tiers.n_items, tiers.dim
+        self.head_items, self.tail_items = tiers.head_items, tiers.tail_items
+        self.in_head = tiers.in_head
+        self.tail_max_norm, self.head, self.tail = tiers.tail_max_norm, tiers.head, tiers.tail
+        if self.tail is not None:
             self.tail.hnsw.efSearch = self.settings.ef_search
-        self.build_seconds = time.perf_counter() - started
+        self.build_seconds = tiers.build_seconds
         self.searches = 0  # statistics only: unlocked increments may drop a count
         self.tail_searches = 0
         self.recall_at_10: float | None = None

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+from polars.io.plugins import register_io_source
 
 from tastemaker.data.readers.streams import MAX_LINE_BYTES
 from tastemaker.errors import DataError
@@ -338,6 +339,34 @@ def require_file(path: Path) -> None:
 
 
 # -- timestamps ---------------------------------------------------------------------------
+
+
+def lazy_frames(
+    frames: Callable[[], Iterator[pl.DataFrame]], schema: dict[str, pl.DataType]
+) -> pl.LazyFrame:
+    """A polars IO source over the frames a reader yields: the projection, predicate and row
+    limit polars pushes down are applied per frame, and reading stops once the limit is met."""
+
+    def source(
+        with_columns: list[str] | None,
+        predicate: pl.Expr | None,
+        n_rows: int | None,
+        batch_size: int | None,
+    ) -> Iterator[pl.DataFrame]:
+        remaining = n_rows
+        for frame in frames():
+            if predicate is not None:
+                frame = frame.filter(predicate)
+            if with_columns is not None:
+                frame = frame.select(with_columns)
+            if remaining is not None:
+                frame = frame.head(remaining)
+                remaining -= frame.height
+            yield frame
+            if remaining is not None and remaining <= 0:
+                return
+
+    return register_io_source(source, schema=schema, is_pure=True)
 
 
 def latest_listen() -> datetime:

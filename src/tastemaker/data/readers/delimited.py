@@ -28,13 +28,12 @@ skipped and counted under ``--on-bad-rows skip``; text fields are cleaned (``cle
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from polars.io.plugins import register_io_source
 
 from tastemaker.data.listens import conform
 from tastemaker.data.readers import (
@@ -48,6 +47,7 @@ from tastemaker.data.readers import (
     count_checks,
     count_value,
     first_line,
+    lazy_frames,
     needs_cleaning,
     parse_number,
     require_file,
@@ -205,27 +205,7 @@ def scan_text(
     Lines that are not UTF-8 or open a quote that never closes go to ``bad_rows``."""
     require_file(path)
     schema = {**table.schema, ROW: pl.Int64()}
-
-    def source(
-        with_columns: list[str] | None,
-        predicate: pl.Expr | None,
-        n_rows: int | None,
-        batch_size: int | None,
-    ) -> Iterator[pl.DataFrame]:
-        remaining = n_rows
-        for frame in text_frames(path, table, options, bad_rows):
-            if predicate is not None:
-                frame = frame.filter(predicate)
-            if with_columns is not None:
-                frame = frame.select(with_columns)
-            if remaining is not None:
-                frame = frame.head(remaining)
-                remaining -= frame.height
-            yield frame
-            if remaining is not None and remaining <= 0:
-                return
-
-    return register_io_source(source, schema=schema, is_pure=True)
+    return lazy_frames(lambda: text_frames(path, table, options, bad_rows), schema)
 
 
 def text_frames(

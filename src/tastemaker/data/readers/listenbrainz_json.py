@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from polars.io.plugins import register_io_source
 
 from tastemaker.data.listens import LISTENS_SCHEMA
 from tastemaker.data.readers import (
@@ -54,6 +53,7 @@ from tastemaker.data.readers import (
     clean_frame,
     epoch_to_datetime,
     first_line,
+    lazy_frames,
     time_bounds_ms,
 )
 from tastemaker.data.readers.streams import (
@@ -400,23 +400,4 @@ def _lazy(path: Path, options: ReaderOptions, bad_rows: BadRows) -> pl.LazyFrame
         except OSError as exc:
             raise cannot_read(exc, path) from None
 
-    def source(
-        with_columns: list[str] | None,
-        predicate: pl.Expr | None,
-        n_rows: int | None,
-        batch_size: int | None,
-    ) -> Iterator[pl.DataFrame]:
-        remaining = n_rows
-        for frame in batches():
-            if predicate is not None:
-                frame = frame.filter(predicate)
-            if with_columns is not None:
-                frame = frame.select(with_columns)
-            if remaining is not None:
-                frame = frame.head(remaining)
-                remaining -= frame.height
-            yield frame
-            if remaining is not None and remaining <= 0:
-                return
-
-    return register_io_source(source, schema=LISTENS_SCHEMA, is_pure=True)
+    return lazy_frames(batches, LISTENS_SCHEMA)

@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from polars.io.plugins import register_io_source
 
 from tastemaker.data.listens import LISTENS_SCHEMA
 from tastemaker.data.readers import (
@@ -58,6 +57,7 @@ from tastemaker.data.readers import (
     SourceData,
     bounds_text,
     clean_frame,
+    lazy_frames,
     require_file,
     time_bounds_ms,
 )
@@ -234,26 +234,7 @@ def _lazy(
                 pl.lit(None, dtype=pl.Utf8).alias("recording_msid"),
             )
 
-    def source(
-        with_columns: list[str] | None,
-        predicate: pl.Expr | None,
-        n_rows: int | None,
-        batch_size: int | None,
-    ) -> Iterator[pl.DataFrame]:
-        remaining = n_rows
-        for frame in frames():
-            if predicate is not None:
-                frame = frame.filter(predicate)
-            if with_columns is not None:
-                frame = frame.select(with_columns)
-            if remaining is not None:
-                frame = frame.head(remaining)
-                remaining -= frame.height
-            yield frame
-            if remaining is not None and remaining <= 0:
-                return
-
-    return register_io_source(source, schema=LISTENS_SCHEMA, is_pure=True)
+    return lazy_frames(frames, LISTENS_SCHEMA)
 
 
 def _plays(
