@@ -196,10 +196,10 @@ def test_a_model_saved_without_data_loads_only_with_its_own_catalogue(tmp_path):
     model = Popularity().fit(data)
     directory = model.save(tmp_path / "bare", data=False)
     assert not (directory / "data").exists()
-    loaded = Popularity.load(directory, catalogue=data, fingerprint=data.fingerprint)
+    loaded = Popularity.load(directory, interactions=data, fingerprint=data.fingerprint)
     np.testing.assert_array_equal(loaded.score(np.arange(3)), model.score(np.arange(3)))
     with pytest.raises(ArtifactError, match="other data"):
-        Popularity.load(directory, catalogue=other, fingerprint=other.fingerprint)
+        Popularity.load(directory, interactions=other, fingerprint=other.fingerprint)
 
 
 def test_recommend_ranks_only_within_items_and_never_returns_exclude(cluster_model, cluster_data):

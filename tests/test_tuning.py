@@ -465,7 +465,7 @@ def test_cli_writes_best_json_and_report(data_dir, tmp_path, capsys):
     assert {"validation", "test"} <= set(best["defaults"])
     assert best["params"]["alpha"] == 10 and best["params"]["factors"] == 8
     create_model(best["model"], **best["params"])  # feeds --params-file as is
-    from tastemaker.evaluation.protocol import read_params_file
+    from tastemaker.models.registry import read_params_file
 
     assert read_params_file(out)["als"] == best["params"]
     page = (report / "index.html").read_text()

@@ -67,7 +67,7 @@ def _spark_batch(model, model_dir, n, out, options, engine, force) -> None:
     from tastemaker.engines.spark_batch import spark_recommendations
 
     started = time.perf_counter()
-    with err_console.status(f"ranking {model.catalogue_.n_users:,} users on Spark"):
+    with err_console.status(f"ranking {model.interactions_.n_users:,} users on Spark"):
         rows = spark_recommendations(
             model,
             out,
@@ -80,7 +80,7 @@ def _spark_batch(model, model_dir, n, out, options, engine, force) -> None:
         )
     seconds = time.perf_counter() - started
     console.print(
-        f"top {n} (exact, Spark) for {model.catalogue_.n_users:,} users: {rows:,} rows in "
+        f"top {n} (exact, Spark) for {model.interactions_.n_users:,} users: {rows:,} rows in "
         f"{seconds:.1f} s -> {out}/part-*.parquet"
     )
 
@@ -99,7 +99,7 @@ def _local_batch(model, model_dir, n, out, options, force) -> None:
         console=err_console,
         transient=True,
     ) as progress:
-        task = progress.add_task("users", total=model.catalogue_.n_users)
+        task = progress.add_task("users", total=model.interactions_.n_users)
         summary = write_recommendations(
             model,
             out,

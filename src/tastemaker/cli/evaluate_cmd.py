@@ -310,8 +310,8 @@ def evaluate(
     """Evaluate models on held-out data (full ranking by default) and print a table."""
     thread_policy.request(threads)
     from tastemaker.evaluation.protocol import evaluate as run_evaluation
-    from tastemaker.evaluation.protocol import resolve_models
     from tastemaker.evaluation.splits import SPLITS
+    from tastemaker.models.registry import resolve_models
 
     if models is None:
         models = COLD_MODELS if split == "cold-items" else "popularity,als,itemknn,ease"

@@ -154,9 +154,8 @@ def radio(
 def _listens(data: Path, format: str | None, level: str):
     """The canonical listens of a raw source, a data set, or an ingested directory that kept
     its listens table; and the reader (for one-line errors while they are read)."""
-    from tastemaker.data.ingest import LISTENS_FILE
     from tastemaker.data.load import is_ingested, resolve_sources
-    from tastemaker.data.readers import read_sources
+    from tastemaker.data.readers import LISTENS_FILE, read_sources
 
     if is_ingested(data) and format is None:
         table = data / LISTENS_FILE
@@ -199,7 +198,8 @@ def evaluate_playlists(
     from tastemaker.cli.common import Output, claim_outputs
     from tastemaker.data.readers import reading
     from tastemaker.evaluation.playlist_task import playlist_task
-    from tastemaker.evaluation.protocol import RESULTS_KIND, resolve_models, write_json
+    from tastemaker.evaluation.protocol import RESULTS_KIND, write_json
+    from tastemaker.models.registry import resolve_models
 
     _check(n, None)
     if window_days < 1 or users < 1:

@@ -58,6 +58,12 @@ def read_model_manifest(directory: str | Path, verify: bool = True) -> dict:
     return read_manifest(directory, kind=MODEL_KIND, verify=verify)
 
 
+def recorded_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters as a manifest or a results file records them: JSON, with any value
+    JSON cannot hold written as its ``str``."""
+    return json.loads(json.dumps(params, default=str))
+
+
 class FactorModel:
     """Mixin for models whose score is an inner product of a user vector and an item vector.
 
@@ -177,7 +183,7 @@ class Recommender(ABC):
         self.n_items_ = interactions.n_items
         self.data_fingerprint_ = interactions.fingerprint
         # Vocabularies and item names travel with the model so a saved model can serve alone.
-        self.catalogue_ = dataclasses.replace(interactions, events=None, tags=None)
+        self.interactions_ = dataclasses.replace(interactions, events=None, tags=None)
         self._callback = callback
         try:
             # BLAS / OpenMP as wide as the cores free now (tastemaker.threads): a team wider
@@ -363,10 +369,11 @@ class Recommender(ABC):
         """Read what ``_save_extra`` wrote."""
 
     def save(self, directory: str | Path, data: bool = True) -> Path:
-        """Write the model directory atomically: manifest.json, model.npz, data/ (catalogue).
+        """Write the model directory atomically: manifest.json, model.npz, data/ (the training
+        interactions: vocabularies, names, metadata).
 
-        ``data=False`` leaves the catalogue out, for a model stored inside another that holds
-        the same data (the hybrid's generators): load it with ``catalogue=``.
+        ``data=False`` leaves data/ out, for a model stored inside another that holds
+        the same data (the hybrid's generators): load it with ``interactions=``.
         """
         self._check_fitted()
         directory = Path(directory)
@@ -375,14 +382,14 @@ class Recommender(ABC):
             if data:
                 data_dir = tmp / "data"
                 data_dir.mkdir()
-                self.catalogue_.write_into(data_dir)
+                self.interactions_.write_into(data_dir)
             self._save_extra(tmp)
             write_manifest(
                 tmp,
                 MODEL_KIND,
                 self.format_version,
                 model=self.name,
-                params=json.loads(json.dumps(self.get_params(), default=str)),
+                params=recorded_params(self.get_params()),
                 data_fingerprint=self.data_fingerprint_,
                 n_items=self.n_items_,
             )
@@ -406,13 +413,13 @@ class Recommender(ABC):
     def load(
         cls,
         directory: str | Path,
-        catalogue: Interactions | None = None,
+        interactions: Interactions | None = None,
         fingerprint: str | None = None,
     ) -> Self:
         """Load a directory written by ``save``: checks kind, model type, version, checksums,
         hyperparameters (names and types) and every array (shape, type, range) before use.
 
-        ``catalogue`` supplies the training data of a model saved with ``data=False``; its
+        ``interactions`` supplies the training data of a model saved with ``data=False``; its
         ``fingerprint`` (as the enclosing model's manifest records it) must match this model's.
         """
         directory = Path(directory)
@@ -425,24 +432,24 @@ class Recommender(ABC):
         data_fingerprint = manifest.get("data_fingerprint")
         if not isinstance(data_fingerprint, str):
             raise ArtifactError(f"{directory}: the manifest has no data_fingerprint")
-        if catalogue is None:
+        if interactions is None:
             # The parent manifest's checksums cover data/ (its manifest too): checked above.
-            catalogue = Interactions.load(directory / "data", verify=False)
-            if catalogue.fingerprint != data_fingerprint:
+            interactions = Interactions.load(directory / "data", verify=False)
+            if interactions.fingerprint != data_fingerprint:
                 raise ArtifactError(f"{directory}: data/ is not the data the model was trained on")
         elif fingerprint != data_fingerprint:
             raise ArtifactError(f"{directory}: the model was trained on other data")
-        if manifest.get("n_items", catalogue.n_items) != catalogue.n_items:
+        if manifest.get("n_items", interactions.n_items) != interactions.n_items:
             raise ArtifactError(
                 f"{directory}: the manifest says {short_repr(manifest.get('n_items'))} items, "
-                f"the catalogue has {catalogue.n_items}"
+                f"the training data has {interactions.n_items}"
             )
-        model.user_items_ = catalogue.user_items
-        model.n_items_ = catalogue.n_items
+        model.user_items_ = interactions.user_items
+        model.n_items_ = interactions.n_items
         model.data_fingerprint_ = data_fingerprint
-        model.catalogue_ = catalogue
+        model.interactions_ = interactions
         arrays = load_arrays(directory / "model.npz")
-        dims = {"users": catalogue.n_users, "items": catalogue.n_items}
+        dims = {"users": interactions.n_users, "items": interactions.n_items}
         try:
             dims.update(model._state_dims())
             check_arrays(arrays, model._state_spec(), directory / "model.npz", dims)

@@ -637,7 +637,7 @@ class Hybrid(Recommender):
         self.generators_ = {
             name: model_class(name).load(
                 directory / "generators" / name,
-                catalogue=self.catalogue_,
+                interactions=self.interactions_,
                 fingerprint=self.data_fingerprint_,
             )
             for name in self._generator_names

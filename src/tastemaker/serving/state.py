@@ -60,7 +60,7 @@ class LoadedModel:
         return not isinstance(self.model, Popularity)
 
     def user_index(self, user_id: str) -> int | None:
-        index = self.model.catalogue_.users.get(user_id)
+        index = self.model.interactions_.users.get(user_id)
         return index if index >= 0 else None
 
     def user_history(self, user: int) -> sp.csr_matrix:
@@ -171,11 +171,11 @@ def load_bundle(directory: str | Path, settings: ServeSettings) -> LoadedModel:
                 _ann_settings(settings),
                 settings.ann_recall_users,
             ),
-            catalogue=Catalogue(model.catalogue_, model),
+            catalogue=Catalogue(model.interactions_, model),
             _unit_vectors=_unit_item_vectors(model),
         )
         validate(bundle, settings)
-        model.catalogue_.users.get("")  # build the id lookup now, not on the first request
+        model.interactions_.users.get("")  # build the id lookup now, not on the first request
     except TastemakerError:
         raise
     except Exception as exc:  # untrusted files: whatever breaks, say so in one line

@@ -754,8 +754,10 @@ def _relative(new: float, old: float) -> float | None:
     return (new - old) / old if old else None
 
 
-def _json_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Model parameters that JSON can carry exactly: plain values and lists of them."""
+def _replayable_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters best.json carries: only values JSON holds exactly (plain values and
+    lists of them), so that ``--params-file best.json`` rebuilds the same model; others are
+    left out (unlike ``recorded_params``, which writes them as strings)."""
     plain = (str, int, float, bool, type(None))
     out: dict[str, Any] = {}
     for name, value in params.items():
@@ -815,11 +817,11 @@ def tune(
     return TuneResult(
         config=config,
         study=study,
-        params=_json_params(full),
+        params=_replayable_params(full),
         validation=float(best.value),
         test=float(tested[metric]),
         test_metrics=tested,
-        default_params=_json_params(full_defaults),
+        default_params=_replayable_params(full_defaults),
         default_validation=default_validation,
         default_test=float(default_tested[metric]),
         default_test_metrics=default_tested,

@@ -131,13 +131,9 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if not path.exists():
         raise DataError("no such file or directory", path=path)
-    if (
-        path.is_dir()
-        and (path / "manifest.json").is_file()
-        and not (path / INGESTED_LISTENS).exists()
-    ):
+    if path.is_dir() and (path / "manifest.json").is_file() and not (path / LISTENS_FILE).exists():
         raise DataError(
-            f"an ingested directory without {INGESTED_LISTENS}, so it cannot be read again as "
+            f"an ingested directory without {LISTENS_FILE}, so it cannot be read again as "
             "listens; ingest its sources again (add --listens to keep the table)",
             path=path,
         )
@@ -161,27 +157,24 @@ def read_source(
     path = Path(path)
     if not path.exists():
         raise DataError("no such file or directory", path=path)
-    if (
-        format is None
-        and (path / INGESTED_LISTENS).is_file()
-        and (path / "manifest.json").is_file()
-    ):
+    if format is None and (path / LISTENS_FILE).is_file() and (path / "manifest.json").is_file():
         return _read_ingested(path)
     name = format or detect_format(path)
     return reader_module(name).read(path, options or ReaderOptions())
 
 
-INGESTED_LISTENS = "listens.parquet"
+# The listens table of an ingested directory (written by ``data.ingest``).
+LISTENS_FILE = "listens.parquet"
 
 
 def _is_ingested(path: Path) -> bool:
-    return (path / INGESTED_LISTENS).is_file() and (path / "manifest.json").is_file()
+    return (path / LISTENS_FILE).is_file() and (path / "manifest.json").is_file()
 
 
 def _read_ingested(path: Path) -> SourceData:
     from tastemaker.data.listens import LISTENS_SCHEMA, conform
 
-    listens = path / INGESTED_LISTENS
+    listens = path / LISTENS_FILE
     try:
         names = pl.scan_parquet(listens).collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as exc:
