@@ -29,7 +29,7 @@ from tastemaker.data.interactions import Interactions
 from tastemaker.data.listens import LISTENS_SCHEMA, conform, interactions_from_listens
 from tastemaker.engines.java import bundled_java_home, java_configured, java_for_spark
 from tastemaker.errors import DataError, UsageError
-from tastemaker.models.als import ALS, check_positive
+from tastemaker.models.als import ALS
 
 DEFAULT_MASTER = "local[*]"
 
@@ -331,7 +331,6 @@ class SparkALS(ALS):
     def _fit(self, interactions: Interactions) -> None:
         import pyarrow as pa
 
-        check_positive(self, factors=self.factors, iterations=self.iterations, alpha=self.alpha)
         weighted = self._fit_weighting(interactions.user_items).tocoo()
         n_users, n_items = weighted.shape
         mean_per_row = weighted.nnz / max(1, len(np.unique(weighted.row)))

@@ -40,6 +40,7 @@ from tastemaker.data.metadata.coverage import has_item_tags
 from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models.base import Recommender, single_blas_thread
 from tastemaker.models.features import FEATURE_GROUPS, Candidates, FeatureBuilder, gather
+from tastemaker.models.params import at_least, between
 from tastemaker.models.sessions import restrict_events
 from tastemaker.models.validation import check_lightgbm_text, holdout_split
 from tastemaker.ranking import mask_rows
@@ -249,6 +250,7 @@ class Hybrid(Recommender):
     """
 
     name = "hybrid"
+    param_rules = {"candidates": at_least(1), "valid_fraction": between(0, 1, True, True)}
 
     def __init__(
         self,
@@ -339,10 +341,6 @@ class Hybrid(Recommender):
 
     # -- fitting ---------------------------------------------------------------------------
     def _fit(self, interactions: Interactions) -> None:
-        if self.candidates < 1:
-            raise UsageError("hybrid: candidates must be at least 1")
-        if not 0.0 < self.valid_fraction < 1.0:
-            raise UsageError("hybrid: valid_fraction must be between 0 and 1")
         self.fit_seconds_: dict[str, float] = {}
         names = self._active_generators(interactions)
         groups = self._feature_groups()

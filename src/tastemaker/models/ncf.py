@@ -20,7 +20,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -46,6 +48,7 @@ from tastemaker.models.ncf_training import (
     validation_ndcg,
     warm_start,
 )
+from tastemaker.models.params import WIDTHS, Param, at_least, between, one_of, positive
 from tastemaker.models.torch_common import (
     WEIGHTS_FILE,
     check_device,
@@ -80,7 +83,7 @@ class _NeuralRecommender(Recommender):
     """Shared training, scoring, fold-in and persistence for the PyTorch models."""
 
     format_version = 1
-    # Every subclass takes at least these hyperparameters (set by _set_params).
+    # Every subclass takes at least these hyperparameters.
     factors: int
     epochs: int
     learning_rate: float
@@ -94,42 +97,25 @@ class _NeuralRecommender(Recommender):
     net_: NCFNet
     device_: torch.device
 
-    # -- construction ------------------------------------------------------------------------
-    def _set_params(self, arguments: dict[str, object]) -> None:
-        """Store the constructor's arguments (its ``locals()``) as hyperparameters."""
-        for name in self.param_names():
-            value = arguments[name]
-            if name == "layers" and isinstance(value, list | tuple):
-                value = tuple(value)  # a list from JSON or the command line
-            setattr(self, name, value)
+    param_rules: ClassVar[Mapping[str, Param]] = {
+        "factors": positive(integer=True),
+        "epochs": positive(integer=True),
+        "negatives": positive(integer=True),
+        "batch_size": positive(integer=True),
+        "learning_rate": positive(),
+        "regularization": at_least(0),
+        "patience": at_least(0, note="0 turns early stopping off"),
+        "loss": one_of(*LOSSES),
+    }
 
     def _build_net(self, n_users: int, n_items: int) -> NCFNet:
         raise NotImplementedError
 
     def _check_params(self) -> None:
-        positive = ("factors", "epochs", "negatives", "batch_size")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise UsageError(f"{self.name}: {name} must be a positive integer, not {value!r}")
-        if not self.learning_rate > 0:
-            raise UsageError(f"{self.name}: learning_rate must be > 0")
-        if self.regularization < 0:
-            raise UsageError(f"{self.name}: regularization must be >= 0")
-        if self.patience < 0:
-            raise UsageError(f"{self.name}: patience must be >= 0 (0 turns early stopping off)")
-        if self.loss not in LOSSES:
-            raise UsageError(f"{self.name}: loss must be one of {LOSSES}, not {self.loss!r}")
-        layers = getattr(self, "layers", (1,))
-        if not layers or not all(isinstance(w, int | np.integer) and w >= 1 for w in layers):
-            raise UsageError(f"{self.name}: layers must be positive integer widths, not {layers}")
-        if not 0.0 <= getattr(self, "dropout", 0.0) < 1.0:
-            raise UsageError(f"{self.name}: dropout must be in [0, 1)")
         check_device(self.name, self.device)
 
     # -- fitting -----------------------------------------------------------------------------
     def _fit(self, interactions: Interactions) -> None:
-        self._check_params()
         self.device_ = resolve_device(self.device)
         matrix = interactions.user_items
         for attr in ("net_", "seed_table_"):
@@ -359,6 +345,10 @@ class _Weighted(WeightedInput, _NeuralRecommender):
         self._set_weighting_state(arrays)
 
 
+# The MLP tower's hyperparameters (MLP, NeuMF).
+TOWER_RULES = {"layers": WIDTHS, "dropout": between(0, 1, high_open=True)}
+
+
 class GMF(_Weighted, FactorModel):
     """Generalised matrix factorisation, trained with sampled negatives (NCF paper, 3.2)."""
 
@@ -381,7 +371,19 @@ class GMF(_Weighted, FactorModel):
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        self._set_params(locals())
+        self.factors = factors
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.negatives = negatives
+        self.regularization = regularization
+        self.weighting = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.batch_size = batch_size
+        self.loss = loss
+        self.patience = patience
+        self.seed = seed
+        self.device = device
 
     def _build_net(self, n_users: int, n_items: int) -> NCFNet:
         return GMFNet(n_users, n_items, self.factors)
@@ -415,6 +417,7 @@ class MLP(_Weighted):
     """A ReLU tower on the concatenated user and item embeddings (NCF paper, 3.3)."""
 
     name = "mlp"
+    param_rules = TOWER_RULES
     layers: tuple[int, ...]
     dropout: float
 
@@ -436,7 +439,21 @@ class MLP(_Weighted):
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        self._set_params(locals())
+        self.factors = factors
+        self.layers = tuple(layers) if isinstance(layers, list | tuple) else layers
+        self.dropout = dropout
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.negatives = negatives
+        self.regularization = regularization
+        self.weighting = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.batch_size = batch_size
+        self.loss = loss
+        self.patience = patience
+        self.seed = seed
+        self.device = device
 
     def _build_net(self, n_users: int, n_items: int) -> NCFNet:
         return MLPNet(n_users, n_items, self.factors, self.layers, self.dropout)
@@ -450,6 +467,7 @@ class NeuMF(_Weighted):
     """
 
     name = "neumf"
+    param_rules = TOWER_RULES
     layers: tuple[int, ...]
     dropout: float
     pretrain: bool
@@ -473,7 +491,22 @@ class NeuMF(_Weighted):
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        self._set_params(locals())
+        self.factors = factors
+        self.layers = tuple(layers) if isinstance(layers, list | tuple) else layers
+        self.dropout = dropout
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.negatives = negatives
+        self.regularization = regularization
+        self.weighting = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.batch_size = batch_size
+        self.loss = loss
+        self.patience = patience
+        self.pretrain = pretrain
+        self.seed = seed
+        self.device = device
 
     def _build_net(self, n_users: int, n_items: int) -> NCFNet:
         return NeuMFNet(n_users, n_items, self.factors, self.layers, self.dropout)
@@ -519,6 +552,7 @@ class NCFSeed(_NeuralRecommender):
     """
 
     name = "ncf-seed"
+    param_rules = {"layers": WIDTHS}
     net_: SeedNet
     layers: tuple[int, ...]
     samples_per_epoch: int
@@ -539,7 +573,18 @@ class NCFSeed(_NeuralRecommender):
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        self._set_params(locals())
+        self.factors = factors
+        self.layers = tuple(layers) if isinstance(layers, list | tuple) else layers
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.negatives = negatives
+        self.samples_per_epoch = samples_per_epoch
+        self.regularization = regularization
+        self.batch_size = batch_size
+        self.loss = loss
+        self.patience = patience
+        self.seed = seed
+        self.device = device
 
     def _check_params(self) -> None:
         super()._check_params()

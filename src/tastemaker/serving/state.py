@@ -22,7 +22,6 @@ from tastemaker.artifacts import MANIFEST
 from tastemaker.errors import ArtifactError, TastemakerError
 from tastemaker.models import load_model
 from tastemaker.models.base import FactorModel, Recommender, read_model_manifest
-from tastemaker.models.popularity import Popularity
 from tastemaker.serving.catalogue import Catalogue
 from tastemaker.serving.retrieval import AnnSettings, ExactRetriever, FactorIndex, build_retriever
 from tastemaker.serving.settings import ServeSettings
@@ -57,7 +56,7 @@ class LoadedModel:
 
     @property
     def personalised(self) -> bool:
-        return not isinstance(self.model, Popularity)
+        return self.model.personalised
 
     def user_index(self, user_id: str) -> int | None:
         index = self.model.interactions_.users.get(user_id)
