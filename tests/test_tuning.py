@@ -24,16 +24,11 @@ from tastemaker.errors import UsageError
 from tastemaker.evaluation.splits import random_split
 from tastemaker.models import create_model, model_class
 from tastemaker.tuning import search as search_module
-from tastemaker.tuning.search import (
-    SearchConfig,
-    finished,
-    run_search,
-    score_metric,
-    tune,
-    validation_folds,
-    write_best,
-)
+from tastemaker.tuning.config import SearchConfig
+from tastemaker.tuning.search import run_search, tune, write_best
 from tastemaker.tuning.spaces import load_space, load_space_text, shipped_spaces
+from tastemaker.tuning.study import finished
+from tastemaker.tuning.trials import score_metric, validation_folds
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS_WITH_SPACES = ("als", "bpr", "itemknn", "userknn", "ease", "rp3beta", "gmf", "mlp", "neumf")

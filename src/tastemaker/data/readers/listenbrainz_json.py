@@ -44,18 +44,8 @@ from typing import Any
 import polars as pl
 
 from tastemaker.data.listens import LISTENS_SCHEMA
-from tastemaker.data.readers import (
-    BadRows,
-    ReaderOptions,
-    SourceData,
-    bounds_text,
-    cannot_read,
-    clean_frame,
-    epoch_to_datetime,
-    first_line,
-    lazy_frames,
-    time_bounds_ms,
-)
+from tastemaker.data.readers import ReaderOptions, SourceData, cannot_read, first_line, lazy_frames
+from tastemaker.data.readers.rows import BadRows, bounds_text, epoch_to_datetime, time_bounds_ms
 from tastemaker.data.readers.streams import (
     ARCHIVE_SUFFIXES,
     BLOCK_BYTES,
@@ -65,6 +55,7 @@ from tastemaker.data.readers.streams import (
     members,
     plain_name,
 )
+from tastemaker.data.readers.text import clean_frame
 from tastemaker.errors import DataError
 
 NAME = "listenbrainz-json"
