@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": FOUNDATION | {"data", "models", "playlists"},
     "tuning": FOUNDATION | {"data", "models", "playlists", "evaluation"},
     "engines": FOUNDATION | {"data", "models"},
+    "testing": FOUNDATION | {"data", "models"},  # the public model contract checks
     "serving": FOUNDATION | {"data", "models", "playlists", "(root)"},
     "cli": None,  # everything
     "(root)": set(),

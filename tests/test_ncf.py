@@ -14,15 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 
-from model_checks import (
-    assert_batch_equals_one_by_one,
-    assert_factor_vectors_reproduce_scores,
-    assert_refit_is_fresh,
-    assert_same_model,
-    assert_similar_items_exclude_the_item,
-    clusters,
-    fold_in_overlap,
-)
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models import create_model, load_model
@@ -35,6 +26,15 @@ from tastemaker.models.ncf_training import (
 )
 from tastemaker.models.torch_common import WEIGHTS_FILE
 from tastemaker.models.validation import holdout_split, ndcg_at_k
+from tastemaker.testing import (
+    assert_batch_equals_one_by_one,
+    assert_factor_vectors_reproduce_scores,
+    assert_refit_is_fresh,
+    assert_same_model,
+    assert_similar_items_exclude_the_item,
+    clusters,
+    fold_in_overlap,
+)
 
 # Small, fast settings: CPU, no inner validation unless a test asks for it.
 FAST = {
