@@ -200,9 +200,7 @@ def assert_factor_vectors_reproduce_scores(
     )
 
 
-def assert_ranks_the_withheld_item_first(
-    model: Recommender, by_taste: bool | None = None
-) -> None:
+def assert_ranks_the_withheld_item_first(model: Recommender, by_taste: bool | None = None) -> None:
     """On ``checkerboard()`` (``model`` fitted on it): lists of the right shape, unheard
     items only, best first; a model that ranks by taste (``by_taste``, by default its
     ``personalised``) ranks each user's withheld item first, for the trained user and for the

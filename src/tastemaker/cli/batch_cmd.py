@@ -12,6 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tastemaker.cli.common import EngineOptions, Output, claim_outputs, console, err_console
 from tastemaker.errors import UsageError
+from tastemaker.models import load_model
+from tastemaker.models.base import FactorModel
 
 if TYPE_CHECKING:
     from tastemaker.models.base import Recommender
@@ -37,7 +39,6 @@ def run_batch(
     force: bool,
 ) -> None:
     """Write every training user's top-n of the model in ``model_dir`` to ``out``."""
-    from tastemaker.models import load_model
     from tastemaker.models.batch import RECOMMENDATIONS_KIND
 
     if out is None:
@@ -120,7 +121,6 @@ def _local_batch(model, model_dir, n, out, options, force) -> None:
 
 def _faiss_ranker(model: Recommender, ef_search: int):
     from tastemaker.models.ann import BatchFactorIndex, IndexSettings
-    from tastemaker.models.base import FactorModel
 
     if not isinstance(model, FactorModel):
         raise UsageError(

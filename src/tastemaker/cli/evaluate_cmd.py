@@ -27,6 +27,7 @@ from tastemaker.cli.common import (
     write_results,
 )
 from tastemaker.errors import UsageError
+from tastemaker.models.registry import resolve_models
 
 KOpt = Annotated[
     list[str],
@@ -311,7 +312,6 @@ def evaluate(
     thread_policy.request(threads)
     from tastemaker.evaluation.protocol import evaluate as run_evaluation
     from tastemaker.evaluation.splits import SPLITS
-    from tastemaker.models.registry import resolve_models
 
     if models is None:
         models = COLD_MODELS if split == "cold-items" else "popularity,als,itemknn,ease"

@@ -26,6 +26,9 @@ from tastemaker.cli.common import (
     option_groups,
 )
 from tastemaker.errors import UsageError
+from tastemaker.models import load_model
+from tastemaker.models.base import MODEL_KIND
+from tastemaker.models.registry import fit_model, resolve_models
 
 ModelDirArg = Annotated[Path, typer.Argument(help="A model directory written by train.")]
 NOpt = Annotated[int, typer.Option("--n", help="How many items to list (1 to 1000).")]
@@ -54,15 +57,11 @@ def train(
 ) -> None:
     """Fit one model on all the data and save it (manifest + arrays, no pickle)."""
     thread_policy.request(threads)
-    from tastemaker.models.registry import fit_model, resolve_models
-
     if out is None:
         raise UsageError("--out: give the model directory to write")
     ((name, params),) = resolve_models([model], param or [], params_file or [], default_model=model)
     if engine_options.engine == "spark" and name != "als":
         raise UsageError(f"--engine spark trains only 'als'; {name!r} runs with --engine local")
-    from tastemaker.models.base import MODEL_KIND
-
     claim_outputs(force, [data, *(params_file or [])], Output("--out", out, MODEL_KIND))
     factory = engine_options.model_factory()
     interactions = data_options.load(data)
@@ -88,8 +87,6 @@ def _check_n(n: int) -> None:
 
 
 def _load(model_dir: Path):
-    from tastemaker.models import load_model
-
     return load_model(model_dir)
 
 

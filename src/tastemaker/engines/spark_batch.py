@@ -57,6 +57,7 @@ def _ranker(item_factors: Any, item_ids: Any, n: int, exclude_heard: bool):
     """The function Spark's ``mapInArrow`` runs on each partition's batches of users."""
 
     def rank(batches):
+        # Imported where Spark's Python workers run this function (it is shipped to them).
         import pyarrow as pa
         import scipy.sparse as sp
 

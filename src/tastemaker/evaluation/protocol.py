@@ -33,6 +33,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from tastemaker.artifacts import atomic_write_json
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import UsageError
 from tastemaker.evaluation.classification import classification_view
@@ -332,6 +333,4 @@ RESULTS_KIND = "results"
 def write_json(result: dict[str, Any], path: str | Path, force: bool = False) -> None:
     """Write an evaluation result atomically; it replaces only a results file tastemaker
     wrote, unless ``force`` (see ``tastemaker.artifacts.check_output``)."""
-    from tastemaker.artifacts import atomic_write_json
-
     atomic_write_json(path, result, RESULTS_KIND, force=force)

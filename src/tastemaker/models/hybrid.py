@@ -41,6 +41,7 @@ from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models.base import Recommender, single_blas_thread
 from tastemaker.models.features import FEATURE_GROUPS, Candidates, FeatureBuilder, gather
 from tastemaker.models.params import at_least, between
+from tastemaker.models.registry import MODELS, create_model, model_class
 from tastemaker.models.sessions import restrict_events
 from tastemaker.models.validation import check_lightgbm_text, holdout_split
 from tastemaker.ranking import mask_rows
@@ -291,8 +292,6 @@ class Hybrid(Recommender):
         return {**DEFAULT_GENERATOR_PARAMS.get(name, {}), **params.get(name, {})}
 
     def _make_generator(self, name: str) -> Recommender:
-        from tastemaker.models import create_model, model_class
-
         if name == self.name:
             raise UsageError("hybrid: a hybrid cannot be its own generator")
         params = self._params_for(name)
@@ -577,8 +576,6 @@ class Hybrid(Recommender):
         }
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        from tastemaker.models import MODELS
-
         active = [str(g) for g in arrays["feat_active"]]
         group_arrays = {
             "neighbours": "feat_neighbour_sim_indptr",
@@ -618,8 +615,6 @@ class Hybrid(Recommender):
             generator.save(directory / "generators" / name, data=False)
 
     def _load_extra(self, directory: Path) -> None:
-        from tastemaker.models import model_class
-
         self.booster_ = None
         if self._has_ranker:
             import lightgbm as lgb

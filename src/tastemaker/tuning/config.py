@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tastemaker.errors import UsageError
+from tastemaker.models import model_class
 from tastemaker.tuning.spaces import SearchSpace
 
 SEARCHES = ("optuna", "grid", "random")
@@ -84,8 +85,6 @@ class SearchConfig:
         if self.timeout is not None and not self.timeout > 0:
             raise UsageError(f"--timeout must be a positive number of seconds; got {self.timeout}")
         parse_metric(self.metric)
-        from tastemaker.models import model_class
-
         self.space.check_model(self.model, None)
         self.space.check_model(self.model, model_class(self.model).param_names())
         if self.search == "grid":

@@ -34,8 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from tastemaker.artifacts import atomic_write_json
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import TastemakerError
+from tastemaker.evaluation.protocol import evaluate_split
+from tastemaker.evaluation.splits import random_split
+from tastemaker.models import create_model
 from tastemaker.tuning.config import SearchConfig, parse_metric
 from tastemaker.tuning.study import (
     enqueue_pending,
@@ -143,8 +147,6 @@ def run_search(
     """
     import optuna
     from optuna.trial import TrialState
-
-    from tastemaker.models import create_model
 
     if folds is None:
         folds = validation_folds(train, config.folds, config.seed, config.validation_repeats)
@@ -329,8 +331,6 @@ def _replayable_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def _test_evaluation(model: str, params: dict[str, Any], split: Any, metric: str) -> dict:
     """Fit on the outer training part, evaluate on its test part (the evaluation protocol)."""
-    from tastemaker.evaluation.protocol import evaluate_split
-
     _, k = parse_metric(metric)
     result = evaluate_split((model, params), split, ks=sorted({k, 10}))
     return dict(result["metrics"])
@@ -344,9 +344,6 @@ def tune(
 ) -> TuneResult:
     """Search on validation carved from the default protocol's training part, then evaluate
     the best parameters and the defaults once on its test part."""
-    from tastemaker.evaluation.splits import random_split
-    from tastemaker.models import create_model
-
     started = time.perf_counter()
     outer = random_split(interactions)  # the default protocol, exactly (seed 0)
     folds = validation_folds(outer.train, config.folds, config.seed, config.validation_repeats)
@@ -397,8 +394,6 @@ def tune(
 def write_best(path: str | Path, result: TuneResult, force: bool = False) -> Path:
     """Write best.json atomically; it replaces only a best.json tastemaker wrote, unless
     ``force`` (see ``tastemaker.artifacts.check_output``)."""
-    from tastemaker.artifacts import atomic_write_json
-
     path = Path(path)
     atomic_write_json(path, result.to_json(), BEST_KIND, force=force)
     return path

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import tastemaker.threads as thread_policy
+from tastemaker.artifacts import file_lock
 from tastemaker.errors import UsageError
 from tastemaker.tuning.config import SearchConfig
 
@@ -37,8 +39,6 @@ def study_lock(config: SearchConfig) -> Iterator[None]:
     """Let one run at a time open the study (create it, record its configuration, queue its
     first trials) where the storage is a SQLite file, so that runs started together join
     one study instead of racing; a database server's transactions are left to it."""
-    from tastemaker.artifacts import file_lock
-
     path = storage_path(config.storage)
     if path is None:
         yield
@@ -215,8 +215,6 @@ def thread_limits(threads: int) -> Iterator[None]:
     threads that spin-wait for a core make small fits many times slower than one thread.
     """
     import sys
-
-    import tastemaker.threads as thread_policy
 
     torch = sys.modules.get("torch")
     torch_threads = torch.get_num_threads() if torch is not None else None

@@ -11,6 +11,16 @@ import numpy as np
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import UsageError
+from tastemaker.evaluation.metrics import (
+    batch_rows,
+    hits_of,
+    per_user_metrics,
+    ranking_metrics,
+    score_users,
+)
+from tastemaker.evaluation.splits import random_split, user_kfold
+from tastemaker.models import create_model, model_class
+from tastemaker.ranking import mask_rows, top_n
 from tastemaker.tuning.config import parse_metric
 
 # Iterations (or epochs) at which the first validation fold is scored for pruning.
@@ -30,8 +40,6 @@ def validation_folds(train: Interactions, folds: int = 1, seed: int = 0, repeats
     that one ``seed``'s repeats are not another's first split); ``folds >= 2``: user K-fold
     inside training.
     """
-    from tastemaker.evaluation.splits import random_split, user_kfold
-
     if folds == 1:
         return [
             random_split(train, test_fraction=0.2, min_items=5, seed=seed + 1 + 1000 * repeat)
@@ -47,15 +55,6 @@ def score_metric(model: Any, split: Any, metric: str, users: np.ndarray | None =
     Per-user metrics use the evaluation module's top-k building blocks directly (no AUC sort
     of every score row, which is most of the cost); AUC goes through ``ranking_metrics``.
     """
-    from tastemaker.evaluation.metrics import (
-        batch_rows,
-        hits_of,
-        per_user_metrics,
-        ranking_metrics,
-        score_users,
-    )
-    from tastemaker.ranking import mask_rows, top_n
-
     name, k = parse_metric(metric)
     if name == "auc" or split.sampled:
         key = "auc" if name == "auc" else metric
@@ -104,8 +103,6 @@ class PruningMonitor:
 
 def with_seed(model: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
     """``params`` plus ``seed`` when the model takes one and the space did not set it."""
-    from tastemaker.models import model_class
-
     if "seed" in model_class(model).param_names() and "seed" not in params:
         return {**params, "seed": seed}
     return dict(params)
@@ -124,8 +121,6 @@ def evaluate_params(
     iterations and raises ``optuna.TrialPruned`` when the pruner says so.
     """
     import optuna
-
-    from tastemaker.models import create_model
 
     values = []
     for index, split in enumerate(folds):

@@ -30,6 +30,7 @@ import polars as pl
 import pyarrow as pa
 from polars.io.plugins import register_io_source
 
+from tastemaker.data.listens import LISTENS_SCHEMA, conform
 from tastemaker.data.readers.streams import MAX_LINE_BYTES
 from tastemaker.errors import DataError
 
@@ -149,8 +150,6 @@ def _is_ingested(path: Path) -> bool:
 
 
 def _read_ingested(path: Path) -> SourceData:
-    from tastemaker.data.listens import LISTENS_SCHEMA, conform
-
     listens = path / LISTENS_FILE
     try:
         names = pl.scan_parquet(listens).collect_schema().names()
