@@ -40,8 +40,10 @@ from tastemaker.data.load import load_interactions
 from tastemaker.data.synth import synthesize
 from tastemaker.evaluation.splits import random_split
 from tastemaker.models import create_model
-from tastemaker.tuning.search import SearchConfig, score_metric, tune
+from tastemaker.tuning.config import SearchConfig
+from tastemaker.tuning.search import tune
 from tastemaker.tuning.spaces import load_space
+from tastemaker.tuning.trials import score_metric
 
 HETREC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hetrec2011-lastfm-2k"
 METRIC = "ndcg@10"

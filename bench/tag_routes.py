@@ -67,7 +67,7 @@ def main() -> None:
     data = tagged_catalogue(args.cells, args.tags, seed=0)
     print(f"{data.n_items:,} items, {data.metadata.item_tags.nnz:,} item-tag cells")
     started = time.perf_counter()
-    index = TagIndex.from_catalogue(data)
+    index = TagIndex.from_interactions(data)
     print(f"TagIndex build: {time.perf_counter() - started:.2f} s (first tag request)")
     started = time.perf_counter()
     for _ in range(200):

@@ -133,7 +133,7 @@ def test_the_cli_writes_replaces_and_refuses_like_every_output(models, tmp_path,
     out = tmp_path / "recs.parquet"
     run = ["recommend", str(model_dir), "--all", "--n", "5", "--out", str(out)]
     assert run_cli(capsys, *run)[0] == 0
-    assert pl.read_parquet(out).height == 5 * models["ease"].catalogue_.n_users
+    assert pl.read_parquet(out).height == 5 * models["ease"].interactions_.n_users
     code, _, _ = run_cli(capsys, *run, "--keep-heard", "--block-users", "7")
     assert code == 0  # an output of its own kind is replaced
     assert "heard" in pl.read_parquet(out).columns

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_checks import clusters
 from tastemaker.evaluation.metrics import ranking_metrics
 from tastemaker.evaluation.splits import cold_items_split, make_split
 from tastemaker.models import create_model
+from tastemaker.testing import clusters
 
 
 def test_cold_items_leave_training_entirely():

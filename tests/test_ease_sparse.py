@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from model_checks import (
+from tastemaker.errors import ArtifactError, UsageError
+from tastemaker.models import create_model, ease, load_model
+from tastemaker.models.ease_sparse import solve_groups, sparse_ease_weights
+from tastemaker.testing import (
     assert_batch_equals_one_by_one,
     assert_same_model,
     clusters,
     fold_in_overlap,
     with_listen_events,
 )
-from tastemaker.errors import ArtifactError, UsageError
-from tastemaker.models import create_model, ease, load_model
-from tastemaker.models.ease_sparse import solve_groups, sparse_ease_weights
 
 
 def dense_listening(seed: int = 0, users: int = 60, items: int = 18) -> sp.csr_matrix:

@@ -26,7 +26,9 @@ import pytest
 import zstandard
 
 from conftest import run_cli
-from tastemaker.data.readers import BadRows, ReaderOptions, needs_cleaning, read_source
+from tastemaker.data.readers import ReaderOptions, read_source
+from tastemaker.data.readers.rows import BadRows
+from tastemaker.data.readers.text import needs_cleaning
 from tastemaker.errors import DataError
 
 SKIP = ReaderOptions(on_bad_rows="skip")

@@ -113,7 +113,7 @@ def test_stored_beside_the_matrix_and_carried_into_models(catalogue, tmp_path):
     model = create_model("popularity").fit(again)
     model.save(tmp_path / "model")
     loaded = load_model(tmp_path / "model")
-    assert loaded.catalogue_.metadata.tags == data.metadata.tags
+    assert loaded.interactions_.metadata.tags == data.metadata.tags
 
 
 def test_tampered_metadata_is_refused(catalogue, tmp_path):

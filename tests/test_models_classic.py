@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from model_checks import assert_factor_vectors_reproduce_scores, clusters, with_listen_events
 from tastemaker.data.weighting import apply_weighting, weighting_statistics
 from tastemaker.errors import UsageError
 from tastemaker.models import create_model
+from tastemaker.testing import assert_factor_vectors_reproduce_scores, clusters, with_listen_events
 
 
 @pytest.mark.parametrize("name", ["bm25", "tfidf", "log1p", "binary"])

@@ -11,14 +11,6 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from model_checks import (
-    assert_batch_equals_one_by_one,
-    assert_refit_is_fresh,
-    assert_same_model,
-    assert_similar_items_exclude_the_item,
-    clusters,
-    fold_in_overlap,
-)
 from tampering import edit_arrays, edit_manifest, tampered
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError, UsageError
@@ -26,6 +18,14 @@ from tastemaker.models import create_model, load_model, model_class
 from tastemaker.models.base import Recommender
 from tastemaker.models.torch_common import WEIGHTS_FILE
 from tastemaker.models.validation import holdout_split, ndcg_at_k
+from tastemaker.testing import (
+    assert_batch_equals_one_by_one,
+    assert_refit_is_fresh,
+    assert_same_model,
+    assert_similar_items_exclude_the_item,
+    clusters,
+    fold_in_overlap,
+)
 from tastemaker.tuning.spaces import load_space
 
 # Small, fast settings: CPU, no inner validation unless a test asks for it.

@@ -14,7 +14,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 
-from model_checks import (
+from tastemaker.data.interactions import Interactions
+from tastemaker.errors import ArtifactError, UsageError
+from tastemaker.models import create_model, load_model
+from tastemaker.models.base import Recommender
+from tastemaker.models.ncf import NCFSeed
+from tastemaker.models.ncf_nets import GMFNet, MLPNet, NeuMFNet, SeedNet
+from tastemaker.models.ncf_training import (
+    UnheardSampler,
+    sampled_epoch,
+)
+from tastemaker.models.torch_common import WEIGHTS_FILE
+from tastemaker.models.validation import holdout_split, ndcg_at_k
+from tastemaker.testing import (
     assert_batch_equals_one_by_one,
     assert_factor_vectors_reproduce_scores,
     assert_refit_is_fresh,
@@ -23,20 +35,6 @@ from model_checks import (
     clusters,
     fold_in_overlap,
 )
-from tastemaker.data.interactions import Interactions
-from tastemaker.errors import ArtifactError, UsageError
-from tastemaker.models import create_model, load_model
-from tastemaker.models.base import Recommender
-from tastemaker.models.ncf import WEIGHTS_FILE, NCFSeed
-from tastemaker.models.ncf_training import (
-    GMFNet,
-    MLPNet,
-    NeuMFNet,
-    SeedNet,
-    UnheardSampler,
-    sampled_epoch,
-)
-from tastemaker.models.validation import holdout_split, ndcg_at_k
 
 # Small, fast settings: CPU, no inner validation unless a test asks for it.
 FAST = {
@@ -306,12 +304,12 @@ def test_a_callback_returning_true_stops_training():
 
 
 def test_a_long_fit_says_how_long_after_its_first_epoch(monkeypatch, capsys):
-    import tastemaker.models.ncf as ncf
+    import tastemaker.models.ncf_base as ncf_base
 
     data = taste_groups(n_users=60, n_items=80)
     create_model("gmf", **{**FAST["gmf"], "epochs": 4}).fit(data)
     assert "first epoch took" not in capsys.readouterr().err  # a short fit stays quiet
-    monkeypatch.setattr(ncf, "LONG_FIT_SECONDS", 0.0)
+    monkeypatch.setattr(ncf_base, "LONG_FIT_SECONDS", 0.0)
     create_model("gmf", **{**FAST["gmf"], "epochs": 4, "patience": 2}).fit(data)
     err = capsys.readouterr().err
     assert err.count("first epoch took") == 1

@@ -24,7 +24,7 @@ def model_dir(tmp_path_factory):
 
 def test_playlist_as_a_table_and_as_files(model_dir, tmp_path, capsys):
     directory, model = model_dir
-    user = model.catalogue_.users.id(3)
+    user = model.interactions_.users.id(3)
     code, out, err = run_cli(
         capsys, "playlist", directory, "--user", user, "--n", "12", "--day", "2025-02-01"
     )
@@ -48,12 +48,12 @@ def test_playlist_as_a_table_and_as_files(model_dir, tmp_path, capsys):
 
 def test_radio_to_m3u8(model_dir, capsys):
     directory, model = model_dir
-    artist = model.catalogue_.item_names[0]
+    artist = model.interactions_.item_names[0]
     code, out, err = run_cli(
         capsys,
         "radio",
         directory,
-        f"artist:({artist}):2 user:({model.catalogue_.users.id(1)})",
+        f"artist:({artist}):2 user:({model.interactions_.users.id(1)})",
         "--mode",
         "medium",
         "--n",
@@ -80,7 +80,7 @@ def test_radio_to_m3u8(model_dir, capsys):
 )
 def test_bad_arguments_are_one_line_errors(model_dir, capsys, args, message):
     directory, model = model_dir
-    filled = [a.format(m=directory, u=model.catalogue_.users.id(0)) for a in args]
+    filled = [a.format(m=directory, u=model.interactions_.users.id(0)) for a in args]
     code, _, err = run_cli(capsys, *filled)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1

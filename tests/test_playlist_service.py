@@ -27,7 +27,7 @@ def served(tmp_path_factory):
 
 def test_a_users_playlist_as_json_with_reasons(served):
     client, model = served
-    user = model.catalogue_.users.id(2)
+    user = model.interactions_.users.id(2)
     answer = client.get(
         f"/v1/users/{user}/playlist", params={"mode": "mix", "n": 20, "day": "2025-02-01"}
     )
@@ -43,7 +43,7 @@ def test_a_users_playlist_as_json_with_reasons(served):
 
 def test_formats_by_query_and_by_accept(served):
     client, model = served
-    user = model.catalogue_.users.id(1)
+    user = model.interactions_.users.id(1)
     jspf = client.get(f"/v1/users/{user}/playlist", params={"format": "jspf", "n": 10})
     assert jspf.headers["content-type"].startswith("application/jspf+json")
     assert len(json.loads(jspf.text)["playlist"]["track"]) == 10
@@ -55,7 +55,7 @@ def test_formats_by_query_and_by_accept(served):
 
 def test_posted_history_and_radio_prompt(served):
     client, model = served
-    names = model.catalogue_.item_names.to_list()
+    names = model.interactions_.item_names.to_list()
     history = [{"item": names[0], "count": 5}, {"item": names[3]}]
     answer = client.post("/v1/playlists", json={"history": history, "mode": "exploration", "n": 15})
     assert answer.status_code == 200, answer.text
@@ -82,6 +82,6 @@ def test_posted_history_and_radio_prompt(served):
 def test_bad_requests_answer_json_errors(served, request_args, status):
     client, model = served
     method, path, kwargs = request_args
-    answer = getattr(client, method)(path.format(u=model.catalogue_.users.id(0)), **kwargs)
+    answer = getattr(client, method)(path.format(u=model.interactions_.users.id(0)), **kwargs)
     assert answer.status_code == status
     assert "detail" in answer.json()

@@ -234,7 +234,7 @@ def test_bad_prompts_are_one_line_errors(library):
 
 def test_radio_tag_terms_read_item_metadata_when_no_one_tagged(data):
     """Tags attached as item metadata (MusicBrainz, CSV) feed radio like per-user tags."""
-    from model_checks import with_item_tags
+    from tastemaker.testing import with_item_tags
 
     tagged = with_item_tags(
         data, [["dream pop"] if i % 5 == 0 else ["noise"] for i in range(data.n_items)]

@@ -11,7 +11,6 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import run_cli
-from model_checks import clusters, with_listen_events
 from tastemaker.data.interactions import Interactions, Vocabulary, empty_metadata
 from tastemaker.data.synth import synthetic_interactions
 from tastemaker.errors import UsageError
@@ -25,6 +24,7 @@ from tastemaker.evaluation.splits import (
     strong_generalization,
 )
 from tastemaker.models.base import Recommender
+from tastemaker.testing import clusters, with_listen_events
 
 
 @pytest.fixture(scope="module")

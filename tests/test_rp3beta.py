@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from model_checks import clusters
 from tastemaker.errors import UsageError
 from tastemaker.models import create_model, knn
 from tastemaker.models.rp3beta import rp3beta_weights
+from tastemaker.testing import clusters
 
 
 def random_counts(seed: int = 0, users: int = 50, items: int = 30) -> np.ndarray:

@@ -10,10 +10,10 @@ import httpx
 import pytest
 import uvicorn
 
-from model_checks import with_item_tags
 from tastemaker.data.synth import synthetic_interactions
 from tastemaker.models import create_model
 from tastemaker.serving import ServeSettings, create_app, load_bundle
+from tastemaker.testing import with_item_tags
 from test_browser import browser, free_port, interactions, server  # noqa: F401  (shared fixtures)
 
 pytestmark = pytest.mark.browser

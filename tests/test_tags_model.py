@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from model_checks import with_item_tags
 from tastemaker.data.interactions import Interactions, TagAssignments, Vocabulary, empty_metadata
 from tastemaker.errors import UsageError
 from tastemaker.models import create_model
 from tastemaker.models.hybrid import propose
+from tastemaker.testing import with_item_tags
 from test_hybrid import clusters as taste_groups
 
 
-def catalogue(n_items: int = 6) -> Interactions:
+def small_data(n_items: int = 6) -> Interactions:
     """Users 0-2 play items 0-1; item 5 has no listener at all."""
     dense = np.zeros((3, n_items), np.float32)
     dense[:, 0], dense[:, 1] = 3, 1
@@ -42,7 +42,7 @@ TAGS = [
 
 
 def test_an_unplayed_item_is_recommended_and_explained_by_its_tags():
-    data = with_item_tags(catalogue(), TAGS)
+    data = with_item_tags(small_data(), TAGS)
     model = create_model("tags").fit(data)
     ids, scores = model.recommend(np.asarray([0]), n=3)
     assert ids[0, 0] == 5  # Cocteau Twins: no listener, but dream pop and shoegaze
@@ -71,7 +71,7 @@ def test_a_users_own_tags_never_reach_their_scores():
     base = [(0, 0, "shoegaze"), (1, 1, "shoegaze"), (1, 3, "shoegaze"), (0, 4, "disco")]
     own = [(2, 3, "disco"), (2, 4, "disco")]
     names = ["shoegaze", "disco"]
-    data = catalogue()
+    data = small_data()
     with_own = dataclasses.replace(data, tags=_assignments(base + own, names))
     without = dataclasses.replace(data, tags=_assignments(base, names))
     a = create_model("tags").fit(with_own)
@@ -82,7 +82,7 @@ def test_a_users_own_tags_never_reach_their_scores():
 
 def test_data_without_tags_is_refused():
     with pytest.raises(UsageError, match="needs item tags"):
-        create_model("tags").fit(catalogue())
+        create_model("tags").fit(small_data())
 
 
 def with_unplayed_item(data: Interactions, tags: list[list[str]]) -> Interactions:
@@ -116,7 +116,7 @@ def test_the_service_shows_top_tags_and_finds_similar_items_by_tags(tmp_path):
 
     from tastemaker.serving import ServeSettings, create_app, load_bundle
 
-    data = with_item_tags(catalogue(), TAGS)
+    data = with_item_tags(small_data(), TAGS)
     popularity = create_model("popularity").fit(data).save(tmp_path / "popularity")
     bundle = load_bundle(popularity, ServeSettings())
     with TestClient(create_app(ServeSettings(), bundle)) as client:
@@ -127,7 +127,7 @@ def test_the_service_shows_top_tags_and_finds_similar_items_by_tags(tmp_path):
         assert "Bowie" not in names and "Abba" not in names  # nothing in common
         plain = client.get("/v1/items/Slowdive/similar", params={"n": 3}).json()
         assert plain["items"] and all("tags" in entry for entry in plain["items"])
-    bare = create_model("popularity").fit(catalogue()).save(tmp_path / "bare")
+    bare = create_model("popularity").fit(small_data()).save(tmp_path / "bare")
     with TestClient(create_app(ServeSettings(), load_bundle(bare, ServeSettings()))) as client:
         response = client.get("/v1/items/Slowdive/similar", params={"by": "tags"})
         assert response.status_code == 404 and "no item tags" in response.text

@@ -103,7 +103,7 @@ def test_ingest_writes_the_tables_and_models_carry_them(tmp_path):
     assert loaded.tracks.tracks.equals(out.tracks.tracks)
     model_dir = Popularity().fit(loaded).save(tmp_path / "model")
     assert (model_dir / "data" / TRACKS_FILE).is_file()
-    carried = load_model(model_dir).catalogue_.tracks
+    carried = load_model(model_dir).interactions_.tracks
     assert carried is not None and carried.favourites.equals(loaded.tracks.favourites)
 
 

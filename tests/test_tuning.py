@@ -24,16 +24,11 @@ from tastemaker.errors import UsageError
 from tastemaker.evaluation.splits import random_split
 from tastemaker.models import create_model, model_class
 from tastemaker.tuning import search as search_module
-from tastemaker.tuning.search import (
-    SearchConfig,
-    finished,
-    run_search,
-    score_metric,
-    tune,
-    validation_folds,
-    write_best,
-)
+from tastemaker.tuning.config import SearchConfig
+from tastemaker.tuning.search import run_search, tune, write_best
 from tastemaker.tuning.spaces import load_space, load_space_text, shipped_spaces
+from tastemaker.tuning.study import finished
+from tastemaker.tuning.trials import score_metric, validation_folds
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS_WITH_SPACES = ("als", "bpr", "itemknn", "userknn", "ease", "rp3beta", "gmf", "mlp", "neumf")
@@ -465,7 +460,7 @@ def test_cli_writes_best_json_and_report(data_dir, tmp_path, capsys):
     assert {"validation", "test"} <= set(best["defaults"])
     assert best["params"]["alpha"] == 10 and best["params"]["factors"] == 8
     create_model(best["model"], **best["params"])  # feeds --params-file as is
-    from tastemaker.evaluation.protocol import read_params_file
+    from tastemaker.models.registry import read_params_file
 
     assert read_params_file(out)["als"] == best["params"]
     page = (report / "index.html").read_text()

@@ -12,6 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tastemaker.cli.common import EngineOptions, Output, claim_outputs, console, err_console
 from tastemaker.errors import UsageError
+from tastemaker.models import load_model
+from tastemaker.models.base import FactorModel
 
 if TYPE_CHECKING:
     from tastemaker.models.base import Recommender
@@ -37,7 +39,6 @@ def run_batch(
     force: bool,
 ) -> None:
     """Write every training user's top-n of the model in ``model_dir`` to ``out``."""
-    from tastemaker.models import load_model
     from tastemaker.models.batch import RECOMMENDATIONS_KIND
 
     if out is None:
@@ -67,7 +68,7 @@ def _spark_batch(model, model_dir, n, out, options, engine, force) -> None:
     from tastemaker.engines.spark_batch import spark_recommendations
 
     started = time.perf_counter()
-    with err_console.status(f"ranking {model.catalogue_.n_users:,} users on Spark"):
+    with err_console.status(f"ranking {model.interactions_.n_users:,} users on Spark"):
         rows = spark_recommendations(
             model,
             out,
@@ -80,7 +81,7 @@ def _spark_batch(model, model_dir, n, out, options, engine, force) -> None:
         )
     seconds = time.perf_counter() - started
     console.print(
-        f"top {n} (exact, Spark) for {model.catalogue_.n_users:,} users: {rows:,} rows in "
+        f"top {n} (exact, Spark) for {model.interactions_.n_users:,} users: {rows:,} rows in "
         f"{seconds:.1f} s -> {out}/part-*.parquet"
     )
 
@@ -99,7 +100,7 @@ def _local_batch(model, model_dir, n, out, options, force) -> None:
         console=err_console,
         transient=True,
     ) as progress:
-        task = progress.add_task("users", total=model.catalogue_.n_users)
+        task = progress.add_task("users", total=model.interactions_.n_users)
         summary = write_recommendations(
             model,
             out,
@@ -120,7 +121,6 @@ def _local_batch(model, model_dir, n, out, options, force) -> None:
 
 def _faiss_ranker(model: Recommender, ef_search: int):
     from tastemaker.models.ann import BatchFactorIndex, IndexSettings
-    from tastemaker.models.base import FactorModel
 
     if not isinstance(model, FactorModel):
         raise UsageError(

@@ -16,10 +16,11 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from tastemaker.artifacts import claim_output, overlaps
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.readers import QUOTES, ReaderOptions
 from tastemaker.errors import UsageError
-from tastemaker.models import available_models
+from tastemaker.models import available_models, create_model
 
 if TYPE_CHECKING:  # typer runs on its own copy of click; its group methods take these
     from typer._click.core import Context
@@ -173,7 +174,6 @@ def model_factory(engine: str, spark_master: str, spark_conf: list[str]):
     if engine != "spark":
         raise UsageError(f"--engine must be 'local' or 'spark'; got {engine!r}")
     from tastemaker.engines.spark import parse_conf, spark_model
-    from tastemaker.models import create_model
 
     conf = parse_conf(spark_conf)
 
@@ -289,8 +289,6 @@ def claim_outputs(force: bool, inputs: Iterable[Path | str | None], *outputs: Ou
     """Check and lock a command's outputs before its work starts
     (``tastemaker.artifacts.claim_output``): nothing may be, hold or lie inside an input or
     another output; what exists is replaced only when tastemaker wrote it, or with --force."""
-    from tastemaker.artifacts import claim_output, overlaps
-
     given = [output for output in outputs if output.path is not None]
     for index, first in enumerate(given):
         for second in given[index + 1 :]:

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from tastemaker.cli.common import HelpGroup, console, err_console
+from tastemaker.data import datasets
 
 app = typer.Typer(
     help="Public music data sets by name: list them, fetch one into the cache. Every command "
@@ -21,8 +22,6 @@ app = typer.Typer(
 @app.command("list")
 def list_datasets() -> None:
     """The data sets, their licences, how each download is verified, and which are cached."""
-    from tastemaker.data import datasets
-
     root = datasets.cache_dir()
     table = Table(title=f"data sets (cache: {root})", title_justify="left", show_lines=True)
     table.add_column("name", style="bold", no_wrap=True)
@@ -57,8 +56,6 @@ def fetch(
 ) -> None:
     """Download, verify and unpack data sets into the cache (resuming an interrupted
     download); print where each is."""
-    from tastemaker.data import datasets
-
     for name in names:
         datasets.dataset(name)  # an unknown name fails before anything is downloaded
     for name in names:

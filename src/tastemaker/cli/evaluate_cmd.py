@@ -27,6 +27,7 @@ from tastemaker.cli.common import (
     write_results,
 )
 from tastemaker.errors import UsageError
+from tastemaker.models.registry import resolve_models
 
 KOpt = Annotated[
     list[str],
@@ -310,7 +311,6 @@ def evaluate(
     """Evaluate models on held-out data (full ranking by default) and print a table."""
     thread_policy.request(threads)
     from tastemaker.evaluation.protocol import evaluate as run_evaluation
-    from tastemaker.evaluation.protocol import resolve_models
     from tastemaker.evaluation.splits import SPLITS
 
     if models is None:

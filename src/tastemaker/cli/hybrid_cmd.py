@@ -21,6 +21,7 @@ from tastemaker.cli.common import (
     write_results,
 )
 from tastemaker.errors import UsageError
+from tastemaker.models.registry import parse_param_args
 
 
 def _ablation_table(result: dict) -> Table:
@@ -82,7 +83,6 @@ def ablate(
     """Fit the hybrid, then measure candidate recall per generator, feature importance and an
     ablation table (the hybrid without each generator and each feature group)."""
     from tastemaker.evaluation.hybrid_report import REPORT_KIND, hybrid_report, write_report
-    from tastemaker.evaluation.protocol import parse_param_args
 
     if k < 1:
         raise UsageError("--k must be a positive integer")

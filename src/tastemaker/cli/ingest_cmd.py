@@ -20,6 +20,7 @@ from tastemaker.cli.common import (
     err_console,
     option_groups,
 )
+from tastemaker.data.interactions import KIND
 from tastemaker.errors import UsageError
 
 
@@ -146,8 +147,6 @@ def ingest(
         end=parse_date(end, "--end", end=True),
         max_listens_per_day=max_listens_per_day,
     )
-    from tastemaker.data.interactions import KIND
-
     claim_outputs(force, [*sources, *(metadata or [])], Output("--out", out, KIND))
     if engine == "spark" and metadata:
         raise UsageError("--metadata is read by the local engine; add it with tastemaker metadata")

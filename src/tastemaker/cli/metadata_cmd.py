@@ -10,7 +10,10 @@ from typing import Annotated
 
 import typer
 
+from tastemaker.artifacts import atomic_directory
 from tastemaker.cli.common import ForceOpt, Output, claim_outputs, console, err_console
+from tastemaker.data.interactions import KIND, Interactions
+from tastemaker.data.readers import LISTENS_FILE, ReaderOptions
 from tastemaker.errors import UsageError
 
 
@@ -40,13 +43,9 @@ def metadata(
 ) -> None:
     """Write DATA with the metadata of FILE... joined to its items (by MBID or id, else by
     unique folded name) to --out; inspect shows the coverage."""
-    from tastemaker.artifacts import atomic_directory
-    from tastemaker.data.ingest import LISTENS_FILE
-    from tastemaker.data.interactions import KIND, Interactions
     from tastemaker.data.load import is_ingested
     from tastemaker.data.metadata.attach import attach_metadata
     from tastemaker.data.metadata.coverage import coverage
-    from tastemaker.data.readers import ReaderOptions
 
     if on_bad_rows not in ("error", "skip"):
         raise UsageError(f"--on-bad-rows must be error or skip; got {on_bad_rows!r}")

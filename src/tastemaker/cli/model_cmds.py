@@ -26,6 +26,9 @@ from tastemaker.cli.common import (
     option_groups,
 )
 from tastemaker.errors import UsageError
+from tastemaker.models import load_model
+from tastemaker.models.base import MODEL_KIND
+from tastemaker.models.registry import fit_model, resolve_models
 
 ModelDirArg = Annotated[Path, typer.Argument(help="A model directory written by train.")]
 NOpt = Annotated[int, typer.Option("--n", help="How many items to list (1 to 1000).")]
@@ -54,15 +57,11 @@ def train(
 ) -> None:
     """Fit one model on all the data and save it (manifest + arrays, no pickle)."""
     thread_policy.request(threads)
-    from tastemaker.evaluation.protocol import fit_model, resolve_models
-
     if out is None:
         raise UsageError("--out: give the model directory to write")
     ((name, params),) = resolve_models([model], param or [], params_file or [], default_model=model)
     if engine_options.engine == "spark" and name != "als":
         raise UsageError(f"--engine spark trains only 'als'; {name!r} runs with --engine local")
-    from tastemaker.models.base import MODEL_KIND
-
     claim_outputs(force, [data, *(params_file or [])], Output("--out", out, MODEL_KIND))
     factory = engine_options.model_factory()
     interactions = data_options.load(data)
@@ -88,22 +87,20 @@ def _check_n(n: int) -> None:
 
 
 def _load(model_dir: Path):
-    from tastemaker.models import load_model
-
     return load_model(model_dir)
 
 
 def _names(model, items: Iterable[Any]) -> list[str]:
-    names = model.catalogue_.item_metadata["name"]
+    names = model.interactions_.item_metadata["name"]
     return [str(names[int(i)]) for i in items]
 
 
-def _resolve_item(catalogue, text: str) -> int:
+def _resolve_item(data, text: str) -> int:
     """The item ``text`` names (id, name in any case or accents, or an unambiguous close
     spelling, with the same matcher as the service's search); a one-line error listing
     "did you mean" candidates when it is unsure."""
-    resolution = catalogue.name_matcher.resolve(text)
-    names = catalogue.name_matcher.names
+    resolution = data.name_matcher.resolve(text)
+    names = data.name_matcher.names
     if resolution.index is None:
         if resolution.candidates:
             close = ", ".join(names[i] for i in resolution.candidates)
@@ -178,16 +175,16 @@ def recommend(
     if user is None:
         raise UsageError("give --user USER, or --all --out FILE for every user")
     model = _load(model_dir)
-    row = model.catalogue_.users.get(user)
+    row = model.interactions_.users.get(user)
     if row < 0:
-        raise UsageError(f"unknown user {user!r} (the model knows {model.catalogue_.n_users:,})")
+        raise UsageError(f"unknown user {user!r} (the model knows {model.interactions_.n_users:,})")
     items, scores = model.recommend(np.array([row]), n=n, exclude_heard=not include_heard)
     keep = items[0] >= 0
     items, scores = items[0][keep], scores[0][keep]
-    heard = set(model.catalogue_.user_items[row].indices.tolist())
+    heard = set(model.interactions_.user_items[row].indices.tolist())
     table = Table(title=f"{model.name}: top {n} for user {user}", title_justify="left")
     table.add_column("#", justify="right")
-    table.add_column(model.catalogue_.level)
+    table.add_column(model.interactions_.level)
     table.add_column("score", justify="right")
     if include_heard:
         table.add_column("heard")
@@ -214,13 +211,13 @@ def similar(
     """The n items most similar to one item, by name."""
     _check_n(n)
     model = _load(model_dir)
-    index = _resolve_item(model.catalogue_, item)
+    index = _resolve_item(model.interactions_, item)
     items, scores = model.similar_items(np.array([index]), n=n)
     keep = items[0] >= 0
     name = _names(model, [index])[0]
     table = Table(title=f"{model.name}: {n} most similar to {name}", title_justify="left")
     table.add_column("#", justify="right")
-    table.add_column(model.catalogue_.level)
+    table.add_column(model.interactions_.level)
     table.add_column("similarity", justify="right")
     for rank, (other, score) in enumerate(zip(items[0][keep], scores[0][keep], strict=True), 1):
         table.add_row(str(rank), _names(model, [other])[0], f"{score:.4g}")

@@ -9,8 +9,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tastemaker.cli.common import ForceOpt, console, err_console
+from tastemaker.artifacts import atomic_write_bytes
+from tastemaker.cli.common import ForceOpt, Output, claim_outputs, console, err_console
+from tastemaker.data.readers import LISTENS_FILE, read_sources, reading
 from tastemaker.errors import UsageError
+from tastemaker.models import load_model
+from tastemaker.models.registry import resolve_models
 
 ModelDirArg = Annotated[Path, typer.Argument(help="A model directory written by train.")]
 FormatOpt = Annotated[
@@ -56,7 +60,6 @@ def _check(n: int, format: str | None) -> None:
 
 
 def _library(model_dir: Path):
-    from tastemaker.models import load_model
     from tastemaker.playlists import Library
 
     return Library(load_model(model_dir))
@@ -64,7 +67,6 @@ def _library(model_dir: Path):
 
 def _emit(playlist, format: str | None, out: Path | None, force: bool) -> None:
     """A table on stdout, the file's text on stdout, or the file (atomically)."""
-    from tastemaker.artifacts import atomic_write_bytes
     from tastemaker.playlists import render
 
     for note in playlist.notes:
@@ -154,9 +156,7 @@ def radio(
 def _listens(data: Path, format: str | None, level: str):
     """The canonical listens of a raw source, a data set, or an ingested directory that kept
     its listens table; and the reader (for one-line errors while they are read)."""
-    from tastemaker.data.ingest import LISTENS_FILE
     from tastemaker.data.load import is_ingested, resolve_sources
-    from tastemaker.data.readers import read_sources
 
     if is_ingested(data) and format is None:
         table = data / LISTENS_FILE
@@ -196,10 +196,8 @@ def evaluate_playlists(
     it, against the ListenBrainz recipe and the plain top-n of the same model."""
     from rich.progress import Progress
 
-    from tastemaker.cli.common import Output, claim_outputs
-    from tastemaker.data.readers import reading
     from tastemaker.evaluation.playlist_task import playlist_task
-    from tastemaker.evaluation.protocol import RESULTS_KIND, resolve_models, write_json
+    from tastemaker.evaluation.protocol import RESULTS_KIND, write_json
 
     _check(n, None)
     if window_days < 1 or users < 1:

@@ -18,6 +18,7 @@ from tastemaker.cli.common import (
     err_console,
     option_groups,
 )
+from tastemaker.models import model_class
 
 
 def register(app: typer.Typer) -> None:
@@ -104,10 +105,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Tune a model's hyperparameters on validation carved from training; evaluate the best
         and the defaults once on the test split; write best.json (for --params-file)."""
-        from tastemaker.models import model_class
+        from tastemaker.tuning.config import SearchConfig
         from tastemaker.tuning.report import REPORT_KIND
-        from tastemaker.tuning.search import BEST_KIND, SearchConfig, storage_path, tune, write_best
+        from tastemaker.tuning.search import BEST_KIND, tune, write_best
         from tastemaker.tuning.spaces import load_space
+        from tastemaker.tuning.study import storage_path
 
         # Check every argument before the (slow) data load.
         model_class(model)

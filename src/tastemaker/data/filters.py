@@ -34,7 +34,7 @@ from tastemaker.data.interactions import (
     TagAssignments,
     Vocabulary,
 )
-from tastemaker.data.listens import ListenTable
+from tastemaker.data.listens import ListenTable, interactions_from_table
 from tastemaker.errors import UsageError
 
 DAY = 86_400
@@ -295,8 +295,6 @@ def _filter_events(
     interactions: Interactions, filters: Filters
 ) -> tuple[Interactions, list[FilterStep]]:
     """Per-listen filters through the events: rebuild counts and last times from the kept."""
-    from tastemaker.data.listens import interactions_from_table
-
     ev = interactions.events
     assert ev is not None  # apply_filters checked
     table = ListenTable(

@@ -47,11 +47,16 @@ from tastemaker.data.interactions import KIND, LEVELS, Interactions
 from tastemaker.data.listens import encode_listens, interactions_from_table
 from tastemaker.data.load import index_tags, require_interactions, resolve_sources
 from tastemaker.data.metadata.attach import attach_metadata
-from tastemaker.data.readers import ReaderOptions, final_stats, read_sources, reading
+from tastemaker.data.readers import (
+    LISTENS_FILE,
+    ReaderOptions,
+    final_stats,
+    read_sources,
+    reading,
+)
 from tastemaker.data.top_tracks import attach_tracks
 from tastemaker.errors import DataError, UsageError
 
-LISTENS_FILE = "listens.parquet"
 # How the ingest summary names the rows a reader leaves out by rule (``stats["skipped_*"]``).
 SKIP_REASONS = {
     "skipped_podcasts": "podcast episodes",

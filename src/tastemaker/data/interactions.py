@@ -30,6 +30,7 @@ from tastemaker.artifacts import (
     write_manifest,
 )
 from tastemaker.data.metadata import ItemMetadata
+from tastemaker.data.names import NameMatcher
 from tastemaker.data.tracks import TrackData
 from tastemaker.errors import ArtifactError
 
@@ -226,8 +227,6 @@ class Interactions:
     def name_matcher(self) -> NameMatcher:
         """Finds items by typed name (``tastemaker.data.names``): the one matcher of the CLI
         and the service, built on first use."""
-        from tastemaker.data.names import NameMatcher  # rapidfuzz only for code that matches
-
         listeners = np.bincount(self.user_items.indices, minlength=self.n_items)
         return NameMatcher(self.items.to_list(), self.item_names.to_list(), listeners)
 

@@ -25,11 +25,15 @@ import numpy as np
 import polars as pl
 
 from tastemaker.artifacts import atomic_directory
-from tastemaker.data.interactions import Interactions
+from tastemaker.data import identity
+from tastemaker.data.interactions import Interactions, ListenEvents
 from tastemaker.data.listens import LISTENS_SCHEMA, conform, interactions_from_listens
 from tastemaker.engines.java import bundled_java_home, java_configured, java_for_spark
 from tastemaker.errors import DataError, UsageError
-from tastemaker.models.als import ALS, check_positive
+from tastemaker.models.als import ALS
+
+# pyspark (the ``spark`` extra, with a JVM behind it) is imported inside the functions that
+# use it: an optional heavy dependency, loaded only when the Spark engine runs.
 
 DEFAULT_MASTER = "local[*]"
 
@@ -168,8 +172,6 @@ def spark_item_keys(spark: Any, listens: Any, level: str) -> tuple[Any, dict[str
     definition of a name); the cluster groups the names and joins the answer back."""
     from pyspark.sql import functions as F
 
-    from tastemaker.data import identity
-
     names = list(_NAME_COLUMNS[level])
     aliases = ["artist", "title"][: len(names)]
     with_id = listens.withColumn("_id", _level_id(level))
@@ -279,8 +281,6 @@ def _with_events(interactions: Interactions, keyed: Any) -> Interactions:
 
     from pyspark.sql import functions as F
 
-    from tastemaker.data.interactions import ListenEvents
-
     events = _polars(
         keyed.select("user", "item", F.unix_timestamp("listened_at").alias("t")).toArrow()
     )
@@ -331,7 +331,6 @@ class SparkALS(ALS):
     def _fit(self, interactions: Interactions) -> None:
         import pyarrow as pa
 
-        check_positive(self, factors=self.factors, iterations=self.iterations, alpha=self.alpha)
         weighted = self._fit_weighting(interactions.user_items).tocoo()
         n_users, n_items = weighted.shape
         mean_per_row = weighted.nnz / max(1, len(np.unique(weighted.row)))

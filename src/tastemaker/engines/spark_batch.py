@@ -35,13 +35,13 @@ def _user_rows(model: Recommender) -> Any:
     import pyarrow as pa
 
     assert isinstance(model, FactorModel)  # spark_batch checked
-    catalogue, heard = model.catalogue_, model.user_items_
-    factors = np.ascontiguousarray(model.user_vectors(np.arange(catalogue.n_users)), np.float32)
+    data, heard = model.interactions_, model.user_items_
+    factors = np.ascontiguousarray(model.user_vectors(np.arange(data.n_users)), np.float32)
     dim = factors.shape[1]
     return pa.table(
         {
-            "u": pa.array(np.arange(catalogue.n_users, dtype=np.int64)),
-            "user": catalogue.users.ids.to_arrow().cast(pa.string()),
+            "u": pa.array(np.arange(data.n_users, dtype=np.int64)),
+            "user": data.users.ids.to_arrow().cast(pa.string()),
             "factors": pa.ListArray.from_arrays(
                 pa.array(np.arange(0, factors.size + 1, dim, dtype=np.int32)),
                 pa.array(factors.ravel()),
@@ -57,6 +57,7 @@ def _ranker(item_factors: Any, item_ids: Any, n: int, exclude_heard: bool):
     """The function Spark's ``mapInArrow`` runs on each partition's batches of users."""
 
     def rank(batches):
+        # Imported where Spark's Python workers run this function (it is shipped to them).
         import pyarrow as pa
         import scipy.sparse as sp
 
@@ -122,7 +123,7 @@ def spark_recommendations(
     ):
         context = spark.sparkContext
         item_factors = context.broadcast(np.ascontiguousarray(model.item_vectors(), np.float32))
-        item_ids = context.broadcast(model.catalogue_.items.ids.to_arrow().cast(pa.string()))
+        item_ids = context.broadcast(model.interactions_.items.ids.to_arrow().cast(pa.string()))
         users = spark.createDataFrame(_user_rows(model)).repartition(partitions, "u")
         ranked = users.mapInArrow(_ranker(item_factors, item_ids, n, True), schema)
         ranked.write.option("compression", "zstd").parquet(str(tmp / "parts"))

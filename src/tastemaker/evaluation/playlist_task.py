@@ -30,7 +30,7 @@ import polars as pl
 from tastemaker.data.listens import interactions_from_listens, key_listens
 from tastemaker.data.top_tracks import attach_tracks
 from tastemaker.errors import UsageError
-from tastemaker.evaluation.protocol import fit_model
+from tastemaker.models.registry import fit_model
 from tastemaker.playlists.constraints import PERSONAL_MAX_PER_ARTIST, Freshness, Rules, violations
 from tastemaker.playlists.library import Library, Listener
 from tastemaker.playlists.ordering import random_order_similarity, transition_similarity

@@ -11,15 +11,13 @@ With user K-fold (``folds``) each result's ``metrics`` is the mean over folds, `
 sample standard deviation and ``folds`` the per-fold metrics. With ``curves=True`` results
 also carry precision / recall at several cut-offs and the popularity of recommended items;
 with ``classification=True`` the original study's classification view (see
-``classification.py``). Model hyperparameters are parsed here too, so that the CLI, the
-replication and the tuning share one syntax: ``als.factors=128`` and best-params JSON files.
+``classification.py``). Models and their hyperparameters come from ``models.registry``.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -35,134 +33,19 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from tastemaker.artifacts import atomic_write_json
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import UsageError
 from tastemaker.evaluation.classification import classification_view
 from tastemaker.evaluation.metrics import metric_names, ranking_metrics
 from tastemaker.evaluation.splits import Split, make_splits, short_history_split
-from tastemaker.models import create_model
-from tastemaker.models.base import Recommender
+from tastemaker.models.base import Recommender, recorded_params
+from tastemaker.models.registry import ModelFactory, ModelSpec, check_specs, fit_model
 
 CURVE_KS = (1, 2, 5, 10, 20, 50, 100)
 # Below this many test users one user's taste moves a metric by a few percent or more: the
 # numbers are not worth comparing (a warning in the result, not an error).
 MIN_TEST_USERS = 50
-ModelSpec = tuple[str, dict[str, Any]]
-
-
-# -- model specifications --------------------------------------------------------------------
-
-
-def parse_value(text: str) -> Any:
-    """``128`` -> 128, ``0.05`` -> 0.05, ``true`` -> True, ``null`` -> None, else the string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_param_args(args: Iterable[str], default_model: str | None = None) -> dict[str, dict]:
-    """``["als.factors=128", "ease.lambda_=200"]`` -> ``{"als": {"factors": 128}, ...}``.
-
-    Without a ``model.`` prefix the parameter belongs to ``default_model`` (for ``train``).
-    """
-    out: dict[str, dict] = {}
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--param {arg!r}: expected MODEL.NAME=VALUE (e.g. als.factors=128)")
-        model, dot, name = key.strip().rpartition(".")
-        if not dot:
-            if default_model is None:
-                raise UsageError(f"--param {arg!r}: name the model, e.g. als.{key.strip()}=...")
-            model = default_model
-        out.setdefault(model, {})[name] = parse_value(value.strip())
-    return out
-
-
-def read_params_file(path: str | Path) -> dict[str, dict]:
-    """Read ``{"model": "als", "params": {...}}`` (or a list of them, or ``{"results": [...]}``
-    as written by ``evaluate --json``) into ``{"als": {...}}``."""
-    path = Path(path)
-    try:
-        content = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read parameters ({exc})") from None
-    if isinstance(content, dict) and isinstance(content.get("results"), list):
-        content = content["results"]
-    entries = content if isinstance(content, list) else [content]
-    out: dict[str, dict] = {}
-    for entry in entries:
-        if (
-            not isinstance(entry, dict)
-            or not isinstance(entry.get("model"), str)
-            or not isinstance(entry.get("params", {}), dict)
-        ):
-            raise UsageError(f'{path}: expected {{"model": NAME, "params": {{...}}}} or a list')
-        out.setdefault(entry["model"], {}).update(entry.get("params", {}))
-    return out
-
-
-def resolve_models(
-    names: Sequence[str],
-    param_args: Iterable[str] = (),
-    params_files: Iterable[str | Path] = (),
-    default_model: str | None = None,
-) -> list[ModelSpec]:
-    """Model names plus their parameters: files first (entries for other models are
-    ignored), then ``--param`` overrides on top (naming another model is an error).
-
-    Every model is instantiated once here so that an unknown model or parameter fails before
-    any work starts.
-    """
-    if not names:
-        raise UsageError("no models given")
-    given: dict[str, dict] = {}
-    for file in params_files:
-        # A file may hold the best parameters of several models: use those being run.
-        for model, params in read_params_file(file).items():
-            if model in names:
-                given.setdefault(model, {}).update(params)
-    overrides = parse_param_args(param_args, default_model)
-    unused = set(overrides) - set(names)
-    if unused:
-        raise UsageError(
-            f"--param given for {', '.join(sorted(unused))}, which is not among the "
-            f"models ({', '.join(names)})"
-        )
-    for model, params in overrides.items():
-        given.setdefault(model, {}).update(params)
-    specs = [(name, dict(given.get(name, {}))) for name in names]
-    for name, params in specs:
-        instantiate(name, params)
-    return specs
-
-
-def instantiate(name: str, params: dict[str, Any]) -> Recommender:
-    """``create_model`` with a one-line error when a value has the wrong type."""
-    try:
-        return create_model(name, **params)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"model {name!r} with {params}: {exc}") from None
-
-
-ModelFactory = Callable[[str, dict[str, Any]], Recommender]
-
-
-def fit_model(
-    name: str,
-    params: dict[str, Any],
-    train: Interactions,
-    factory: ModelFactory | None = None,
-) -> Recommender:
-    """Instantiate (with ``factory``: e.g. the Spark engine's, default ``instantiate``), fit."""
-    model = (factory or instantiate)(name, params)
-    try:
-        return model.fit(train)
-    except (TypeError, ValueError) as exc:
-        if not params:
-            raise
-        raise UsageError(f"model {name!r} cannot fit with {params}: {exc}") from None
 
 
 # -- the protocol ----------------------------------------------------------------------------
@@ -181,10 +64,6 @@ def progress_bar(enabled: bool):
         console=Console(stderr=True),
         transient=True,
     )
-
-
-def _json_params(params: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(params, default=str))
 
 
 def _popularity_profile(train: Interactions, top: np.ndarray) -> dict[str, Any]:
@@ -238,7 +117,7 @@ def evaluate_split(
     top = metrics.pop("_top")
     result: dict[str, Any] = {
         "model": name,
-        "params": _json_params(model.get_params()),
+        "params": recorded_params(model.get_params()),
         "metrics": {key: metrics[key] for key in metric_names(ks)},
         "fit_seconds": fit_seconds,
         "evaluate_seconds": evaluate_seconds,
@@ -300,8 +179,7 @@ def evaluate(
     if not ks or ks[0] < 1:
         raise UsageError(f"cut-offs must be positive integers; got {ks}")
     models = [(name, dict(params)) for name, params in models]
-    for name, params in models:
-        instantiate(name, params)  # unknown models or parameters fail before any work
+    check_specs(models)  # unknown models or parameters fail before any work
     if splits is None:
         params = {"seed": seed, **(split_params or {})}
         splits = make_splits(interactions, split, folds=folds, **params)
@@ -376,8 +254,7 @@ def evaluate_short_histories(
         raise UsageError("--fold-in-k: give at least one size")
     base = {"seed": seed, **(split_params or {})}
     splits = [short_history_split(interactions, **base, fold_in_k=k) for k in fold_in_ks]
-    for name, params in models:
-        instantiate(name, params)
+    check_specs(models)
     rows = []
     with progress_bar(progress) as bar:
         for spec in models:
@@ -456,6 +333,4 @@ RESULTS_KIND = "results"
 def write_json(result: dict[str, Any], path: str | Path, force: bool = False) -> None:
     """Write an evaluation result atomically; it replaces only a results file tastemaker
     wrote, unless ``force`` (see ``tastemaker.artifacts.check_output``)."""
-    from tastemaker.artifacts import atomic_write_json
-
     atomic_write_json(path, result, RESULTS_KIND, force=force)

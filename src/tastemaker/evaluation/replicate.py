@@ -176,13 +176,7 @@ def replicate(
     """
     ks = sorted({int(k) for k in ks})
     split = random_split(interactions, seed=seed)
-    notes = []
-    runnable = []
-    for name in corrected:
-        if _available(name):
-            runnable.append(name)
-        else:
-            notes.append(f"model {name!r} is not available here; skipped")
+    runnable, notes = _runnable(corrected)
     if original_ncf and not _available(ORIGINAL_NCF):
         notes.append(f"model {ORIGINAL_NCF!r} (the study's network) is not available; skipped")
         original_ncf = False
@@ -211,16 +205,8 @@ def replicate(
             row["params"] = dict(ORIGINAL)
         if grid:
             grid_rows, grid_models = run_grid(split, seed=seed, grid=grid_values, progress=bar)
-            best = int(np.argmax([g["auc"] for g in grid_rows]))
+            best, selection = _grid_selection(grid_rows)
             on_test = grid_rows[best]
-            on_valid = max(grid_rows, key=lambda g: g["validation_auc"])
-            selection = {
-                "selected_on_test": on_test["params"],
-                "selected_on_test_auc": on_test["auc"],
-                "selected_on_validation": on_valid["params"],
-                "selected_on_validation_test_auc": on_valid["auc"],
-                "optimism": on_test["auc"] - on_valid["auc"],
-            }
             row = run(
                 f"ALS original grid, best test AUC ({_describe(on_test['params'])})",
                 "original",
@@ -244,6 +230,32 @@ def replicate(
         out["grid_covers"] = {k: list(v) for k, v in (grid_values or GRID).items()}
         out["selection"] = selection
     return out
+
+
+def _runnable(corrected: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The corrected models installed here, and a note for each that is not."""
+    runnable, notes = [], []
+    for name in corrected:
+        if _available(name):
+            runnable.append(name)
+        else:
+            notes.append(f"model {name!r} is not available here; skipped")
+    return runnable, notes
+
+
+def _grid_selection(grid_rows: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """The grid point best on test (the study's selection) against the one best on
+    validation: the index of the first, and what each choice gives on test."""
+    best = int(np.argmax([g["auc"] for g in grid_rows]))
+    on_test = grid_rows[best]
+    on_valid = max(grid_rows, key=lambda g: g["validation_auc"])
+    return best, {
+        "selected_on_test": on_test["params"],
+        "selected_on_test_auc": on_test["auc"],
+        "selected_on_validation": on_valid["params"],
+        "selected_on_validation_test_auc": on_valid["auc"],
+        "optimism": on_test["auc"] - on_valid["auc"],
+    }
 
 
 def _timed_fit(model: Recommender, train: Interactions) -> Recommender:

@@ -22,13 +22,13 @@ of a test interaction. Test matrices are binary (users x items).
 - ``cold-items``: a share of the items with enough listeners leaves training entirely (every
   pair, time and event of it); each test user ranks only those cold items (see
   ``cold_items_split``).
+
+``Split`` and the operations every split is built from are in ``split_parts``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,10 +38,20 @@ import scipy.sparse as sp
 from tastemaker.data.interactions import (
     UNKNOWN_TIME,
     Interactions,
-    ListenEvents,
-    TagAssignments,
 )
 from tastemaker.errors import UsageError
+from tastemaker.evaluation.split_parts import (
+    Split,
+    check_fraction,
+    filter_events,
+    from_test_mask,
+    holdout_counts,
+    listen_timestamps,
+    pair_keys,
+    rank_within_rows,
+    row_of_each_entry,
+    select_entries,
+)
 
 SPLITS = (
     "random",
@@ -55,200 +65,6 @@ SPLITS = (
 )
 
 
-@dataclass(frozen=True, eq=False)
-class Split:
-    """A training ``Interactions`` and the held-out pairs to rank for.
-
-    ``test`` is binary users x items. ``fold_in`` (user K-fold only) holds the visible history
-    of held-out users, who have no row in training: they are scored through fold-in.
-    ``candidates`` (sampled only) lists, per test user in ``test_users`` order, the items the
-    user's test items are ranked against (held-out items included); ``None`` means full
-    ranking against every item not in the user's history.
-    """
-
-    train: Interactions
-    test: sp.csr_matrix
-    name: str
-    params: dict[str, Any] = field(default_factory=dict)
-    fold_in: sp.csr_matrix | None = None
-    candidates: np.ndarray | None = None
-
-    @property
-    def test_users(self) -> np.ndarray:
-        """Indices of the users with at least one test item."""
-        return np.flatnonzero(np.diff(self.test.indptr) > 0)
-
-    @property
-    def sampled(self) -> bool:
-        return self.candidates is not None
-
-    def history(self, users: np.ndarray) -> sp.csr_matrix:
-        """What each of ``users`` is known to have heard (masked from their rankings)."""
-        source = self.fold_in if self.fold_in is not None else self.train.user_items
-        return source[np.asarray(users, dtype=np.int64)]
-
-    @property
-    def label(self) -> str:
-        """A one-line description for tables and reports."""
-        p = self.params
-        if self.name == "random":
-            text = (
-                f"random: {p['test_fraction']:.0%} of each user's items (users with >= "
-                f"{p['min_items']}), seed {p['seed']}, full ranking"
-            )
-        elif self.name == "temporal":
-            if p.get("cutoff"):
-                how = f"pairs last listened at or after {p['cutoff']}"
-            else:
-                how = f"each user's latest {p['test_fraction']:.0%} of items by last listen"
-            text = f"temporal: {how}, full ranking"
-        elif self.name == "leave-last-out":
-            text = "leave-last-out: each user's latest item, full ranking"
-        elif self.name == "user-kfold":
-            text = (
-                f"user {p['folds']}-fold (fold {p['fold'] + 1}): held-out users folded in from "
-                f"{1 - p['test_fraction']:.0%} of their history, full ranking"
-            )
-        elif self.name == "sampled":
-            text = (
-                f"SAMPLED: each held-out item ({p['holdout']}) ranked against {p['negatives']} "
-                "random unheard items (NCF protocol; not comparable with full ranking)"
-            )
-        elif self.name == "strong":
-            text = (
-                f"strong generalisation: {p['heldout_fraction']:.0%} of users held out, folded "
-                f"in from {1 - p['test_fraction']:.0%} of their history, full ranking"
-            )
-        elif self.name == "short":
-            text = (
-                f"short histories: {p['heldout_fraction']:.0%} of users held out, folded in from "
-                f"their first {p['fold_in_k']} item(s) (seed {p['seed']}), full ranking"
-            )
-        elif self.name == "cold-items":
-            text = (
-                f"cold items: {p['test_fraction']:.0%} of the items with >= "
-                f"{p['min_listeners']} listeners ({p['cold_items']}) held out entirely, seed "
-                f"{p['seed']}; each test user ranks only the cold items"
-            )
-        else:
-            text = self.name
-        return f"{text}; {len(self.test_users)} test users, {self.test.nnz} test items"
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-ready description of the split."""
-        return {
-            "name": self.name,
-            "params": dict(self.params),
-            "label": self.label,
-            "full_ranking": not self.sampled,
-            "test_users": int(len(self.test_users)),
-            "test_items": int(self.test.nnz),
-            "train_interactions": int(self.train.nnz),
-        }
-
-
-# -- building blocks ------------------------------------------------------------------------
-
-
-def _row_of_each_entry(matrix: sp.csr_matrix) -> np.ndarray:
-    return np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
-
-
-def _rank_within_rows(matrix: sp.csr_matrix, keys: np.ndarray) -> np.ndarray:
-    """0-based rank of every stored entry within its row, ordered by ``keys`` (ascending)."""
-    rows = _row_of_each_entry(matrix)
-    order = np.lexsort((keys, rows))
-    rank = np.empty(matrix.nnz, np.int64)
-    rank[order] = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], np.diff(matrix.indptr))
-    return rank
-
-
-def _select(matrix: sp.csr_matrix, keep: np.ndarray, binary: bool = False) -> sp.csr_matrix:
-    """The stored entries where ``keep`` is true, in CSR order (so aligned arrays stay aligned)."""
-    rows = _row_of_each_entry(matrix)[keep]
-    indptr = np.zeros(matrix.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=matrix.shape[0]), out=indptr[1:])
-    data = np.ones(int(keep.sum()), np.float32) if binary else matrix.data[keep]
-    return sp.csr_matrix((data, matrix.indices[keep], indptr), shape=matrix.shape)
-
-
-def _pair_keys(rows: np.ndarray, cols: np.ndarray, n_items: int) -> np.ndarray:
-    return rows.astype(np.int64) * n_items + cols.astype(np.int64)
-
-
-def _filter_events(events: ListenEvents | None, train: sp.csr_matrix) -> ListenEvents | None:
-    """Keep only the listen events of pairs that are in the training matrix."""
-    if events is None:
-        return None
-    train_keys = _pair_keys(_row_of_each_entry(train), train.indices, train.shape[1])
-    event_keys = _pair_keys(events.user, events.item, train.shape[1])
-    pos = np.searchsorted(train_keys, event_keys)
-    pos = np.minimum(pos, max(len(train_keys) - 1, 0))
-    keep = (train_keys[pos] == event_keys) if len(train_keys) else np.zeros(len(events), bool)
-    return ListenEvents(events.user[keep], events.item[keep], events.timestamp[keep])
-
-
-def _filter_tags(tags: TagAssignments | None, test: sp.csr_matrix) -> TagAssignments | None:
-    """Drop the tag assignments a user made on their own held-out items (they would leak)."""
-    if tags is None or test.nnz == 0:
-        return tags
-    test_keys = _pair_keys(_row_of_each_entry(test), test.indices, test.shape[1])
-    tag_keys = _pair_keys(np.maximum(tags.user, 0), tags.item, test.shape[1])
-    pos = np.minimum(np.searchsorted(test_keys, tag_keys), len(test_keys) - 1)
-    leaked = (test_keys[pos] == tag_keys) & (tags.user >= 0)
-    if not leaked.any():
-        return tags
-    keep = ~leaked
-    return TagAssignments(tags.user[keep], tags.item[keep], tags.tag[keep], tags.tags)
-
-
-def _from_test_mask(
-    interactions: Interactions,
-    is_test: np.ndarray,
-    name: str,
-    params: dict[str, Any],
-    train_rows: np.ndarray | None = None,
-    drop: np.ndarray | None = None,
-) -> tuple[Interactions, sp.csr_matrix]:
-    """Training Interactions (entries neither in test nor dropped, and in ``train_rows`` if
-    given) + the binary test matrix."""
-    m = interactions.user_items
-    keep = ~is_test if drop is None else ~is_test & ~drop
-    if train_rows is not None:
-        keep &= train_rows[_row_of_each_entry(m)]
-    train_matrix = _select(m, keep)
-    last = interactions.last_listened[keep] if interactions.last_listened is not None else None
-    train = interactions.with_matrix(
-        train_matrix,
-        last_listened=last,
-        events=_filter_events(interactions.events, train_matrix),
-        split=name,
-        split_params=params,
-    )
-    test = _select(m, is_test, binary=True)
-    train = dataclasses.replace(train, tags=_filter_tags(interactions.tags, test))
-    return train, test
-
-
-def _holdout_counts(lengths: np.ndarray, fraction: float, min_items: int) -> np.ndarray:
-    return np.where(lengths >= min_items, np.round(fraction * lengths).astype(np.int64), 0)
-
-
-def _check_fraction(test_fraction: float) -> None:
-    if not 0.0 < test_fraction < 1.0:
-        raise UsageError(f"test fraction must be between 0 and 1; got {test_fraction}")
-
-
-def _timestamps(interactions: Interactions, split: str) -> np.ndarray:
-    last = interactions.last_listened
-    if last is None or not np.any(last != UNKNOWN_TIME):
-        raise UsageError(
-            f"the {split} split needs listen timestamps, and this data has none "
-            f"(source: {interactions.source.get('format', 'unknown')}); use --split random"
-        )
-    return last
-
-
 # -- splits ---------------------------------------------------------------------------------
 
 
@@ -257,14 +73,14 @@ def random_split(
 ) -> Split:
     """The default protocol: users with >= ``min_items`` items keep
     ``round(test_fraction * n_items)`` of them, drawn uniformly with ``seed``, as test."""
-    _check_fraction(test_fraction)
+    check_fraction(test_fraction)
     m = interactions.user_items
     rng = np.random.default_rng(seed)
-    rank = _rank_within_rows(m, rng.random(m.nnz))
-    n_test = _holdout_counts(np.diff(m.indptr), test_fraction, min_items)
-    is_test = rank < n_test[_row_of_each_entry(m)]
+    rank = rank_within_rows(m, rng.random(m.nnz))
+    n_test = holdout_counts(np.diff(m.indptr), test_fraction, min_items)
+    is_test = rank < n_test[row_of_each_entry(m)]
     params = {"test_fraction": test_fraction, "min_items": min_items, "seed": seed}
-    train, test = _from_test_mask(interactions, is_test, "random", params)
+    train, test = from_test_mask(interactions, is_test, "random", params)
     return Split(train, test, "random", params)
 
 
@@ -300,9 +116,9 @@ def temporal_split(
     Without: each user with >= ``min_items`` items keeps their latest ``round(test_fraction *
     n)`` pairs (ties in time broken at random with ``seed``).
     """
-    last = _timestamps(interactions, "temporal")
+    last = listen_timestamps(interactions, "temporal")
     m = interactions.user_items
-    rows = _row_of_each_entry(m)
+    rows = row_of_each_entry(m)
     known = last != UNKNOWN_TIME
     params: dict[str, Any] = {"seed": seed}
     drop = None
@@ -318,17 +134,17 @@ def temporal_split(
             cold_users_dropped=int(len(np.unique(rows[cold]))),
         )
     else:
-        _check_fraction(test_fraction)
+        check_fraction(test_fraction)
         rng = np.random.default_rng(seed)
         # Latest first: sort by descending time, unknown times last, random among equal times.
         time_key = np.where(known, -last.astype(np.float64), np.inf)
         order = np.lexsort((rng.random(m.nnz), time_key, rows))
         rank = np.empty(m.nnz, np.int64)
         rank[order] = np.arange(m.nnz) - np.repeat(m.indptr[:-1], np.diff(m.indptr))
-        n_test = _holdout_counts(np.diff(m.indptr), test_fraction, min_items)
+        n_test = holdout_counts(np.diff(m.indptr), test_fraction, min_items)
         is_test = (rank < n_test[rows]) & known
         params.update(test_fraction=test_fraction, min_items=min_items)
-    train, test = _from_test_mask(interactions, is_test, "temporal", params, drop=drop)
+    train, test = from_test_mask(interactions, is_test, "temporal", params, drop=drop)
     return Split(train, test, "temporal", params)
 
 
@@ -337,11 +153,11 @@ def _one_per_user(
 ) -> np.ndarray:
     """Mask of one held-out pair per user with >= ``min_items`` items: latest, or random."""
     m = interactions.user_items
-    rows = _row_of_each_entry(m)
+    rows = row_of_each_entry(m)
     rng = np.random.default_rng(seed)
     tiebreak = rng.random(m.nnz)
     if holdout == "last":
-        last = _timestamps(interactions, "leave-last-out")
+        last = listen_timestamps(interactions, "leave-last-out")
         known = last != UNKNOWN_TIME
         key = np.where(known, -last.astype(np.float64), np.inf)
         order = np.lexsort((tiebreak, key, rows))
@@ -349,7 +165,7 @@ def _one_per_user(
         rank[order] = np.arange(m.nnz) - np.repeat(m.indptr[:-1], np.diff(m.indptr))
         eligible = known
     elif holdout == "random":
-        rank = _rank_within_rows(m, tiebreak)
+        rank = rank_within_rows(m, tiebreak)
         eligible = np.ones(m.nnz, bool)
     else:
         raise UsageError(f"holdout must be 'last' or 'random'; got {holdout!r}")
@@ -361,7 +177,7 @@ def leave_last_out(interactions: Interactions, min_items: int = 2, seed: int = 0
     """Each user with >= ``min_items`` items holds out the pair they listened to last."""
     is_test = _one_per_user(interactions, "last", min_items, seed)
     params = {"min_items": min_items, "seed": seed}
-    train, test = _from_test_mask(interactions, is_test, "leave-last-out", params)
+    train, test = from_test_mask(interactions, is_test, "leave-last-out", params)
     return Split(train, test, "leave-last-out", params)
 
 
@@ -387,7 +203,7 @@ def sampled_split(
         raise UsageError(f"negatives must be at least 1; got {negatives}")
     is_test = _one_per_user(interactions, holdout, min_items, seed)
     params = {"negatives": negatives, "holdout": holdout, "min_items": min_items, "seed": seed}
-    train, test = _from_test_mask(interactions, is_test, "sampled", params)
+    train, test = from_test_mask(interactions, is_test, "sampled", params)
     m = interactions.user_items
     users = np.flatnonzero(np.diff(test.indptr) > 0)
     unheard = m.shape[1] - np.diff(m.indptr)[users]
@@ -425,7 +241,7 @@ def cold_items_split(
     model that reads tags leaves them out of that user's scores (``features.TagProfiles``);
     they are not dropped here because they inform other users' scores legitimately.
     """
-    _check_fraction(test_fraction)
+    check_fraction(test_fraction)
     if min_listeners < 1:
         raise UsageError(f"min_listeners must be at least 1; got {min_listeners}")
     m = interactions.user_items
@@ -442,7 +258,7 @@ def cold_items_split(
     is_cold = np.zeros(m.shape[1], bool)
     is_cold[cold] = True
     is_test = is_cold[m.indices]
-    train_matrix = _select(m, ~is_test)
+    train_matrix = select_entries(m, ~is_test)
     params = {
         "test_fraction": test_fraction,
         "min_listeners": min_listeners,
@@ -453,11 +269,11 @@ def cold_items_split(
     train = interactions.with_matrix(
         train_matrix,
         last_listened=None if last is None else last[~is_test],
-        events=_filter_events(interactions.events, train_matrix),
+        events=filter_events(interactions.events, train_matrix),
         split="cold-items",
         split_params=params,
     )
-    test = _select(m, is_test, binary=True)
+    test = select_entries(m, is_test, binary=True)
     users = np.flatnonzero(np.diff(test.indptr) > 0)
     candidates = np.tile(cold.astype(np.int64), (len(users), 1))
     return Split(train, test, "cold-items", params, candidates=candidates)
@@ -474,12 +290,12 @@ def _sample_unheard(
     n_items = m.shape[1]
     out = np.full((len(users), n), -1, np.int64)
     todo = np.arange(len(users))
-    heard_keys = _pair_keys(_row_of_each_entry(m), m.indices, n_items)
+    heard_keys = pair_keys(row_of_each_entry(m), m.indices, n_items)
     draw = n * 2 + 8
     while len(todo):
         u = users[todo]
         sample = rng.integers(0, n_items, size=(len(todo), draw))
-        keys = _pair_keys(np.repeat(u, draw), sample.ravel(), n_items)
+        keys = pair_keys(np.repeat(u, draw), sample.ravel(), n_items)
         pos = np.minimum(np.searchsorted(heard_keys, keys), max(len(heard_keys) - 1, 0))
         heard = (heard_keys[pos] == keys).reshape(sample.shape) if len(heard_keys) else False
         sample = np.where(heard, -1, sample)
@@ -516,9 +332,9 @@ def user_kfold(
     """
     if folds < 2:
         raise UsageError(f"--folds must be at least 2; got {folds}")
-    _check_fraction(test_fraction)
+    check_fraction(test_fraction)
     m = interactions.user_items
-    rows = _row_of_each_entry(m)
+    rows = row_of_each_entry(m)
     lengths = np.diff(m.indptr)
     eligible = np.flatnonzero(lengths >= min_items)
     if len(eligible) < folds:
@@ -528,8 +344,8 @@ def user_kfold(
     rng = np.random.default_rng(seed)
     fold_of = np.full(m.shape[0], -1, np.int64)
     fold_of[rng.permutation(eligible)] = np.arange(len(eligible)) % folds
-    rank = _rank_within_rows(m, rng.random(m.nnz))
-    n_test = _holdout_counts(lengths, test_fraction, min_items)
+    rank = rank_within_rows(m, rng.random(m.nnz))
+    n_test = holdout_counts(lengths, test_fraction, min_items)
     splits = []
     for fold in range(folds):
         held = fold_of == fold
@@ -541,8 +357,8 @@ def user_kfold(
             "min_items": min_items,
             "seed": seed,
         }
-        train, test = _from_test_mask(interactions, is_test, "user-kfold", params, ~held)
-        fold_in = _select(m, held[rows] & ~is_test)
+        train, test = from_test_mask(interactions, is_test, "user-kfold", params, ~held)
+        fold_in = select_entries(m, held[rows] & ~is_test)
         splits.append(Split(train, test, "user-kfold", params, fold_in=fold_in))
     return splits
 
@@ -551,7 +367,7 @@ def _heldout_users(
     lengths: np.ndarray, fraction: float, min_items: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Mask of ``round(fraction * eligible)`` users drawn among those with >= ``min_items``."""
-    _check_fraction(fraction)
+    check_fraction(fraction)
     eligible = np.flatnonzero(lengths >= min_items)
     n_held = int(round(fraction * len(eligible)))
     if n_held < 1:
@@ -572,9 +388,9 @@ def _fold_in_split(
 ) -> Split:
     """Held-out users leave training; their non-test items become the fold-in matrix."""
     m = interactions.user_items
-    rows = _row_of_each_entry(m)
-    train, test = _from_test_mask(interactions, is_test, name, params, ~held)
-    fold_in = _select(m, held[rows] & ~is_test)
+    rows = row_of_each_entry(m)
+    train, test = from_test_mask(interactions, is_test, name, params, ~held)
+    fold_in = select_entries(m, held[rows] & ~is_test)
     return Split(train, test, name, params, fold_in=fold_in)
 
 
@@ -588,14 +404,14 @@ def strong_generalization(
     """Strong generalisation (Liang et al. 2018): ``heldout_fraction`` of the users with >=
     ``min_items`` items leave training; ``round(test_fraction * n)`` of each one's items
     (drawn with ``seed``) are test, the rest is folded in."""
-    _check_fraction(test_fraction)
+    check_fraction(test_fraction)
     m = interactions.user_items
     rng = np.random.default_rng(seed)
     lengths = np.diff(m.indptr)
     held = _heldout_users(lengths, heldout_fraction, min_items, rng)
-    rows = _row_of_each_entry(m)
-    rank = _rank_within_rows(m, rng.random(m.nnz))
-    n_test = np.maximum(_holdout_counts(lengths, test_fraction, min_items), 1)
+    rows = row_of_each_entry(m)
+    rank = rank_within_rows(m, rng.random(m.nnz))
+    n_test = np.maximum(holdout_counts(lengths, test_fraction, min_items), 1)
     is_test = held[rows] & (rank < n_test[rows])
     params = {
         "heldout_fraction": heldout_fraction,
@@ -627,8 +443,8 @@ def short_history_split(
     m = interactions.user_items
     rng = np.random.default_rng(seed)
     held = _heldout_users(np.diff(m.indptr), heldout_fraction, min_items, rng)
-    rows = _row_of_each_entry(m)
-    rank = _rank_within_rows(m, rng.random(m.nnz))
+    rows = row_of_each_entry(m)
+    rank = rank_within_rows(m, rng.random(m.nnz))
     is_test = held[rows] & (rank >= int(fold_in_k))
     params = {
         "fold_in_k": int(fold_in_k),

@@ -17,11 +17,10 @@ Subclasses implement ``_fit``, ``_score_rows``, ``_similar`` and the state hooks
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import functools
 import inspect
 import json
-import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -29,7 +28,6 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import TypeAdapter, ValidationError
 
 import tastemaker.threads as threads
 from tastemaker.artifacts import (
@@ -46,6 +44,7 @@ from tastemaker.artifacts import (
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.weighting import WEIGHTINGS, apply_weighting, weighting_statistics
 from tastemaker.errors import ArtifactError, TastemakerError, UsageError
+from tastemaker.models.params import Param, checked_params, one_of
 from tastemaker.ranking import mask_columns, mask_rows, restrict_columns, top_n
 from tastemaker.threads import single_blas_thread  # noqa: F401 (the models import it from here)
 
@@ -56,6 +55,12 @@ SCORE_BATCH = 512
 
 def read_model_manifest(directory: str | Path, verify: bool = True) -> dict:
     return read_manifest(directory, kind=MODEL_KIND, verify=verify)
+
+
+def recorded_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters as a manifest or a results file records them: JSON, with any value
+    JSON cannot hold written as its ``str``."""
+    return json.loads(json.dumps(params, default=str))
 
 
 class FactorModel:
@@ -90,6 +95,7 @@ class WeightedInput:
     bm25_k1: float
     bm25_b: float
     STATE_PREFIX: ClassVar[str] = "weighting_"
+    param_rules: ClassVar[Mapping[str, Param]] = {"weighting": one_of(*WEIGHTINGS)}
 
     def _weighting_params(self) -> dict[str, float]:
         if self.weighting == "bm25":
@@ -98,10 +104,6 @@ class WeightedInput:
 
     def _fit_weighting(self, counts: sp.csr_matrix) -> sp.csr_matrix:
         """Remember the statistics of the training counts and return them weighted."""
-        if self.weighting not in WEIGHTINGS:
-            raise UsageError(
-                f"unknown weighting {self.weighting!r}; choose one of: {', '.join(WEIGHTINGS)}"
-            )
         self.weighting_statistics_ = weighting_statistics(counts)
         return self._weigh(counts)
 
@@ -136,10 +138,23 @@ class WeightedInput:
 
 
 class Recommender(ABC):
-    """Base class: hyperparameters in the constructor, learned state in attributes ending in _."""
+    """Base class: hyperparameters in the constructor, learned state in attributes ending in _.
+
+    Hyperparameters follow scikit-learn: the constructor only stores its arguments, one
+    attribute each (normalising at most a JSON list to a tuple), and never validates;
+    ``get_params`` / ``set_params`` read and change them, ``clone`` copies a model unfitted.
+    What each may hold is declared in ``param_rules`` and checked by ``validate_params``.
+    """
 
     name: ClassVar[str] = ""
     format_version: ClassVar[int] = 1
+    # The rules of the hyperparameters (models.params); merged over the MRO.
+    param_rules: ClassVar[Mapping[str, Param]] = {}
+    # Capabilities, for callers that adapt to a model (the service, the contract checks):
+    # ``personalised``: the ranking depends on the listener (popularity's does not);
+    # ``fold_in``: ``recommend_for_history`` ranks histories not seen in training.
+    personalised: ClassVar[bool] = True
+    fold_in: ClassVar[bool] = True
     # Set by fits that time themselves (seconds; the hybrid's: per stage) and by callers
     # that time a fit (evaluation.replicate); not saved.
     fit_seconds_: Any
@@ -150,8 +165,51 @@ class Recommender(ABC):
         sig = inspect.signature(cls.__init__)
         return [p for p in sig.parameters if p != "self" and not p.startswith("_")]
 
-    def get_params(self) -> dict[str, Any]:
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments by name (``deep`` as in scikit-learn; no model holds
+        another as a parameter, so it changes nothing)."""
         return {name: getattr(self, name) for name in self.param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        """Change hyperparameters (validated; on a refused value nothing changes); returns
+        self. A fitted state stays until the next ``fit``."""
+        unknown = sorted(set(params) - set(self.param_names()))
+        if unknown:
+            raise UsageError(
+                f"{self.name}: no parameter(s) {unknown}; it takes: {', '.join(self.param_names())}"
+            )
+        before = self.get_params()
+        # Through the constructor, so a value is stored (normalised) as a new model's would be.
+        type(self).__init__(self, **{**before, **params})
+        try:
+            self.validate_params()
+        except UsageError:
+            type(self).__init__(self, **before)
+            raise
+        return self
+
+    @classmethod
+    def rules(cls) -> dict[str, Param]:
+        """Every hyperparameter rule that applies: the classes' ``param_rules`` over the MRO."""
+        merged: dict[str, Param] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("param_rules", {}))
+        return merged
+
+    def validate_params(self) -> None:
+        """UsageError naming the first hyperparameter that breaks its rule (``param_rules``),
+        then the model's own cross-parameter checks (``_check_params``)."""
+        self._check_rules()
+        self._check_params()
+
+    def _check_rules(self) -> None:
+        params = self.get_params()
+        for name, rule in self.rules().items():
+            if name in params:
+                rule.check(self.name or type(self).__name__, name, params[name])
+
+    def _check_params(self) -> None:
+        """Checks the rules cannot express (parameters that depend on each other, a device)."""
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -173,11 +231,12 @@ class Recommender(ABC):
             raise TypeError("fit() takes an Interactions object (rows are users)")
         if interactions.nnz == 0:
             raise UsageError("cannot fit on an empty interaction matrix")
+        self.validate_params()
         self.user_items_ = interactions.user_items
         self.n_items_ = interactions.n_items
         self.data_fingerprint_ = interactions.fingerprint
         # Vocabularies and item names travel with the model so a saved model can serve alone.
-        self.catalogue_ = dataclasses.replace(interactions, events=None, tags=None)
+        self.interactions_ = dataclasses.replace(interactions, events=None, tags=None)
         self._callback = callback
         try:
             # BLAS / OpenMP as wide as the cores free now (tastemaker.threads): a team wider
@@ -363,10 +422,11 @@ class Recommender(ABC):
         """Read what ``_save_extra`` wrote."""
 
     def save(self, directory: str | Path, data: bool = True) -> Path:
-        """Write the model directory atomically: manifest.json, model.npz, data/ (catalogue).
+        """Write the model directory atomically: manifest.json, model.npz, data/ (the training
+        interactions: vocabularies, names, metadata).
 
-        ``data=False`` leaves the catalogue out, for a model stored inside another that holds
-        the same data (the hybrid's generators): load it with ``catalogue=``.
+        ``data=False`` leaves data/ out, for a model stored inside another that holds
+        the same data (the hybrid's generators): load it with ``interactions=``.
         """
         self._check_fitted()
         directory = Path(directory)
@@ -375,14 +435,14 @@ class Recommender(ABC):
             if data:
                 data_dir = tmp / "data"
                 data_dir.mkdir()
-                self.catalogue_.write_into(data_dir)
+                self.interactions_.write_into(data_dir)
             self._save_extra(tmp)
             write_manifest(
                 tmp,
                 MODEL_KIND,
                 self.format_version,
                 model=self.name,
-                params=json.loads(json.dumps(self.get_params(), default=str)),
+                params=recorded_params(self.get_params()),
                 data_fingerprint=self.data_fingerprint_,
                 n_items=self.n_items_,
             )
@@ -406,13 +466,13 @@ class Recommender(ABC):
     def load(
         cls,
         directory: str | Path,
-        catalogue: Interactions | None = None,
+        interactions: Interactions | None = None,
         fingerprint: str | None = None,
     ) -> Self:
         """Load a directory written by ``save``: checks kind, model type, version, checksums,
         hyperparameters (names and types) and every array (shape, type, range) before use.
 
-        ``catalogue`` supplies the training data of a model saved with ``data=False``; its
+        ``interactions`` supplies the training data of a model saved with ``data=False``; its
         ``fingerprint`` (as the enclosing model's manifest records it) must match this model's.
         """
         directory = Path(directory)
@@ -422,27 +482,33 @@ class Recommender(ABC):
                 f"{directory}: holds a {short_repr(manifest.get('model'))} model, not {cls.name!r}"
             )
         model = cls(**checked_params(cls, manifest.get("params", {}), directory))
+        try:
+            model._check_rules()  # the device-dependent hook runs where the device is known
+        except UsageError as exc:
+            raise ArtifactError(
+                f"{directory}: bad hyperparameters in the manifest ({exc})"
+            ) from None
         data_fingerprint = manifest.get("data_fingerprint")
         if not isinstance(data_fingerprint, str):
             raise ArtifactError(f"{directory}: the manifest has no data_fingerprint")
-        if catalogue is None:
+        if interactions is None:
             # The parent manifest's checksums cover data/ (its manifest too): checked above.
-            catalogue = Interactions.load(directory / "data", verify=False)
-            if catalogue.fingerprint != data_fingerprint:
+            interactions = Interactions.load(directory / "data", verify=False)
+            if interactions.fingerprint != data_fingerprint:
                 raise ArtifactError(f"{directory}: data/ is not the data the model was trained on")
         elif fingerprint != data_fingerprint:
             raise ArtifactError(f"{directory}: the model was trained on other data")
-        if manifest.get("n_items", catalogue.n_items) != catalogue.n_items:
+        if manifest.get("n_items", interactions.n_items) != interactions.n_items:
             raise ArtifactError(
                 f"{directory}: the manifest says {short_repr(manifest.get('n_items'))} items, "
-                f"the catalogue has {catalogue.n_items}"
+                f"the training data has {interactions.n_items}"
             )
-        model.user_items_ = catalogue.user_items
-        model.n_items_ = catalogue.n_items
+        model.user_items_ = interactions.user_items
+        model.n_items_ = interactions.n_items
         model.data_fingerprint_ = data_fingerprint
-        model.catalogue_ = catalogue
+        model.interactions_ = interactions
         arrays = load_arrays(directory / "model.npz")
-        dims = {"users": catalogue.n_users, "items": catalogue.n_items}
+        dims = {"users": interactions.n_users, "items": interactions.n_items}
         try:
             dims.update(model._state_dims())
             check_arrays(arrays, model._state_spec(), directory / "model.npz", dims)
@@ -457,56 +523,6 @@ class Recommender(ABC):
         return model
 
 
-def checked_params(cls: type[Recommender], params: Any, directory: Path) -> dict[str, Any]:
-    """A manifest's hyperparameters, each a known name with a value of the declared type.
-
-    Missing names take the constructor's defaults (models written before a parameter was
-    added); JSON lists stand for tuples. Numbers must be finite and JSON-safe in size.
-    """
-    if not isinstance(params, dict):
-        raise ArtifactError(f"{directory}: the manifest's params must be a mapping")
-    names = cls.param_names()
-    unknown = sorted(set(params) - set(names))
-    if unknown:
-        raise ArtifactError(
-            f"{directory}: {cls.name} has no parameter(s) {[u[:40] for u in unknown]}; "
-            "written by another version?"
-        )
-    hints = _param_types(cls)
-    checked = {}
-    for name, value in params.items():
-        try:
-            _check_json_number(value)
-            checked[name] = (
-                TypeAdapter(hints[name]).validate_json(json.dumps(value), strict=True)
-                if name in hints
-                else value
-            )
-        except (ValidationError, ValueError) as exc:
-            expected = getattr(hints.get(name), "__name__", None) or str(hints.get(name))
-            raise ArtifactError(
-                f"{directory}: parameter {name}={short_repr(value)} is not a valid {expected}"
-                + ("" if isinstance(exc, ValidationError) else f" ({exc})")
-            ) from None
-    return checked
-
-
-@functools.cache
-def _param_types(cls: type[Recommender]) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls.__init__)
-    return {name: hints[name] for name in cls.param_names() if name in hints}
-
-
-def _check_json_number(value: Any) -> None:
-    if isinstance(value, bool):
-        return
-    if isinstance(value, int) and abs(value) > 2**53:
-        raise ValueError("too large")
-    if isinstance(value, float) and not np.isfinite(value):
-        raise ValueError("not finite")
-    if isinstance(value, list | tuple):
-        for v in value:
-            _check_json_number(v)
-    if isinstance(value, dict):
-        for v in value.values():
-            _check_json_number(v)
+def clone(model: Recommender) -> Recommender:
+    """A new, unfitted model with the same hyperparameters (copied: no value is shared)."""
+    return type(model)(**copy.deepcopy(model.get_params()))

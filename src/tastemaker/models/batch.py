@@ -165,9 +165,9 @@ def write_recommendations(
     if n < 1:
         raise UsageError(f"n must be >= 1; got {n}")
     ranker = ranker or ExactRanker(model)
-    catalogue = model.catalogue_
-    user_ids = catalogue.users.ids.to_arrow()
-    item_ids = catalogue.items.ids.to_arrow()
+    data = model.interactions_
+    user_ids = data.users.ids.to_arrow()
+    item_ids = data.items.ids.to_arrow()
     schema = recommendations_schema(keep_heard).with_metadata(
         parquet_tag(
             RECOMMENDATIONS_KIND,
@@ -184,11 +184,9 @@ def write_recommendations(
         atomic_file(path, RECOMMENDATIONS_KIND, inputs=inputs, force=force) as tmp,
         pq.ParquetWriter(tmp, schema, compression="zstd") as writer,
     ):
-        for block in rank_blocks(ranker, catalogue.n_users, n, not keep_heard, block_users):
+        for block in rank_blocks(ranker, data.n_users, n, not keep_heard, block_users):
             heard = (
-                heard_times(model.user_items_, catalogue.last_listened, block)
-                if keep_heard
-                else None
+                heard_times(model.user_items_, data.last_listened, block) if keep_heard else None
             )
             table = block_table(block, user_ids, item_ids, heard)
             writer.write_table(table.cast(schema), row_group_size=max(table.num_rows, 1))
@@ -196,7 +194,7 @@ def write_recommendations(
             done += len(block.users)
             if on_block is not None:
                 on_block(done)
-    return BatchSummary(catalogue.n_users, rows, ranker.kind, Path(path))
+    return BatchSummary(data.n_users, rows, ranker.kind, Path(path))
 
 
 def recommendations_schema(keep_heard: bool) -> pa.Schema:

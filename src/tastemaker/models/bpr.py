@@ -23,15 +23,9 @@ from implicit.cpu.bpr import BayesianPersonalizedRanking
 
 from tastemaker.artifacts import ArraySpec
 from tastemaker.data.interactions import Interactions
-from tastemaker.errors import UsageError
-from tastemaker.models.als import (
-    ImplicitRanking,
-    StopTraining,
-    check_positive,
-    cosine_among,
-    cosine_to_all,
-)
 from tastemaker.models.base import FactorModel, Recommender, single_blas_thread
+from tastemaker.models.factors import ImplicitRanking, StopTraining, cosine_among, cosine_to_all
+from tastemaker.models.params import at_least, positive
 
 # Ridge penalty of the fold-in regression, relative to the mean diagonal of its Gram matrix.
 FOLD_IN_RIDGE = 1e-3
@@ -48,6 +42,12 @@ class BPR(ImplicitRanking, FactorModel, Recommender):
     """
 
     name = "bpr"
+    param_rules = {
+        "factors": positive(),
+        "iterations": positive(),
+        "learning_rate": positive(),
+        "regularization": at_least(0),
+    }
     fold_in_map_: np.ndarray | None  # None mid-fit: learned on first use
 
     def __init__(
@@ -65,14 +65,6 @@ class BPR(ImplicitRanking, FactorModel, Recommender):
         self.seed = seed
 
     def _fit(self, interactions: Interactions) -> None:
-        check_positive(
-            self,
-            factors=self.factors,
-            iterations=self.iterations,
-            learning_rate=self.learning_rate,
-        )
-        if self.regularization < 0:
-            raise UsageError(f"bpr: regularization must be >= 0, not {self.regularization!r}")
         listened = interactions.user_items
         with single_blas_thread():
             solver = BayesianPersonalizedRanking(

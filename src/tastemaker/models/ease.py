@@ -28,6 +28,7 @@ from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models.base import Recommender, WeightedInput
 from tastemaker.models.ease_sparse import sparse_ease_weights
+from tastemaker.models.params import at_least, one_of, positive
 
 # A kept item costs two dense rows of float32 (Gram matrix, then B): 40,000 items ~ 13 GB.
 MAX_ITEMS = 40_000
@@ -67,6 +68,11 @@ class EASE(WeightedInput, Recommender):
     """
 
     name = "ease"
+    param_rules = {
+        "regularization": positive(),
+        "solver": one_of(*SOLVERS),
+        "neighbours": at_least(1),
+    }
 
     def __init__(
         self,
@@ -86,18 +92,7 @@ class EASE(WeightedInput, Recommender):
         self.solver = solver
         self.neighbours = neighbours
 
-    def _check_params(self) -> None:
-        if not self.regularization > 0:
-            raise UsageError(f"ease: regularization must be > 0, not {self.regularization!r}")
-        if self.solver not in SOLVERS:
-            raise UsageError(
-                f"ease: unknown solver {self.solver!r}; choose one of: {', '.join(SOLVERS)}"
-            )
-        if not int(self.neighbours) >= 1:
-            raise UsageError(f"ease: neighbours must be >= 1, not {self.neighbours!r}")
-
     def _fit(self, interactions: Interactions) -> None:
-        self._check_params()
         counts = interactions.user_items
         weighted = self._fit_weighting(counts)
         listeners = np.bincount(counts.indices, minlength=counts.shape[1])

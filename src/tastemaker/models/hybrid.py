@@ -40,6 +40,8 @@ from tastemaker.data.metadata.coverage import has_item_tags
 from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models.base import Recommender, single_blas_thread
 from tastemaker.models.features import FEATURE_GROUPS, Candidates, FeatureBuilder, gather
+from tastemaker.models.params import at_least, between
+from tastemaker.models.registry import MODELS, create_model, model_class
 from tastemaker.models.sessions import restrict_events
 from tastemaker.models.validation import check_lightgbm_text, holdout_split
 from tastemaker.ranking import mask_rows
@@ -249,6 +251,7 @@ class Hybrid(Recommender):
     """
 
     name = "hybrid"
+    param_rules = {"candidates": at_least(1), "valid_fraction": between(0, 1, True, True)}
 
     def __init__(
         self,
@@ -289,8 +292,6 @@ class Hybrid(Recommender):
         return {**DEFAULT_GENERATOR_PARAMS.get(name, {}), **params.get(name, {})}
 
     def _make_generator(self, name: str) -> Recommender:
-        from tastemaker.models import create_model, model_class
-
         if name == self.name:
             raise UsageError("hybrid: a hybrid cannot be its own generator")
         params = self._params_for(name)
@@ -339,10 +340,6 @@ class Hybrid(Recommender):
 
     # -- fitting ---------------------------------------------------------------------------
     def _fit(self, interactions: Interactions) -> None:
-        if self.candidates < 1:
-            raise UsageError("hybrid: candidates must be at least 1")
-        if not 0.0 < self.valid_fraction < 1.0:
-            raise UsageError("hybrid: valid_fraction must be between 0 and 1")
         self.fit_seconds_: dict[str, float] = {}
         names = self._active_generators(interactions)
         groups = self._feature_groups()
@@ -579,8 +576,6 @@ class Hybrid(Recommender):
         }
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        from tastemaker.models import MODELS
-
         active = [str(g) for g in arrays["feat_active"]]
         group_arrays = {
             "neighbours": "feat_neighbour_sim_indptr",
@@ -620,8 +615,6 @@ class Hybrid(Recommender):
             generator.save(directory / "generators" / name, data=False)
 
     def _load_extra(self, directory: Path) -> None:
-        from tastemaker.models import model_class
-
         self.booster_ = None
         if self._has_ranker:
             import lightgbm as lgb
@@ -637,7 +630,7 @@ class Hybrid(Recommender):
         self.generators_ = {
             name: model_class(name).load(
                 directory / "generators" / name,
-                catalogue=self.catalogue_,
+                interactions=self.interactions_,
                 fingerprint=self.data_fingerprint_,
             )
             for name in self._generator_names

@@ -16,8 +16,8 @@ import scipy.sparse as sp
 from tastemaker.artifacts import ArraySpec, CSRSpec
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.weighting import WEIGHTINGS, apply_weighting
-from tastemaker.errors import UsageError
 from tastemaker.models.base import Recommender, WeightedInput
+from tastemaker.models.params import at_least, between, one_of, positive
 
 # Upper bound on the non-zeros of one block of the item-item product (bounds memory).
 BLOCK_NNZ = 10_000_000
@@ -28,24 +28,8 @@ BLOCK_FLOATS = 32_000_000
 SIMILARITY = CSRSpec.prefixed("similarity_", ("items", "items"))
 
 
-def _check_knn_params(model: Recommender, neighbours: int, shrinkage: float) -> None:
-    if not int(neighbours) >= 1:
-        raise UsageError(f"{model.name}: neighbours must be >= 1, not {neighbours!r}")
-    if not shrinkage >= 0:
-        raise UsageError(f"{model.name}: shrinkage must be >= 0, not {shrinkage!r}")
-
-
-def _check_item_knn_options(
-    model: Recommender, asymmetry: float, exponent: float, popularity_penalty: float
-) -> None:
-    if not 0.0 <= asymmetry <= 1.0:
-        raise UsageError(f"{model.name}: asymmetry must be in [0, 1], not {asymmetry!r}")
-    if not exponent > 0:
-        raise UsageError(f"{model.name}: exponent must be > 0, not {exponent!r}")
-    if not popularity_penalty >= 0:
-        raise UsageError(
-            f"{model.name}: popularity_penalty must be >= 0, not {popularity_penalty!r}"
-        )
+# What both neighbourhood models' shared hyperparameters may hold.
+KNN_RULES = {"neighbours": at_least(1), "shrinkage": at_least(0)}
 
 
 def _column_norms(matrix: sp.csr_matrix) -> np.ndarray:
@@ -197,6 +181,13 @@ class ItemKNN(WeightedInput, Recommender):
     """
 
     name = "itemknn"
+    param_rules = {
+        **KNN_RULES,
+        "asymmetry": between(0, 1),
+        "exponent": positive(),
+        "popularity_penalty": at_least(0),
+        "history_weighting": one_of(None, *WEIGHTINGS),
+    }
 
     def __init__(
         self,
@@ -223,13 +214,6 @@ class ItemKNN(WeightedInput, Recommender):
         self.history_weighting = history_weighting
 
     def _fit(self, interactions: Interactions) -> None:
-        _check_knn_params(self, self.neighbours, self.shrinkage)
-        _check_item_knn_options(self, self.asymmetry, self.exponent, self.popularity_penalty)
-        if self.history_weighting is not None and self.history_weighting not in WEIGHTINGS:
-            raise UsageError(
-                f"{self.name}: unknown history_weighting {self.history_weighting!r}; "
-                f"choose one of: {', '.join(WEIGHTINGS)}"
-            )
         weighted = self._fit_weighting(interactions.user_items)
         similarity = shrunk_cosine_neighbours(
             weighted,
@@ -317,6 +301,7 @@ class UserKNN(WeightedInput, Recommender):
     """
 
     name = "userknn"
+    param_rules = KNN_RULES
 
     def __init__(
         self,
@@ -333,7 +318,6 @@ class UserKNN(WeightedInput, Recommender):
         self.bm25_b = bm25_b
 
     def _fit(self, interactions: Interactions) -> None:
-        _check_knn_params(self, self.neighbours, self.shrinkage)
         self._prepare(self._fit_weighting(interactions.user_items))
 
     def _prepare(self, weighted: sp.csr_matrix) -> None:

@@ -43,6 +43,7 @@ from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models.base import Recommender, WeightedInput
 from tastemaker.models.ncf_training import make_optimizer, validation_ndcg
+from tastemaker.models.params import WIDTHS, at_least, between, positive
 from tastemaker.models.torch_common import (
     WEIGHTS_FILE,
     check_device,
@@ -142,6 +143,19 @@ class MultVAE(WeightedInput, Recommender):
 
     name = "multvae"
     format_version = 1
+    param_rules = {
+        "latent": positive(integer=True),
+        "epochs": positive(integer=True),
+        "batch_size": positive(integer=True),
+        "min_listeners": positive(integer=True),
+        "layers": WIDTHS,
+        "dropout": between(0, 1, high_open=True),
+        "learning_rate": positive(),
+        "beta_cap": at_least(0),
+        "regularization": at_least(0),
+        "anneal_steps": at_least(0),
+        "patience": at_least(0),
+    }
 
     def __init__(
         self,
@@ -180,28 +194,6 @@ class MultVAE(WeightedInput, Recommender):
         self.device = device
 
     def _check_params(self) -> None:
-        for name in ("latent", "epochs", "batch_size", "min_listeners"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-                raise UsageError(f"multvae: {name} must be a positive integer, not {value!r}")
-        layers = self.layers
-        if (
-            not isinstance(layers, tuple)
-            or not layers
-            or not all(
-                isinstance(w, int | np.integer) and not isinstance(w, bool) and w >= 1
-                for w in layers
-            )
-        ):
-            raise UsageError(f"multvae: layers must be positive integer widths, not {layers!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UsageError("multvae: dropout must be in [0, 1)")
-        if not self.learning_rate > 0:
-            raise UsageError("multvae: learning_rate must be > 0")
-        if not (self.beta_cap >= 0 and self.regularization >= 0):
-            raise UsageError("multvae: beta_cap and regularization must be >= 0")
-        if self.anneal_steps < 0 or self.patience < 0:
-            raise UsageError("multvae: anneal_steps and patience must be >= 0")
         check_device(self.name, self.device)
 
     def _build_net(self, n_kept: int) -> MultVAENet:
@@ -209,7 +201,6 @@ class MultVAE(WeightedInput, Recommender):
 
     # -- fitting -----------------------------------------------------------------------------
     def _fit(self, interactions: Interactions) -> None:
-        self._check_params()
         self.__dict__.pop("net_", None)
         self.device_ = check_device(self.name, self.device)
         counts = interactions.user_items

@@ -17,9 +17,6 @@ safetensors; nothing is pickled.
 
 from __future__ import annotations
 
-import copy
-import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,339 +24,20 @@ import scipy.sparse as sp
 import torch
 
 from tastemaker.artifacts import ArraySpec
-from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError, UsageError
-from tastemaker.models.base import FactorModel, Recommender, WeightedInput
+from tastemaker.models.base import FactorModel
+from tastemaker.models.ncf_base import NeuralRecommender, WeightedNeural
+from tastemaker.models.ncf_nets import GMFNet, MLPNet, NCFNet, NeuMFNet, SeedNet
 from tastemaker.models.ncf_training import (
-    GMFNet,
-    MLPNet,
-    NCFNet,
-    NeuMFNet,
-    SeedNet,
-    UnheardSampler,
-    fold_in,
-    make_optimizer,
-    positive_pairs,
-    sampled_epoch,
-    score_block_parts,
     train_epoch,
-    validation_ndcg,
-    warm_start,
 )
-from tastemaker.models.torch_common import (
-    WEIGHTS_FILE,
-    check_device,
-    console,
-    epoch_progress,
-    load_network,
-    resolve_device,
-    threads_for,
-    write_weights,
-)
-from tastemaker.models.validation import holdout_some_users
+from tastemaker.models.params import WIDTHS, between
 
-# Inner hold-out for early stopping: this share of the items of up to VALIDATION_USERS users
-# (with >= 5 items). Only those users lose items, so little training signal is spent on it.
-VALIDATION_FRACTION = 0.2
-VALIDATION_USERS = 500
-LOSSES = ("bce", "bpr")
-# A fit that may run this long or longer says so after its first epoch.
-LONG_FIT_SECONDS = 60.0
+# The MLP tower's hyperparameters (MLP, NeuMF).
+TOWER_RULES = {"layers": WIDTHS, "dropout": between(0, 1, high_open=True)}
 
 
-def _duration(seconds: float) -> str:
-    """``42 s``, ``3 min``, ``1.5 h``: a rough figure for a person deciding whether to wait."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-class _NeuralRecommender(Recommender):
-    """Shared training, scoring, fold-in and persistence for the PyTorch models."""
-
-    format_version = 1
-    # Every subclass takes at least these hyperparameters (set by _set_params).
-    factors: int
-    epochs: int
-    learning_rate: float
-    negatives: int
-    regularization: float
-    batch_size: int
-    loss: str
-    patience: int
-    seed: int
-    device: str
-    net_: NCFNet
-    device_: torch.device
-
-    # -- construction ------------------------------------------------------------------------
-    def _set_params(self, arguments: dict[str, object]) -> None:
-        """Store the constructor's arguments (its ``locals()``) as hyperparameters."""
-        for name in self.param_names():
-            value = arguments[name]
-            if name == "layers" and isinstance(value, list | tuple):
-                value = tuple(value)  # a list from JSON or the command line
-            setattr(self, name, value)
-
-    def _build_net(self, n_users: int, n_items: int) -> NCFNet:
-        raise NotImplementedError
-
-    def _check_params(self) -> None:
-        positive = ("factors", "epochs", "negatives", "batch_size")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise UsageError(f"{self.name}: {name} must be a positive integer, not {value!r}")
-        if not self.learning_rate > 0:
-            raise UsageError(f"{self.name}: learning_rate must be > 0")
-        if self.regularization < 0:
-            raise UsageError(f"{self.name}: regularization must be >= 0")
-        if self.patience < 0:
-            raise UsageError(f"{self.name}: patience must be >= 0 (0 turns early stopping off)")
-        if self.loss not in LOSSES:
-            raise UsageError(f"{self.name}: loss must be one of {LOSSES}, not {self.loss!r}")
-        layers = getattr(self, "layers", (1,))
-        if not layers or not all(isinstance(w, int | np.integer) and w >= 1 for w in layers):
-            raise UsageError(f"{self.name}: layers must be positive integer widths, not {layers}")
-        if not 0.0 <= getattr(self, "dropout", 0.0) < 1.0:
-            raise UsageError(f"{self.name}: dropout must be in [0, 1)")
-        check_device(self.name, self.device)
-
-    # -- fitting -----------------------------------------------------------------------------
-    def _fit(self, interactions: Interactions) -> None:
-        self._check_params()
-        self.device_ = resolve_device(self.device)
-        matrix = interactions.user_items
-        for attr in ("net_", "seed_table_"):
-            self.__dict__.pop(attr, None)
-        if isinstance(self, WeightedInput):
-            self._fit_weighting(matrix)
-        devices = [self.device_] if self.device_.type == "cuda" else []
-        with threads_for(matrix.shape[0] * matrix.shape[1]):
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(self.seed)
-                rng = np.random.default_rng(self.seed)
-                self._train(matrix, rng)
-            self._after_fit()
-
-    def _after_fit(self) -> None:
-        """Hook for derived state (the seed network's lookup table)."""
-
-    def _new_net(self, n_users: int, n_items: int) -> NCFNet:
-        return self._build_net(n_users, n_items).to(self.device_)
-
-    def _train(self, matrix: sp.csr_matrix, rng: np.random.Generator) -> None:
-        """Early stopping on the inner hold-out, then a refit on all training data."""
-        n_users, n_items = matrix.shape
-        history_loss: list[float] = []
-        history_ndcg: list[float] = []
-        started = time.perf_counter()
-        if self.patience > 0:
-            inner, valid, valid_users = holdout_some_users(
-                matrix, VALIDATION_FRACTION, VALIDATION_USERS, self.seed, rng
-            )
-        else:
-            inner, valid, valid_users = matrix, None, np.empty(0, np.int64)
-        self.net_ = self._initial_net(n_users, n_items, inner, rng)
-        best_epoch, best_ndcg, best_state = 0, -np.inf, None
-        epochs_run, stopped_by_callback = 0, False
-        with epoch_progress(self.name, self.epochs) as advance:
-            optimizer = make_optimizer(
-                self.net_, self.learning_rate, self.regularization, self.device_
-            )
-            sampler = UnheardSampler(inner)
-            positives = self._positives(inner)
-            for epoch in range(1, self.epochs + 1):
-                loss = self._run_epoch(optimizer, sampler, positives, rng)
-                epochs_run = epoch
-                if epoch == 1:
-                    self._announce_duration(time.perf_counter() - started, valid is not None)
-                ndcg = float("nan")
-                if valid is not None and len(valid_users):
-                    ndcg = validation_ndcg(
-                        self.net_,
-                        valid_users,
-                        inner,
-                        valid,
-                        self.device_,
-                        score_fn=self._validation_scorer(),
-                    )
-                history_loss.append(loss)
-                history_ndcg.append(ndcg)
-                advance(loss, ndcg)
-                if not math.isnan(ndcg) and ndcg > best_ndcg:
-                    best_epoch, best_ndcg = epoch, ndcg
-                    best_state = copy.deepcopy(self.net_.state_dict())
-                if self._report_iteration(epoch):
-                    stopped_by_callback = True  # e.g. a pruned tuning trial: no refit either
-                    break
-                if valid is not None and epoch - best_epoch >= self.patience:
-                    break
-        if best_state is not None:
-            self.net_.load_state_dict(best_state)
-        self.best_epoch_ = best_epoch if best_state is not None else epochs_run
-        self.history_ = {
-            "loss": np.asarray(history_loss, np.float64),
-            "validation_ndcg": np.asarray(history_ndcg, np.float64),
-        }
-        if valid is not None and len(valid_users) and not stopped_by_callback:
-            self._refit(matrix, rng)
-        self.fit_seconds_ = time.perf_counter() - started
-
-    def _announce_duration(self, first_epoch_seconds: float, early_stopping: bool) -> None:
-        """Say how long the fit will take once the first epoch has shown the pace.
-
-        Only for fits that will run long (a minute or more at most): a user who started a
-        neural fit with defaults on a loaded machine should learn it is minutes, not hang.
-        """
-        most = self.epochs * first_epoch_seconds * (2 if early_stopping else 1)
-        if most < LONG_FIT_SECONDS:
-            return
-        if early_stopping:
-            least = min(self.patience + 1, self.epochs) * first_epoch_seconds * 2
-            plan = (
-                f"up to {self.epochs} epochs, stopping {self.patience} after the best, then a "
-                f"refit: expect {_duration(least)} to {_duration(most)}"
-            )
-        else:
-            plan = f"{self.epochs} epochs: expect about {_duration(most)}"
-        console.print(
-            f"{self.name}: the first epoch took {first_epoch_seconds:.1f} s; {plan}", soft_wrap=True
-        )
-
-    def _refit(self, matrix: sp.csr_matrix, rng: np.random.Generator) -> None:
-        """Train a fresh network on all training data for the best epoch count.
-
-        The early-stopped network never saw the validation items of its validation users;
-        the refit spends the same budget again so the final model learns from everything.
-        """
-        n_users, n_items = matrix.shape
-        torch.manual_seed(self.seed)
-        self.net_ = self._initial_net(n_users, n_items, matrix, rng)
-        optimizer = make_optimizer(self.net_, self.learning_rate, self.regularization, self.device_)
-        sampler = UnheardSampler(matrix)
-        positives = self._positives(matrix)
-        with epoch_progress(f"{self.name} (refit on all)", self.best_epoch_) as advance:
-            for _ in range(self.best_epoch_):
-                advance(self._run_epoch(optimizer, sampler, positives, rng), float("nan"))
-
-    def _initial_net(
-        self, n_users: int, n_items: int, matrix: sp.csr_matrix, rng: np.random.Generator
-    ) -> NCFNet:
-        return self._new_net(n_users, n_items)
-
-    def _positives(self, matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(users, items, confidence) of every listened pair; confidence from ``weighting``."""
-        users, items = positive_pairs(matrix)
-        return users, items, self._confidence(matrix)
-
-    def _confidence(self, counts: sp.csr_matrix) -> np.ndarray:
-        """Per-non-zero weight of a positive: the weighting of the counts (binary here)."""
-        return np.ones(sp.csr_matrix(counts).nnz, np.float64)
-
-    def _run_epoch(
-        self,
-        optimizer: torch.optim.Optimizer,
-        sampler: UnheardSampler,
-        positives: tuple[np.ndarray, np.ndarray, np.ndarray],
-        rng: np.random.Generator,
-    ) -> float:
-        samples = sampled_epoch(positives, sampler, self.negatives, self.loss, rng)
-        dev = self.device_
-        users, items, targets, weights = (torch.as_tensor(a, device=dev) for a in samples)
-        return train_epoch(
-            self.net_, optimizer, users, items, targets, weights, self.batch_size, self.loss
-        )
-
-    def _validation_scorer(self):
-        return None  # score_block_parts on the network
-
-    # -- scoring -----------------------------------------------------------------------------
-    def _user_parts(self, history: sp.csr_matrix, users: np.ndarray | None) -> list[torch.Tensor]:
-        """Embedding parts of training users, or folded-in parts of unseen histories."""
-        if users is not None:
-            with torch.no_grad():
-                return self.net_.user_parts(torch.as_tensor(users, device=self.device_))
-        start = warm_start(self.net_, history, self.user_items_, self.device_)
-        return fold_in(
-            self.net_,
-            history,
-            self._confidence(history),
-            start,
-            self.negatives,
-            self.loss,
-            self.seed,
-            self.device_,
-        )
-
-    def _logits(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        return score_block_parts(self.net_, parts)
-
-    def _score_rows(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
-        if history.shape[0] == 0:
-            return np.empty((0, self.n_items_), np.float32)
-        with threads_for(self.user_items_.shape[0] * self.n_items_):
-            parts = self._user_parts(history, users)
-            return self._logits(parts).float().cpu().numpy()
-
-    def _similar(self, items: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            reps = self.net_.item_representation()
-            chosen = reps[torch.as_tensor(items, device=self.device_)]
-            return (chosen @ reps.T).float().cpu().numpy()
-
-    # -- persistence -------------------------------------------------------------------------
-    def _state(self) -> dict[str, np.ndarray]:
-        return {
-            "history_loss": self.history_["loss"],
-            "history_validation_ndcg": self.history_["validation_ndcg"],
-            "best_epoch": np.asarray(self.best_epoch_, np.int64),
-        }
-
-    def _state_spec(self) -> dict[str, ArraySpec]:
-        # The training history is a report (NaN: an epoch without validation), not used to score.
-        return {
-            "history_loss": ArraySpec(("epochs",), finite=False),
-            "history_validation_ndcg": ArraySpec(("epochs",), finite=False),
-            "best_epoch": ArraySpec((), "int", low=0),
-        }
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.history_ = {
-            "loss": arrays["history_loss"],
-            "validation_ndcg": arrays["history_validation_ndcg"],
-        }
-        self.best_epoch_ = int(arrays["best_epoch"])
-
-    def _save_extra(self, directory: Path) -> None:
-        write_weights(directory / WEIGHTS_FILE, self.net_, self.name)
-
-    def _load_extra(self, directory: Path) -> None:
-        n_users, n_items = self.user_items_.shape
-        self.net_ = load_network(self, directory, lambda: self._build_net(n_users, n_items))
-
-
-class _Weighted(WeightedInput, _NeuralRecommender):
-    """Positives weighted by the play counts through ``weighting`` (log1p by default), as
-    confidences: a heavily played artist counts more than one heard once."""
-
-    def _confidence(self, counts: sp.csr_matrix) -> np.ndarray:
-        return self._weigh(sp.csr_matrix(counts, dtype=np.float32)).data.astype(np.float64)
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {**super()._state(), **self._weighting_state()}
-
-    def _state_spec(self) -> dict[str, ArraySpec]:
-        return {**super()._state_spec(), **self._weighting_spec()}
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        super()._set_state(arrays)
-        self._set_weighting_state(arrays)
-
-
-class GMF(_Weighted, FactorModel):
+class GMF(WeightedNeural, FactorModel):
     """Generalised matrix factorisation, trained with sampled negatives (NCF paper, 3.2)."""
 
     name = "gmf"
@@ -381,7 +59,19 @@ class GMF(_Weighted, FactorModel):
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        self._set_params(locals())
+        self.factors = factors
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.negatives = negatives
+        self.regularization = regularization
+        self.weighting = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.batch_size = batch_size
+        self.loss = loss
+        self.patience = patience
+        self.seed = seed
+        self.device = device
 
     def _build_net(self, n_users: int, n_items: int) -> NCFNet:
         return GMFNet(n_users, n_items, self.factors)
@@ -411,10 +101,11 @@ class GMF(_Weighted, FactorModel):
             return torch.cat([q, bias], dim=1).float().cpu().numpy()
 
 
-class MLP(_Weighted):
+class MLP(WeightedNeural):
     """A ReLU tower on the concatenated user and item embeddings (NCF paper, 3.3)."""
 
     name = "mlp"
+    param_rules = TOWER_RULES
     layers: tuple[int, ...]
     dropout: float
 
@@ -436,13 +127,27 @@ class MLP(_Weighted):
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        self._set_params(locals())
+        self.factors = factors
+        self.layers = tuple(layers) if isinstance(layers, list | tuple) else layers
+        self.dropout = dropout
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.negatives = negatives
+        self.regularization = regularization
+        self.weighting = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.batch_size = batch_size
+        self.loss = loss
+        self.patience = patience
+        self.seed = seed
+        self.device = device
 
     def _build_net(self, n_users: int, n_items: int) -> NCFNet:
         return MLPNet(n_users, n_items, self.factors, self.layers, self.dropout)
 
 
-class NeuMF(_Weighted):
+class NeuMF(WeightedNeural):
     """GMF and MLP under one output layer (NCF paper, 3.4).
 
     ``pretrain=True`` first trains a GMF and an MLP with the same settings (each with its own
@@ -450,6 +155,7 @@ class NeuMF(_Weighted):
     """
 
     name = "neumf"
+    param_rules = TOWER_RULES
     layers: tuple[int, ...]
     dropout: float
     pretrain: bool
@@ -473,7 +179,22 @@ class NeuMF(_Weighted):
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        self._set_params(locals())
+        self.factors = factors
+        self.layers = tuple(layers) if isinstance(layers, list | tuple) else layers
+        self.dropout = dropout
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.negatives = negatives
+        self.regularization = regularization
+        self.weighting = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.batch_size = batch_size
+        self.loss = loss
+        self.patience = patience
+        self.pretrain = pretrain
+        self.seed = seed
+        self.device = device
 
     def _build_net(self, n_users: int, n_items: int) -> NCFNet:
         return NeuMFNet(n_users, n_items, self.factors, self.layers, self.dropout)
@@ -499,7 +220,7 @@ class NeuMF(_Weighted):
         return net
 
 
-class NCFSeed(_NeuralRecommender):
+class NCFSeed(NeuralRecommender):
     """The original study's network, trained as the study trained it.
 
     Architecture: user and item embeddings of size 5, their dot product, dense layers
@@ -519,6 +240,7 @@ class NCFSeed(_NeuralRecommender):
     """
 
     name = "ncf-seed"
+    param_rules = {"layers": WIDTHS}
     net_: SeedNet
     layers: tuple[int, ...]
     samples_per_epoch: int
@@ -539,7 +261,18 @@ class NCFSeed(_NeuralRecommender):
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        self._set_params(locals())
+        self.factors = factors
+        self.layers = tuple(layers) if isinstance(layers, list | tuple) else layers
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.negatives = negatives
+        self.samples_per_epoch = samples_per_epoch
+        self.regularization = regularization
+        self.batch_size = batch_size
+        self.loss = loss
+        self.patience = patience
+        self.seed = seed
+        self.device = device
 
     def _check_params(self) -> None:
         super()._check_params()

@@ -1,25 +1,17 @@
-"""Networks, negative sampling, training loop and fold-in for neural collaborative filtering.
+"""Negative sampling, training loop and fold-in for neural collaborative filtering.
 
 The model classes in ``tastemaker.models.ncf`` put these behind the common ``Recommender``
-interface; this module holds the PyTorch parts:
+interface; this module and ``ncf_nets`` (the networks) hold the PyTorch parts:
 
-- ``GMFNet``, ``MLPNet``, ``NeuMFNet`` (He et al., WWW 2017) and ``SeedNet`` (the original
-  study's network: a dot product of two 5-dim embeddings fed through 2048 -> 1024 -> 512);
 - ``UnheardSampler``: uniform draws of items a user has *not* heard, exact and vectorised;
 - ``train_epoch``: one pass over mini-batches with BCE or BPR loss;
 - ``validation_ndcg``: NDCG@10 on an inner hold-out, for early stopping;
 - ``fold_in``: user embeddings for unseen histories, items frozen.
-
-Every network scores pairs (``pair_logits``) for training and blocks of users against many
-items (``block_logits``) for ranking; the block path splits the first MLP layer into a user
-half and an item half, so only the layers after it run per (user, item) pair.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import cast
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,12 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tastemaker.models.ncf_nets import NCFNet
 from tastemaker.models.torch_common import resolve_device  # noqa: F401  (bench/ncf.py)
 from tastemaker.models.validation import ndcg_at_k
 
-# Block scoring materialises (users x items x first hidden layer) floats; keep a block near
-# this many elements (64 MB of float32).
-BLOCK_ELEMENTS = 1 << 24
 # Fold-in: Adam steps, step size and the number of fixed candidate negatives per history.
 FOLD_IN_STEPS = 60
 FOLD_IN_LEARNING_RATE = 0.05
@@ -42,230 +32,6 @@ FOLD_IN_PRIOR = 1e-2
 # Warm start: the nearest trained users by history cosine, weighted by cosine ** power.
 WARM_START_USERS = 10
 WARM_START_POWER = 4
-
-
-# -- networks -----------------------------------------------------------------------------------
-
-
-class NCFNet(nn.Module):
-    """Common shape: user-side embedding tables, item-side tables, a pairwise scorer."""
-
-    user_tables: tuple[str, ...] = ()
-    item_tables: tuple[str, ...] = ()
-
-    def user_parts(self, users: torch.Tensor) -> list[torch.Tensor]:
-        return [getattr(self, name)(users) for name in self.user_tables]
-
-    def mean_user_parts(self) -> list[torch.Tensor]:
-        return [getattr(self, name).weight.mean(0) for name in self.user_tables]
-
-    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return self.pair_logits(self.user_parts(users), items)
-
-    def pair_logits(self, parts: list[torch.Tensor], items: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N,)`` of N (user, item) pairs; ``parts`` are the N users' embeddings."""
-        raise NotImplementedError
-
-    def block_logits(
-        self, parts: list[torch.Tensor], items: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Logits ``(B, n)`` of B users against ``items`` (all items when None)."""
-        raise NotImplementedError
-
-    def block_rows(self, n_items: int) -> int:
-        """How many users ``block_logits`` should take at once against ``n_items`` items."""
-        return 512
-
-    def embedding_tables(self) -> list[nn.Embedding]:
-        return [getattr(self, name) for name in self.user_tables + self.item_tables]
-
-    def item_representation(self) -> torch.Tensor:
-        """Item vectors for cosine similarity: each table L2-normalised, then concatenated."""
-        parts = [F.normalize(getattr(self, name).weight, dim=1) for name in self.item_tables]
-        return torch.cat(parts, dim=1) / math.sqrt(len(parts))
-
-
-def _embedding(n: int, dim: int, std: float) -> nn.Embedding:
-    table = nn.Embedding(n, dim)
-    nn.init.normal_(table.weight, std=std)
-    return table
-
-
-class _Tower(nn.Module):
-    """The MLP tower on concatenated (user, item) embeddings: Linear-ReLU(-Dropout) layers."""
-
-    def __init__(self, in_dim: int, layers: Sequence[int], dropout: float) -> None:
-        super().__init__()
-        dims = [in_dim, *layers]
-        linears = [nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)]
-        self.linears = nn.ModuleList(linears)
-        self.dropout = dropout
-        for linear in linears:
-            nn.init.xavier_uniform_(linear.weight)
-            nn.init.zeros_(linear.bias)
-
-    @property
-    def first(self) -> nn.Linear:
-        # nn.ModuleList's items are typed as any Module; every one here is a Linear. (A
-        # property, not an attribute: an attribute would add a submodule to the state dict.)
-        return cast(nn.Linear, self.linears[0])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._rest(F.relu(self.linears[0](x)), start=1)
-
-    def _rest(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        x = F.dropout(x, self.dropout, self.training)
-        for linear in self.linears[start:]:
-            x = F.dropout(F.relu(linear(x)), self.dropout, self.training)
-        return x
-
-    def block(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        """Tower output ``(B, n, last)`` for every pair of B users and n items.
-
-        The first layer acts on ``[user, item]``, so ``W [u; i] = W_u u + W_i i``: both halves
-        are computed once per user and once per item, and only the rest runs per pair.
-        """
-        first = self.first
-        dim = user.shape[1]
-        user_half = user @ first.weight[:, :dim].T + first.bias
-        item_half = item @ first.weight[:, dim:].T
-        return self._rest(F.relu(user_half[:, None, :] + item_half[None, :, :]), start=1)
-
-
-class GMFNet(NCFNet):
-    """Generalised matrix factorisation: ``h . (p_u * q_i) + b``."""
-
-    user_tables = ("user_gmf",)
-    item_tables = ("item_gmf",)
-
-    def __init__(self, n_users: int, n_items: int, factors: int) -> None:
-        super().__init__()
-        self.user_gmf = _embedding(n_users, factors, 0.01)
-        self.item_gmf = _embedding(n_items, factors, 0.01)
-        self.out = nn.Linear(factors, 1)
-        nn.init.uniform_(self.out.weight, 0.9, 1.1)  # start near a plain dot product
-        nn.init.zeros_(self.out.bias)
-
-    def pair_logits(self, parts, items):
-        return self.out(parts[0] * self.item_gmf(items)).squeeze(-1)
-
-    def block_logits(self, parts, items=None):
-        q = self.item_gmf.weight if items is None else self.item_gmf(items)
-        return (parts[0] * self.out.weight[0]) @ q.T + self.out.bias
-
-
-class MLPNet(NCFNet):
-    """Multi-layer perceptron on ``[p_u, q_i]``."""
-
-    user_tables = ("user_mlp",)
-    item_tables = ("item_mlp",)
-
-    def __init__(
-        self, n_users: int, n_items: int, factors: int, layers: Sequence[int], dropout: float
-    ) -> None:
-        super().__init__()
-        self.user_mlp = _embedding(n_users, factors, 0.01)
-        self.item_mlp = _embedding(n_items, factors, 0.01)
-        self.tower = _Tower(2 * factors, layers, dropout)
-        self.out = nn.Linear(layers[-1], 1)
-
-    def pair_logits(self, parts, items):
-        x = torch.cat([parts[0], self.item_mlp(items)], dim=-1)
-        return self.out(self.tower(x)).squeeze(-1)
-
-    def block_logits(self, parts, items=None):
-        q = self.item_mlp.weight if items is None else self.item_mlp(items)
-        return self.out(self.tower.block(parts[0], q)).squeeze(-1)
-
-    def block_rows(self, n_items: int) -> int:
-        return max(1, BLOCK_ELEMENTS // (n_items * self.tower.first.out_features))
-
-
-class NeuMFNet(NCFNet):
-    """Neural matrix factorisation: GMF and MLP side by side, joined by one output layer."""
-
-    user_tables = ("user_gmf", "user_mlp")
-    item_tables = ("item_gmf", "item_mlp")
-
-    def __init__(
-        self, n_users: int, n_items: int, factors: int, layers: Sequence[int], dropout: float
-    ) -> None:
-        super().__init__()
-        self.user_gmf = _embedding(n_users, factors, 0.01)
-        self.item_gmf = _embedding(n_items, factors, 0.01)
-        self.user_mlp = _embedding(n_users, factors, 0.01)
-        self.item_mlp = _embedding(n_items, factors, 0.01)
-        self.tower = _Tower(2 * factors, layers, dropout)
-        self.out = nn.Linear(factors + layers[-1], 1)
-        self.factors = factors
-
-    def pair_logits(self, parts, items):
-        gmf = parts[0] * self.item_gmf(items)
-        mlp = self.tower(torch.cat([parts[1], self.item_mlp(items)], dim=-1))
-        return self.out(torch.cat([gmf, mlp], dim=-1)).squeeze(-1)
-
-    def block_logits(self, parts, items=None):
-        q_gmf = self.item_gmf.weight if items is None else self.item_gmf(items)
-        q_mlp = self.item_mlp.weight if items is None else self.item_mlp(items)
-        w = self.out.weight[0]
-        gmf = (parts[0] * w[: self.factors]) @ q_gmf.T
-        mlp = self.tower.block(parts[1], q_mlp) @ w[self.factors :]
-        return gmf + mlp + self.out.bias
-
-    def block_rows(self, n_items: int) -> int:
-        return max(1, BLOCK_ELEMENTS // (n_items * self.tower.first.out_features))
-
-    def load_pretrained(self, gmf: GMFNet, mlp: MLPNet, alpha: float = 0.5) -> None:
-        """Start from trained GMF and MLP (the paper's pre-training): copy their embeddings
-        and tower, and join their output layers weighted ``alpha`` and ``1 - alpha``."""
-        with torch.no_grad():
-            for name in ("user_gmf", "item_gmf"):
-                getattr(self, name).weight.copy_(getattr(gmf, name).weight)
-            for name in ("user_mlp", "item_mlp"):
-                getattr(self, name).weight.copy_(getattr(mlp, name).weight)
-            self.tower.load_state_dict(mlp.tower.state_dict())
-            weight = torch.cat([alpha * gmf.out.weight, (1 - alpha) * mlp.out.weight], dim=1)
-            self.out.weight.copy_(weight)
-            self.out.bias.copy_(alpha * gmf.out.bias + (1 - alpha) * mlp.out.bias)
-
-
-class SeedNet(NCFNet):
-    """The original study's network: ``dense(p_u . q_i)`` with dense = 2048 -> 1024 -> 512 -> 1.
-
-    The dense layers see one number per pair, the dot product, so the whole network is a
-    function of that scalar: ``curve(s)``. Ranking tabulates ``curve`` once (see ncf.NCFSeed).
-    """
-
-    user_tables = ("user",)
-    item_tables = ("item",)
-
-    def __init__(self, n_users: int, n_items: int, factors: int, layers: Sequence[int]) -> None:
-        super().__init__()
-        # Keras' default embedding initialiser (uniform +-0.05), as the study's code used.
-        self.user = nn.Embedding(n_users, factors)
-        self.item = nn.Embedding(n_items, factors)
-        nn.init.uniform_(self.user.weight, -0.05, 0.05)
-        nn.init.uniform_(self.item.weight, -0.05, 0.05)
-        self.tower = _Tower(1, layers, 0.0)
-        self.out = nn.Linear(layers[-1], 1)
-
-    def curve(self, dots: torch.Tensor) -> torch.Tensor:
-        """Logit as a function of the dot product (any shape)."""
-        flat = dots.reshape(-1, 1)
-        return self.out(self.tower(flat)).reshape(dots.shape)
-
-    def pair_logits(self, parts, items):
-        return self.curve((parts[0] * self.item(items)).sum(-1))
-
-    def block_dots(self, parts, items=None) -> torch.Tensor:
-        q = self.item.weight if items is None else self.item(items)
-        return parts[0] @ q.T
-
-    def block_logits(self, parts, items=None):
-        return self.curve(self.block_dots(parts, items))
-
-    def block_rows(self, n_items: int) -> int:
-        return max(1, (1 << 20) // (n_items * self.tower.first.out_features))
 
 
 # -- sampling -----------------------------------------------------------------------------------
@@ -503,6 +269,78 @@ def warm_start(
     return starts
 
 
+class FoldInTargets(NamedTuple):
+    """What fold-in's objective compares, on the device: the heard (row, item) pairs and
+    their weights, the candidate negatives per row, and each row's normalisation."""
+
+    n_rows: int
+    pos_rows: torch.Tensor
+    pos_items: torch.Tensor
+    pos_weight: torch.Tensor
+    candidates: torch.Tensor
+    neg_mask: torch.Tensor  # rows x candidates: 1 where the row has not heard the candidate
+    neg_weight: torch.Tensor
+    norm: torch.Tensor
+
+
+def fold_in_targets(
+    history: sp.csr_matrix,
+    weights: np.ndarray,
+    negatives: int,
+    seed: int,
+    device: torch.device,
+) -> FoldInTargets:
+    """The seeded candidate set and the weights of ``fold_in``'s objective."""
+    n_rows, n_items = history.shape
+    rng = np.random.default_rng(seed)
+    n_candidates = min(FOLD_IN_CANDIDATES, n_items)
+    candidates = np.sort(rng.choice(n_items, n_candidates, replace=False))
+    binary = history.copy()
+    binary.data[:] = 1.0
+    heard_candidates = np.asarray(binary[:, candidates].todense(), dtype=bool)
+    n_pos = np.diff(history.indptr)
+    n_neg = n_candidates - heard_candidates.sum(1)
+    pos_rows, pos_items = positive_pairs(history)
+    # Per-row normalisation: each row's loss is a mean over its (1 + negatives) * n_pos
+    # terms, so short and long histories move at the same rate.
+    row_weight = np.bincount(pos_rows, weights=weights, minlength=n_rows)
+
+    def tensor(values: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.as_tensor(values, device=device, dtype=dtype)
+
+    return FoldInTargets(
+        n_rows=n_rows,
+        pos_rows=tensor(pos_rows),
+        pos_items=tensor(pos_items),
+        pos_weight=tensor(weights, torch.float32),
+        candidates=tensor(candidates),
+        neg_mask=tensor(~heard_candidates, torch.float32),
+        neg_weight=tensor(negatives * n_pos / np.maximum(n_neg, 1), torch.float32),
+        norm=tensor(np.maximum(row_weight + negatives * n_pos, 1e-6), torch.float32),
+    )
+
+
+def fold_in_row_loss(
+    net: NCFNet, params: list[torch.Tensor], t: FoldInTargets, loss: str, negatives: int
+) -> torch.Tensor:
+    """Each row's training loss (``bce`` or ``bpr``) at its current embedding(s)."""
+    device = t.norm.device
+    pos_logits = net.pair_logits([p[t.pos_rows] for p in params], t.pos_items)
+    cand_logits = net.block_logits(params, t.candidates)
+    if loss == "bpr":
+        # Each positive against the row's unheard candidates, as BPR's triples.
+        diff = pos_logits[:, None] - cand_logits[t.pos_rows]
+        pair_loss = F.softplus(-diff) * t.neg_mask[t.pos_rows]
+        per_pos = pair_loss.sum(1) / t.neg_mask[t.pos_rows].sum(1).clamp(min=1)
+        per_pos = per_pos * t.pos_weight
+        row_loss = torch.zeros(t.n_rows, device=device).index_add(0, t.pos_rows, per_pos)
+        return row_loss * (1 + negatives) / t.norm
+    pos_loss = F.softplus(-pos_logits) * t.pos_weight
+    row_loss = torch.zeros(t.n_rows, device=device).index_add(0, t.pos_rows, pos_loss)
+    neg_loss = (F.softplus(cand_logits) * t.neg_mask).sum(1) * t.neg_weight
+    return (row_loss + neg_loss) / t.norm
+
+
 def fold_in(
     net: NCFNet,
     history: sp.csr_matrix,
@@ -524,20 +362,7 @@ def fold_in(
     the same result as one history at a time, and the result depends only on the history,
     the trained model and the seed.
     """
-    history = sp.csr_matrix(history)
-    n_rows, n_items = history.shape
-    rng = np.random.default_rng(seed)
-    n_candidates = min(FOLD_IN_CANDIDATES, n_items)
-    candidates = np.sort(rng.choice(n_items, n_candidates, replace=False))
-    cand_t = torch.as_tensor(candidates, device=device)
-
-    binary = history.copy()
-    binary.data[:] = 1.0
-    heard_candidates = np.asarray(binary[:, candidates].todense(), dtype=bool)
-    n_pos = np.diff(history.indptr)
-    n_neg = n_candidates - heard_candidates.sum(1)
-    pos_rows, pos_items = positive_pairs(history)
-
+    targets = fold_in_targets(sp.csr_matrix(history), weights, negatives, seed, device)
     anchor = [p.detach() for p in start]
     params = [p.clone().requires_grad_(True) for p in anchor]
     frozen = [p.requires_grad for p in net.parameters()]
@@ -550,36 +375,9 @@ def fold_in(
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: max(0.02, 1.0 - step / max(FOLD_IN_STEPS, 1))
         )
-        pos_rows_t = torch.as_tensor(pos_rows, device=device)
-        pos_items_t = torch.as_tensor(pos_items, device=device)
-        neg_mask = torch.as_tensor(~heard_candidates, device=device, dtype=torch.float32)
-        # Per-row normalisation: each row's loss is a mean over its (1 + negatives) * n_pos
-        # terms, so short and long histories move at the same rate.
-        pos_weight = torch.as_tensor(weights, device=device, dtype=torch.float32)
-        row_weight = np.bincount(pos_rows, weights=weights, minlength=n_rows)
-        norm = torch.as_tensor(
-            np.maximum(row_weight + negatives * n_pos, 1e-6), device=device, dtype=torch.float32
-        )
-        neg_weight = torch.as_tensor(
-            negatives * n_pos / np.maximum(n_neg, 1), device=device, dtype=torch.float32
-        )
         for _ in range(FOLD_IN_STEPS):
             optimizer.zero_grad(set_to_none=True)
-            pos_logits = net.pair_logits([p[pos_rows_t] for p in params], pos_items_t)
-            cand_logits = net.block_logits(params, cand_t)
-            if loss == "bpr":
-                # Each positive against the row's unheard candidates, as BPR's triples.
-                diff = pos_logits[:, None] - cand_logits[pos_rows_t]
-                pair_loss = F.softplus(-diff) * neg_mask[pos_rows_t]
-                per_pos = pair_loss.sum(1) / neg_mask[pos_rows_t].sum(1).clamp(min=1)
-                per_pos = per_pos * pos_weight
-                row_loss = torch.zeros(n_rows, device=device).index_add(0, pos_rows_t, per_pos)
-                row_loss = row_loss * (1 + negatives) / norm
-            else:
-                pos_loss = F.softplus(-pos_logits) * pos_weight
-                row_loss = torch.zeros(n_rows, device=device).index_add(0, pos_rows_t, pos_loss)
-                neg_loss = (F.softplus(cand_logits) * neg_mask).sum(1) * neg_weight
-                row_loss = (row_loss + neg_loss) / norm
+            row_loss = fold_in_row_loss(net, params, targets, loss, negatives)
             # The prior is the warm start (not zero), so an empty history stays there.
             penalty = (
                 sum(((p - m) ** 2).sum(1) for p, m in zip(params, anchor, strict=True))

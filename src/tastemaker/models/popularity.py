@@ -15,6 +15,7 @@ class Popularity(Recommender):
     listeners would dominate)."""
 
     name = "popularity"
+    personalised = False  # the same list for every listener (less what they heard)
 
     def __init__(self) -> None:
         pass

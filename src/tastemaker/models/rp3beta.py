@@ -20,9 +20,9 @@ import scipy.sparse as sp
 
 from tastemaker.artifacts import ArraySpec, CSRSpec
 from tastemaker.data.interactions import Interactions
-from tastemaker.errors import UsageError
 from tastemaker.models.base import Recommender, WeightedInput
 from tastemaker.models.knn import item_product_blocks, top_k_per_row
+from tastemaker.models.params import at_least, positive
 
 # The kept walk weights, items x items (non-negative).
 SIMILARITY = CSRSpec.prefixed("similarity_", ("items", "items"), low=0.0)
@@ -95,6 +95,7 @@ class RP3beta(WeightedInput, Recommender):
     """
 
     name = "rp3beta"
+    param_rules = {"alpha": positive(), "beta": at_least(0), "neighbours": at_least(1)}
 
     def __init__(
         self,
@@ -114,16 +115,7 @@ class RP3beta(WeightedInput, Recommender):
         self.bm25_k1 = bm25_k1
         self.bm25_b = bm25_b
 
-    def _check_params(self) -> None:
-        if not self.alpha > 0:
-            raise UsageError(f"rp3beta: alpha must be > 0, not {self.alpha!r}")
-        if not self.beta >= 0:
-            raise UsageError(f"rp3beta: beta must be >= 0, not {self.beta!r}")
-        if not int(self.neighbours) >= 1:
-            raise UsageError(f"rp3beta: neighbours must be >= 1, not {self.neighbours!r}")
-
     def _fit(self, interactions: Interactions) -> None:
-        self._check_params()
         weighted = self._fit_weighting(interactions.user_items)
         self.similarity_ = rp3beta_weights(
             weighted,

@@ -38,6 +38,7 @@ from tastemaker.artifacts import ArraySpec, CSRSpec
 from tastemaker.data.interactions import Interactions, ListenEvents
 from tastemaker.errors import UsageError
 from tastemaker.models.base import Recommender, WeightedInput
+from tastemaker.models.params import at_least
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,11 @@ class SessionCoListen(WeightedInput, Recommender):
     """Similar items from listening sessions (ListenBrainz's method), scored over a history."""
 
     name = "sessions"
+    param_rules = {
+        "max_contribution": at_least(1),
+        "neighbours": at_least(1),
+        "max_session_items": at_least(2),
+    }
 
     def __init__(
         self,
@@ -280,8 +286,6 @@ class SessionCoListen(WeightedInput, Recommender):
                 "the session co-listening model needs individual listens with timestamps "
                 "(ListenBrainz or Last.fm 1K style data); this data has play counts only"
             )
-        if self.max_contribution < 1 or self.neighbours < 1 or self.max_session_items < 2:
-            raise UsageError("max_contribution and neighbours must be >= 1, max_session_items >= 2")
         self._fit_weighting(interactions.user_items)
         events = restrict_events(interactions.events, interactions.user_items)
         group = None

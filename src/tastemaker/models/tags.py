@@ -24,6 +24,7 @@ from tastemaker.data.metadata.combined import combined_tags
 from tastemaker.errors import UsageError
 from tastemaker.models.base import Recommender
 from tastemaker.models.features import TagProfiles, rowwise_dot
+from tastemaker.models.params import one_of
 
 PREFIX = "tag_"
 
@@ -36,13 +37,12 @@ class TagContent(Recommender):
     """
 
     name = "tags"
+    param_rules = {"history_weight": one_of("log", "binary")}
 
     def __init__(self, history_weight: str = "log") -> None:
         self.history_weight = history_weight
 
     def _fit(self, interactions: Interactions) -> None:
-        if self.history_weight not in ("log", "binary"):
-            raise UsageError(f"history_weight must be log or binary; got {self.history_weight!r}")
         assignments, base = combined_tags(interactions)
         if base.nnz == 0 and len(assignments.item) == 0:
             raise UsageError(

@@ -184,7 +184,7 @@ def load_network(model: Any, directory: Path, build: Callable[[], Net]) -> Net:
     model.device_ = loading_device(directory, model.device)
     trained_on, model.device = model.device, str(model.device_)
     try:
-        model._check_params()
+        model.validate_params()
     except UsageError as exc:
         raise ArtifactError(f"{directory}: bad hyperparameters in the manifest ({exc})") from None
     finally:

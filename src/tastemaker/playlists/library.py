@@ -51,7 +51,7 @@ class Library:
     def __init__(self, model: Recommender) -> None:
         model._check_fitted()
         self.model = model
-        data = model.catalogue_
+        data = model.interactions_
         self.data = data
         self.level = data.level
         self.track_data = data.tracks or TrackData(empty_frame(TRACK_COLUMNS))

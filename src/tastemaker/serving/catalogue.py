@@ -23,16 +23,16 @@ __all__ = ["Catalogue", "SearchHit"]
 class Catalogue:
     """Display names, popularity and lookups of one model's items (built once per load)."""
 
-    def __init__(self, catalogue: Interactions, model: object | None = None) -> None:
-        self.matcher: NameMatcher = catalogue.name_matcher
+    def __init__(self, data: Interactions, model: object | None = None) -> None:
+        self.matcher: NameMatcher = data.name_matcher
         self.ids = self.matcher.ids
         self.names = self.matcher.names  # items without a name are shown by their id
         self.listeners = self.matcher.listeners
-        self.metadata = catalogue.metadata
+        self.metadata = data.metadata
         # Tag vectors: the content model's own where it is the model (it saw every tag
         # source), else built on first use from the catalogue's metadata.
         self._tag_model: Any = model if hasattr(model, "item_tags") else None
-        self._catalogue = catalogue
+        self._data = data
         self._tag_vectors = None
         # Every answer lists each item's top tags: looked up once per item and load, not per
         # request (the hot path's cost is per-item Python work; docs/serving.md).
@@ -64,7 +64,7 @@ class Catalogue:
             vectors = self._tag_model.profiles_.item_vectors
         else:
             if self._tag_vectors is None:
-                assignments, base = combined_tags(self._catalogue)
+                assignments, base = combined_tags(self._data)
                 profiles = TagProfiles(assignments, 0, len(self.ids), base)
                 self._tag_vectors = profiles.item_vectors
             vectors = self._tag_vectors

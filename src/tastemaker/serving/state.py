@@ -22,7 +22,6 @@ from tastemaker.artifacts import MANIFEST
 from tastemaker.errors import ArtifactError, TastemakerError
 from tastemaker.models import load_model
 from tastemaker.models.base import FactorModel, Recommender, read_model_manifest
-from tastemaker.models.popularity import Popularity
 from tastemaker.serving.catalogue import Catalogue
 from tastemaker.serving.retrieval import AnnSettings, ExactRetriever, FactorIndex, build_retriever
 from tastemaker.serving.settings import ServeSettings
@@ -57,10 +56,10 @@ class LoadedModel:
 
     @property
     def personalised(self) -> bool:
-        return not isinstance(self.model, Popularity)
+        return self.model.personalised
 
     def user_index(self, user_id: str) -> int | None:
-        index = self.model.catalogue_.users.get(user_id)
+        index = self.model.interactions_.users.get(user_id)
         return index if index >= 0 else None
 
     def user_history(self, user: int) -> sp.csr_matrix:
@@ -171,11 +170,11 @@ def load_bundle(directory: str | Path, settings: ServeSettings) -> LoadedModel:
                 _ann_settings(settings),
                 settings.ann_recall_users,
             ),
-            catalogue=Catalogue(model.catalogue_, model),
+            catalogue=Catalogue(model.interactions_, model),
             _unit_vectors=_unit_item_vectors(model),
         )
         validate(bundle, settings)
-        model.catalogue_.users.get("")  # build the id lookup now, not on the first request
+        model.interactions_.users.get("")  # build the id lookup now, not on the first request
     except TastemakerError:
         raise
     except Exception as exc:  # untrusted files: whatever breaks, say so in one line

@@ -53,11 +53,11 @@ class TagIndex:
         self._matcher = NameMatcher(self.tags, self.tags, self.item_counts)
 
     @classmethod
-    def from_catalogue(cls, catalogue: Interactions) -> TagIndex:
-        """From the catalogue's own tags (metadata weights, and per-user assignments where a
-        catalogue still has them; a saved model's catalogue keeps only the metadata)."""
-        assignments, base = combined_tags(catalogue)
-        n_items, n_tags = catalogue.n_items, len(assignments.tags)
+    def from_interactions(cls, data: Interactions) -> TagIndex:
+        """From the catalogue's own tags (metadata weights, and per-user assignments where the
+        data still has them; a saved model's training data keeps only the metadata)."""
+        assignments, base = combined_tags(data)
+        n_items, n_tags = data.n_items, len(assignments.tags)
         ok = (assignments.item >= 0) & (assignments.item < n_items)
         counts = sp.csr_matrix(
             (np.ones(int(ok.sum()), np.float32), (assignments.item[ok], assignments.tag[ok])),
@@ -66,7 +66,7 @@ class TagIndex:
         counts = sp.csr_matrix(counts + base, dtype=np.float32)
         counts.sum_duplicates()
         vectors = TagProfiles(assignments, 0, n_items, base).item_vectors
-        listeners = catalogue.user_items.getnnz(axis=0)
+        listeners = data.user_items.getnnz(axis=0)
         return cls(assignments.tags.to_list(), vectors, counts.log1p(), listeners)
 
     @classmethod

@@ -85,13 +85,13 @@ def tag_index(bundle: LoadedModel) -> TagIndex:
 def _build(bundle: LoadedModel) -> TagIndex:
     # The catalogue's metadata weights where it has them, else a ``tags`` model's own vectors
     # (a saved model's catalogue drops per-user assignments; that model learnt from them).
-    catalogue = bundle.model.catalogue_
+    data = bundle.model.interactions_
     model: Any = bundle.model  # duck-typed: a ``tags`` model where it has item_tags
-    metadata = catalogue.metadata
+    metadata = data.metadata
     if (metadata is None or metadata.item_tags.nnz == 0) and hasattr(model, "item_tags"):
         tags = [str(t) for t in model.tag_names_]
         return TagIndex.from_profiles(tags, model.profiles_, bundle.catalogue.listeners)
-    return TagIndex.from_catalogue(catalogue)
+    return TagIndex.from_interactions(data)
 
 
 @tag_router.get("/v1/tags", response_model=TagSuggestions, responses=NOT_FOUND)

@@ -5,7 +5,8 @@ carved from the training part, one final look at the test split, and a report.
 library entry point.
 """
 
-from tastemaker.tuning.search import SEARCHES, SearchConfig, TuneResult, tune, write_best
+from tastemaker.tuning.config import SEARCHES, SearchConfig
+from tastemaker.tuning.search import TuneResult, tune, write_best
 from tastemaker.tuning.spaces import SearchSpace, load_space, load_space_text, shipped_spaces
 
 __all__ = [

@@ -25,42 +25,34 @@ space, so the search starts from them instead of from nothing.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
-import re
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tastemaker.artifacts import atomic_write_json
 from tastemaker.data.interactions import Interactions
-from tastemaker.errors import TastemakerError, UsageError
-from tastemaker.tuning.spaces import SearchSpace
+from tastemaker.errors import TastemakerError
+from tastemaker.evaluation.protocol import evaluate_split
+from tastemaker.evaluation.splits import random_split
+from tastemaker.models import create_model
+from tastemaker.tuning.config import SearchConfig, parse_metric
+from tastemaker.tuning.study import (
+    enqueue_pending,
+    finished,
+    open_study,
+    quiet_optuna,
+    study_lock,
+    thread_limits,
+)
+from tastemaker.tuning.trials import evaluate_params, validation_folds, with_seed
 
-SEARCHES = ("optuna", "grid", "random")
 # The kind best.json says it is (so a later tune may replace it, and nothing else).
 BEST_KIND = "tuning-result"
-DEFAULT_TRIALS = 50
-# Random validation splits averaged per trial (with folds == 1). On HetRec 2K one split's
-# NDCG@10 has a standard error of ~0.004 while a search's best trials lie within ~0.002 of
-# each other, so which one wins depends on the items the split held out; two splits halve
-# that variance for twice the fitting.
-DEFAULT_REPEATS = 2
-# Metrics a search may maximise: per-user ranking quality (``name@k``) or full-ranking AUC.
-TUNABLE_METRICS = ("ndcg", "recall", "precision", "map", "hit_rate", "mrr")
-# Iterations (or epochs) at which the first validation fold is scored for pruning.
-CHECKPOINTS = frozenset(2**i for i in range(2, 16))
-# Checkpoint scores (for pruning only) use at most this many validation users, a fixed sample:
-# scoring every user at every checkpoint would cost more than pruning saves.
-PRUNING_USERS = 500
-# A stored trial whose process stopped sending heartbeats for GRACE_S is marked failed.
-HEARTBEAT_S = 10
-GRACE_S = 30
 # A search stops after this many failed trials in a row (every combination failing).
 MAX_FAILURES_IN_ROW = 10
 # Errors that fail one trial (bad parameter combination, numerical trouble) but not the search.
@@ -72,457 +64,7 @@ TRIAL_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-# -- configuration ---------------------------------------------------------------------------
-
-
-def parse_metric(metric: str) -> tuple[str, int]:
-    """``"ndcg@10"`` -> ``("ndcg", 10)``; ``"auc"`` -> ``("auc", 10)``. UsageError otherwise."""
-    text = metric.strip().lower()
-    if text == "auc":
-        return "auc", 10
-    match = re.fullmatch(r"([a-z_]+)@(\d+)", text)
-    if not match or match.group(1) not in TUNABLE_METRICS or int(match.group(2)) < 1:
-        raise UsageError(
-            f"--metric {metric!r} is not a tunable metric; use NAME@K with NAME one of "
-            f"{', '.join(TUNABLE_METRICS)} (e.g. ndcg@10), or auc"
-        )
-    return match.group(1), int(match.group(2))
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """What to search, how, and where to keep the study."""
-
-    model: str
-    space: SearchSpace
-    search: str = "optuna"
-    trials: int | None = None  # None: 50 for optuna/random, every point for grid
-    metric: str = "ndcg@10"
-    folds: int = 1  # 1: inner random split(s); K >= 2: user K-fold inside training
-    repeats: int | None = None  # random splits averaged when folds == 1 (None: DEFAULT_REPEATS)
-    seed: int = 0
-    storage: str | None = None  # an Optuna storage URL (sqlite:///tune.db) or a .db path
-    study_name: str | None = None
-    timeout: float | None = None  # seconds for the search (the final evaluation comes after)
-    n_jobs: int = 1
-    threads: int | None = None  # threads per trial (BLAS, OpenMP, torch); None: cores // n_jobs
-    prune: bool = True
-
-    def __post_init__(self) -> None:
-        if self.search not in SEARCHES:
-            raise UsageError(f"--search must be one of {', '.join(SEARCHES)}; got {self.search!r}")
-        if self.trials is not None and self.trials < 1:
-            raise UsageError(f"--trials must be at least 1; got {self.trials}")
-        if self.folds < 1:
-            raise UsageError(
-                f"--folds must be 1 (random validation splits) or K >= 2; got {self.folds}"
-            )
-        if self.repeats is not None and self.repeats < 1:
-            raise UsageError(f"--repeats must be at least 1; got {self.repeats}")
-        if self.folds > 1 and (self.repeats or 1) > 1:
-            raise UsageError(
-                "--repeats applies to the random validation split (--folds 1); K-fold "
-                f"already averages {self.folds} folds"
-            )
-        if self.n_jobs < 1:
-            raise UsageError(f"--jobs must be at least 1; got {self.n_jobs}")
-        if self.threads is not None and self.threads < 1:
-            raise UsageError(f"--threads must be at least 1; got {self.threads}")
-        if self.timeout is not None and not self.timeout > 0:
-            raise UsageError(f"--timeout must be a positive number of seconds; got {self.timeout}")
-        parse_metric(self.metric)
-        from tastemaker.models import model_class
-
-        self.space.check_model(self.model, None)
-        self.space.check_model(self.model, model_class(self.model).param_names())
-        if self.search == "grid":
-            self.space.grid_size()  # fails early on floats without a step
-
-    @property
-    def metric_name(self) -> str:
-        name, k = parse_metric(self.metric)
-        return "auc" if name == "auc" else f"{name}@{k}"
-
-    @property
-    def validation_repeats(self) -> int:
-        """Random validation splits per trial: ``repeats``, else the default (K-fold: 1)."""
-        if self.folds > 1:
-            return 1
-        return self.repeats if self.repeats is not None else DEFAULT_REPEATS
-
-    def threads_per_trial(self) -> int:
-        return self.threads or max(1, (os.cpu_count() or 1) // self.n_jobs)
-
-    def target_trials(self) -> int:
-        if self.search == "grid":
-            size = self.space.grid_size()
-            return min(self.trials or size, size)
-        return self.trials or DEFAULT_TRIALS
-
-    def default_study_name(self) -> str:
-        """``--study-name``, else MODEL-SEARCH, plus the space's name when it is not the
-        model's default space (``als-grid-seed``)."""
-        if self.study_name:
-            return self.study_name
-        suffix = f"-{self.space.name}" if self.space.name not in (None, self.model) else ""
-        return f"{self.model}-{self.search}{suffix}"
-
-    def identity(self, data_fingerprint: str) -> dict[str, Any]:
-        """What a stored study must match to be resumed by this configuration."""
-        return json.loads(
-            json.dumps(
-                {
-                    "model": self.model,
-                    "search": self.search,
-                    "metric": self.metric_name,
-                    "folds": self.folds,
-                    "repeats": self.validation_repeats,
-                    "seed": self.seed,
-                    "space": self.space.to_dict(),
-                    "data": data_fingerprint,
-                }
-            )
-        )
-
-
-# -- validation folds and scoring ------------------------------------------------------------
-
-
-def validation_folds(train: Interactions, folds: int = 1, seed: int = 0, repeats: int = 1) -> list:
-    """Validation splits carved from ``train`` (the outer training part) only.
-
-    ``folds == 1``: ``repeats`` independent ``random_split`` splits (20 % of each user's items;
-    seeds ``seed + 1``, ``seed + 1001``, ...: never the outer split's seed 0, and spaced so
-    that one ``seed``'s repeats are not another's first split); ``folds >= 2``: user K-fold
-    inside training.
-    """
-    from tastemaker.evaluation.splits import random_split, user_kfold
-
-    if folds == 1:
-        return [
-            random_split(train, test_fraction=0.2, min_items=5, seed=seed + 1 + 1000 * repeat)
-            for repeat in range(repeats)
-        ]
-    return user_kfold(train, folds=folds, test_fraction=0.2, min_items=5, seed=seed + 1)
-
-
-def score_metric(model: Any, split: Any, metric: str, users: np.ndarray | None = None) -> float:
-    """One metric of a fitted model on a split's held-out part (over ``users``, default all
-    test users).
-
-    Per-user metrics use the evaluation module's top-k building blocks directly (no AUC sort
-    of every score row, which is most of the cost); AUC goes through ``ranking_metrics``.
-    """
-    from tastemaker.evaluation.metrics import (
-        batch_rows,
-        hits_of,
-        per_user_metrics,
-        ranking_metrics,
-        score_users,
-    )
-    from tastemaker.ranking import mask_rows, top_n
-
-    name, k = parse_metric(metric)
-    if name == "auc" or split.sampled:
-        key = "auc" if name == "auc" else metric
-        return float(ranking_metrics(model, split, ks=(k,), users=users)[key])
-    users = split.test_users if users is None else users
-    if len(users) == 0:
-        raise UsageError("the validation split has no users with held-out items")
-    total = 0.0
-    step = batch_rows(split.train.n_items)
-    for start in range(0, len(users), step):
-        block = users[start : start + step]
-        scores = score_users(model, split, block)
-        mask_rows(scores, split.history(block))
-        top, _ = top_n(scores, k)
-        relevant = split.test[block]
-        values = per_user_metrics(hits_of(top, relevant), np.diff(relevant.indptr), k)[name]
-        total += float(values.sum())
-    return total / len(users)
-
-
-class _PruningMonitor:
-    """Fit callback: scores the first fold at checkpoint iterations and asks Optuna to prune."""
-
-    def __init__(self, trial: Any, split: Any, metric: str) -> None:
-        self.trial = trial
-        self.split = split
-        self.metric = metric
-        self.pruned_at: int | None = None
-        self.last_iteration = 0
-        users = split.test_users
-        if len(users) > PRUNING_USERS:
-            rng = np.random.default_rng(len(users))
-            users = np.sort(rng.choice(users, PRUNING_USERS, replace=False))
-        self.users = users
-
-    def __call__(self, iteration: int, model: Any) -> bool:
-        self.last_iteration = iteration
-        if iteration not in CHECKPOINTS:
-            return False
-        self.trial.report(score_metric(model, self.split, self.metric, self.users), iteration)
-        if self.trial.should_prune():
-            self.pruned_at = iteration
-            return True  # the model stops training; the objective raises TrialPruned
-        return False
-
-
-def with_seed(model: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
-    """``params`` plus ``seed`` when the model takes one and the space did not set it."""
-    from tastemaker.models import model_class
-
-    if "seed" in model_class(model).param_names() and "seed" not in params:
-        return {**params, "seed": seed}
-    return dict(params)
-
-
-def evaluate_params(
-    model: str,
-    params: dict[str, Any],
-    folds: Sequence[Any],
-    metric: str,
-    trial: Any = None,
-) -> list[float]:
-    """Fit ``model(**params)`` on each fold's training part; the metric per fold.
-
-    With an Optuna ``trial``, the first fold reports intermediate values at checkpoint
-    iterations and raises ``optuna.TrialPruned`` when the pruner says so.
-    """
-    import optuna
-
-    from tastemaker.models import create_model
-
-    values = []
-    for index, split in enumerate(folds):
-        recommender = create_model(model, **params)
-        monitor = (
-            _PruningMonitor(trial, split, metric) if trial is not None and index == 0 else None
-        )
-        recommender.fit(split.train, callback=monitor)
-        if monitor is not None and monitor.pruned_at is not None:
-            raise optuna.TrialPruned(f"pruned at iteration {monitor.pruned_at}")
-        value = score_metric(recommender, split, metric)
-        if monitor is not None and monitor.last_iteration not in CHECKPOINTS | {0}:
-            trial.report(value, monitor.last_iteration)  # helps prune others at this step
-        if not math.isfinite(value):
-            raise ValueError(f"the metric came out as {value}")
-        values.append(value)
-    return values
-
-
-# -- the study -------------------------------------------------------------------------------
-
-
-def storage_path(url: str | None) -> Path | None:
-    """The SQLite file of a study storage (a path, or ``sqlite:///PATH``); None for the
-    in-memory storage and database servers."""
-    if url is None:
-        return None
-    if "://" not in url:
-        return Path(url).expanduser()
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///").split("?")[0]
-        return Path(path) if path and path != ":memory:" else None
-    return None
-
-
-@contextlib.contextmanager
-def study_lock(config: SearchConfig) -> Iterator[None]:
-    """Let one run at a time open the study (create it, record its configuration, queue its
-    first trials) where the storage is a SQLite file, so that runs started together join
-    one study instead of racing; a database server's transactions are left to it."""
-    from tastemaker.artifacts import file_lock
-
-    path = storage_path(config.storage)
-    if path is None:
-        yield
-        return
-    with file_lock(path, wait=120.0, doing="opening the study"):
-        yield
-
-
-def _storage(url: str | None) -> Any:
-    import optuna
-
-    if url is None:
-        return optuna.storages.InMemoryStorage()
-    if "://" not in url:
-        url = f"sqlite:///{Path(url).expanduser().resolve()}"
-    try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-    except Exception as exc:  # sqlalchemy raises many kinds; the user gets one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"--storage {url}: cannot open the study storage ({first})") from None
-
-
-def _sampler(config: SearchConfig, offset: int) -> Any:
-    import optuna
-
-    # A resumed study re-seeds with an offset, so it does not replay the first run's draws.
-    seed = config.seed + offset
-    if config.search == "optuna":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(
-                seed=seed,
-                n_startup_trials=10,
-                multivariate=True,
-                group=True,  # conditional parameters (weighting-specific ones) need groups
-                constant_liar=config.n_jobs > 1,
-            )
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-def _pruner(config: SearchConfig) -> Any:
-    import optuna
-
-    if config.prune and config.search != "grid":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
-    return optuna.pruners.NopPruner()
-
-
-def _differs(name: str, config: SearchConfig, stored: Any, identity: dict) -> UsageError:
-    differs = sorted(k for k in identity if (stored or {}).get(k) != identity[k])
-    return UsageError(
-        f"study {name!r} in {config.storage} was made with another {', '.join(differs)}; "
-        "pass --study-name NEW to start a separate study"
-    )
-
-
-def open_study(config: SearchConfig, data_fingerprint: str) -> Any:
-    """Create the study, or load it to resume it or to join a run in progress (call it under
-    ``study_lock``); UsageError when a stored study was made with another configuration.
-
-    Every run that opens a study is counted (``tastemaker_runs``), and the count shifts the
-    sampler's seed, so two runs on one study never draw the same sequence.
-    """
-    import optuna
-
-    storage = _storage(config.storage)
-    name = config.default_study_name()
-    identity = config.identity(data_fingerprint)
-    try:
-        existing = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        existing = None
-    stored, runs, offset = None, 0, 0
-    if existing is not None:
-        stored = existing.user_attrs.get("tastemaker")
-        count = existing.user_attrs.get("tastemaker_runs", 0)
-        runs = count if isinstance(count, int) else 0
-        if stored is None and existing.trials:
-            raise UsageError(
-                f"study {name!r} in {config.storage} has trials but was not made by tastemaker "
-                "tune; pass --study-name NEW to start a separate study"
-            )
-        if stored is not None and stored != identity:
-            raise _differs(name, config, stored, identity)
-        offset = len(existing.trials) + runs
-    study = optuna.create_study(
-        storage=storage,
-        study_name=name,
-        sampler=_sampler(config, offset),
-        pruner=_pruner(config),
-        direction="maximize",
-        load_if_exists=True,
-    )
-    if stored is None:
-        # A fresh study (or one whose creator has not recorded it yet, on a database server).
-        study.set_user_attr("tastemaker", identity)
-        stored = study.user_attrs.get("tastemaker")  # read back: another run may have won
-        if stored != identity:
-            raise _differs(name, config, stored, identity)
-    study.set_user_attr("tastemaker_runs", runs + 1)
-    return study
-
-
-def _key(params: dict[str, Any]) -> tuple:
-    return tuple(
-        sorted((k, round(v, 12) if isinstance(v, float) else v) for k, v in params.items())
-    )
-
-
-def finished(study: Any) -> list:
-    """Trials that count towards the requested number: completed and pruned ones."""
-    from optuna.trial import TrialState
-
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-
-
-def _enqueue(study: Any, config: SearchConfig, defaults: dict[str, Any]) -> int:
-    """Queue grid points still to run (grid), or the defaults as trial 0 (fresh study).
-
-    Returns how many trials the search still has to finish.
-    """
-    from optuna.trial import TrialState
-
-    target = config.target_trials()
-    done = finished(study)
-    remaining = target - len(done)
-    if remaining <= 0:
-        return 0
-    if config.search == "grid":
-        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        taken = {_key(t.params) for t in done}
-        taken |= {_key(t.system_attrs.get("fixed_params", {})) for t in waiting}
-        todo = remaining - len(waiting)
-        for point in config.space.grid():
-            if todo <= 0:
-                break
-            searched = config.space.encode(
-                {k: v for k, v in point.items() if k not in config.space.fixed}
-            )
-            if _key(searched) not in taken:
-                study.enqueue_trial(searched, user_attrs={"origin": "grid"})
-                taken.add(_key(searched))
-                todo -= 1
-        queued = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        return min(remaining, queued)
-    if not study.trials:
-        start = config.space.searched_subset(defaults)
-        if start is not None:
-            study.enqueue_trial(config.space.encode(start), user_attrs={"origin": "defaults"})
-    return remaining
-
-
-@contextlib.contextmanager
-def _quiet_optuna() -> Iterator[None]:
-    import optuna
-
-    verbosity = optuna.logging.get_verbosity()
-    # Failed trials are reported in one line each (TrialProgress) and kept in the study,
-    # not as Optuna's warning with a traceback.
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            yield
-        finally:
-            optuna.logging.set_verbosity(verbosity)
-
-
-@contextlib.contextmanager
-def thread_limits(threads: int) -> Iterator[None]:
-    """Cap BLAS, OpenMP (implicit's loops) and torch at ``threads`` threads meanwhile.
-
-    Parallel trials must not each spawn a thread per core; and on a busy machine, OpenMP
-    threads that spin-wait for a core make small fits many times slower than one thread.
-    """
-    import sys
-
-    import tastemaker.threads as thread_policy
-
-    torch = sys.modules.get("torch")
-    torch_threads = torch.get_num_threads() if torch is not None else None
-    try:
-        with thread_policy.limited(threads):  # fits inside keep this count
-            if torch is not None:
-                torch.set_num_threads(threads)
-            yield
-    finally:
-        if torch is not None:
-            torch.set_num_threads(torch_threads)
+# -- the search ------------------------------------------------------------------------------
 
 
 class TrialProgress:
@@ -606,13 +148,35 @@ def run_search(
     import optuna
     from optuna.trial import TrialState
 
-    from tastemaker.models import create_model
-
     if folds is None:
         folds = validation_folds(train, config.folds, config.seed, config.validation_repeats)
     folds = list(folds)
     defaults = create_model(config.model, **with_seed(config.model, {}, config.seed)).get_params()
     metric = config.metric_name
+
+    with quiet_optuna():
+        with study_lock(config):
+            study = open_study(config, train.fingerprint)
+            run = study.user_attrs["tastemaker_runs"]
+            remaining = enqueue_pending(study, config, defaults)
+        target = config.target_trials()
+        # Runs that share the study stop together once it holds the target.
+        enough = optuna.study.MaxTrialsCallback(
+            target, states=(TrialState.COMPLETE, TrialState.PRUNED)
+        )
+        bar = TrialProgress(target, target - remaining, metric, *_best(study))
+        objective = _objective(config, folds, metric, run)
+        given = [enough, *([bar] if progress else []), *callbacks]
+        threads = thread_limits(config.threads_per_trial())
+        with bar if progress else contextlib.nullcontext(), threads:
+            _optimize(study, objective, config, remaining, defaults, given)
+    return study
+
+
+def _objective(
+    config: SearchConfig, folds: list[Any], metric: str, run: int
+) -> Callable[[Any], float]:
+    """One trial: the suggested parameters fitted and scored on every fold (mean)."""
 
     def objective(trial: Any) -> float:
         params = with_seed(config.model, config.space.suggest(trial), config.seed)
@@ -630,48 +194,45 @@ def run_search(
         trial.set_user_attr("fit_eval_seconds", time.perf_counter() - started)
         return float(np.mean(values))
 
-    with _quiet_optuna():
-        with study_lock(config):
-            study = open_study(config, train.fingerprint)
-            run = study.user_attrs["tastemaker_runs"]
-            remaining = _enqueue(study, config, defaults)
-        target = config.target_trials()
-        # Runs that share the study stop together once it holds the target.
-        enough = optuna.study.MaxTrialsCallback(
-            target, states=(TrialState.COMPLETE, TrialState.PRUNED)
+    return objective
+
+
+def _optimize(
+    study: Any,
+    objective: Callable[[Any], float],
+    config: SearchConfig,
+    remaining: int,
+    defaults: dict[str, Any],
+    callbacks: list[Any],
+) -> None:
+    """Run trials until the study holds its target, the timeout, or too many failures."""
+    deadline = None if config.timeout is None else time.monotonic() + config.timeout
+    # Trials that fail (a bad combination) do not count; run again for the shortfall,
+    # but give up after MAX_FAILURES_IN_ROW failures without a finished trial.
+    failures_in_row = 0
+    target = config.target_trials()
+    while remaining > 0:
+        timeout = None if deadline is None else deadline - time.monotonic()
+        if timeout is not None and timeout <= 0:
+            break
+        before = len(finished(study))
+        attempted = len(study.trials)
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=timeout,
+            n_jobs=config.n_jobs,
+            catch=TRIAL_ERRORS,
+            callbacks=callbacks,
         )
-        deadline = None if config.timeout is None else time.monotonic() + config.timeout
-        bar = TrialProgress(target, target - remaining, metric, *_best(study))
-        threads = thread_limits(config.threads_per_trial())
-        with bar if progress else contextlib.nullcontext(), threads:
-            # Trials that fail (a bad combination) do not count; run again for the shortfall,
-            # but give up after MAX_FAILURES_IN_ROW failures without a finished trial.
-            failures_in_row = 0
-            while remaining > 0:
-                timeout = None if deadline is None else deadline - time.monotonic()
-                if timeout is not None and timeout <= 0:
-                    break
-                before = len(finished(study))
-                attempted = len(study.trials)
-                study.optimize(
-                    objective,
-                    n_trials=remaining,
-                    timeout=timeout,
-                    n_jobs=config.n_jobs,
-                    catch=TRIAL_ERRORS,
-                    callbacks=[enough, *([bar] if progress else []), *callbacks],
-                )
-                after = len(finished(study))
-                failures_in_row = (
-                    0 if after > before else failures_in_row + (len(study.trials) - attempted)
-                )
-                if failures_in_row >= MAX_FAILURES_IN_ROW or len(study.trials) == attempted:
-                    break  # every trial fails, or the timeout ended the pass before any began
-                remaining = target - after
-                if config.search == "grid":
-                    with study_lock(config):
-                        remaining = _enqueue(study, config, defaults)
-    return study
+        after = len(finished(study))
+        failures_in_row = 0 if after > before else failures_in_row + (len(study.trials) - attempted)
+        if failures_in_row >= MAX_FAILURES_IN_ROW or len(study.trials) == attempted:
+            break  # every trial fails, or the timeout ended the pass before any began
+        remaining = target - after
+        if config.search == "grid":
+            with study_lock(config):
+                remaining = enqueue_pending(study, config, defaults)
 
 
 def _best(study: Any) -> tuple[float | None, int | None]:
@@ -754,8 +315,10 @@ def _relative(new: float, old: float) -> float | None:
     return (new - old) / old if old else None
 
 
-def _json_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Model parameters that JSON can carry exactly: plain values and lists of them."""
+def _replayable_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters best.json carries: only values JSON holds exactly (plain values and
+    lists of them), so that ``--params-file best.json`` rebuilds the same model; others are
+    left out (unlike ``recorded_params``, which writes them as strings)."""
     plain = (str, int, float, bool, type(None))
     out: dict[str, Any] = {}
     for name, value in params.items():
@@ -768,8 +331,6 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def _test_evaluation(model: str, params: dict[str, Any], split: Any, metric: str) -> dict:
     """Fit on the outer training part, evaluate on its test part (the evaluation protocol)."""
-    from tastemaker.evaluation.protocol import evaluate_split
-
     _, k = parse_metric(metric)
     result = evaluate_split((model, params), split, ks=sorted({k, 10}))
     return dict(result["metrics"])
@@ -783,9 +344,6 @@ def tune(
 ) -> TuneResult:
     """Search on validation carved from the default protocol's training part, then evaluate
     the best parameters and the defaults once on its test part."""
-    from tastemaker.evaluation.splits import random_split
-    from tastemaker.models import create_model
-
     started = time.perf_counter()
     outer = random_split(interactions)  # the default protocol, exactly (seed 0)
     folds = validation_folds(outer.train, config.folds, config.seed, config.validation_repeats)
@@ -815,11 +373,11 @@ def tune(
     return TuneResult(
         config=config,
         study=study,
-        params=_json_params(full),
+        params=_replayable_params(full),
         validation=float(best.value),
         test=float(tested[metric]),
         test_metrics=tested,
-        default_params=_json_params(full_defaults),
+        default_params=_replayable_params(full_defaults),
         default_validation=default_validation,
         default_test=float(default_tested[metric]),
         default_test_metrics=default_tested,
@@ -836,8 +394,6 @@ def tune(
 def write_best(path: str | Path, result: TuneResult, force: bool = False) -> Path:
     """Write best.json atomically; it replaces only a best.json tastemaker wrote, unless
     ``force`` (see ``tastemaker.artifacts.check_output``)."""
-    from tastemaker.artifacts import atomic_write_json
-
     path = Path(path)
     atomic_write_json(path, result.to_json(), BEST_KIND, force=force)
     return path

@@ -30,18 +30,10 @@ from typing import Any
 
 import polars as pl
 
-from tastemaker.data.readers import (
-    BadRows,
-    ReaderOptions,
-    RowCheck,
-    check_rows,
-    clean_text,
-    first_line,
-    parse_number,
-    require_file,
-)
+from tastemaker.data.readers import ReaderOptions, first_line, require_file
 from tastemaker.data.readers import hetrec as hetrec_reader
 from tastemaker.data.readers.delimited import TextTable, structure_checks, text_frames
+from tastemaker.data.readers.rows import BadRows, RowCheck, check_rows, parse_number
 from tastemaker.data.readers.streams import (
     BLOCK_BYTES,
     line_blocks,
@@ -51,6 +43,7 @@ from tastemaker.data.readers.streams import (
 from tastemaker.data.readers.streams import (
     first_line as first_raw_line,
 )
+from tastemaker.data.readers.text import clean_text
 from tastemaker.errors import DataError
 
 FORMATS = ("hetrec", "musicbrainz", "csv")

@@ -37,26 +37,26 @@ import polars as pl
 
 from tastemaker.data.listens import conform
 from tastemaker.data.readers import (
-    BadRows,
     ReaderOptions,
-    RowCheck,
     SourceData,
-    check_rows,
-    clean_frame,
-    clean_text,
-    count_checks,
-    count_value,
     first_line,
     lazy_frames,
-    needs_cleaning,
-    parse_number,
     require_file,
-    required_checks,
     streams,
+)
+from tastemaker.data.readers.rows import (
+    BadRows,
+    RowCheck,
+    check_rows,
+    count_checks,
+    count_value,
+    parse_number,
+    required_checks,
     text_to_datetime,
     time_checks,
 )
 from tastemaker.data.readers.streams import BLOCK_BYTES, line_blocks, open_file
+from tastemaker.data.readers.text import clean_frame, clean_text, needs_cleaning
 from tastemaker.errors import DataError
 
 NAME = "csv"

@@ -13,17 +13,15 @@ from pathlib import Path
 import polars as pl
 
 from tastemaker.data.listens import conform
-from tastemaker.data.readers import (
+from tastemaker.data.readers import ReaderOptions, SourceData, require_file
+from tastemaker.data.readers.delimited import TextTable, text_frames
+from tastemaker.data.readers.rows import (
     BadRows,
-    ReaderOptions,
-    SourceData,
     check_rows,
     count_checks,
     count_value,
     parse_number,
-    require_file,
 )
-from tastemaker.data.readers.delimited import TextTable, text_frames
 from tastemaker.data.readers.streams import first_line
 from tastemaker.errors import DataError
 

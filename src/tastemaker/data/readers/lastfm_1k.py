@@ -13,15 +13,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tastemaker.data.readers import (
-    ReaderOptions,
-    SourceData,
-    required_checks,
-    text_to_datetime,
-    time_checks,
-)
+from tastemaker.data.readers import ReaderOptions, SourceData
 from tastemaker.data.readers.delimited import sample_column
 from tastemaker.data.readers.lastfm_tsv import LastfmTsv
+from tastemaker.data.readers.rows import required_checks, text_to_datetime, time_checks
 
 NAME = "lastfm-1k"
 FILE = "userid-timestamp-artid-artname-traid-traname.tsv"

@@ -14,16 +14,15 @@ from pathlib import Path
 
 import polars as pl
 
-from tastemaker.data.readers import (
-    ReaderOptions,
+from tastemaker.data.readers import ReaderOptions, SourceData
+from tastemaker.data.readers.lastfm_tsv import LastfmTsv
+from tastemaker.data.readers.rows import (
     RowCheck,
-    SourceData,
     count_checks,
     count_value,
     parse_number,
     required_checks,
 )
-from tastemaker.data.readers.lastfm_tsv import LastfmTsv
 
 NAME = "lastfm-360k"
 FILE = "usersha1-artmbid-artname-plays.tsv"

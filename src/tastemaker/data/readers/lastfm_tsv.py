@@ -16,8 +16,9 @@ from typing import Any
 import polars as pl
 
 from tastemaker.data.listens import conform
-from tastemaker.data.readers import BadRows, ReaderOptions, RowCheck, SourceData, check_rows
+from tastemaker.data.readers import ReaderOptions, SourceData
 from tastemaker.data.readers.delimited import TextTable, scan_text, structure_checks
+from tastemaker.data.readers.rows import BadRows, RowCheck, check_rows
 from tastemaker.data.readers.streams import first_line, plain_name
 from tastemaker.errors import DataError
 

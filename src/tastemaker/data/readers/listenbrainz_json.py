@@ -44,18 +44,9 @@ from typing import Any
 import polars as pl
 
 from tastemaker.data.listens import LISTENS_SCHEMA
-from tastemaker.data.readers import (
-    BadRows,
-    ReaderOptions,
-    SourceData,
-    bounds_text,
-    cannot_read,
-    clean_frame,
-    epoch_to_datetime,
-    first_line,
-    lazy_frames,
-    time_bounds_ms,
-)
+from tastemaker.data.readers import ReaderOptions, SourceData, cannot_read, first_line, lazy_frames
+from tastemaker.data.readers.listenbrainz import merge_dumps
+from tastemaker.data.readers.rows import BadRows, bounds_text, epoch_to_datetime, time_bounds_ms
 from tastemaker.data.readers.streams import (
     ARCHIVE_SUFFIXES,
     BLOCK_BYTES,
@@ -65,6 +56,7 @@ from tastemaker.data.readers.streams import (
     members,
     plain_name,
 )
+from tastemaker.data.readers.text import clean_frame
 from tastemaker.errors import DataError
 
 NAME = "listenbrainz-json"
@@ -144,8 +136,6 @@ def read(path: Path, options: ReaderOptions) -> SourceData:
 
 def read_many(paths: list[Path], options: ReaderOptions) -> SourceData:
     """Each path is one dump; dumps are merged, repeated listens counted once."""
-    from tastemaker.data.readers.listenbrainz import merge_dumps
-
     stats: dict[str, Any] = {"skipped_rows": 0}
     bad_rows = BadRows(options, stats)
     frames = []

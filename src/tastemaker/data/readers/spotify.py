@@ -51,16 +51,8 @@ from typing import Any
 import polars as pl
 
 from tastemaker.data.listens import LISTENS_SCHEMA
-from tastemaker.data.readers import (
-    BadRows,
-    ReaderOptions,
-    SourceData,
-    bounds_text,
-    clean_frame,
-    lazy_frames,
-    require_file,
-    time_bounds_ms,
-)
+from tastemaker.data.readers import ReaderOptions, SourceData, lazy_frames, require_file
+from tastemaker.data.readers.rows import BadRows, bounds_text, time_bounds_ms
 from tastemaker.data.readers.streams import (
     files_under,
     is_archive,
@@ -68,6 +60,7 @@ from tastemaker.data.readers.streams import (
     plain_name,
     read_document,
 )
+from tastemaker.data.readers.text import clean_frame
 from tastemaker.errors import DataError
 
 NAME = "spotify"

@@ -118,6 +118,7 @@ def damaged(exc: BaseException, name: str) -> DataError:
     if isinstance(exc, DataError):
         return exc
     if isinstance(exc, OSError) and exc.errno is not None and exc.errno != errno.EINVAL:
+        # Here, not at the top: the readers package imports this module (a cycle).
         from tastemaker.data.readers import cannot_read
 
         return cannot_read(exc, name)
@@ -187,7 +188,7 @@ def _decompressed(raw: IO[bytes], name: str) -> IO[bytes]:
 @contextlib.contextmanager
 def open_file(path: Path) -> Iterator[Checked]:
     """One file (compressed or not) as a checked stream of its content."""
-    from tastemaker.data.readers import cannot_read
+    from tastemaker.data.readers import cannot_read  # a cycle, as in ``damaged``
 
     try:
         raw = open(path, "rb")  # noqa: SIM115 (closed below)
