@@ -443,6 +443,11 @@ def parse_args():
         help="also measure one HNSW-IP graph over all items (no exact head), for comparison",
     )
     parser.add_argument("--playlists", action="store_true", help="the playlist workload only")
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="start the server, print each process's memory, stop (no load)",
+    )
     add_busy_argument(parser)
     return parser.parse_args()
 
@@ -482,6 +487,11 @@ def main() -> None:
                         f"MiB, private {mib['uss']:.0f} MiB",
                         flush=True,
                     )
+                if args.memory_only:
+                    total = sum(mib["pss"] for _, mib in server.memory())
+                    print(f"[{mode}] PSS of all {args.workers} worker(s) and the supervisor: "
+                          f"{total:.0f} MiB; {load_average()}", flush=True)  # fmt: skip
+                    continue
                 for busy in modes(args.busy):
                     with neighbour(busy):
                         time.sleep(2 if busy else 0)
@@ -505,7 +515,8 @@ def main() -> None:
                 server.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report(results, recall, args)
+    if not args.memory_only:
+        report(results, recall, args)
 
 
 def _fmt(r: dict) -> str:

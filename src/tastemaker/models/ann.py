@@ -12,7 +12,6 @@ graph yields too few items is ranked exactly by the model.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+import tastemaker.threads as thread_policy
 from tastemaker.models.base import FactorModel, Recommender
 
 
@@ -29,7 +29,7 @@ class IndexSettings:
     hnsw_m: int = 16
     ef_construction: int = 64
     ef_search: int = 128  # raised to the number of items fetched when that is larger
-    threads: int = 0  # 0: every core
+    threads: int = 0  # 0: the thread policy's choice (tastemaker.threads: the cores free now)
 
 
 @dataclass
@@ -52,7 +52,7 @@ def build_tiers(
     model: FactorModel, head_items: int, hnsw_m: int, ef_construction: int, threads: int
 ) -> Tiers:
     """Both tiers over ``model.item_vectors()``, built with ``threads`` OpenMP threads (0:
-    every core; OpenMP counts are per calling thread, so this widens only the caller)."""
+    the thread policy's pick; OpenMP counts are per calling thread: this sets the caller's)."""
     # faiss only for the approximate path (a native library most commands never load).
     import faiss
 
@@ -66,7 +66,7 @@ def build_tiers(
     in_head = np.zeros(n_items, dtype=bool)
     in_head[head_ids] = True
     started = time.perf_counter()
-    faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
+    faiss.omp_set_num_threads(threads or thread_policy.pick())
     head = faiss.IndexFlatIP(dim)
     head.add(vectors[head_ids])
     tail = None

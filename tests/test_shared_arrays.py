@@ -1,0 +1,73 @@
+"""serve --workers N shares one copy of the model's large arrays (serving.shared_arrays):
+every loader maps the same validated files, answers the same, and never maps bytes that
+differ from what it validated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tastemaker.serving.shared_arrays as shared_arrays
+from tastemaker.data.synth import synthetic_interactions
+from tastemaker.models import create_model
+from tastemaker.serving.settings import ServeSettings
+from tastemaker.serving.state import load_bundle
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    data = synthetic_interactions(users=200, artists=400, listens=20_000, seed=1)
+    model = create_model("als", factors=8, iterations=4, seed=0).fit(data)
+    return model.save(tmp_path_factory.mktemp("model") / "als")
+
+
+@pytest.fixture
+def small_arrays_shared(monkeypatch):
+    monkeypatch.setattr(shared_arrays, "MIN_SHARED_BYTES", 1)
+
+
+def mapped_file(array: np.ndarray) -> str | None:
+    while array is not None and not isinstance(array, np.memmap):
+        array = array.base
+    return None if array is None else array.filename
+
+
+def test_workers_map_the_same_files_and_answer_the_same(model_dir, tmp_path, small_arrays_shared):
+    settings = ServeSettings(model_dir=model_dir, workers_file=tmp_path / "model.json")
+    first, second = load_bundle(model_dir, settings), load_bundle(model_dir, settings)
+    private = load_bundle(model_dir, ServeSettings(model_dir=model_dir))
+    for name in ("user_factors_", "item_factors_"):
+        a, b = getattr(first.model, name), getattr(second.model, name)
+        assert mapped_file(a) is not None and mapped_file(a) == mapped_file(b)
+        assert mapped_file(getattr(private.model, name)) is None
+        np.testing.assert_array_equal(a, getattr(private.model, name))
+    matrix = second.model.user_items_
+    assert all(mapped_file(getattr(matrix, part)) for part in ("data", "indices", "indptr"))
+    history = private.model.user_items_[3]
+    for bundle in (first, second):
+        for got, want in zip(
+            bundle.retriever.for_user(3, 10, True),
+            private.retriever.for_user(3, 10, True),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(got, want)
+        got = bundle.retriever.for_history(history, 10, True)
+        want = private.retriever.for_history(history, 10, True)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+
+
+def test_a_file_that_differs_from_the_validated_array_is_not_used(
+    model_dir, tmp_path, small_arrays_shared
+):
+    settings = ServeSettings(model_dir=model_dir, workers_file=tmp_path / "model.json")
+    load_bundle(model_dir, settings)
+    (path,) = tmp_path.glob("*-item_factors_.npy")
+    tampered = np.load(path)
+    tampered[0, 0] += 1.0
+    np.save(path, tampered)
+    bundle = load_bundle(model_dir, settings)
+    assert mapped_file(bundle.model.item_factors_) is None  # its own validated copy
+    assert mapped_file(bundle.model.user_factors_) is not None
+    private = load_bundle(model_dir, ServeSettings(model_dir=model_dir))
+    np.testing.assert_array_equal(bundle.model.item_factors_, private.model.item_factors_)
