@@ -71,3 +71,20 @@ def test_a_file_that_differs_from_the_validated_array_is_not_used(
     assert mapped_file(bundle.model.user_factors_) is not None
     private = load_bundle(model_dir, ServeSettings(model_dir=model_dir))
     np.testing.assert_array_equal(bundle.model.item_factors_, private.model.item_factors_)
+
+
+def test_workers_share_one_ann_graph(model_dir, tmp_path):
+    options = {"ann_threshold": 10, "ann_head_items": 50, "ann_recall_users": 50}
+    settings = ServeSettings(model_dir=model_dir, workers_file=tmp_path / "model.json", **options)
+    first = load_bundle(model_dir, settings)
+    (graph,) = tmp_path.glob("*-hnsw-head50-*.faiss")
+    written = graph.stat().st_mtime_ns
+    second = load_bundle(model_dir, settings)  # maps the graph the first one wrote
+    assert graph.stat().st_mtime_ns == written and len(list(tmp_path.glob("*.faiss"))) == 1
+    index = second.retriever
+    assert index.kind == "hnsw" and index.tail.ntotal == index.n_items - 50
+    assert second.retriever.recall_at_10 == first.retriever.recall_at_10 >= 0.9
+    for user in range(0, 200, 7):
+        got = second.retriever.for_user(user, 10, True)
+        want = first.retriever.for_user(user, 10, True)
+        np.testing.assert_array_equal(got[0], want[0])

@@ -22,6 +22,7 @@ import math
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -84,7 +85,9 @@ class FactorIndex:
 
     kind = "hnsw"
 
-    def __init__(self, model: Recommender, settings: AnnSettings | None = None) -> None:
+    def __init__(
+        self, model: Recommender, settings: AnnSettings | None = None, tail_file: Path | None = None
+    ) -> None:
         import faiss
 
         if not isinstance(model, FactorModel):
@@ -97,7 +100,7 @@ class FactorIndex:
         # build runs once per load, before the model serves.
         build_threads = self.settings.build_threads or os.cpu_count() or 1
         tiers = build_tiers(model, self.settings.head_items, self.settings.hnsw_m,
-                            self.settings.ef_construction, build_threads)  # fmt: skip
+                            self.settings.ef_construction, build_threads, tail_file)  # fmt: skip
         self.n_items, self.dim = tiers.n_items, tiers.dim
         self.head_items, self.tail_items = tiers.head_items, tiers.tail_items
         self.in_head = tiers.in_head
@@ -237,12 +240,14 @@ def build_retriever(
     ann_threshold: int,
     settings: AnnSettings | None = None,
     recall_users: int = 500,
+    tail_file: Path | None = None,
 ) -> ExactRetriever | FactorIndex:
-    """Exact retrieval for small catalogues and non-factor models; a measured ANN index else."""
+    """Exact retrieval for small catalogues and non-factor models; a measured ANN index else
+    (its graph shared through ``tail_file``: ``models.ann.build_tiers``)."""
     n_items = model.user_items_.shape[1]
     if n_items < ann_threshold or not isinstance(model, FactorModel):
         return ExactRetriever(model)
-    index = FactorIndex(model, settings)
+    index = FactorIndex(model, settings, tail_file)
     recall = index.measure_recall(recall_users)
     log.info(
         "ANN index over %d items built in %.1f s; recall@10 %.4f on %d users "

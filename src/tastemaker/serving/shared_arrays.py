@@ -37,12 +37,16 @@ class ArrayShare:
         self.version = version
         self.shared_bytes = 0
 
+    def path(self, name: str) -> Path:
+        """This model version's file ``name`` in the shared folder (e.g. the ANN graph)."""
+        return self.directory / f"{self.version}-{name}"
+
     def share(self, name: str, array: np.ndarray) -> np.ndarray:
         """An array equal to ``array``, backed by the file every worker maps; ``array`` itself
         where it is small, holds objects, or the file does not hold the same values."""
         if array.nbytes < MIN_SHARED_BYTES or array.dtype.hasobject:
             return array
-        path = self.directory / f"{self.version}-{name}.npy"
+        path = self.path(f"{name}.npy")
         if not path.exists():
             self._write(path, array)
         mapped = np.load(path, mmap_mode="c", allow_pickle=False)

@@ -145,6 +145,13 @@ def _item_vectors(model: Recommender) -> tuple[np.ndarray | None, np.ndarray | N
     return vectors, np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
 
 
+def _graph_name(settings: ServeSettings) -> str:
+    return (
+        f"hnsw-head{settings.ann_head_items}-m{settings.ann_hnsw_m}"
+        f"-efc{settings.ann_ef_construction}.faiss"
+    )
+
+
 def _ann_settings(settings: ServeSettings) -> AnnSettings:
     return AnnSettings(
         head_items=settings.ann_head_items,
@@ -167,8 +174,10 @@ def load_bundle(directory: str | Path, settings: ServeSettings) -> LoadedModel:
         model = load_model(directory)  # checks the manifest and every file first
         manifest = read_model_manifest(directory, verify=False)
         version = hashlib.sha256((directory / MANIFEST).read_bytes()).hexdigest()[:12]
+        share = None
         if settings.workers_file is not None:  # several workers: one copy of the arrays
-            share_model_arrays(model, ArrayShare(Path(settings.workers_file).parent, version))
+            share = ArrayShare(Path(settings.workers_file).parent, version)
+            share_model_arrays(model, share)
         bundle = LoadedModel(
             model=model,
             directory=directory.resolve(),
@@ -179,6 +188,7 @@ def load_bundle(directory: str | Path, settings: ServeSettings) -> LoadedModel:
                 settings.ann_threshold,
                 _ann_settings(settings),
                 settings.ann_recall_users,
+                share.path(_graph_name(settings)) if share is not None else None,
             ),
             catalogue=Catalogue(model.catalogue_, model),
         )
