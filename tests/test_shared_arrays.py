@@ -43,6 +43,11 @@ def test_workers_map_the_same_files_and_answer_the_same(model_dir, tmp_path, sma
         np.testing.assert_array_equal(a, getattr(private.model, name))
     matrix = second.model.user_items_
     assert all(mapped_file(getattr(matrix, part)) for part in ("data", "indices", "indptr"))
+    matcher_arrays = [
+        v for v in vars(second.catalogue.matcher).values() if isinstance(v, np.ndarray)
+    ]
+    assert matcher_arrays and all(mapped_file(a) for a in matcher_arrays if a.nbytes)
+    assert second.catalogue.search("a", 5) == private.catalogue.search("a", 5)
     history = private.model.user_items_[3]
     for bundle in (first, second):
         for got, want in zip(

@@ -71,13 +71,15 @@ class ArrayShare:
             raise
 
 
-def share_model_arrays(model: object, share: ArrayShare) -> None:
+def share_model_arrays(model: object, share: ArrayShare, prefix: str = "") -> None:
     """Swap ``model``'s large array attributes, and the arrays of its CSR / CSC matrices (the
     training matrix included), for mapped equal ones. Call after validation, before any
-    structure is derived from them (an index, a solver)."""
+    structure is derived from them (an index, a solver). Also for other objects built
+    deterministically from the model (the name matcher's arrays), with their own ``prefix``."""
     for attribute, value in list(vars(model).items()):
+        name = prefix + attribute
         if isinstance(value, np.ndarray):
-            setattr(model, attribute, share.share(attribute, value))
+            setattr(model, attribute, share.share(name, value))
         elif sp.issparse(value) and value.format in ("csr", "csc"):
             for part in SPARSE_PARTS:
-                setattr(value, part, share.share(f"{attribute}.{part}", getattr(value, part)))
+                setattr(value, part, share.share(f"{name}.{part}", getattr(value, part)))

@@ -193,6 +193,8 @@ def load_bundle(directory: str | Path, settings: ServeSettings) -> LoadedModel:
             catalogue=Catalogue(model.catalogue_, model),
         )
         bundle._item_vectors, bundle._item_norms = _item_vectors(model)
+        if share is not None:  # the name matcher's arrays (built from the catalogue alike)
+            share_model_arrays(bundle.catalogue.matcher, share, prefix="matcher.")
         validate(bundle, settings)
         model.catalogue_.users.get("")  # build the id lookup now, not on the first request
     except TastemakerError:
