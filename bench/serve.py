@@ -20,6 +20,7 @@ Everything stays on 127.0.0.1.
     .venv/bin/python bench/serve.py --out /tmp/serve-full --retrieval ann --busy   # reruns
     .venv/bin/python bench/serve.py --artists 60000 --users 5000 --requests 2000   # quicker
     .venv/bin/python bench/serve.py --playlists      # 50-track playlists at 100 requests/s
+    .venv/bin/python bench/serve.py --out /tmp/serve-full --workers 2 --memory-only  # PSS
 """
 
 from __future__ import annotations

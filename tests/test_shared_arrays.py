@@ -93,3 +93,14 @@ def test_workers_share_one_ann_graph(model_dir, tmp_path):
         got = second.retriever.for_user(user, 10, True)
         want = first.retriever.for_user(user, 10, True)
         np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_an_unwritable_folder_serves_unshared(model_dir, tmp_path, small_arrays_shared):
+    missing = tmp_path / "gone" / "model.json"  # its folder does not exist: nothing written
+    options = {"ann_threshold": 10, "ann_head_items": 50, "ann_recall_users": 20}
+    bundle = load_bundle(
+        model_dir, ServeSettings(model_dir=model_dir, workers_file=missing, **options)
+    )
+    assert mapped_file(bundle.model.item_factors_) is None
+    assert bundle.retriever.kind == "hnsw" and bundle.retriever.tail.ntotal > 0
+    assert (bundle.retriever.for_user(0, 5, True)[0] >= 0).all()

@@ -12,6 +12,7 @@ graph yields too few items is ranked exactly by the model.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -83,14 +84,18 @@ def build_tiers(
     head.add(vectors[head_ids])
     tail = None
     if len(tail_ids) and tail_file is not None and tail_file.exists():
-        tail = _mapped_graph(tail_file, len(tail_ids), dim)
+        with contextlib.suppress(OSError, RuntimeError):  # unreadable: built below instead
+            tail = _mapped_graph(tail_file, len(tail_ids), dim)
     if len(tail_ids) and tail is None:
         tail = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         tail.hnsw.efConstruction = ef_construction
         tail.add(vectors[tail_ids])
         if tail_file is not None:
-            _write_graph(tail, tail_file)
-            tail = _mapped_graph(tail_file, len(tail_ids), dim) or tail
+            try:
+                _write_graph(tail, tail_file)
+                tail = _mapped_graph(tail_file, len(tail_ids), dim) or tail
+            except (OSError, RuntimeError):  # a full disk: this process keeps its own graph
+                pass
     return Tiers(
         n_items, dim, head_ids, tail_ids, in_head,
         float(norms[tail_ids[0]]) if len(tail_ids) else 0.0,

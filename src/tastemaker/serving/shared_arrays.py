@@ -47,9 +47,13 @@ class ArrayShare:
         if array.nbytes < MIN_SHARED_BYTES or array.dtype.hasobject:
             return array
         path = self.path(f"{name}.npy")
-        if not path.exists():
-            self._write(path, array)
-        mapped = np.load(path, mmap_mode="c", allow_pickle=False)
+        try:
+            if not path.exists():
+                self._write(path, array)
+            mapped = np.load(path, mmap_mode="c", allow_pickle=False)
+        except (OSError, ValueError) as exc:  # a full disk, an unreadable file: serve unshared
+            log.warning("cannot share %s (%s); this worker keeps its own copy", path, exc)
+            return array
         if (
             mapped.shape != array.shape
             or mapped.dtype != array.dtype
