@@ -20,6 +20,7 @@ Everything stays on 127.0.0.1.
     .venv/bin/python bench/serve.py --out /tmp/serve-full --retrieval ann --busy   # reruns
     .venv/bin/python bench/serve.py --artists 60000 --users 5000 --requests 2000   # quicker
     .venv/bin/python bench/serve.py --playlists      # 50-track playlists at 100 requests/s
+    .venv/bin/python bench/serve.py --out /tmp/serve-full --workers 2 --memory-only  # PSS
 """
 
 from __future__ import annotations
@@ -443,6 +444,11 @@ def parse_args():
         help="also measure one HNSW-IP graph over all items (no exact head), for comparison",
     )
     parser.add_argument("--playlists", action="store_true", help="the playlist workload only")
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="start the server, print each process's memory, stop (no load)",
+    )
     add_busy_argument(parser)
     return parser.parse_args()
 
@@ -482,6 +488,11 @@ def main() -> None:
                         f"MiB, private {mib['uss']:.0f} MiB",
                         flush=True,
                     )
+                if args.memory_only:
+                    total = sum(mib["pss"] for _, mib in server.memory())
+                    print(f"[{mode}] PSS of all {args.workers} worker(s) and the supervisor: "
+                          f"{total:.0f} MiB; {load_average()}", flush=True)  # fmt: skip
+                    continue
                 for busy in modes(args.busy):
                     with neighbour(busy):
                         time.sleep(2 if busy else 0)
@@ -505,7 +516,8 @@ def main() -> None:
                 server.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report(results, recall, args)
+    if not args.memory_only:
+        report(results, recall, args)
 
 
 def _fmt(r: dict) -> str:

@@ -411,6 +411,7 @@ def test_serve_command_with_two_workers(model_dirs, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    assert b"access log off (--access-log to log every request)" in proc.stdout.read()
 
 
 def nan_model_copy(source: Path, target: Path) -> Path:

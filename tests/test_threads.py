@@ -65,3 +65,52 @@ def test_single_blas_thread_is_free_once_pinned(monkeypatch):
     assert blas_threads() == {1}
     assert isinstance(threads.single_blas_thread(), type(threads.contextlib.nullcontext()))
     assert threads.pick() == 1
+
+
+def test_torch_fits_follow_the_policy(monkeypatch):
+    # torch only here: a heavy optional dependency.
+    import torch
+
+    from tastemaker.models.torch_common import SMALL_DATA_CELLS, threads_for
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(threads, "allowed_cores", lambda: 2)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 1)  # a neighbour on one of two cores
+    with threads_for(10 * SMALL_DATA_CELLS):
+        assert torch.get_num_threads() == 1
+    threads.request(2)
+    with threads_for(10 * SMALL_DATA_CELLS):
+        assert torch.get_num_threads() == 2
+    with threads_for(1):  # small data: one thread whatever was asked
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("command", ["recommend", "similar", "ablate"])
+def test_query_commands_take_threads(command, monkeypatch, capsys):
+    from conftest import run_cli
+
+    code, out, _ = run_cli(capsys, command, "--help")
+    assert code == 0 and "--threads" in out and "TASTEMAKER_THREADS" in out
+
+
+def test_recommend_scores_within_the_requested_threads(tmp_path, monkeypatch, capsys):
+    from conftest import run_cli
+    from tastemaker.data.synth import synthetic_interactions
+    from tastemaker.models import create_model
+    from tastemaker.models.als import ALS
+
+    data = synthetic_interactions(users=60, artists=120, listens=3_000, seed=0)
+    model_dir = create_model("als", factors=4, iterations=2, seed=0).fit(data).save(tmp_path / "m")
+    seen = []
+    original = ALS.recommend
+
+    def recording(self, *args, **kwargs):
+        seen.append((threads.pick(), blas_threads()))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ALS, "recommend", recording)
+    user = data.users.id(0)
+    code, _, err = run_cli(capsys, "recommend", str(model_dir), "--user", user, "--threads", "1")
+    assert code == 0, err
+    assert seen == [(1, {1})]

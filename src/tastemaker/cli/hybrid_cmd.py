@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+import tastemaker.threads as thread_policy
 from tastemaker.cli.common import (
     DataArg,
     DataOptions,
     ForceOpt,
     JsonOpt,
     ReportOpt,
+    ThreadsOpt,
     claim_results,
     console,
     err_console,
@@ -78,12 +80,14 @@ def ablate(
     report: ReportOpt = None,
     json_out: JsonOpt = None,
     force: ForceOpt = False,
+    threads: ThreadsOpt = None,
     data_options: DataOptions = DataOptions(),
 ) -> None:
     """Fit the hybrid, then measure candidate recall per generator, feature importance and an
     ablation table (the hybrid without each generator and each feature group)."""
     from tastemaker.evaluation.hybrid_report import REPORT_KIND, hybrid_report, write_report
 
+    thread_policy.request(threads)
     if k < 1:
         raise UsageError("--k must be a positive integer")
     if split not in ("random", "temporal", "leave-last-out"):
@@ -95,7 +99,8 @@ def ablate(
     claim_results(force, [data], json_out, report, REPORT_KIND)
     interactions = data_options.load(data)
     split_params = {"seed": seed} if split in ("random", "leave-last-out") else {}
-    with err_console.status("hybrid report") as status:
+    # The fits and the scoring of the test users alike on the free cores (tastemaker.threads).
+    with err_console.status("hybrid report") as status, thread_policy.limited():
         result = hybrid_report(
             interactions,
             params.get("hybrid", {}),

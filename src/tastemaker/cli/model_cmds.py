@@ -155,18 +155,21 @@ def recommend(
         int, typer.Option("--partitions", help="--all --engine spark: Parquet parts to write.")
     ] = 8,
     force: ForceOpt = False,
+    threads: ThreadsOpt = None,
     engine_options: EngineOptions = EngineOptions(),
 ) -> None:
     """Top-n items for a user of the training data, by name; or, with --all, every user's
     top-n written to a Parquet file (--engine spark: a folder of Parquet parts)."""
     _check_n(n)
+    thread_policy.request(threads)
     if all_users:
         from tastemaker.cli.batch_cmd import BatchOptions, run_batch
 
         if user is not None:
             raise UsageError("give --user or --all, not both")
         options = BatchOptions(keep_heard, index, ef_search, block_users, partitions)
-        run_batch(model_dir, n, out, options, engine_options, force)
+        with thread_policy.limited():  # the index build and the blocks on the free cores
+            run_batch(model_dir, n, out, options, engine_options, force)
         return
     if engine_options.engine != "local":
         raise UsageError("--engine spark ranks every user (--all); one user runs locally")
@@ -178,7 +181,8 @@ def recommend(
     row = model.interactions_.users.get(user)
     if row < 0:
         raise UsageError(f"unknown user {user!r} (the model knows {model.interactions_.n_users:,})")
-    items, scores = model.recommend(np.array([row]), n=n, exclude_heard=not include_heard)
+    with thread_policy.limited():
+        items, scores = model.recommend(np.array([row]), n=n, exclude_heard=not include_heard)
     keep = items[0] >= 0
     items, scores = items[0][keep], scores[0][keep]
     heard = set(model.interactions_.user_items[row].indices.tolist())
@@ -207,12 +211,15 @@ def similar(
         ),
     ],
     n: NOpt = 10,
+    threads: ThreadsOpt = None,
 ) -> None:
     """The n items most similar to one item, by name."""
     _check_n(n)
+    thread_policy.request(threads)
     model = _load(model_dir)
     index = _resolve_item(model.interactions_, item)
-    items, scores = model.similar_items(np.array([index]), n=n)
+    with thread_policy.limited():
+        items, scores = model.similar_items(np.array([index]), n=n)
     keep = items[0] >= 0
     name = _names(model, [index])[0]
     table = Table(title=f"{model.name}: {n} most similar to {name}", title_justify="left")

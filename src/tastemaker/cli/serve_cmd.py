@@ -19,11 +19,18 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
     workers: Annotated[
-        int, typer.Option("--workers", help="Worker processes (each loads the model).")
+        int,
+        typer.Option(
+            "--workers", help="Worker processes (the model's large arrays are shared by them)."
+        ),
     ] = 1,
     access_log: Annotated[
-        bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
-    ] = True,
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log a line per request (off by default: formatting it costs every request).",
+        ),
+    ] = False,
 ) -> None:
     """Serve recommendations over HTTP (see SERVE_HELP)."""
     single_threaded_libraries()
@@ -39,13 +46,40 @@ def serve(
         raise UsageError(f"--port must be between 1 and 65535; got {port}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     settings = checked_settings(model_dir)
-    # Load (and validate) before binding the port: a bad directory is one line and exit 2.
-    with err_console.status(f"loading {model_dir}"):
-        if workers == 1:
+    logging.getLogger("tastemaker.serving").info(
+        "access log %s", "on" if access_log else "off (--access-log to log every request)"
+    )
+    if workers == 1:
+        # Load (and validate) before binding the port: a bad directory is one line and exit 2.
+        with err_console.status(f"loading {model_dir}"):
             bundle = load_bundle(model_dir, settings)
-        else:
+        uvicorn.run(
+            create_app(settings, bundle), **server_options(host, port, settings, access_log)
+        )
+        return
+    # Several processes: each worker builds its own app from the environment, and follows the
+    # model published in a file they share (a reload in one worker reaches them all). The
+    # model's large arrays are memory-mapped from files in the same private folder
+    # (serving.shared_arrays), written by the first load: the check below.
+    with tempfile.TemporaryDirectory(prefix="tastemaker-serve-") as shared_dir:
+        shared = SharedModel(Path(shared_dir) / "model.json")
+        settings = settings.model_copy(update={"workers_file": shared.path})
+        with err_console.status(f"loading {model_dir}"):
             directory, version = validated_elsewhere(model_dir, settings)
-    server_options = {
+        with shared.exclusive():
+            shared.publish(directory, version)
+        os.environ["TASTEMAKER_MODEL_DIR"] = str(model_dir.resolve())
+        os.environ["TASTEMAKER_WORKERS_FILE"] = str(shared.path)
+        uvicorn.run(
+            "tastemaker.serving.app:create_app",
+            factory=True,
+            workers=workers,
+            **server_options(host, port, settings, access_log),
+        )
+
+
+def server_options(host: str, port: int, settings, access_log: bool) -> dict:
+    return {
         "host": host,
         "port": port,
         "log_level": settings.log_level,
@@ -54,20 +88,6 @@ def serve(
         "http": http_protocol(),
         "h11_max_incomplete_event_size": settings.max_header_bytes,
     }
-    if workers == 1:
-        uvicorn.run(create_app(settings, bundle), **server_options)
-        return
-    # Several processes: each worker builds its own app from the environment, and follows the
-    # model published in a file they share (a reload in one worker reaches them all).
-    with tempfile.TemporaryDirectory(prefix="tastemaker-serve-") as shared_dir:
-        shared = SharedModel(Path(shared_dir) / "model.json")
-        with shared.exclusive():
-            shared.publish(directory, version)
-        os.environ["TASTEMAKER_MODEL_DIR"] = str(model_dir.resolve())
-        os.environ["TASTEMAKER_WORKERS_FILE"] = str(shared.path)
-        uvicorn.run(
-            "tastemaker.serving.app:create_app", factory=True, workers=workers, **server_options
-        )
 
 
 def validated_elsewhere(model_dir: Path, settings) -> tuple[Path, str]:

@@ -12,14 +12,18 @@ graph yields too few items is ranked exactly by the model.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+import tastemaker.threads as thread_policy
 from tastemaker.models.base import FactorModel, Recommender
 
 
@@ -29,7 +33,7 @@ class IndexSettings:
     hnsw_m: int = 16
     ef_construction: int = 64
     ef_search: int = 128  # raised to the number of items fetched when that is larger
-    threads: int = 0  # 0: every core
+    threads: int = 0  # 0: the thread policy's choice (tastemaker.threads: the cores free now)
 
 
 @dataclass
@@ -49,10 +53,19 @@ class Tiers:
 
 
 def build_tiers(
-    model: FactorModel, head_items: int, hnsw_m: int, ef_construction: int, threads: int
+    model: FactorModel,
+    head_items: int,
+    hnsw_m: int,
+    ef_construction: int,
+    threads: int,
+    tail_file: Path | None = None,
 ) -> Tiers:
     """Both tiers over ``model.item_vectors()``, built with ``threads`` OpenMP threads (0:
-    every core; OpenMP counts are per calling thread, so this widens only the caller)."""
+    the thread policy's pick; OpenMP counts are per calling thread: this sets the caller's).
+
+    ``tail_file``: the graph is read from this file, memory-mapped, when it exists, else built
+    and written there first, so that processes serving one model share one graph (the
+    service's workers: a private folder only they write, never a user's file)."""
     # faiss only for the approximate path (a native library most commands never load).
     import faiss
 
@@ -66,19 +79,53 @@ def build_tiers(
     in_head = np.zeros(n_items, dtype=bool)
     in_head[head_ids] = True
     started = time.perf_counter()
-    faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
+    faiss.omp_set_num_threads(threads or thread_policy.pick())
     head = faiss.IndexFlatIP(dim)
     head.add(vectors[head_ids])
     tail = None
-    if len(tail_ids):
+    if len(tail_ids) and tail_file is not None and tail_file.exists():
+        with contextlib.suppress(OSError, RuntimeError):  # unreadable: built below instead
+            tail = _mapped_graph(tail_file, len(tail_ids), dim)
+    if len(tail_ids) and tail is None:
         tail = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         tail.hnsw.efConstruction = ef_construction
         tail.add(vectors[tail_ids])
+        if tail_file is not None:
+            try:
+                _write_graph(tail, tail_file)
+                tail = _mapped_graph(tail_file, len(tail_ids), dim) or tail
+            except (OSError, RuntimeError):  # a full disk: this process keeps its own graph
+                pass
     return Tiers(
         n_items, dim, head_ids, tail_ids, in_head,
         float(norms[tail_ids[0]]) if len(tail_ids) else 0.0,
         head, tail, time.perf_counter() - started,
     )  # fmt: skip
+
+
+def _write_graph(index: Any, path: Path) -> None:
+    import faiss
+
+    fd, tmp = tempfile.mkstemp(prefix=".graph-", dir=path.parent)
+    os.close(fd)
+    try:
+        faiss.write_index(index, tmp)
+        os.replace(tmp, path)  # another process may write its own graph at once: either wins
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _mapped_graph(path: Path, items: int, dim: int) -> Any:
+    """The HNSW graph of ``path``, memory-mapped (its vectors and links stay in the page cache,
+    one copy for every process); None unless it is one over ``items`` vectors of ``dim``."""
+    import faiss
+
+    # IO_FLAG_MMAP_IFC maps the vectors and the links; IO_FLAG_MMAP reads them into memory.
+    index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+    if not isinstance(index, faiss.IndexHNSWFlat) or index.ntotal != items or index.d != dim:
+        return None
+    return index
 
 
 class BatchFactorIndex:

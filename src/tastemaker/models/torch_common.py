@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as save_weights
 
+import tastemaker.threads as thread_policy
 from tastemaker.errors import ArtifactError, UsageError
 
 WEIGHTS_FILE = "weights.safetensors"
@@ -72,10 +73,13 @@ def loading_device(directory: Path, device: str) -> torch.device:
 
 @contextlib.contextmanager
 def threads_for(cells: int):
-    """One torch thread for small data, the configured number otherwise (restored after)."""
+    """torch's intra-op threads inside: one for small data, else the thread policy's count
+    (tastemaker.threads: --threads, TASTEMAKER_THREADS, an enclosing limit such as the fit's,
+    or the cores free now), so a busy machine slows a fit in proportion; restored after."""
     before = torch.get_num_threads()
-    if cells < SMALL_DATA_CELLS and before > 1:
-        torch.set_num_threads(1)
+    count = 1 if cells < SMALL_DATA_CELLS else thread_policy.pick()
+    if count != before:
+        torch.set_num_threads(count)
     try:
         yield
     finally:

@@ -16,6 +16,7 @@ from tastemaker.data.names import Hit as SearchHit
 from tastemaker.data.names import NameMatcher
 from tastemaker.models.features import TagProfiles
 from tastemaker.ranking import top_n
+from tastemaker.serving.answers import ItemFragments
 
 __all__ = ["Catalogue", "SearchHit"]
 
@@ -37,6 +38,8 @@ class Catalogue:
         # Every answer lists each item's top tags: looked up once per item and load, not per
         # request (the hot path's cost is per-item Python work; docs/serving.md).
         self._top_tags: dict[tuple[int, int], list[str]] = {}
+        # Recommendation lists are assembled from each item's JSON, written once (answers).
+        self.fragments = ItemFragments(self.ids, self.names, self.listeners, self.top_tags)
 
     def top_tags(self, index: int, n: int = 3) -> list[str]:
         """The item's heaviest tags (metadata weights, else the content model's), or []."""

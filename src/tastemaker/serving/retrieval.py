@@ -18,7 +18,11 @@ otherwise the HNSW tail is searched and merged. Heard items are excluded by over
 from __future__ import annotations
 
 import logging
+import math
+import os
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -81,7 +85,9 @@ class FactorIndex:
 
     kind = "hnsw"
 
-    def __init__(self, model: Recommender, settings: AnnSettings | None = None) -> None:
+    def __init__(
+        self, model: Recommender, settings: AnnSettings | None = None, tail_file: Path | None = None
+    ) -> None:
         import faiss
 
         if not isinstance(model, FactorModel):
@@ -90,12 +96,16 @@ class FactorIndex:
         self.model = model
         self.settings = settings or AnnSettings()
         # The loading thread builds with build_threads; searches then run single-threaded.
+        # Every core by default, though the server pins its request path to one thread: the
+        # build runs once per load, before the model serves.
+        build_threads = self.settings.build_threads or os.cpu_count() or 1
         tiers = build_tiers(model, self.settings.head_items, self.settings.hnsw_m,
-                            self.settings.ef_construction, self.settings.build_threads)  # fmt: skip
+                            self.settings.ef_construction, build_threads, tail_file)  # fmt: skip
         self.n_items, self.dim = tiers.n_items, tiers.dim
         self.head_items, self.tail_items = tiers.head_items, tiers.tail_items
         self.in_head = tiers.in_head
         self.tail_max_norm, self.head, self.tail = tiers.tail_max_norm, tiers.head, tiers.tail
+        self._omp = threading.local()  # threads whose OpenMP count faiss has been given
         if self.tail is not None:
             self.tail.hnsw.efSearch = self.settings.ef_search
         self.build_seconds = tiers.build_seconds
@@ -143,20 +153,13 @@ class FactorIndex:
 
     def search(self, query: np.ndarray, heard: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-n for one query vector, never returning an item of ``heard``."""
-        # OpenMP settings are per calling thread; request threads each search single-threaded.
-        self._faiss.omp_set_num_threads(self.settings.search_threads)
-        query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(self.dim)
         heard = np.asarray(heard, dtype=np.int64)
-        heard_in_head = self.in_head[heard]
-        ids, scores = self._tier(
-            self.head, self.head_items, query, heard[heard_in_head], n, len(self.head_items)
-        )
-        bound = float(np.linalg.norm(query)) * self.tail_max_norm
+        ids, scores = self._head(query, heard, n)
+        bound = math.sqrt(float(query @ query)) * self.tail_max_norm
         if self.tail is not None and (len(ids) < n or scores[n - 1] < bound):
             self.tail_searches += 1
-            tail_ids, tail_scores = self._tier(
-                self.tail, self.tail_items, query, heard[~heard_in_head], n, len(self.tail_items)
-            )
+            tail_ids, tail_scores = self._tail(query, heard[~self.in_head[heard]], n)
             ids = np.concatenate([ids, tail_ids])
             scores = np.concatenate([scores, tail_scores])
             order = np.lexsort((ids, -scores))[:n]
@@ -167,10 +170,22 @@ class FactorIndex:
         out_ids[: len(ids)], out_scores[: len(ids)] = ids[:n], scores[:n]
         return out_ids, out_scores
 
-    @staticmethod
-    def _tier(index, items, query, heard, n, size) -> tuple[np.ndarray, np.ndarray]:
-        k = min(n + len(heard), size)
-        scores, positions = index.search(query, k)
+    def _head(self, query: np.ndarray, heard: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The exact tier (faiss's flat search beat a numpy product and argpartition here)."""
+        return self._tier(self.head, self.head_items, query, heard[self.in_head[heard]], n)
+
+    def _tail(self, query: np.ndarray, heard: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The graph tier."""
+        return self._tier(self.tail, self.tail_items, query, heard, n)
+
+    def _tier(self, index, items, query, heard, n) -> tuple[np.ndarray, np.ndarray]:
+        """n + the heard items in the tier, the heard ones filtered out."""
+        if not getattr(self._omp, "set", False):
+            # OpenMP counts are per calling thread, and setting one costs tens of microseconds.
+            self._faiss.omp_set_num_threads(self.settings.search_threads)
+            self._omp.set = True
+        k = min(n + len(heard), len(items))
+        scores, positions = index.search(query.reshape(1, self.dim), k)
         found = positions[0] >= 0
         ids = items[positions[0][found]]
         scores = scores[0][found]
@@ -225,12 +240,14 @@ def build_retriever(
     ann_threshold: int,
     settings: AnnSettings | None = None,
     recall_users: int = 500,
+    tail_file: Path | None = None,
 ) -> ExactRetriever | FactorIndex:
-    """Exact retrieval for small catalogues and non-factor models; a measured ANN index else."""
+    """Exact retrieval for small catalogues and non-factor models; a measured ANN index else
+    (its graph shared through ``tail_file``: ``models.ann.build_tiers``)."""
     n_items = model.user_items_.shape[1]
     if n_items < ann_threshold or not isinstance(model, FactorModel):
         return ExactRetriever(model)
-    index = FactorIndex(model, settings)
+    index = FactorIndex(model, settings, tail_file)
     recall = index.measure_recall(recall_users)
     log.info(
         "ANN index over %d items built in %.1f s; recall@10 %.4f on %d users "

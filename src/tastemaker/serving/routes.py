@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from tastemaker.errors import TastemakerError
+from tastemaker.serving.answers import recommendation_list, recommendations_body
 from tastemaker.serving.schemas import (
     MAX_N,
     Contribution,
@@ -83,6 +84,10 @@ def _answer(payload: dict) -> Response:
     return Response(orjson.dumps(payload), media_type="application/json")
 
 
+def _raw(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
 def _item(bundle: LoadedModel, index: int, score: float, reason: str | None = None) -> dict:
     """One ``schemas.Item``, as the dict orjson writes."""
     cat = bundle.catalogue
@@ -108,20 +113,12 @@ def _recommended_items(
     scores: np.ndarray,
     heard: tuple[np.ndarray, np.ndarray],
     with_reasons: bool,
-) -> list[dict]:
+) -> bytes:
+    """The JSON array of a recommendation list, assembled from per-item fragments (answers)."""
     ids, scores = _valid(ids, scores)
     because = bundle.reasons(*heard, ids) if with_reasons else [None] * len(ids)
-    names = bundle.catalogue.names
-    items = []
-    for index, score, source in zip(ids.tolist(), scores.tolist(), because, strict=True):
-        if source is not None:
-            reason = f"because you listened to {names[source]}"
-        elif with_reasons and not bundle.personalised:
-            reason = "popular with listeners"
-        else:
-            reason = None
-        items.append(_item(bundle, index, score, reason))
-    return items
+    popular = with_reasons and not bundle.personalised
+    return recommendation_list(bundle.catalogue.fragments, ids, scores, because, popular)
 
 
 async def _compute(inline: bool, function, *args):
@@ -169,7 +166,7 @@ async def recommend_for_user(
 def _for_user(bundle: LoadedModel, user_id: str, user: int, n, exclude_heard, reasons):
     ids, scores = bundle.retriever.for_user(user, n, exclude_heard)
     items = _recommended_items(bundle, ids, scores, bundle.user_row(user), reasons)
-    return _answer({"model": bundle.name, "items": items, "user": user_id, "unmatched": []})
+    return _raw(recommendations_body(bundle.name, items, user_id, []))
 
 
 @router.post(
@@ -210,7 +207,7 @@ def _for_history(bundle: LoadedModel, history, n, exclude_heard, reasons, unmatc
     ids, scores = bundle.retriever.for_history(history, n, exclude_heard)
     heard = (history.indices, history.data)
     items = _recommended_items(bundle, ids, scores, heard, reasons)
-    return _answer({"model": bundle.name, "items": items, "user": None, "unmatched": unmatched})
+    return _raw(recommendations_body(bundle.name, items, None, unmatched))
 
 
 @router.get(

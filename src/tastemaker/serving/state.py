@@ -25,6 +25,7 @@ from tastemaker.models.base import FactorModel, Recommender, read_model_manifest
 from tastemaker.serving.catalogue import Catalogue
 from tastemaker.serving.retrieval import AnnSettings, ExactRetriever, FactorIndex, build_retriever
 from tastemaker.serving.settings import ServeSettings
+from tastemaker.serving.shared_arrays import ArrayShare, share_model_arrays
 
 log = logging.getLogger("tastemaker.serving")
 
@@ -47,8 +48,10 @@ class LoadedModel:
     catalogue: Catalogue
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     load_seconds: float = 0.0
-    # Unit-length item vectors of factor models: reasons without scoring every item.
-    _unit_vectors: np.ndarray | None = None
+    # Factor models' item vectors (the model's own array, shared by workers where it is
+    # memory-mapped) and their lengths: reasons without scoring every item.
+    _item_vectors: np.ndarray | None = None
+    _item_norms: np.ndarray | None = None
 
     @property
     def name(self) -> str:
@@ -101,9 +104,13 @@ class LoadedModel:
         out: list[int | None] = [None] * len(items)
         if not self.personalised or len(heard) == 0 or len(items) == 0:
             return out
-        if self._unit_vectors is not None:
-            unit = self._unit_vectors
-            contribution = (unit[items] @ unit[heard].T) * np.log1p(plays)[None, :]
+        if self._item_vectors is not None and self._item_norms is not None:
+            # The cosine without dividing by the recommended item's length, which is the same
+            # along each row and so leaves every row's argmax alone; no unit-length copy of
+            # the item vectors (one per worker) is needed.
+            vectors, norms = self._item_vectors, self._item_norms
+            weight = np.log1p(plays) / norms[heard]
+            contribution = (vectors[items] @ vectors[heard].T) * weight[None, :]
             return heard[np.argmax(contribution, axis=1)].tolist()
         history = self.history_matrix(np.asarray(heard, np.int64), np.asarray(plays))
         for i, item in enumerate(items[:REASONS_LIMIT].tolist()):
@@ -130,12 +137,18 @@ class LoadedModel:
         }
 
 
-def _unit_item_vectors(model: Recommender) -> np.ndarray | None:
+def _item_vectors(model: Recommender) -> tuple[np.ndarray | None, np.ndarray | None]:
     if not isinstance(model, FactorModel):
-        return None
+        return None, None
     vectors = np.asarray(model.item_vectors(), dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    return vectors, np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
+
+
+def _graph_name(settings: ServeSettings) -> str:
+    return (
+        f"hnsw-head{settings.ann_head_items}-m{settings.ann_hnsw_m}"
+        f"-efc{settings.ann_ef_construction}.faiss"
+    )
 
 
 def _ann_settings(settings: ServeSettings) -> AnnSettings:
@@ -159,20 +172,28 @@ def load_bundle(directory: str | Path, settings: ServeSettings) -> LoadedModel:
     try:
         model = load_model(directory)  # checks the manifest and every file first
         manifest = read_model_manifest(directory, verify=False)
+        version = hashlib.sha256((directory / MANIFEST).read_bytes()).hexdigest()[:12]
+        share = None
+        if settings.workers_file is not None:  # several workers: one copy of the arrays
+            share = ArrayShare(Path(settings.workers_file).parent, version)
+            share_model_arrays(model, share)
         bundle = LoadedModel(
             model=model,
             directory=directory.resolve(),
             manifest=manifest,
-            version=hashlib.sha256((directory / MANIFEST).read_bytes()).hexdigest()[:12],
+            version=version,
             retriever=build_retriever(
                 model,
                 settings.ann_threshold,
                 _ann_settings(settings),
                 settings.ann_recall_users,
+                share.path(_graph_name(settings)) if share is not None else None,
             ),
             catalogue=Catalogue(model.interactions_, model),
-            _unit_vectors=_unit_item_vectors(model),
         )
+        bundle._item_vectors, bundle._item_norms = _item_vectors(model)
+        if share is not None:  # the name matcher's arrays (built from the catalogue alike)
+            share_model_arrays(bundle.catalogue.matcher, share, prefix="matcher.")
         validate(bundle, settings)
         model.interactions_.users.get("")  # build the id lookup now, not on the first request
     except TastemakerError:
