@@ -17,8 +17,8 @@ from tastemaker.playlists.playlist import Track
 # Prefer an artist not among the last this many tracks, where the choice allows.
 SEPARATION = 3
 # 2-opt (``improve``): rounds at most, and the best exchanges tried in each.
-MAX_ROUNDS = 50
-ROUND_CANDIDATES = 32
+MAX_ROUNDS = 6
+ROUND_CANDIDATES = 128
 
 
 def smooth_order(
@@ -111,30 +111,39 @@ def improve(path: np.ndarray, codes: np.ndarray, similarity: np.ndarray) -> np.n
     if k < 4:
         return path
     sim = np.nan_to_num(np.asarray(similarity, dtype=np.float64), nan=0.0, neginf=-1.0)
-    i, j = np.triu_indices(k, 2)  # reverse path[i + 1 : j + 1]; edges (i, i+1), (j, j+1)
-    has_next = j < k - 1
-    following = np.minimum(j + 1, k - 1)
+    # gain[i, j]: reversing path[i + 1 : j + 1] (j >= i + 2) swaps the edges (i, i + 1) and
+    # (j, j + 1) for (i, j) and (i + 1, j + 1); there is no edge after the last track.
+    pairs = np.triu(np.ones((k, k), bool), 2)
+    last = np.zeros(k, bool)
+    last[-1] = True
     for _ in range(MAX_ROUNDS):
         s = sim[np.ix_(path, path)]
         edge = np.append(np.diagonal(s, 1), 0.0)
+        after = np.zeros((k, k))
+        after[:-1, :-1] = s[1:, 1:]
         # A similarity need not be symmetric (item-KNN's): the reversed edges count too.
         turned = np.concatenate([[0.0], np.cumsum(np.diagonal(s, -1) - np.diagonal(s, 1))])
-        gain = s[i, j] + np.where(has_next, s[i + 1, following], 0.0) - edge[i] - edge[j]
-        gain += turned[j] - turned[i + 1]
+        gain = s + after - edge[:, None] - edge[None, :]
+        gain += turned[None, :] - np.append(turned[1:], 0.0)[:, None]
         c = codes[path]
-        valid = (c[i] != c[j]) & (~has_next | (c[i + 1] != c[following]))
-        gain = np.where(valid, gain, -np.inf)
-        count = min(ROUND_CANDIDATES, len(gain))
-        best = np.argpartition(-gain, count - 1)[:count]
-        best = best[np.lexsort((best, -gain[best]))]  # best first, ties to the first pair
-        best = best[gain[best] > 1e-9]
-        if not len(best):
+        other = c[:, None] != c[None, :]
+        other_next = np.ones((k, k), bool)
+        other_next[:-1, :-1] = other[1:, 1:]
+        valid = pairs & other & (other_next | last[None, :])
+        flat = np.flatnonzero(valid & (gain > 1e-9))
+        if not len(flat):
             break
+        scores = gain.reshape(-1)[flat]
+        if len(flat) > ROUND_CANDIDATES:
+            top = np.argpartition(-scores, ROUND_CANDIDATES - 1)[:ROUND_CANDIDATES]
+            flat, scores = flat[top], scores[top]
+        best = flat[np.lexsort((flat, -scores))]  # best first, ties to the first pair
         artists = c.tolist()
         moved = False
         spans: list[tuple[int, int]] = []
         for m in best.tolist():
-            low, high = int(i[m]), int(j[m]) + 1
+            low, high = divmod(m, k)
+            high += 1
             if any(low <= b and a <= high for a, b in spans):
                 continue
             if _crowding_change(artists, low, high) <= 0:
