@@ -42,7 +42,7 @@ FAVOURITE_BOOST = 1.5
 RECIPE_TOP = 1000
 FAVOURITE = "one of your favourites"
 # Candidate tracks made into ``Track`` objects at a time (a playlist takes ~50 of a few hundred).
-CANDIDATE_CHUNK = 64
+CANDIDATE_CHUNK = 48
 # Row marks of favourites among the candidates (rows >= 0 are track table rows, -1 artist entries).
 FAVOURITE_ROW = -2
 
