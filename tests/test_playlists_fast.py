@@ -172,3 +172,24 @@ def test_the_service_hands_its_index_to_playlists(tmp_path, monkeypatch, model):
     now = datetime(2025, 2, 1, tzinfo=UTC)
     expected = personal_playlist(reference, reference.listener(user=4, now=now), "mix", n=30)
     assert [t["title"] for t in answer.json()["tracks"]] == [t.title for t in expected.tracks]
+
+
+def test_co_tags_count_like_a_group_by(model, data):
+    import polars as pl
+
+    rng = np.random.default_rng(3)
+    tags = [f"Tag {t}" for t in rng.integers(0, 12, 3 * data.n_items)]
+    frame = pl.DataFrame(
+        {"item": np.repeat(np.arange(data.n_items), 3), "tag": tags, "weight": 1}
+    ).cast({"item": pl.Int32, "weight": pl.Int64})
+    library = Library(model)
+    library.track_data = dataclasses.replace(library.track_data, item_tags=frame)
+    for _ in range(20):
+        items = rng.choice(data.n_items, int(rng.integers(1, 60)), replace=False).tolist()
+        counts = (
+            frame.filter(pl.col("item").is_in(items))
+            .group_by("tag")
+            .len()
+            .sort(["len", "tag"], descending=[True, False])
+        )
+        assert library.co_tags(items) == counts["tag"].to_list()

@@ -35,10 +35,20 @@ def check_positive(model: Recommender, **values: float) -> None:
             raise UsageError(f"{model.name}: {name} must be > 0, not {value!r}")
 
 
-def cosine_to_all(vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Cosine similarity of the given rows of ``vectors`` to every row (float32)."""
+def row_norms(vectors: np.ndarray) -> np.ndarray:
+    """Each row's length, 1 where it is 0 (a divisor for cosines)."""
     norms = np.linalg.norm(vectors, axis=1)
     norms[norms == 0] = 1.0
+    return norms
+
+
+def cosine_to_all(
+    vectors: np.ndarray, items: np.ndarray, norms: np.ndarray | None = None
+) -> np.ndarray:
+    """Cosine similarity of the given rows of ``vectors`` to every row (float32); ``norms``:
+    ``row_norms(vectors)`` when the caller keeps them (on 200k rows they cost more than the
+    product)."""
+    norms = row_norms(vectors) if norms is None else norms
     sims = (vectors[items] @ vectors.T) / (norms[items, None] * norms[None, :])
     return sims.astype(np.float32, copy=False)
 
@@ -226,7 +236,11 @@ class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
         return vectors @ self.item_factors_.T
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
-        return cosine_to_all(self.item_factors_, items)
+        # The item norms once per set of factors (radio asks for an artist's neighbours).
+        cached = getattr(self, "_norms", None)
+        if cached is None or cached[0] is not self.item_factors_:
+            cached = self._norms = (self.item_factors_, row_norms(self.item_factors_))
+        return cosine_to_all(self.item_factors_, items, cached[1])
 
     def pairwise_similarity(self, items: np.ndarray) -> np.ndarray:
         self._check_fitted()

@@ -82,6 +82,7 @@ class Library:
         self.popularity_quantile = np.empty(data.n_items, np.float64)
         self.popularity_quantile[order] = np.arange(data.n_items) / max(data.n_items, 1)
         self._items_of_artist: dict[str, list[int]] | None = None
+        self._tag_rows: tuple[list[str], np.ndarray, np.ndarray] | None = None
         self.table = TrackTable(self.track_data, self.item_artist, data.n_items)
         self._tracks: dict[int, list[Track]] = {}
         self._unit_vectors: np.ndarray | None = None
@@ -118,6 +119,27 @@ class Library:
             self._items_of_artist = grouped
         found = [i for key in artist_keys for i in self._items_of_artist.get(key, ())]
         return np.asarray(sorted(found), dtype=np.int64)
+
+    def co_tags(self, items: list[int]) -> list[str]:
+        """The tags on these items, most often given first (ties by name)."""
+        if self._tag_rows is None:
+            # Tag ids per item, grouped by item once: a radio's tag term then counts them.
+            frame = self.track_data.item_tags
+            unique, codes = np.unique(frame["tag"].to_numpy().astype(str), return_inverse=True)
+            item_of = frame["item"].to_numpy()
+            order = np.argsort(item_of, kind="stable")
+            starts = np.searchsorted(item_of[order], np.arange(self.data.n_items + 1))
+            self._tag_rows = (unique.tolist(), codes.reshape(-1)[order], starts)
+        names, codes_by_item, starts = self._tag_rows
+        chosen = np.asarray(items, dtype=np.int64)
+        lengths = starts[chosen + 1] - starts[chosen]
+        first = np.repeat(starts[chosen] - np.cumsum(lengths) + lengths, lengths)
+        counts = np.bincount(
+            codes_by_item[first + np.arange(int(lengths.sum()))], minlength=len(names)
+        )
+        present = np.flatnonzero(counts)
+        # The names are sorted, so a tag's index orders ties by name.
+        return [names[t] for t in present[np.lexsort((present, -counts[present]))]]
 
     def similarity(self, tracks: list[Track]) -> np.ndarray:
         """Similarity ``(k, k)`` of the tracks' items in the model's item space; pairs the

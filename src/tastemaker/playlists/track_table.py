@@ -26,10 +26,10 @@ class TrackTable:
     """Offsets, plays and per-item totals of the catalogue's tracks; ``Track``s on demand."""
 
     def __init__(self, track_data: TrackData, item_artist: list[str], n_items: int) -> None:
-        self._frame = track_data.tracks.select(_FIELDS)
+        frame = track_data.tracks
         # One Arrow record batch of single-chunk columns: one ``take`` per gather.
         self._batch = pa.RecordBatch.from_arrays(
-            [self._frame[name].rechunk().to_arrow() for name in _FIELDS], names=list(_FIELDS)
+            [frame[name].rechunk().to_arrow() for name in _FIELDS], names=list(_FIELDS)
         )
         self._item_artist = item_artist
         self.offsets = track_data.offsets(n_items)
@@ -69,7 +69,7 @@ class TrackTable:
     def recordings(self, item: int) -> list[str | None]:
         """The item's recording keys, most played first."""
         start, stop = int(self.offsets[item]), int(self.offsets[item + 1])
-        return self._frame["recording"].slice(start, stop - start).to_list()
+        return self._batch.column(_FIELDS.index("recording")).slice(start, stop - start).to_pylist()
 
     def tracks(
         self, items: np.ndarray, rows: np.ndarray, reasons: list[str], new: list[bool]
@@ -96,13 +96,10 @@ class TrackTable:
         """The item's tracks, most played first (an artist entry where none is known)."""
         start, stop = int(self.offsets[item]), int(self.offsets[item + 1])
         if start == stop:
-            return [self._artist_entry(item)]
-        return [
-            self._make(item, values) for values in self._frame.slice(start, stop - start).rows()
-        ]
-
-    def _artist_entry(self, item: int) -> Track:
-        return Track(item=item, artist=self._item_artist[item], title=None)
+            return [Track(item=item, artist=self._item_artist[item], title=None)]
+        rows = self._batch.slice(start, stop - start)
+        columns = [column.to_pylist() for column in rows.columns]
+        return [self._make(item, values) for values in zip(*columns, strict=True)]
 
     def _make(self, item: int, values: tuple, reason: str = "", discovery: bool = False) -> Track:
         credit, title, release, mbid, recording, plays = values
