@@ -193,3 +193,20 @@ def test_co_tags_count_like_a_group_by(model, data):
             .sort(["len", "tag"], descending=[True, False])
         )
         assert library.co_tags(items) == counts["tag"].to_list()
+
+
+def test_the_transition_bound_bounds_every_order():
+    from itertools import permutations
+
+    from tastemaker.playlists.ordering import transition_bound, transition_similarity
+
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        k = int(rng.integers(2, 7))
+        artists = [f"a{c}" for c in rng.integers(0, 3, k)]
+        similarity = rng.random((k, k))
+        bound = transition_bound(similarity, artists)
+        for order in permutations(range(k)):
+            if any(artists[a] == artists[b] for a, b in zip(order, order[1:], strict=False)):
+                continue
+            assert transition_similarity(similarity, np.asarray(order)) <= bound + 1e-12

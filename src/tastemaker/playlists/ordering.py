@@ -228,3 +228,16 @@ def random_order_similarity(
     return float(
         np.mean([transition_similarity(similarity, rng.permutation(k)) for _ in range(repeats)])
     )
+
+
+def transition_bound(similarity: np.ndarray, artists: list[str]) -> float:
+    """An upper bound of the mean transition similarity any order of these tracks can reach:
+    each transition leaves one track for another artist's, so it is at most that track's
+    best such neighbour; a path of k tracks has k - 1 transitions, at most the k - 1 best."""
+    k = similarity.shape[0]
+    if k < 2:
+        return float("nan")
+    codes = np.unique(artists, return_inverse=True)[1].reshape(-1)
+    best = np.where(codes[:, None] == codes[None, :], -np.inf, similarity).max(axis=1)
+    best = np.sort(best[np.isfinite(best)])[::-1][: k - 1]
+    return float(best.mean()) if len(best) else float("nan")
