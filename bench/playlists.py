@@ -19,10 +19,13 @@ tracks and their selection under the rules: the rest), ``reasons`` (``_with_reas
 artist) instead: ``streams``, ``tracks`` (the blend and the rules), ``similarity``,
 ``ordering``. Prints mean ms per stage, p50 / p99 of the whole, CPU ms, the ratios, rule
 violations of ours (must be 0), how many have the same tracks as before, and the load
-average (the machine is shared).
+average (the machine is shared). ``--http N`` serves the model instead (``tastemaker
+serve``, before and now) and sends N sequential requests to each: latency without queueing
+and the server's CPU per request.
 
     .venv/bin/python bench/playlists.py [--users 20000] [--artists 200000] [--playlists 200]
-        [--mode mix] [--radio] [--out /tmp/playlists-bench (keeps the model)] [--before REV]
+        [--mode mix] [--radio] [--http N] [--out /tmp/playlists-bench (keeps the model)]
+        [--before REV]
 """
 
 from __future__ import annotations
@@ -271,6 +274,62 @@ def playlist_benchmark(args, clocks, libraries, data) -> None:
     )
 
 
+def source_at(revision: str, into: Path) -> Path:
+    """The whole ``src/`` tree at ``revision`` (the service changed with the package)."""
+    archive = subprocess.run(
+        ["git", "archive", revision, "src"], cwd=REPO, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src"
+
+
+def http_benchmark(args, model_dir: Path, data, tmp: Path) -> None:
+    """``--http N``: the service itself (``tastemaker serve``, one worker, the ANN index as
+    served at this size), before and now, N sequential playlist requests each: latency
+    without queueing and the server's CPU per request (from /proc, so another tenant's load
+    does not count), the figure that says how many playlists a free core serves."""
+    import httpx
+
+    from serve import Server
+
+    rng = np.random.default_rng(args.seed + 2)
+    users = rng.integers(0, data.n_users, args.http + 20)
+    query = f"mode={args.mode}&n=50&day=2025-01-"
+    paths = [
+        f"/v1/users/{data.users.id(int(u))}/playlist?{query}{1 + i % 28:02d}"
+        for i, u in enumerate(users.tolist())
+    ]
+    sources = {"before": source_at(args.before, tmp), "ours": REPO / "src"}
+    for name, source in sources.items():
+        os.environ["PYTHONPATH"] = str(source)  # the server imports tastemaker from there
+        server = Server(model_dir, True, 1)
+        try:
+            server.wait_ready()
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                for path in paths[:20]:  # warm-up: the first builds the Library
+                    client.get(path)
+                cpu = server.cpu_seconds()
+                seconds = []
+                for path in paths[20:]:
+                    started = time.perf_counter()
+                    answer = client.get(path)
+                    seconds.append(time.perf_counter() - started)
+                    if answer.status_code != 200 or len(answer.json()["tracks"]) != 50:
+                        raise SystemExit(f"{name}: {path} answered {answer.status_code}")
+                used = server.cpu_seconds()
+        finally:
+            server.stop()
+            os.environ.pop("PYTHONPATH", None)
+        ms = 1000 * np.asarray(seconds)
+        cpu_ms = 1000 * (used - cpu) / len(seconds) if cpu is not None and used else float("nan")
+        print(
+            f"{name}: {len(seconds)} sequential requests, p50 {np.percentile(ms, 50):.1f} ms, "
+            f"p99 {np.percentile(ms, 99):.1f} ms, server CPU {cpu_ms:.2f} ms a request; "
+            f"{load_average()}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=20_000)
@@ -280,6 +339,9 @@ def main() -> None:
     parser.add_argument("--playlists", type=int, default=200, help="per version (or radios)")
     parser.add_argument("--mode", default="mix", choices=("jams", "exploration", "mix"))
     parser.add_argument("--radio", action="store_true", help="radios instead of playlists")
+    parser.add_argument(
+        "--http", type=int, default=0, help="N: also serve N requests (before, now); needs --out"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--before", default=BEFORE, help="git revision of the reference")
     parser.add_argument("--out", type=Path, default=None, help="keep (and reuse) the model here")
@@ -293,6 +355,11 @@ def main() -> None:
         before = StageClock(package_at(args.before, Path(tmp)))
         model, data = trained(args)
         print(f"{data.n_users:,} users x {data.n_items:,} artists; {load_average()}", flush=True)
+        if args.http:
+            if args.out is None:
+                raise SystemExit("--http needs --out (the served model folder)")
+            http_benchmark(args, args.out / "model", data, Path(tmp))
+            return
         builders = {
             "before": lambda: before.package.Library(model),
             "exact": lambda: ours.package.Library(model),
