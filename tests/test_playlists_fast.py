@@ -210,3 +210,20 @@ def test_the_transition_bound_bounds_every_order():
             if any(artists[a] == artists[b] for a, b in zip(order, order[1:], strict=False)):
                 continue
             assert transition_similarity(similarity, np.asarray(order)) <= bound + 1e-12
+
+
+def test_a_listener_of_very_many_artists_is_scored_exactly(model, data, monkeypatch):
+    import tastemaker.playlists.candidates as candidates
+
+    indexed = Library(model, search=TieredSearch(model, IndexSettings(head_items=32)))
+    reference = Library(model)
+    user = int(np.argmax(np.diff(data.user_items.indptr)))  # the listener with most artists
+    monkeypatch.setattr(candidates, "MAX_INDEX_FETCH", 10)  # every listener is "very many"
+
+    def no_index(*args):
+        raise AssertionError("the index was searched")
+
+    monkeypatch.setattr(candidates, "indexed_known_and_new", no_index)
+    a = personal_playlist(indexed, indexed.listener(user=user, now=NOW), "exploration")
+    b = personal_playlist(reference, reference.listener(user=user, now=NOW), "exploration")
+    assert described(a) == described(b)

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from tastemaker.playlists.library import Library, Listener
 
 Ranked = tuple[np.ndarray, np.ndarray]  # item indices, their scores; best first
+# The index over-fetches one item per excluded one: past this many (a listener of thousands
+# of artists) a dense scoring is no slower, as for the service's own lists (MAX_ANN_FETCH).
+MAX_INDEX_FETCH = 4096
 
 
 class ItemSearch(Protocol):
@@ -54,7 +57,7 @@ class TieredSearch:
 def known_and_new(library: Library, listener: Listener, n: int) -> tuple[Ranked, Ranked]:
     """The model's top ``n`` among the artists the listener has played, and among those they
     never played; through the library's index where it has one."""
-    if library.search is not None:
+    if library.search is not None and n + len(listener.history.indices) <= MAX_INDEX_FETCH:
         return indexed_known_and_new(library, listener, n)
     return exact_known_and_new(library, listener, n)
 
