@@ -13,7 +13,8 @@ plain top-n of the same ranking under the same rules. Per playlist:
   artist they played in the window (they took up the discovery); the discovery track hit
   rate counts only the very recordings;
 - distinct artists; mean transition similarity (consecutive tracks, in the model's item
-  space) and that of random orders of the same tracks; rule violations (``violations``).
+  space), that of random orders of the same tracks and the most any order could reach
+  (``transition_bound``); rule violations (``violations``).
 
 Means over listeners per (mode, builder), and the ratios the targets are stated in.
 """
@@ -33,7 +34,11 @@ from tastemaker.errors import UsageError
 from tastemaker.models.registry import fit_model
 from tastemaker.playlists.constraints import PERSONAL_MAX_PER_ARTIST, Freshness, Rules, violations
 from tastemaker.playlists.library import Library, Listener
-from tastemaker.playlists.ordering import random_order_similarity, transition_similarity
+from tastemaker.playlists.ordering import (
+    random_order_similarity,
+    transition_bound,
+    transition_similarity,
+)
 from tastemaker.playlists.personal import (
     MODES,
     freshness,
@@ -53,6 +58,7 @@ METRICS = (
     "distinct_artists",
     "transition_similarity",
     "random_order_similarity",
+    "transition_bound",
     "violations",
     "tracks",
 )
@@ -126,6 +132,7 @@ class Judge:
             "distinct_artists": len({t.artist_key for t in tracks}),
             "transition_similarity": transition_similarity(similarity, np.arange(len(tracks))),
             "random_order_similarity": random_order_similarity(similarity, rng),
+            "transition_bound": transition_bound(similarity, [t.artist_key for t in tracks]),
             "violations": len(violations(playlist, rules)),
             "tracks": len(tracks),
         }
@@ -210,6 +217,10 @@ def _summary(sums, model, params, level, cutoff, window_days, n, users, library)
         if row and row["random_order_similarity"]:
             ratios[f"{mode} transition similarity vs random order"] = (
                 row["transition_similarity"] / row["random_order_similarity"]
+            )
+            # What no order of the same tracks can beat (ordering.transition_bound).
+            ratios[f"{mode} best possible order vs random order (bound)"] = (
+                row["transition_bound"] / row["random_order_similarity"]
             )
     return {
         "task": "playlists",

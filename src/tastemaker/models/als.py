@@ -19,7 +19,13 @@ import tastemaker.threads as threads
 from tastemaker.artifacts import ArraySpec
 from tastemaker.data.interactions import Interactions
 from tastemaker.models.base import FactorModel, Recommender, WeightedInput, single_blas_thread
-from tastemaker.models.factors import ImplicitRanking, StopTraining, cosine_among, cosine_to_all
+from tastemaker.models.factors import (
+    ImplicitRanking,
+    StopTraining,
+    cosine_among,
+    cosine_to_all,
+    row_norms,
+)
 from tastemaker.models.params import at_least, positive
 
 
@@ -132,7 +138,11 @@ class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
         return vectors @ self.item_factors_.T
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
-        return cosine_to_all(self.item_factors_, items)
+        # The item norms once per set of factors (radio asks for an artist's neighbours).
+        cached = getattr(self, "_norms", None)
+        if cached is None or cached[0] is not self.item_factors_:
+            cached = self._norms = (self.item_factors_, row_norms(self.item_factors_))
+        return cosine_to_all(self.item_factors_, items, cached[1])
 
     def pairwise_similarity(self, items: np.ndarray) -> np.ndarray:
         self._check_fitted()

@@ -128,6 +128,43 @@ def _mapped_graph(path: Path, items: int, dim: int) -> Any:
     return index
 
 
+def search_tiers(
+    tiers: Tiers, query: np.ndarray, exclude: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-n items for one query vector, none of ``exclude``, best first (padded with -1 /
+    -inf): the head, and the tail only where the head's n-th score is below the tail's
+    Cauchy-Schwarz bound. Excluded items are over-fetched (n more per excluded item of the
+    tier) and filtered. Runs on the caller's OpenMP settings (a request sets one thread)."""
+    query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, tiers.dim)
+    exclude = np.asarray(exclude, dtype=np.int64)
+    in_head = tiers.in_head[exclude]
+    ids, scores = _search_tier(tiers.head, tiers.head_items, query, exclude[in_head], n)
+    bound = float(np.linalg.norm(query)) * tiers.tail_max_norm
+    if tiers.tail is not None and (len(ids) < n or scores[n - 1] < bound):
+        tail_ids, tail_scores = _search_tier(
+            tiers.tail, tiers.tail_items, query, exclude[~in_head], n
+        )
+        ids = np.concatenate([ids, tail_ids])
+        scores = np.concatenate([scores, tail_scores])
+        order = np.lexsort((ids, -scores))[:n]
+        ids, scores = ids[order], scores[order]
+    out_ids = np.full(n, -1, np.int64)
+    out_scores = np.full(n, -np.inf, np.float32)
+    out_ids[: len(ids)], out_scores[: len(ids)] = ids[:n], scores[:n]
+    return out_ids, out_scores
+
+
+def _search_tier(index, items, query, exclude, n) -> tuple[np.ndarray, np.ndarray]:
+    k = min(n + len(exclude), index.ntotal)
+    scores, positions = index.search(query, k)
+    found = positions[0] >= 0
+    ids, scores = items[positions[0][found]], scores[0][found]
+    if len(exclude):
+        keep = ~np.isin(ids, exclude, assume_unique=True)
+        ids, scores = ids[keep], scores[keep]
+    return ids[:n], scores[:n]
+
+
 class BatchFactorIndex:
     """``BlockRanker`` over a norm-ranged faiss index of ``model.item_vectors()``."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +24,10 @@ from tastemaker.errors import UsageError
 from tastemaker.models.base import FactorModel, Recommender
 from tastemaker.playlists.constraints import RECENT_DAYS
 from tastemaker.playlists.playlist import Track, normalised
+from tastemaker.playlists.track_table import TrackTable
+
+if TYPE_CHECKING:
+    from tastemaker.playlists.candidates import ItemSearch
 
 # Items whose tracks are kept as objects between requests (cleared when full).
 TRACK_CACHE_ITEMS = 20_000
@@ -48,9 +53,14 @@ class Listener:
 class Library:
     """Tracks, artists and popularity of a fitted model's catalogue."""
 
-    def __init__(self, model: Recommender) -> None:
+    def __init__(self, model: Recommender, search: ItemSearch | None = None) -> None:
+        """``search``: an approximate index over the model's item vectors (the service's) for
+        the candidate artists of personal playlists; without one they are scored exactly."""
         model._check_fitted()
+        if search is not None and not isinstance(model, FactorModel):
+            raise TypeError(f"{type(model).__name__} has no item vectors to search")
         self.model = model
+        self.search = search
         data = model.interactions_
         self.data = data
         self.level = data.level
@@ -72,12 +82,13 @@ class Library:
         self.popularity_quantile = np.empty(data.n_items, np.float64)
         self.popularity_quantile[order] = np.arange(data.n_items) / max(data.n_items, 1)
         self._items_of_artist: dict[str, list[int]] | None = None
+        self._tag_rows: tuple[list[str], np.ndarray, np.ndarray] | None = None
+        self.table = TrackTable(self.track_data, self.item_artist, data.n_items)
         self._tracks: dict[int, list[Track]] = {}
-        self._columns: dict[str, list] | None = None
-        self._offsets = np.zeros(1, np.int64)
         self._unit_vectors: np.ndarray | None = None
+        self.item_vectors: np.ndarray | None = None
         if isinstance(model, FactorModel):
-            vectors = model.item_vectors()
+            vectors = self.item_vectors = np.asarray(model.item_vectors(), dtype=np.float32)
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             self._unit_vectors = (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
 
@@ -109,6 +120,27 @@ class Library:
         found = [i for key in artist_keys for i in self._items_of_artist.get(key, ())]
         return np.asarray(sorted(found), dtype=np.int64)
 
+    def co_tags(self, items: list[int]) -> list[str]:
+        """The tags on these items, most often given first (ties by name)."""
+        if self._tag_rows is None:
+            # Tag ids per item, grouped by item once: a radio's tag term then counts them.
+            frame = self.track_data.item_tags
+            unique, codes = np.unique(frame["tag"].to_numpy().astype(str), return_inverse=True)
+            item_of = frame["item"].to_numpy()
+            order = np.argsort(item_of, kind="stable")
+            starts = np.searchsorted(item_of[order], np.arange(self.data.n_items + 1))
+            self._tag_rows = (unique.tolist(), codes.reshape(-1)[order], starts)
+        names, codes_by_item, starts = self._tag_rows
+        chosen = np.asarray(items, dtype=np.int64)
+        lengths = starts[chosen + 1] - starts[chosen]
+        first = np.repeat(starts[chosen] - np.cumsum(lengths) + lengths, lengths)
+        counts = np.bincount(
+            codes_by_item[first + np.arange(int(lengths.sum()))], minlength=len(names)
+        )
+        present = np.flatnonzero(counts)
+        # The names are sorted, so a tag's index orders ties by name.
+        return [names[t] for t in present[np.lexsort((present, -counts[present]))]]
+
     def similarity(self, tracks: list[Track]) -> np.ndarray:
         """Similarity ``(k, k)`` of the tracks' items in the model's item space; pairs the
         model has no similarity for (a neighbour model's non-neighbours) count as 0."""
@@ -122,32 +154,22 @@ class Library:
         """The item's tracks, most played first (an artist entry where no recording is known)."""
         cached = self._tracks.get(item)
         if cached is None:
-            if self._columns is None:
-                # Columns as Python lists once: a request then slices lists, not frames.
-                self._columns = {c: self.track_data.tracks[c].to_list() for c in TRACK_COLUMNS}
-                self._offsets = self.track_data.offsets(self.data.n_items)
-            start, stop = int(self._offsets[item]), int(self._offsets[item + 1])
-            c = self._columns
-            artist = self.item_artist[item]
-            cached = [
-                Track(
-                    item=item,
-                    artist=artist,
-                    credit=c["artist"][i] if c["artist"][i] not in (None, artist) else None,
-                    title=c["title"][i],
-                    release=c["release"][i],
-                    recording_mbid=c["recording_mbid"][i],
-                    recording=c["recording"][i],
-                    plays=c["plays"][i],
-                )
-                for i in range(start, stop)
-            ]
-            if not cached:
-                cached = [Track(item=item, artist=self.item_artist[item], title=None)]
+            cached = self.table.item_tracks(item)
             if len(self._tracks) >= TRACK_CACHE_ITEMS:
                 self._tracks.clear()  # bounded: a large catalogue is never held as objects
             self._tracks[item] = cached
         return cached
+
+    def query_vector(self, listener: Listener) -> np.ndarray:
+        """The listener's vector in the model's item space (float32, ``(dim,)``)."""
+        model = self.model
+        if not isinstance(model, FactorModel):
+            raise TypeError(f"{type(model).__name__} has no user vectors")
+        if listener.user is not None:
+            vector = model.user_vectors(np.asarray([listener.user]))
+        else:
+            vector = model.history_vectors(listener.history)
+        return np.asarray(vector, dtype=np.float32).reshape(-1)
 
     def _track(self, item: int, row: dict, reason: str = "") -> Track:
         artist = self.item_artist[item]

@@ -16,6 +16,9 @@ from tastemaker.playlists.playlist import Track
 
 # Prefer an artist not among the last this many tracks, where the choice allows.
 SEPARATION = 3
+# 2-opt (``improve``): rounds at most, and the best exchanges tried in each.
+MAX_ROUNDS = 6
+ROUND_CANDIDATES = 128
 
 
 def smooth_order(
@@ -25,34 +28,151 @@ def smooth_order(
     shuffle: bool = False,
 ) -> tuple[list[Track], list[Track]]:
     """``(ordered, unplaced)``: the tracks in playing order, and any that no position could
-    keep apart from their own artist (for the caller to report)."""
+    keep apart from their own artist (for the caller to report). Greedy walk, then (unless
+    ``shuffle``) 2-opt exchanges (``improve``)."""
     if not tracks:
         return [], []
     rng = rng or np.random.default_rng(0)
     artists = [t.artist_key for t in tracks]
-    remaining = set(range(1, len(tracks)))
-    path = [0]
-    while remaining:
-        last = path[-1]
-        recent = {artists[i] for i in path[-SEPARATION:]}
-        allowed = [i for i in remaining if artists[i] != artists[last]]
-        if not allowed:
-            break
-        spaced = [i for i in allowed if artists[i] not in recent] or allowed
-        if shuffle:
-            chosen = spaced[int(rng.integers(len(spaced)))]
-        else:
-            chosen = max(spaced, key=lambda i: (similarity[last, i], -i))
-        path.append(chosen)
-        remaining.discard(chosen)
+    codes = np.unique(artists, return_inverse=True)[1].reshape(-1)
+    path = _shuffled_walk(codes, rng) if shuffle else _greedy_walk(codes, similarity)
+    remaining = sorted(set(range(len(tracks))) - set(path))
     unplaced: list[int] = []
-    for i in sorted(remaining):
+    for i in remaining:
         slot = _free_slot(path, artists, artists[i])
         if slot is None:
             unplaced.append(i)
         else:
             path.insert(slot, i)
+    if not shuffle:
+        path = improve(np.asarray(path, np.int64), codes, similarity).tolist()
     return [tracks[i] for i in path], [tracks[i] for i in unplaced]
+
+
+def _greedy_walk(codes: np.ndarray, similarity: np.ndarray) -> list[int]:
+    """From track 0, each step to the most similar remaining track (ties: the lower index) of
+    another artist, one not among the last ``SEPARATION`` where there is one; stops when only
+    the current artist is left. Each track's candidates are sorted once, then walked."""
+    k = len(codes)
+    # Rows sorted by similarity, descending, ties to the lower index (a stable sort of -s).
+    ranked = np.argsort(-np.nan_to_num(similarity, nan=-np.inf), axis=1, kind="stable").tolist()
+    artist = codes.tolist()
+    free = [True] * k
+    free[0] = False
+    path = [0]
+    for _ in range(k - 1):
+        last = path[-1]
+        recent = {artist[i] for i in path[-SEPARATION:]}
+        chosen = fallback = -1
+        for i in ranked[last]:
+            if not free[i] or artist[i] == artist[last]:
+                continue
+            if artist[i] not in recent:
+                chosen = i
+                break
+            if fallback < 0:
+                fallback = i
+        chosen = chosen if chosen >= 0 else fallback
+        if chosen < 0:
+            break
+        path.append(chosen)
+        free[chosen] = False
+    return path
+
+
+def _shuffled_walk(codes: np.ndarray, rng: np.random.Generator) -> list[int]:
+    """From track 0, each step to a random remaining track of another artist, one not among
+    the last ``SEPARATION`` where there is one."""
+    k = len(codes)
+    free = np.ones(k, bool)
+    free[0] = False
+    path = [0]
+    for _ in range(k - 1):
+        last = path[-1]
+        allowed = free & (codes != codes[last])
+        if not allowed.any():
+            break
+        spaced = allowed & ~np.isin(codes, codes[path[-SEPARATION:]])
+        choices = np.flatnonzero(spaced if spaced.any() else allowed)
+        chosen = int(choices[int(rng.integers(len(choices)))])
+        path.append(chosen)
+        free[chosen] = False
+    return path
+
+
+def improve(path: np.ndarray, codes: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+    """2-opt on an open path: reverse segments that raise the sum of consecutive
+    similarities, as long as one does, keeping the first track first, no artist next to
+    itself and no more artists within ``SEPARATION`` of themselves than before. A greedy walk
+    leaves long jumps near its end; this takes most of them out. Each round scores every
+    exchange at once and makes the best ones that touch disjoint stretches (their gains add
+    up), so a playlist takes a few rounds, not one per exchange (at most ``MAX_ROUNDS``)."""
+    k = len(path)
+    if k < 4:
+        return path
+    sim = np.nan_to_num(np.asarray(similarity, dtype=np.float64), nan=0.0, neginf=-1.0)
+    # gain[i, j]: reversing path[i + 1 : j + 1] (j >= i + 2) swaps the edges (i, i + 1) and
+    # (j, j + 1) for (i, j) and (i + 1, j + 1); there is no edge after the last track.
+    pairs = np.triu(np.ones((k, k), bool), 2)
+    last = np.zeros(k, bool)
+    last[-1] = True
+    for _ in range(MAX_ROUNDS):
+        s = sim[np.ix_(path, path)]
+        edge = np.append(np.diagonal(s, 1), 0.0)
+        after = np.zeros((k, k))
+        after[:-1, :-1] = s[1:, 1:]
+        # A similarity need not be symmetric (item-KNN's): the reversed edges count too.
+        turned = np.concatenate([[0.0], np.cumsum(np.diagonal(s, -1) - np.diagonal(s, 1))])
+        gain = s + after - edge[:, None] - edge[None, :]
+        gain += turned[None, :] - np.append(turned[1:], 0.0)[:, None]
+        c = codes[path]
+        other = c[:, None] != c[None, :]
+        other_next = np.ones((k, k), bool)
+        other_next[:-1, :-1] = other[1:, 1:]
+        valid = pairs & other & (other_next | last[None, :])
+        flat = np.flatnonzero(valid & (gain > 1e-9))
+        if not len(flat):
+            break
+        scores = gain.reshape(-1)[flat]
+        if len(flat) > ROUND_CANDIDATES:
+            top = np.argpartition(-scores, ROUND_CANDIDATES - 1)[:ROUND_CANDIDATES]
+            flat, scores = flat[top], scores[top]
+        best = flat[np.lexsort((flat, -scores))]  # best first, ties to the first pair
+        artists = c.tolist()
+        moved = False
+        spans: list[tuple[int, int]] = []
+        for m in best.tolist():
+            low, high = divmod(m, k)
+            high += 1
+            if any(low <= b and a <= high for a, b in spans):
+                continue
+            if _crowding_change(artists, low, high) <= 0:
+                path[low + 1 : high] = path[low + 1 : high][::-1].copy()
+                artists[low + 1 : high] = artists[low + 1 : high][::-1]
+                spans.append((low, high))
+                moved = True
+        if not moved:
+            break
+    return path
+
+
+def _crowding_change(artists: list[int], low: int, high: int) -> int:
+    """How many more pairs of one artist within ``SEPARATION`` positions reversing
+    ``artists[low + 1 : high]`` makes. Only pairs with one end inside the segment and one
+    outside change, and only within ``SEPARATION`` of its ends: a few comparisons."""
+    k = len(artists)
+
+    def inside(x: int) -> int:  # who plays at position x after the reversal
+        return artists[low + high - x]
+
+    change = 0
+    for q in range(low + 1, min(high, low + 1 + SEPARATION)):
+        for p in range(max(0, q - SEPARATION), low + 1):
+            change += (artists[p] == inside(q)) - (artists[p] == artists[q])
+    for p in range(max(low + 1, high - SEPARATION), high):
+        for q in range(high, min(k, p + SEPARATION + 1)):
+            change += (inside(p) == artists[q]) - (artists[p] == artists[q])
+    return change
 
 
 def _free_slot(path: list[int], artists: list[str], artist: str) -> int | None:
@@ -108,3 +228,16 @@ def random_order_similarity(
     return float(
         np.mean([transition_similarity(similarity, rng.permutation(k)) for _ in range(repeats)])
     )
+
+
+def transition_bound(similarity: np.ndarray, artists: list[str]) -> float:
+    """An upper bound of the mean transition similarity any order of these tracks can reach:
+    each transition leaves one track for another artist's, so it is at most that track's
+    best such neighbour; a path of k tracks has k - 1 transitions, at most the k - 1 best."""
+    k = similarity.shape[0]
+    if k < 2:
+        return float("nan")
+    codes = np.unique(artists, return_inverse=True)[1].reshape(-1)
+    best = np.where(codes[:, None] == codes[None, :], -np.inf, similarity).max(axis=1)
+    best = np.sort(best[np.isfinite(best)])[::-1][: k - 1]
+    return float(best.mean()) if len(best) else float("nan")

@@ -23,6 +23,7 @@ from datetime import date
 import numpy as np
 
 from tastemaker.errors import UsageError
+from tastemaker.playlists.candidates import Ranked, known_and_new
 from tastemaker.playlists.constraints import (
     PERSONAL_MAX_PER_ARTIST,
     Freshness,
@@ -32,7 +33,6 @@ from tastemaker.playlists.constraints import (
 from tastemaker.playlists.library import Library, Listener
 from tastemaker.playlists.ordering import separate, smooth_order
 from tastemaker.playlists.playlist import Playlist, Track
-from tastemaker.ranking import mask_columns, mask_rows, top_n
 
 MODES = ("jams", "exploration", "mix")
 DISCOVERY_SHARE = 0.2
@@ -41,6 +41,10 @@ DAILY_NOISE = 0.15
 FAVOURITE_BOOST = 1.5
 RECIPE_TOP = 1000
 FAVOURITE = "one of your favourites"
+# Candidate tracks made into ``Track`` objects at a time (a playlist takes ~50 of a few hundred).
+CANDIDATE_CHUNK = 48
+# Row marks of favourites among the candidates (rows >= 0 are track table rows, -1 artist entries).
+FAVOURITE_ROW = -2
 
 
 def daily_rng(listener: Listener, day: date, seed: int) -> np.random.Generator:
@@ -85,29 +89,6 @@ def ranked_items(
     return ids[0][keep], scores[0][keep]
 
 
-def ranked_known_and_new(
-    library: Library, listener: Listener, n: int
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """``ranked_items`` for the ``known`` and the ``new`` scope from one scoring of the
-    catalogue (the same lists as two ``recommend`` calls, at half the cost)."""
-    model = library.model
-    if listener.user is not None:
-        scores = model.score(np.asarray([listener.user]))
-    else:
-        scores = model.score_history(listener.history)
-    known = library.items_of_artists(listener.known)
-    known_scores = np.full_like(scores, -np.inf)
-    known_scores[:, known] = scores[:, known]
-    mask_rows(scores, listener.history)
-    mask_columns(scores, known)
-    out = []
-    for block in (known_scores, scores):
-        ids, best = top_n(block, n)
-        keep = ids[0] >= 0
-        out.append((ids[0][keep], best[0][keep]))
-    return out[0], out[1]
-
-
 def _score_weights(scores: np.ndarray) -> np.ndarray:
     """Model scores as positive weights (min-max over the pool, a floor for the last)."""
     if not len(scores):
@@ -120,7 +101,7 @@ def _score_weights(scores: np.ndarray) -> np.ndarray:
 def expected_tracks(
     library: Library,
     listener: Listener,
-    ranked: tuple[np.ndarray, np.ndarray],
+    ranked: Ranked,
     rng: np.random.Generator | None,
     loved: bool,
 ) -> Iterator[Track]:
@@ -128,8 +109,8 @@ def expected_tracks(
     model's score; for ``loved`` artists, its geometric mean with the listener's own share of
     plays) times the track's share of the artist's plays, the listener's favourites boosted
     (``FAVOURITE_BOOST``). The day's generator adds a little noise (``DAILY_NOISE``, in log
-    space) so the list changes from day to day. Lazy: tracks get their reason as they are
-    taken, so only the few a playlist uses are built."""
+    space) so the list changes from day to day. Weights are worked out on the track table's
+    arrays; ``Track`` objects are made only for the candidates taken, a chunk at a time."""
     items, scores = ranked
     weights = _score_weights(scores)
     if loved:
@@ -137,31 +118,81 @@ def expected_tracks(
         plays = dict(zip(history.indices.tolist(), history.data.tolist(), strict=True))
         total = sum(plays.values()) or 1.0
         weights = np.sqrt(weights * np.asarray([plays.get(int(i), 0.0) / total for i in items]))
-    keys: list[float] = []
-    entries: list[tuple[Track, bool]] = []  # (track, needs a reason of its item)
-    for weight, item in zip(weights.tolist(), items.tolist(), strict=True):
-        tracks = library.item_tracks(item)
-        total_plays = sum(t.plays for t in tracks) or 1
-        everyone = {t.recording: t.plays for t in tracks}
-        floor = min(everyone.values(), default=1) or 1
-        own = listener.favourites.get(item, ()) if loved else ()
-        for favourite in own:
-            share = everyone.get(favourite.recording, floor) / total_plays
-            keys.append(weight * share * FAVOURITE_BOOST)
-            entries.append((favourite, False))
-        taken = {t.recording for t in own}
-        for track in tracks:
-            if track.recording is None or track.recording not in taken:
-                keys.append(weight * track.plays / total_plays if track.plays else weight)
-                entries.append((track, True))
-    if not entries:
+    table = library.table
+    position, within, rows = table.rows_of(items)
+    item_of = items[position]
+    played = table.plays_of(rows)
+    keys = np.where(
+        played > 0, weights[position] * played / table.total[item_of], weights[position]
+    )
+    favourites: list[Track] = []
+    if loved and listener.favourites:
+        keys, rows, item_of, favourites = _with_favourites(
+            library, listener, items, weights, (position, within, rows, keys)
+        )
+    if not len(keys):
         return
-    order = np.asarray(keys, dtype=np.float64)
     if rng is not None:
-        order = order * np.exp(DAILY_NOISE * rng.gumbel(size=len(order)))
-    for index in np.argsort(-order, kind="stable").tolist():
-        track, needs_reason = entries[index]
-        yield _as_candidate(library, listener, track) if needs_reason else track
+        keys = keys * np.exp(DAILY_NOISE * rng.gumbel(size=len(keys)))
+    order = np.argsort(-keys, kind="stable")
+    for start in range(0, len(order), CANDIDATE_CHUNK):
+        chunk = order[start : start + CANDIDATE_CHUNK]
+        kept = rows[chunk] > FAVOURITE_ROW
+        items_kept = item_of[chunk][kept]
+        new = [library.item_artist_key[i] not in listener.known for i in items_kept.tolist()]
+        reasons = [
+            "" if discovery else f"because you play {library.item_artist[i]}"
+            for i, discovery in zip(items_kept.tolist(), new, strict=True)
+        ]
+        made = iter(table.tracks(items_kept, rows[chunk][kept], reasons, new))
+        for index, is_row in zip(chunk.tolist(), kept.tolist(), strict=True):
+            yield next(made) if is_row else favourites[FAVOURITE_ROW - int(rows[index])]
+
+
+def _with_favourites(
+    library: Library,
+    listener: Listener,
+    items: np.ndarray,
+    weights: np.ndarray,
+    entries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Track]]:
+    """The candidates with each item's favourites of the listener first (weighted by
+    everyone's plays of that recording, or the item's least played track's, boosted), then
+    the item's other tracks. A favourite's row is ``FAVOURITE_ROW - k``, k indexing the list
+    returned with the keys, rows and items."""
+    position, within, rows, keys = entries
+    table = library.table
+    keep = np.ones(len(rows), bool)
+    extra_position: list[int] = []
+    extra_keys: list[float] = []
+    favourites: list[Track] = []
+    for p, item in enumerate(items.tolist()):
+        own = listener.favourites.get(item)
+        if not own:
+            continue
+        start, stop = int(table.offsets[item]), int(table.offsets[item + 1])
+        recordings = table.recordings(item)
+        everyone = dict(zip(recordings, table.plays[start:stop].tolist(), strict=True))
+        for favourite in own:
+            share = everyone.get(favourite.recording, int(table.least[item])) / table.total[item]
+            extra_position.append(p)
+            extra_keys.append(weights[p] * share * FAVOURITE_BOOST)
+            favourites.append(favourite)
+        taken = {t.recording for t in own}
+        if recordings:  # the item's rows, in table order, are its rows among the candidates
+            first = int(np.searchsorted(position, p))
+            keep[first : first + len(recordings)] = [
+                r is None or r not in taken for r in recordings
+            ]
+    count = len(favourites)
+    all_position = np.concatenate([position[keep], np.asarray(extra_position, np.int64)])
+    # Per item: favourites first (part 0, in the listener's order), then its tracks (part 1).
+    part = np.concatenate([np.ones(int(keep.sum()), np.int64), np.zeros(count, np.int64)])
+    sequence = np.concatenate([within[keep], np.arange(count)])
+    order = np.lexsort((sequence, part, all_position))
+    all_rows = np.concatenate([rows[keep], FAVOURITE_ROW - np.arange(count)])[order]
+    all_keys = np.concatenate([keys[keep], np.asarray(extra_keys, np.float64)])[order]
+    return all_keys, all_rows, items[all_position[order]], favourites
 
 
 def _as_candidate(library: Library, listener: Listener, track: Track) -> Track:
@@ -196,15 +227,16 @@ def _weave(selection: Selection, familiar: Iterable[Track], new: Iterable[Track]
     """Fill with a share of discoveries: a discovery whenever they fall below the share."""
     streams = {True: iter(new), False: iter(familiar)}
     exhausted: set[bool] = set()
+    discoveries = 0
     while not selection.full and len(exhausted) < 2:
-        discoveries = sum(t.discovery for t in selection.tracks)
         want_new = discoveries < DISCOVERY_SHARE * (len(selection.tracks) + 1)
         side = want_new if want_new not in exhausted else not want_new
         track = next(streams[side], None)
         if track is None:
             exhausted.add(side)
             continue
-        selection.offer(track)
+        if selection.offer(track):
+            discoveries += track.discovery
 
 
 def _with_reasons(library: Library, listener: Listener, tracks: list[Track]) -> list[Track]:
@@ -243,7 +275,7 @@ def personal_playlist(
     # Artists ranked per pool: two tracks each fill n with room for the rules' refusals.
     pool = 2 * n + 20
     selection = Selection(rules)
-    known_ranked, new_ranked = ranked_known_and_new(library, listener, pool)
+    known_ranked, new_ranked = known_and_new(library, listener, pool)
     known = expected_tracks(library, listener, known_ranked, rng, True)
     new = expected_tracks(library, listener, new_ranked, rng, False)
     if mode == "exploration":

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -112,15 +112,11 @@ def _tag_stream(library: Library, term: Term) -> Stream:
     tag = term.value.casefold()
     if tag not in tags:
         raise UsageError(f"no artist is tagged {term.value!r} in this model's data")
-    tagged = tags[tag]["item"].to_list()
-    items = [(int(i), f"tagged {term.value}") for i in tagged[:STREAM_ITEMS]]
+    tagged = tags[tag]["item"].head(STREAM_ITEMS).to_list()
+    items = [(int(i), f"tagged {term.value}") for i in tagged]
     # Tags most often given together with this one on its artists widen a small tag.
-    others = library.track_data.item_tags.filter(
-        library.track_data.item_tags["item"].is_in(tagged[:STREAM_ITEMS])
-    )
-    counts = others.group_by("tag").len().sort(["len", "tag"], descending=[True, False])
-    for co_tag in [t for t in counts["tag"].to_list() if t.casefold() != tag][:CO_TAGS]:
-        for i in tags[co_tag.casefold()]["item"].to_list()[: STREAM_ITEMS // 2]:
+    for co_tag in [t for t in library.co_tags(tagged) if t.casefold() != tag][:CO_TAGS]:
+        for i in tags[co_tag.casefold()]["item"].head(STREAM_ITEMS // 2).to_list():
             items.append((int(i), f"tagged {co_tag}, often with {term.value}"))
     return Stream(term.weight, items)
 
@@ -142,28 +138,37 @@ def history_stream(library: Library, history: sp.spmatrix, weight: float = 1.0) 
 _STREAMS = {"artist": _artist_stream, "tag": _tag_stream, "user": _user_stream}
 
 
-def _band_tracks(library: Library, item: int, reason: str, mode: str) -> list[Track]:
-    tracks = library.item_tracks(item)
+def _band_positions(counts: np.ndarray, round_: int, mode: str) -> np.ndarray:
+    """Which of its tracks (0: the most played) each item plays in this round: easy from the
+    top, hard from the bottom, medium from the fourth on (then the top three)."""
     if mode == "hard":
-        tracks = tracks[::-1]
-    elif mode == "medium":
-        tracks = tracks[3:] + tracks[:3]
-    return [replace(t, reason=reason) for t in tracks[:RADIO_MAX_PER_ARTIST]]
+        return counts - 1 - round_
+    if mode == "medium":
+        return np.where(counts > 3, (round_ + 3) % np.maximum(counts, 1), round_)
+    return np.full(len(counts), round_)
 
 
 def _stream_tracks(library: Library, stream: Stream, mode: str) -> Iterator[Track]:
-    """One track per artist per round, within the popularity band."""
+    """One track per artist per round, within the popularity band (up to
+    ``RADIO_MAX_PER_ARTIST`` rounds); each round's tracks made in one gather."""
     low, high = BANDS[mode]
     quantile = library.popularity_quantile
-    kept = [
-        _band_tracks(library, i, why, mode)
-        for i, why in stream.items
-        if i in stream.seeds or low <= quantile[i] <= high
-    ]
+    kept = [(i, why) for i, why in stream.items if i in stream.seeds or low <= quantile[i] <= high]
+    if not kept:
+        return
+    items = np.asarray([i for i, _ in kept], dtype=np.int64)
+    table = library.table
+    counts, starts = table.counts[items], table.offsets[items]
+    # An item with no recordings plays once, as an artist entry (row -1).
+    plays = np.maximum(np.minimum(counts, RADIO_MAX_PER_ARTIST), 1)
     for round_ in range(RADIO_MAX_PER_ARTIST):
-        for tracks in kept:
-            if round_ < len(tracks):
-                yield tracks[round_]
+        playing = np.flatnonzero(round_ < plays)
+        if not len(playing):
+            return
+        c = counts[playing]
+        rows = np.where(c > 0, starts[playing] + _band_positions(c, round_, mode), -1)
+        reasons = [kept[k][1] for k in playing.tolist()]
+        yield from table.tracks(items[playing], rows, reasons, [False] * len(playing))
 
 
 def radio(

@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from tastemaker.errors import UsageError
 from tastemaker.models.base import Recommender
 from tastemaker.playlists import MEDIA_TYPES, Library, Playlist, personal_playlist, radio, render
+from tastemaker.serving.retrieval import FactorIndex
 from tastemaker.serving.routes import NOT_FOUND, TOO_LARGE, Bundle, Responses
 from tastemaker.serving.schemas import ErrorBody, HistoryEntry
+from tastemaker.serving.state import LoadedModel
 
 playlist_router = APIRouter(tags=["playlists"])
 BAD_PROMPT: Responses = {
@@ -40,12 +42,15 @@ _libraries: weakref.WeakKeyDictionary[Recommender, Library] = weakref.WeakKeyDic
 _lock = threading.Lock()
 
 
-def library_for(model: Recommender) -> Library:
-    """The model's ``Library``, built once (under a lock: requests arrive on many threads)."""
+def library_for(bundle: LoadedModel) -> Library:
+    """The model's ``Library``, built once (under a lock: requests arrive on many threads).
+    Where the service searches an ANN index, playlists take their new artists from it too."""
+    model = bundle.model
     with _lock:
         library = _libraries.get(model)
         if library is None:
-            library = _libraries[model] = Library(model)
+            index = bundle.retriever if isinstance(bundle.retriever, FactorIndex) else None
+            library = _libraries[model] = Library(model, search=index)
         return library
 
 
@@ -149,7 +154,7 @@ def user_playlist(
     user = bundle.user_index(user_id)
     if user is None:
         raise HTTPException(404, f"unknown user {user_id!r}")
-    library = library_for(bundle.model)
+    library = library_for(bundle)
     listener = library.listener(user=user, now=_now(day))
     made = personal_playlist(library, listener, mode, n=n, seed=seed, shuffle=shuffle)
     return _respond(made, format, request)
@@ -177,7 +182,7 @@ def make_playlist(request: Request, body: PlaylistRequest, bundle: Bundle) -> Re
         history = bundle.history_matrix(
             np.asarray(indices, np.int64), np.asarray(counts, np.float64)
         )
-    library = library_for(bundle.model)
+    library = library_for(bundle)
     try:
         if body.prompt:
             made = radio(library, body.prompt, body.mode, n=body.n, seed=body.seed, history=history)

@@ -1,0 +1,118 @@
+"""The catalogue's tracks as arrays, built once per model: what a request reads them through.
+
+``tracks.parquet`` (``data/tracks.py``) is sorted by item, so item i's recordings are rows
+``offsets[i]:offsets[i + 1]``, most played first. A playlist scores hundreds of candidate
+tracks and keeps a few dozen, so scoring works on numpy arrays (plays, each item's total and
+its least played track) and ``Track`` objects are made only for the rows a playlist looks at,
+a gather of those rows at a time (``tracks``: an Arrow ``take``, several times faster than a
+polars row gather of the frame).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from tastemaker.data.tracks import TrackData
+from tastemaker.playlists.playlist import Track
+
+# The columns a ``Track`` is made of, in this order (``_make``).
+_FIELDS = ("artist", "title", "release", "recording_mbid", "recording", "plays")
+
+
+class TrackTable:
+    """Offsets, plays and per-item totals of the catalogue's tracks; ``Track``s on demand."""
+
+    def __init__(self, track_data: TrackData, item_artist: list[str], n_items: int) -> None:
+        frame = track_data.tracks
+        # One Arrow record batch of single-chunk columns: one ``take`` per gather.
+        self._batch = pa.RecordBatch.from_arrays(
+            [frame[name].rechunk().to_arrow() for name in _FIELDS], names=list(_FIELDS)
+        )
+        self._item_artist = item_artist
+        self.offsets = track_data.offsets(n_items)
+        self.plays = track_data.tracks["plays"].to_numpy().astype(np.int64)
+        self.counts = np.diff(self.offsets)
+        starts = self.offsets[:-1]
+        has = self.counts > 0
+        # Sum and least plays per item: reduceat over the items that have rows.
+        self.total = np.zeros(n_items, np.float64)
+        self.least = np.zeros(n_items, np.int64)
+        if has.any():
+            self.total[has] = np.add.reduceat(self.plays, starts[has])
+            self.least[has] = np.minimum.reduceat(self.plays, starts[has])
+        # As a playlist divides by them: an item with no plays counts 1 (and least 0 -> 1).
+        self.total[self.total == 0] = 1.0
+        self.least[self.least == 0] = 1
+
+    def rows_of(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every row of each item, in item order: ``(position, within, row)`` per row, where
+        ``position`` indexes ``items``; an item with no rows gets one with row -1 (an artist
+        entry)."""
+        items = np.asarray(items, dtype=np.int64)
+        counts = self.counts[items]
+        sizes = np.maximum(counts, 1)
+        position = np.repeat(np.arange(len(items)), sizes)
+        within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        rows = np.where(counts[position] > 0, self.offsets[items][position] + within, -1)
+        return position, within, rows
+
+    def plays_of(self, rows: np.ndarray) -> np.ndarray:
+        """Everyone's plays of each row (0 for an artist entry, row -1)."""
+        played = np.zeros(len(rows), np.int64)
+        known = rows >= 0
+        played[known] = self.plays[rows[known]]
+        return played
+
+    def recordings(self, item: int) -> list[str | None]:
+        """The item's recording keys, most played first."""
+        start, stop = int(self.offsets[item]), int(self.offsets[item + 1])
+        return self._batch.column(_FIELDS.index("recording")).slice(start, stop - start).to_pylist()
+
+    def tracks(
+        self, items: np.ndarray, rows: np.ndarray, reasons: list[str], new: list[bool]
+    ) -> list[Track]:
+        """One ``Track`` per (item, row), with its reason and discovery flag; row -1 is the
+        item as an artist entry."""
+        known = rows >= 0
+        values: Iterator[tuple] = iter(())
+        if known.any():
+            taken = self._batch.take(pa.array(rows[known]))
+            values = zip(*(column.to_pylist() for column in taken.columns), strict=True)
+        out = []
+        for item, has, reason, discovery in zip(
+            items.tolist(), known.tolist(), reasons, new, strict=True
+        ):
+            if has:
+                out.append(self._make(item, next(values), reason, discovery))
+            else:
+                out.append(Track(item, self._item_artist[item], None, reason=reason,
+                                 discovery=discovery))  # fmt: skip
+        return out
+
+    def item_tracks(self, item: int) -> list[Track]:
+        """The item's tracks, most played first (an artist entry where none is known)."""
+        start, stop = int(self.offsets[item]), int(self.offsets[item + 1])
+        if start == stop:
+            return [Track(item=item, artist=self._item_artist[item], title=None)]
+        rows = self._batch.slice(start, stop - start)
+        columns = [column.to_pylist() for column in rows.columns]
+        return [self._make(item, values) for values in zip(*columns, strict=True)]
+
+    def _make(self, item: int, values: tuple, reason: str = "", discovery: bool = False) -> Track:
+        credit, title, release, mbid, recording, plays = values
+        artist = self._item_artist[item]
+        return Track(
+            item=item,
+            artist=artist,
+            credit=credit if credit not in (None, artist) else None,
+            title=title,
+            release=release,
+            recording_mbid=mbid,
+            recording=recording,
+            reason=reason,
+            discovery=discovery,
+            plays=plays,
+        )
