@@ -161,7 +161,7 @@ def test_the_service_hands_its_index_to_playlists(tmp_path, monkeypatch, model):
     directory = model.save(tmp_path / "als")
     monkeypatch.setenv("TASTEMAKER_ANN_THRESHOLD", "1")
     with TestClient(create_app(ServeSettings(model_dir=directory))) as client:
-        user = model.catalogue_.users.id(4)
+        user = model.interactions_.users.id(4)
         params = {"mode": "mix", "n": 30, "day": "2025-02-01"}
         answer = client.get(f"/v1/users/{user}/playlist", params=params)
         assert answer.status_code == 200 and len(answer.json()["tracks"]) == 30
