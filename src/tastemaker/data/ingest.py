@@ -137,9 +137,8 @@ def ingest(
     if listens is None:
         listens = source.format not in PARQUET_FORMATS
     expected = estimate_listens(source.paths)
-    parts = spill_partitions(
-        expected, default_memory_limit() if memory_limit is None else memory_limit
-    )
+    budget = default_memory_limit() if memory_limit is None else memory_limit
+    parts = spill_partitions(expected, budget)
     spill: Spill | None = None
     created = _missing_parents(out)
     try:
@@ -152,7 +151,7 @@ def ingest(
                 scan = pl.scan_parquet(tmp / LISTENS_FILE)
             frame = scan if listens else source.listens
             if parts:
-                spill = Spill(tmp / SPILL_FOLDER, level, parts, console)
+                spill = Spill(tmp / SPILL_FOLDER, level, parts, budget, console)
                 with steps.step("spill", "", status=False):  # its own progress bars
                     reduced = _reduce_spilled(spill, source, frame, expected, filters, keep_events)
             else:

@@ -73,6 +73,7 @@ MEMORY_FRACTION = 0.5
 TEXT_BYTES_PER_LISTEN = 100
 MAX_PARTITIONS = 1024
 BATCH_ROWS = 4_000_000
+BATCH_MIN_ROWS = 100_000
 EVENT_BLOCK = 1 << 22
 FOLDER = ".spill"
 _U32 = np.iinfo(np.uint32).max
@@ -162,11 +163,20 @@ class SpillResult:
 class Spill:
     """One spilled ingest: ``partition``, ``reduce``, then ``write_events`` and ``close``."""
 
-    def __init__(self, folder: Path, level: str, parts: int, console: Any | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        level: str,
+        parts: int,
+        memory_limit: int,
+        console: Any | None = None,
+    ):
         self.folder, self.level, self.parts, self.console = folder, level, parts, console
         self.names = LEVEL_NAMES[level]
         self.extra = ("artist_mbid",) if level != "artist" else ()
-        self.batch_rows = BATCH_ROWS
+        # A batch of raw rows holds its strings (about 100-300 bytes a row, with what is
+        # derived from them): a thousandth of the budget in rows keeps it well inside.
+        self.batch_rows = min(BATCH_ROWS, max(BATCH_MIN_ROWS, memory_limit // 1000))
         self.rows = 0
         self.has_time = False
         self.single = True  # every row is one listen
@@ -205,6 +215,7 @@ class Spill:
             pl.int_range(self.rows, self.rows + n, dtype=pl.Int64).alias("row"),
         ).with_columns(
             pl.struct(combo).hash(11).alias("combo"),
+            pl.struct(combo).hash(97).alias("check"),
             (pl.col("user").hash(23) % self.parts).alias("part"),
         )
         self.has_time |= batch.get_column("time").null_count() < n
@@ -214,17 +225,25 @@ class Spill:
         for (part,), piece in runs.partition_by("part", as_dict=True).items():
             path = self.folder / f"p{part}" / f"{number}.parquet"
             piece.drop("part").write_parquet(path, compression="zstd")
-        self._combos.append(self._aggregate(batch.select("combo", *combo, "count", "row")))
+        self._combos.append(self._aggregate(batch.select("combo", "check", *combo, "count", "row")))
         if len(self._combos) >= 16:
             self._combos = [self._aggregate(pl.concat(self._combos))]
         self.rows += n
 
     def _aggregate(self, frame: pl.DataFrame) -> pl.DataFrame:
-        listens = "count" if "count" in frame.columns else "listens"
-        row = "row" if "row" in frame.columns else "last_row"
-        return frame.group_by(["combo", *self._combo_columns()]).agg(
-            pl.col(listens).cast(pl.Int64).sum().alias("listens"),
-            pl.col(row).max().alias("last_row"),
+        """One row per combination hash: its columns, listens, last row, and the least and
+        greatest of a second, independent hash (they differ only if two combinations
+        collided on the first). Grouping by the integer hash alone: no string hashing."""
+        first = "count" in frame.columns
+        listens = pl.col("count" if first else "listens").cast(pl.Int64).sum()
+        check = [pl.col("check").min().alias("check_lo"), pl.col("check").max().alias("check_hi")]
+        if not first:
+            check = [pl.col("check_lo").min(), pl.col("check_hi").max()]
+        return frame.group_by("combo").agg(
+            *[pl.col(c).first() for c in self._combo_columns()],
+            listens.alias("listens"),
+            pl.col("row" if first else "last_row").max().alias("last_row"),
+            *check,
         )
 
     # -- 2. items --------------------------------------------------------------------------
@@ -239,9 +258,12 @@ class Spill:
                 pl.lit(True).alias("user_known"),
                 pl.lit(0, pl.UInt64).alias("combo"),
                 pl.lit(0, pl.Int64).alias("listens"),
+                pl.lit(0, pl.Int64).alias("last_row"),
+                pl.lit(0, pl.UInt64).alias("check_lo"),
+                pl.lit(0, pl.UInt64).alias("check_hi"),
             )
             combos = empty.clear()
-        if combos.get_column("combo").n_unique() != combos.height:
+        if (combos.get_column("check_lo") != combos.get_column("check_hi")).any():
             raise DataError(
                 "two distinct item spellings hashed alike while spilling; ingest again with "
                 "a larger --memory-limit (the in-memory path does not hash them)"
