@@ -209,8 +209,12 @@ def ingest(
                 if listens_read and (filter_steps or filters.k_core):
                     raise UsageError("the filters removed every listen; loosen them")
                 require_interactions(interactions, source.paths, level)
-            with steps.step("tracks", "keeping top recordings for playlists"), reading(source):
-                interactions = attach_tracks(scan if listens else source.listens, interactions)
+            if spill is not None:
+                with steps.step("tracks", "", status=False):  # its own progress bar
+                    interactions = spill.attach_tracks(interactions)
+            else:
+                with steps.step("tracks", "keeping top recordings for playlists"), reading(source):
+                    interactions = attach_tracks(frame, interactions)
             with steps.step("write", f"writing {out}", status=spill is None):
                 if spill is not None:  # the events stream from the runs, then the runs go
                     spill.write_events(tmp / "events.npz")

@@ -38,7 +38,6 @@ import os
 import re
 import shutil
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +60,7 @@ from tastemaker.data.listens import (
     reduce_pairs,
     sorted_events,
 )
+from tastemaker.data.spill_tracks import TRACK_KEY_COLUMNS, TrackCombinations, progress_bar
 from tastemaker.errors import DataError, UsageError
 
 # Peak bytes per listen of the in-memory ingest (41 measured at 100 M listens; margin added).
@@ -132,21 +132,6 @@ def spill_partitions(listens: int, memory_limit: int) -> int:
     return min(max(2, math.ceil(need / max(memory_limit / 2, 1))), MAX_PARTITIONS)
 
 
-def _progress(console: Any | None) -> Any:
-    if console is None:
-        return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-
-
 @dataclass
 class SpillResult:
     """What the spilled reduction hands back to ``ingest``: the ``Interactions`` without
@@ -181,6 +166,7 @@ class Spill:
         self.has_time = False
         self.single = True  # every row is one listen
         self._combos: list[pl.DataFrame] = []
+        self.tracks = TrackCombinations()
         self.folder.mkdir()
 
     def _combo_columns(self) -> list[str]:
@@ -192,13 +178,14 @@ class Spill:
         columns = listens.select(
             pl.col("user"),
             pl.col("listened_at").dt.epoch("s").alias("time"),
-            pl.col("count").clip(1, _U32).cast(pl.UInt32).alias("count"),
+            pl.col("count"),
             LEVEL_IDS[self.level]().alias("id"),
             *[pl.col(c).alias(f"name_{c}") for c in (*self.names, *self.extra)],
+            *TRACK_KEY_COLUMNS,  # what tracks are keyed and described by (spill_tracks)
         )
         for part in range(self.parts):
             (self.folder / f"p{part}").mkdir()
-        with _progress(self.console) as progress:
+        with progress_bar(self.console) as progress:
             task = progress and progress.add_task("spilling listens", total=max(expected, 1))
             for number, batch in enumerate(columns.collect_batches(chunk_size=self.batch_rows)):
                 self._spill_batch(number, batch)
@@ -213,15 +200,19 @@ class Spill:
         batch = batch.with_columns(
             pl.col("user").is_not_null().alias("user_known"),
             pl.int_range(self.rows, self.rows + n, dtype=pl.Int64).alias("row"),
+            pl.col("count").clip(1, _U32).cast(pl.UInt32).alias("clipped"),
         ).with_columns(
             pl.struct(combo).hash(11).alias("combo"),
             pl.struct(combo).hash(97).alias("check"),
+            pl.struct(TRACK_KEY_COLUMNS).hash(41).alias("track"),
+            pl.struct(TRACK_KEY_COLUMNS).hash(73).alias("check_track"),
             (pl.col("user").hash(23) % self.parts).alias("part"),
         )
         self.has_time |= batch.get_column("time").null_count() < n
-        counts = batch.get_column("count")
+        counts = batch.get_column("clipped")
         self.single &= counts.min() == 1 and counts.max() == 1
-        runs = batch.select("part", "user", "time", "count", "combo")
+        self.tracks.add(batch)
+        runs = batch.select("part", "user", "time", "count", "combo", "track", "row")
         for (part,), piece in runs.partition_by("part", as_dict=True).items():
             path = self.folder / f"p{part}" / f"{number}.parquet"
             piece.drop("part").write_parquet(path, compression="zstd")
@@ -320,7 +311,7 @@ class Spill:
         self._removed = [0, 0]  # listens removed by the date range, by the bot filter
         self._listens = self._dropped = 0
         self.keep_events = keep_events and self.has_time
-        with _progress(self.console) as progress:
+        with progress_bar(self.console) as progress:
             task = progress and progress.add_task("reducing partitions", total=self.parts)
             for part in range(self.parts):
                 if any((self.folder / f"p{part}").iterdir()):
@@ -333,12 +324,13 @@ class Spill:
 
     def _reduce_part(self, part: int, users: pl.Series, items: dict, filters: Filters) -> None:
         folder = self.folder / f"p{part}"
-        runs = pl.scan_parquet(folder / "*.parquet").collect()
-        shutil.rmtree(folder)
-        user_codes, user_strings = decode_categorical(
-            runs.drop_in_place("user").cast(new_categorical())
-        )
-        rank = np.append(users.search_sorted(user_strings).to_numpy().astype(np.int32), -1)
+        scan = pl.scan_parquet(folder / "*.parquet").select("user", "time", "count", "combo")
+        runs = scan.collect().with_columns(pl.col("count").clip(1, _U32).cast(pl.UInt32))
+        column = runs.drop_in_place("user").cast(new_categorical())
+        user_codes, user_strings = decode_categorical(column)
+        del column
+        ranks = users.search_sorted(user_strings).to_numpy().astype(np.int32)
+        rank = np.append(ranks, np.int32(-1))  # code -1: no user
         user = rank[user_codes]
         position = np.searchsorted(items["hashes"], runs.drop_in_place("combo").to_numpy())
         item = items["item"][position]
@@ -469,7 +461,7 @@ class Spill:
             [(int(np.searchsorted(u, lo)), int(np.searchsorted(u, hi))) for u in load["user"]]
             for lo, hi in blocks
         ]
-        with _progress(self.console) as progress:
+        with progress_bar(self.console) as progress:
             task = progress and progress.add_task("writing events", total=3 * len(blocks))
 
             def column(name: str, dtype: Any) -> Iterator[np.ndarray]:
@@ -502,6 +494,12 @@ class Spill:
                     "timestamp": (np.dtype(np.int64), kept, column("timestamp", np.int64)),
                 },
             )
+
+    def attach_tracks(self, interactions: Interactions) -> Interactions:
+        """``top_tracks.attach_tracks`` over the runs, a partition at a time."""
+        folders = [self.folder / f"p{p}" for p in range(self.parts)]
+        folders = [f for f in folders if f.exists() and any(f.iterdir())]
+        return self.tracks.attach(folders, interactions, self.console)
 
     def close(self) -> None:
         """Remove the runs (also done with the output's temporary folder on any error)."""
