@@ -8,10 +8,13 @@ name); every run row carries its combination's hash and its global row index. Th
 * the item and recording keys come from ``listens.key_listens`` over the distinct
   combinations (the identity rule only looks at distinct names: the same keys as over every
   listen);
-* per user (each in one partition), the favourites are those of the in-memory path;
-* per (item, recording), each partition gives its plays and, per described column, its last
-  non-null value with that value's row; the merge sums the plays and keeps the value of the
-  latest row, which is the in-memory "last non-null value in the source's order".
+* each partition's rows are first reduced to one per (user, track combination): plays, last
+  time, latest row (integers only; the described columns are the combination's own);
+* per user (each in one partition) the favourites are those of the in-memory path, each
+  described column taken from the latest (user, combination) that has it;
+* per (item, recording), the plays of its combinations summed over the partitions, each
+  described column from its latest combination: the in-memory "last non-null value in
+  the source's order".
 """
 
 from __future__ import annotations
@@ -132,27 +135,35 @@ class TrackCombinations:
                 "user_index": pl.int_range(0, interactions.n_users, eager=True),
             }
         )
-        partials, favourites = [], []
+        totals, favourites = [], []
         with progress_bar(console) as progress:
             task = progress and progress.add_task("top tracks", total=len(folders))
             for folder in folders:
-                rows = (
+                # Integers first: one row per (user, track combination), whose described
+                # columns are the combination's own, so its latest row is all that counts.
+                by_user = (
                     pl.scan_parquet(folder / "*.parquet")
-                    .select("user", "track", "count", "time", "row")
-                    .join(keys, on="track", how="inner")
+                    .group_by("user", "track")
+                    .agg(
+                        pl.col("count").sum().alias("plays"),
+                        pl.col("time").max().alias("last_heard"),
+                        pl.col("row").max(),
+                    )
                     .collect()
-                    .lazy()
                 )
-                partials.append(_plays_and_descriptions(rows))
-                favourites.append(_favourites(rows, users, items))
+                totals.append(
+                    by_user.group_by("track").agg(pl.col("plays").sum(), pl.col("row").max())
+                )
+                favourites.append(_favourites(by_user.lazy().join(keys, on="track"), users, items))
+                del by_user
                 if progress:
                     progress.advance(task)
-        latest = [pl.col(c).sort_by(f"{c}_row").drop_nulls().last().alias(c) for c in DESCRIPTION]
-        merged = pl.concat(partials) if partials else _plays_and_descriptions(_empty_rows())
         per_track = (
-            merged.lazy()
+            _totals(totals)
+            .lazy()
+            .join(keys, on="track", how="inner")
             .group_by("item_id", "recording")
-            .agg(pl.col("plays").sum(), *latest)
+            .agg(pl.col("plays").sum(), *_latest())
             .join(items, on="item_id", how="inner")
             .sort(["item", "plays", "recording"], descending=[False, True, False])
             .group_by("item", maintain_order=True)
@@ -161,7 +172,7 @@ class TrackCombinations:
             .cast(TRACK_COLUMNS)
             .collect()
         )
-        chosen = pl.concat(favourites) if favourites else _favourites(_empty_rows(), users, items)
+        chosen = pl.concat(favourites) if favourites else _favourites(_empty(), users, items)
         chosen = chosen.sort(["user", "plays", "recording"], descending=[False, True, False])
         data = TrackData(per_track, chosen, item_tags(interactions))
         if interactions.level == "recording":
@@ -181,30 +192,27 @@ def _distinct(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.group_by("track").agg(*[pl.col(c).first() for c in TRACK_KEY_COLUMNS], *check)
 
 
-def _plays_and_descriptions(rows: pl.LazyFrame) -> pl.DataFrame:
-    """Per (item, recording): plays, and per described column its last non-null value and
-    that value's row."""
-    described = [pl.col(c).sort_by("row").drop_nulls().last().alias(c) for c in DESCRIPTION]
-    rows_of = [
-        pl.col("row").filter(pl.col(c).is_not_null()).max().alias(f"{c}_row") for c in DESCRIPTION
-    ]
-    return (
-        rows.group_by("item_id", "recording")
-        .agg(pl.col("count").sum().alias("plays"), *described, *rows_of)
-        .collect()
-    )
+def _latest() -> list[pl.Expr]:
+    """Per described column, the value of the latest (user, track) row where it is known."""
+    return [pl.col(c).sort_by("row").drop_nulls().last().alias(c) for c in DESCRIPTION]
 
 
-def _favourites(rows: pl.LazyFrame, users: pl.LazyFrame, items: pl.LazyFrame) -> pl.DataFrame:
-    """``build_track_data``'s favourites of the users in ``rows`` (all of their listens)."""
-    described = [pl.col(c).sort_by("row").drop_nulls().last().alias(c) for c in DESCRIPTION]
-    pairs = (
-        rows.group_by("user", "recording")
+def _totals(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Plays and latest row per track combination, over every partition."""
+    if not frames:
+        return pl.DataFrame(schema={"track": pl.UInt64, "plays": pl.Int64, "row": pl.Int64})
+    return pl.concat(frames).group_by("track").agg(pl.col("plays").sum(), pl.col("row").max())
+
+
+def _favourites(pairs: pl.LazyFrame, users: pl.LazyFrame, items: pl.LazyFrame) -> pl.DataFrame:
+    """``build_track_data``'s favourites from (user, track combination) rows with their keys."""
+    chosen = (
+        pairs.group_by("user", "recording")
         .agg(
-            pl.col("count").sum().alias("plays"),
-            pl.col("time").max().alias("last_heard"),
+            pl.col("plays").sum(),
+            pl.col("last_heard").max(),
             pl.col("item_id").sort_by("row").last(),
-            *described,
+            *_latest(),
         )
         .join(users, on="user", how="inner")
         .join(items, on="item_id", how="inner")
@@ -214,15 +222,14 @@ def _favourites(rows: pl.LazyFrame, users: pl.LazyFrame, items: pl.LazyFrame) ->
         .cast(FAVOURITE_COLUMNS)
         .collect()
     )
-    return most_played_and_latest(pairs, FAVOURITES_PER_USER)
+    return most_played_and_latest(chosen, FAVOURITES_PER_USER)
 
 
-def _empty_rows() -> pl.LazyFrame:
+def _empty() -> pl.LazyFrame:
     schema = {
         "user": pl.Utf8,
-        "track": pl.UInt64,
-        "count": pl.Int64,
-        "time": pl.Int64,
+        "plays": pl.Int64,
+        "last_heard": pl.Int64,
         "row": pl.Int64,
         "item_id": pl.Utf8,
         "recording": pl.Utf8,
