@@ -23,7 +23,9 @@ Layout of an ingested directory (see ``Interactions.write_into``)::
                       not for sources that already are Parquet (a ListenBrainz dump, another
                       ingested table), where it would be a larger copy of the same listens
 
-Costs (measured in ``bench/ingest.py``): the source is read once, hashing each string into
+Past a memory budget (``memory_limit``, ``--memory-limit``) the listens are spilled to disk
+by user and reduced a partition at a time (``tastemaker.data.spill``): same files, byte for
+byte. Costs (measured in ``bench/ingest.py``): the source is read once, hashing each string into
 a categorical code as it streams; everything after works on integer arrays. With the
 listens table the source is read once to write it and the table once more; that write is
 the largest single cost (a 20 M-listen dump: about 2.2x the time of the ingest without it).
