@@ -217,7 +217,7 @@ class Spill:
             path = self.folder / f"p{part}" / f"{number}.parquet"
             piece.drop("part").write_parquet(path, compression="zstd")
         self._combos.append(self._aggregate(batch.select("combo", "check", *combo, "count", "row")))
-        if len(self._combos) >= 16:
+        if len(self._combos) >= 4:
             self._combos = [self._aggregate(pl.concat(self._combos))]
         self.rows += n
 

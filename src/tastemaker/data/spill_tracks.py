@@ -80,7 +80,7 @@ class TrackCombinations:
         """A batch with ``TRACK_KEY_COLUMNS``, ``track`` and ``check_track`` (a second hash)."""
         frame = batch.select("track", "check_track", *TRACK_KEY_COLUMNS)
         self._frames.append(_distinct(frame))
-        if len(self._frames) >= 16:
+        if len(self._frames) >= 4:
             self._frames = [_distinct(pl.concat(self._frames))]
 
     def _keys(self, level: str) -> pl.DataFrame:
