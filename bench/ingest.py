@@ -57,20 +57,46 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
 
 
-# Our sides: the ingest pipeline as the CLI runs it, without the events, with the table.
+# Our sides: the ingest pipeline as the CLI runs it, without the events, with the table,
+# and spilled (``--memory-limit``: the budget is added by ``run_ours``).
 OURS = {
     "ingest": {},
     "matrix-only": {"keep_events": False},
     "with-table": {"listens": True},
+    "spilled": {},
 }
+DEFAULT_SIDES = ("ingest", "matrix-only", "with-table")
 
 
-def run_ours(side: str, data: Path, profile: bool) -> dict:
+def events_in(directory: Path) -> int:
+    """Events of an ingested directory, from the header of events.npz (not loaded)."""
+    import zipfile
+
+    import numpy as np
+
+    path = directory / "events.npz"
+    if not path.exists():
+        return 0
+    with zipfile.ZipFile(path) as archive, archive.open("user.npy") as member:
+        np.lib.format.read_magic(member)
+        shape, _, _ = np.lib.format.read_array_header_1_0(member)
+    return int(shape[0])
+
+
+def run_ours(side: str, data: Path, profile: bool, memory_limit: str | None = None) -> dict:
     from tastemaker.data.ingest import ingest
+    from tastemaker.data.spill import parse_size
+
+    options = dict(OURS[side])
+    if side == "spilled":
+        options["memory_limit"] = parse_size(memory_limit or "1GB")
+    events = [0]
 
     def work():
         with tempfile.TemporaryDirectory(dir=data.parent) as tmp:
-            return ingest([data], Path(tmp) / "ingested", level="artist", **OURS[side])
+            result = ingest([data], Path(tmp) / "ingested", level="artist", **options)
+            events[0] = events_in(Path(tmp) / "ingested")
+            return result
 
     started = time.perf_counter()
     if profile:
@@ -90,7 +116,9 @@ def run_ours(side: str, data: Path, profile: bool) -> dict:
         "users": result.n_users,
         "items": result.n_items,
         "nnz": result.nnz,
-        "events": len(result.events) if result.events is not None else 0,
+        "events": events[0],
+        "listens": int(result.source.get("listens", 0)),
+        "load": os.getloadavg()[0],
         "duplicates_dropped": result.source.get("duplicates_dropped"),
     }
 
@@ -137,12 +165,20 @@ def warm_page_cache(data: Path) -> None:
                 pass
 
 
-def child(side: str, data: Path, profile: bool = False, src: Path | None = None) -> dict:
+def child(
+    side: str,
+    data: Path,
+    profile: bool = False,
+    src: Path | None = None,
+    memory_limit: str | None = None,
+) -> dict:
     """Run one side in a fresh interpreter; its peak RSS is its own. ``src``: import
     tastemaker from that source folder instead (another checkout's ``src``)."""
     command = [sys.executable, __file__, "--side", side, "--data", str(data)]
     if profile:
         command.append("--profile")
+    if memory_limit:
+        command += ["--memory-limit", memory_limit]
     env = None
     if src is not None:
         env = {
@@ -213,8 +249,13 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the synthesized dump")
     parser.add_argument(
         "--ours",
-        default=",".join(OURS),
-        help=f"comma-separated sides of ours to time, from: {', '.join(OURS)}",
+        default=",".join(DEFAULT_SIDES),
+        help=f"comma-separated sides of ours to time, from: {', '.join(OURS)} "
+        "(spilled: added with --memory-limit)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        help="also time the spilled ingest under this budget (e.g. 1GB; the 'spilled' side)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile our sides to stderr")
     parser.add_argument(
@@ -230,11 +271,13 @@ def main() -> None:
         if args.side == "reference":
             result = run_reference(args.data)
         else:
-            result = run_ours(args.side, args.data, args.profile)
+            result = run_ours(args.side, args.data, args.profile, args.memory_limit)
         print(json.dumps(result))
         return
 
     sides = [s.strip() for s in args.ours.split(",") if s.strip()]
+    if args.memory_limit and "spilled" not in sides:
+        sides.append("spilled")
     unknown = [s for s in sides if s not in OURS]
     if unknown:
         sys.exit(f"unknown side(s) {unknown}; choose from {', '.join(OURS)}")
@@ -265,7 +308,9 @@ def main() -> None:
         reference = child("reference", data)
         if args.against is not None:
             compare_against(args.against, sides, data, args.repeat)
-        results = [child(side, data, args.profile) for side in sides]
+        results = [
+            child(side, data, args.profile, memory_limit=args.memory_limit) for side in sides
+        ]
         print(
             f"{'polars group_by':<16}{reference['seconds']:7.1f} s   peak "
             f"{reference['peak_gb']:5.2f} GB   {reference['users']:,} users x "
@@ -286,6 +331,16 @@ def main() -> None:
             print(
                 f"{'':<16}ratio {ratio:.2f} x the bare group_by (target <= {TARGET_RATIO} x); "
                 + peak
+                + f"; {ours['listens'] / ours['seconds'] * 60 / 1e6:.1f} M listens a minute"
+                + f" (load average {ours['load']:.1f} at its end)"
+            )
+        by_side = {ours["side"]: ours for ours in results}
+        if "spilled" in by_side and "ingest" in by_side:
+            spilled, memory = by_side["spilled"], by_side["ingest"]
+            print(
+                f"{'spilled':<16}{spilled['seconds'] / memory['seconds']:.2f} x the in-memory "
+                f"ingest's time; peak {spilled['peak_gb']:.2f} GB against a budget of "
+                f"{args.memory_limit} (in memory: {memory['peak_gb']:.2f} GB)"
             )
     finally:
         if args.keep:

@@ -46,6 +46,7 @@ from tastemaker.artifacts.arrays import (
     check_arrays,
     load_arrays,
     save_arrays,
+    stream_arrays,
 )
 from tastemaker.artifacts.guard import (
     check_destination,
@@ -564,6 +565,7 @@ __all__ = [
     "read_small_json",
     "release_outputs",
     "save_arrays",
+    "stream_arrays",
     "short_repr",
     "strict_json",
     "tagged_json",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +22,30 @@ def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
         if np.asarray(value).dtype == object:
             raise TypeError(f"array {name!r} has dtype object; it would need pickle")
     np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its flags
+
+
+def stream_arrays(
+    path: str | Path, members: dict[str, tuple[np.dtype, int, Iterable[np.ndarray]]]
+) -> None:
+    """``save_arrays`` for arrays too large to hold at once: each member is given as its
+    dtype, its length and an iterable of its chunks in order. The file is byte for byte what
+    ``save_arrays`` writes for the concatenated arrays (ValueError if the lengths differ)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, (dtype, length, chunks) in members.items():
+            dtype = np.dtype(dtype)
+            header = {
+                "descr": np.lib.format.dtype_to_descr(dtype),
+                "fortran_order": False,
+                "shape": (int(length),),
+            }
+            written = 0
+            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_1_0(member, header)
+                for chunk in chunks:
+                    member.write(np.ascontiguousarray(chunk, dtype=dtype).tobytes())
+                    written += len(chunk)
+            if written != length:
+                raise ValueError(f"array {name!r}: {written} values written, {length} declared")
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:

@@ -121,6 +121,16 @@ def ingest(
             "CSV of item,tag[,weight].",
         ),
     ] = None,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-limit",
+            help="Memory budget (e.g. 4GB; default: half the machine's memory). Past it, "
+            "estimated from the sources' sizes, listens are spilled to disk by user and "
+            "reduced a partition at a time: slower, same output.",
+            metavar="SIZE",
+        ),
+    ] = None,
     engine_options: EngineOptions = EngineOptions(),
 ) -> None:
     """Read sources, write the interaction matrix (and the canonical listens table, for text
@@ -128,6 +138,7 @@ def ingest(
     from tastemaker.data.filters import Filters
     from tastemaker.data.ingest import ingest as run_ingest
     from tastemaker.data.ingest import summary
+    from tastemaker.data.spill import parse_size
 
     if user is not None and len(sources) > 1:
         raise UsageError("--user names the person of one export; give one source with it")
@@ -140,6 +151,7 @@ def ingest(
         max_line_bytes=max_line_bytes,
     )
     format, level, engine = data_options.format, data_options.level, engine_options.engine
+    budget = None if memory_limit is None else parse_size(memory_limit)
     filters = Filters(
         min_user_items=min_user_items,
         min_item_users=min_item_users,
@@ -164,6 +176,7 @@ def ingest(
             listens=listens,
             console=err_console,
             metadata=metadata or (),
+            memory_limit=budget,
         )
     else:
         raise UsageError(f"--engine must be 'local' or 'spark'; got {engine!r}")

@@ -252,6 +252,15 @@ def apply_k_core(
     interactions: Interactions, min_user_items: int, min_item_users: int
 ) -> tuple[Interactions, FilterStep]:
     """The k-core of ``interactions`` and what it removed."""
+    result, step, _, _ = k_core_subset(interactions, min_user_items, min_item_users)
+    return result, step
+
+
+def k_core_subset(
+    interactions: Interactions, min_user_items: int, min_item_users: int
+) -> tuple[Interactions, FilterStep, np.ndarray, np.ndarray]:
+    """``apply_k_core``, also giving the masks of the users and items kept (the spilled
+    ingest filters the events it streams with them)."""
     users, items = k_core(interactions.user_items, min_user_items, min_item_users)
     step = FilterStep(
         "k-core",
@@ -261,11 +270,11 @@ def apply_k_core(
     )
     if users.all() and items.all():
         step.interactions = 0
-        return interactions, step
+        return interactions, step, users, items
     result = subset_interactions(interactions, users, items)
     step.interactions = interactions.nnz - result.nnz
     step.listens = int(round(interactions.user_items.sum() - result.user_items.sum()))
-    return result, step
+    return result, step, users, items
 
 
 def apply_filters(

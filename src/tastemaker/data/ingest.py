@@ -23,7 +23,9 @@ Layout of an ingested directory (see ``Interactions.write_into``)::
                       not for sources that already are Parquet (a ListenBrainz dump, another
                       ingested table), where it would be a larger copy of the same listens
 
-Costs (measured in ``bench/ingest.py``): the source is read once, hashing each string into
+Past a memory budget (``memory_limit``, ``--memory-limit``) the listens are spilled to disk
+by user and reduced a partition at a time (``tastemaker.data.spill``): same files, byte for
+byte. Costs (measured in ``bench/ingest.py``): the source is read once, hashing each string into
 a categorical code as it streams; everything after works on integer arrays. With the
 listens table the source is read once to write it and the table once more; that write is
 the largest single cost (a 20 M-listen dump: about 2.2x the time of the ingest without it).
@@ -42,7 +44,7 @@ import numpy as np
 import polars as pl
 
 from tastemaker.artifacts import atomic_directory
-from tastemaker.data.filters import FilterReport, Filters, apply_k_core, filter_table
+from tastemaker.data.filters import FilterReport, Filters, FilterStep, filter_table, k_core_subset
 from tastemaker.data.interactions import KIND, LEVELS, Interactions
 from tastemaker.data.listens import encode_listens, interactions_from_table
 from tastemaker.data.load import index_tags, require_interactions, resolve_sources
@@ -50,10 +52,13 @@ from tastemaker.data.metadata.attach import attach_metadata
 from tastemaker.data.readers import (
     LISTENS_FILE,
     ReaderOptions,
+    SourceData,
     final_stats,
     read_sources,
     reading,
 )
+from tastemaker.data.spill import FOLDER as SPILL_FOLDER
+from tastemaker.data.spill import Spill, default_memory_limit, estimate_listens, spill_partitions
 from tastemaker.data.top_tracks import attach_tracks
 from tastemaker.errors import DataError, UsageError
 
@@ -75,10 +80,12 @@ class _Steps:
         self.timings: dict[str, float] = {}
 
     @contextlib.contextmanager
-    def step(self, name: str, message: str) -> Iterator[None]:
+    def step(self, name: str, message: str, status: bool = True) -> Iterator[None]:
+        """Time the block; ``status``: show ``message`` meanwhile (off where the block shows
+        its own progress bars: rich runs one live display at a time)."""
         started = time.perf_counter()
-        status = self.console.status(message) if self.console is not None else None
-        with status if status is not None else contextlib.nullcontext():
+        live = self.console.status(message) if self.console is not None and status else None
+        with live if live is not None else contextlib.nullcontext():
             yield
         self.timings[name] = round(time.perf_counter() - started, 3)
 
@@ -100,6 +107,7 @@ def ingest(
     console: Any | None = None,
     force: bool = False,
     metadata: Sequence[str | Path] = (),
+    memory_limit: int | None = None,
 ) -> Interactions:
     """Ingest ``sources`` into the directory ``out`` and return the ``Interactions``.
 
@@ -113,6 +121,10 @@ def ingest(
     is replaced only when it is an ingested directory, or with ``force``
     (``tastemaker.artifacts.check_output``). ``metadata``: files of item tags and facts
     (``tastemaker.data.metadata``), joined to the items once the filters have run.
+    ``memory_limit`` (bytes; None: ``spill.default_memory_limit``): past it, estimated from
+    the sources' sizes, the listens are spilled to disk by user and reduced a partition at
+    a time (``tastemaker.data.spill``); the output is the same, byte for byte. The returned
+    ``Interactions`` then holds no events (they are in the directory's ``events.npz``).
     """
     if level not in LEVELS:
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}; got {level!r}")
@@ -126,6 +138,10 @@ def ingest(
         source = read_sources(sources, format=format, options=options)
     if listens is None:
         listens = source.format not in PARQUET_FORMATS
+    expected = estimate_listens(source.paths)
+    budget = default_memory_limit() if memory_limit is None else memory_limit
+    parts = spill_partitions(expected, budget)
+    spill: Spill | None = None
     created = _missing_parents(out)
     try:
         with atomic_directory(out, kind=KIND, inputs=map(str, sources), force=force) as tmp:
@@ -135,28 +151,26 @@ def ingest(
                     # slower (20 M listens), and this write is the largest cost of an ingest.
                     source.listens.sink_parquet(tmp / LISTENS_FILE, compression="uncompressed")
                 scan = pl.scan_parquet(tmp / LISTENS_FILE)
-                with steps.step("encode", "encoding listens"), reading(source):
-                    table = encode_listens(scan, level)
+            frame = scan if listens else source.listens
+            if parts:
+                spill = Spill(tmp / SPILL_FOLDER, level, parts, budget, console)
+                with steps.step("spill", "", status=False):  # its own progress bars
+                    reduced = _reduce_spilled(spill, source, frame, expected, filters, keep_events)
             else:
-                with steps.step("encode", "reading and encoding listens"), reading(source):
-                    table = encode_listens(source.listens, level)
+                reduced = _reduce_in_memory(steps, source, frame, level, filters, keep_events)
+            interactions, listens_read, identity, filter_steps, rows_without_item = reduced
             stats = final_stats(source)
-            listens_read = table.listens
-            identity = table.identity  # what the identity rule reconciled (data.identity)
-            with steps.step("filter", "filtering"):
-                table, filter_steps = filter_table(table, filters)
-            with steps.step("reduce", f"building the user x {level} matrix"):
-                interactions = interactions_from_table(table, keep_events=keep_events, consume=True)
-                del table
-                if source.tag_assignments is not None and level == "artist":
-                    tags = index_tags(interactions, source.tag_assignments)
-                    interactions = dataclasses.replace(interactions, tags=tags)
+            if source.tag_assignments is not None and level == "artist":
+                tags = index_tags(interactions, source.tag_assignments)
+                interactions = dataclasses.replace(interactions, tags=tags)
             report = FilterReport(filter_steps)
             if filters.k_core:
                 with steps.step("k-core", "k-core filter"):
-                    interactions, step = apply_k_core(
+                    interactions, step, kept_users, kept_items = k_core_subset(
                         interactions, filters.min_user_items, filters.min_item_users
                     )
+                    if spill is not None:
+                        spill.restrict(kept_users, kept_items)
                 report.steps.append(step)
             if metadata:
                 with steps.step("metadata", "reading and matching metadata"):
@@ -168,7 +182,7 @@ def ingest(
                 "listens": listens_read,
                 "duplicates_dropped": int(stats.get("duplicates_dropped", 0)),
                 "skipped_rows": int(stats.get("skipped_rows", 0)),
-                "rows_without_item": int(interactions.source.get("rows_without_item", 0)),
+                "rows_without_item": rows_without_item,
                 "filters": filters.describe(),
                 "filtered": report.as_dicts(),
                 "listens_table": LISTENS_FILE if listens else None,
@@ -197,9 +211,16 @@ def ingest(
                 if listens_read and (filter_steps or filters.k_core):
                     raise UsageError("the filters removed every listen; loosen them")
                 require_interactions(interactions, source.paths, level)
-            with steps.step("tracks", "keeping top recordings for playlists"), reading(source):
-                interactions = attach_tracks(scan if listens else source.listens, interactions)
-            with steps.step("write", f"writing {out}"):
+            if spill is not None:
+                with steps.step("tracks", "", status=False):  # its own progress bar
+                    interactions = spill.attach_tracks(interactions)
+            else:
+                with steps.step("tracks", "keeping top recordings for playlists"), reading(source):
+                    interactions = attach_tracks(frame, interactions)
+            with steps.step("write", f"writing {out}", status=spill is None):
+                if spill is not None:  # the events stream from the runs, then the runs go
+                    spill.write_events(tmp / "events.npz")
+                    spill.close()
                 # Last: the manifest's checksums must cover listens.parquet too.
                 interactions.write_into(tmp)
     except BaseException:
@@ -207,6 +228,50 @@ def ingest(
         raise
     steps.report()
     return interactions
+
+
+Reduced = tuple[Interactions, int, dict | None, list[FilterStep], int]
+
+
+def _reduce_in_memory(
+    steps: _Steps,
+    source: SourceData,
+    frame: pl.LazyFrame,
+    level: str,
+    filters: Filters,
+    keep_events: bool,
+) -> Reduced:
+    """The listens as one table in memory: encoded, filtered, reduced to pairs and events."""
+    with steps.step("encode", "reading and encoding listens"), reading(source):
+        table = encode_listens(frame, level)
+    listens_read, identity, dropped = table.listens, table.identity, table.rows_without_item
+    with steps.step("filter", "filtering"):
+        table, filter_steps = filter_table(table, filters)
+    with steps.step("reduce", f"building the user x {level} matrix"):
+        interactions = interactions_from_table(table, keep_events=keep_events, consume=True)
+        del table
+    return interactions, listens_read, identity, filter_steps, dropped
+
+
+def _reduce_spilled(
+    spill: Spill,
+    source: SourceData,
+    frame: pl.LazyFrame,
+    expected: int,
+    filters: Filters,
+    keep_events: bool,
+) -> Reduced:
+    """The listens partitioned by user on disk, each partition reduced alone (data.spill)."""
+    with reading(source):
+        spill.partition(frame, expected)
+    result = spill.reduce(filters, keep_events)
+    return (
+        result.interactions,
+        result.listens,
+        result.identity,
+        result.filter_steps,
+        result.rows_without_item,
+    )
 
 
 def _missing_parents(out: Path) -> list[Path]:

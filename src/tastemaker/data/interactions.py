@@ -304,8 +304,9 @@ class Interactions:
         if self.last_listened is not None:
             arrays["last_listened"] = self.last_listened
         save_arrays(tmp / "matrix.npz", **arrays)
-        pl.DataFrame({"user": self.users.ids}).write_parquet(tmp / "users.parquet")
-        self.item_metadata.write_parquet(tmp / "items.parquet")
+        # Rechunked: row groups follow chunks (data.tracks.TrackData.write_into says why).
+        pl.DataFrame({"user": self.users.ids}).rechunk().write_parquet(tmp / "users.parquet")
+        self.item_metadata.rechunk().write_parquet(tmp / "items.parquet")
         if self.events is not None:
             save_arrays(
                 tmp / "events.npz",

@@ -93,12 +93,12 @@ def display_name(level: str) -> pl.Expr:
 MBID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 # The columns each level keys items by: the id when the source has one, else these names.
-_LEVEL_IDS = {
+LEVEL_IDS = {
     "artist": lambda: pl.coalesce("artist_id", "artist_mbid"),
     "release": lambda: pl.col("release_mbid"),
     "recording": lambda: pl.col("recording_mbid"),
 }
-_LEVEL_NAMES = {
+LEVEL_NAMES = {
     "artist": ("artist_name",),
     "release": ("artist_name", "release_name"),
     "recording": ("artist_name", "recording_name"),
@@ -164,13 +164,13 @@ def _compact(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(used), remap[codes]
 
 
-def _new_categorical() -> pl.Categorical:
+def new_categorical() -> pl.Categorical:
     # A private mapping per column: codes are dense from 0, and polars frees the mapping
     # together with the last frame that uses it.
     return pl.Categorical(pl.Categories.random())
 
 
-def _decode(column: pl.Series) -> tuple[np.ndarray, pl.Series]:
+def decode_categorical(column: pl.Series) -> tuple[np.ndarray, pl.Series]:
     """A categorical column as int32 codes (-1 for null) and its strings, indexed by code
     (null for a code no row uses)."""
     # polars' uint32 codes read as int32 (there are fewer than 2**31), null as 2**32 - 1,
@@ -255,12 +255,13 @@ def _item_codes(
     keys = pl.concat([id_strings.rename("key"), name_keys.rename("key")])
     keys = keys.drop_nulls().unique().sort()
     index = pl.DataFrame({"key": keys, "index": np.arange(len(keys), dtype=np.int32)})
-    id_position = np.append(_positions(id_strings, index), -1)
+    # int32 throughout: np.append of a Python -1 would widen the row-sized array to int64.
+    id_position = np.append(_positions(id_strings, index), np.int32(-1))
     group_item = np.where(
         rule.target >= 0, id_position[rule.target], _positions(rule.keys, index)
     ).astype(np.int32)
     item = id_position[id_codes]
-    fallback_item = np.append(group_item, -1)[fallback_group]
+    fallback_item = np.append(group_item, np.int32(-1))[fallback_group]
     item[fallback_rows] = fallback_item
     secondary = np.append((rule.target >= 0) | rule.credited, False)[fallback_group]
     return item, keys, fallback_rows[secondary], rule.report
@@ -277,9 +278,9 @@ def _name_key_table(
     if joined.any():
         ids = id_strings.gather(np.where(joined, rule.target, 0))
         key = pl.select(pl.when(pl.Series(joined)).then(ids).otherwise(key)).to_series()
-    columns = {_LEVEL_NAMES[level][0]: named.artists}
+    columns = {LEVEL_NAMES[level][0]: named.artists}
     if named.titles is not None:
-        columns[_LEVEL_NAMES[level][1]] = named.titles
+        columns[LEVEL_NAMES[level][1]] = named.titles
     frame = pl.DataFrame({**columns, column: key.cast(pl.Utf8)})
     return frame.filter(pl.col(column).is_not_null())
 
@@ -300,18 +301,18 @@ def key_listens(
     for level in levels:
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
-    name_columns = list(dict.fromkeys(c for level in levels for c in _LEVEL_NAMES[level]))
+    name_columns = list(dict.fromkeys(c for level in levels for c in LEVEL_NAMES[level]))
     frame = listens.select(
-        *[_LEVEL_IDS[level]().cast(_new_categorical()).alias(f"id_{level}") for level in levels],
-        *[pl.col(c).cast(_new_categorical()).alias(f"name_{c}") for c in name_columns],
+        *[LEVEL_IDS[level]().cast(new_categorical()).alias(f"id_{level}") for level in levels],
+        *[pl.col(c).cast(new_categorical()).alias(f"name_{c}") for c in name_columns],
     ).collect(engine="streaming")
-    decoded = {c: _decode(frame.drop_in_place(f"name_{c}")) for c in name_columns}
+    decoded = {c: decode_categorical(frame.drop_in_place(f"name_{c}")) for c in name_columns}
     # Folding the artist names is the rule's costliest step: done once for every level.
     forms = identity.name_forms(decoded["artist_name"][1]) if len(levels) > 1 else None
     tables = {}
     for level in levels:
-        id_codes, id_strings = _decode(frame.drop_in_place(f"id_{level}"))
-        names = [decoded[c] for c in _LEVEL_NAMES[level]]
+        id_codes, id_strings = decode_categorical(frame.drop_in_place(f"id_{level}"))
+        names = [decoded[c] for c in LEVEL_NAMES[level]]
         # count=None: the weights only feed the report, never which key a name gets.
         named = _name_rule(id_codes, names, None, level, forms)
         tables[level] = _name_key_table(id_strings, named, level, f"_{level}_by_name")
@@ -320,8 +321,8 @@ def key_listens(
     keyed = listens
     for level, table in tables.items():
         by_name = f"_{level}_by_name"
-        keyed = keyed.join(table.lazy(), on=list(_LEVEL_NAMES[level]), how="left").with_columns(
-            pl.coalesce(_LEVEL_IDS[level](), pl.col(by_name)).alias(f"{level}_key")
+        keyed = keyed.join(table.lazy(), on=list(LEVEL_NAMES[level]), how="left").with_columns(
+            pl.coalesce(LEVEL_IDS[level](), pl.col(by_name)).alias(f"{level}_key")
         )
         keyed = keyed.drop(by_name)
     return keyed
@@ -338,22 +339,22 @@ def encode_listens(
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
-    names = _LEVEL_NAMES[level]
+    names = LEVEL_NAMES[level]
     extra = ("artist_mbid",) if level != "artist" else ()
     frame = listens.select(
-        pl.col("user").cast(_new_categorical()).alias("user"),
+        pl.col("user").cast(new_categorical()).alias("user"),
         pl.col("listened_at").dt.epoch("s").alias("time"),
         pl.col("count").clip(1, np.iinfo(np.uint32).max).cast(pl.UInt32).alias("count"),
-        (pl.col(keys) if keys else _LEVEL_IDS[level]()).cast(_new_categorical()).alias("id"),
-        *[pl.col(c).cast(_new_categorical()).alias(f"name_{c}") for c in (*names, *extra)],
+        (pl.col(keys) if keys else LEVEL_IDS[level]()).cast(new_categorical()).alias("id"),
+        *[pl.col(c).cast(new_categorical()).alias(f"name_{c}") for c in (*names, *extra)],
     ).collect(engine="streaming")
     n = frame.height
     # Column by column, dropping each from the frame once decoded: memory stays near one
     # copy of the codes.
-    user_codes, user_strings = _decode(frame.drop_in_place("user"))
-    id_codes, id_strings = _decode(frame.drop_in_place("id"))
-    name_codes = [_decode(frame.drop_in_place(f"name_{c}")) for c in names]
-    extra_codes = {c: _decode(frame.drop_in_place(f"name_{c}")) for c in extra}
+    user_codes, user_strings = decode_categorical(frame.drop_in_place("user"))
+    id_codes, id_strings = decode_categorical(frame.drop_in_place("id"))
+    name_codes = [decode_categorical(frame.drop_in_place(f"name_{c}")) for c in names]
+    extra_codes = {c: decode_categorical(frame.drop_in_place(f"name_{c}")) for c in extra}
     time_column = frame.drop_in_place("time")
     time = None
     if time_column.null_count() < n:
@@ -374,17 +375,56 @@ def encode_listens(
     del user_codes
     users = user_strings.gather(user_order)
 
+    item, keep, item_keys, metadata, identity_report = encode_items(
+        id_codes, id_strings, name_codes, extra_codes, count, user >= 0, level
+    )
+    del id_codes
+
+    table = ListenTable(
+        user=user,
+        item=item,
+        time=time,
+        count=count,
+        users=Vocabulary(users),
+        items=Vocabulary(item_keys),
+        item_metadata=metadata,
+        level=level,
+        identity=identity_report,
+    )
+    dropped = int(n - keep.sum())
+    if dropped:
+        table = table.subset(keep)
+        table.rows_without_item = dropped
+    return table
+
+
+def encode_items(
+    id_codes: np.ndarray,
+    id_strings: pl.Series,
+    name_codes: list[tuple[np.ndarray, pl.Series]],
+    extra_codes: dict[str, tuple[np.ndarray, pl.Series]],
+    count: np.ndarray | None,
+    user_known: np.ndarray,
+    level: str,
+) -> tuple[np.ndarray, np.ndarray, pl.Series, pl.DataFrame, dict]:
+    """Item index per row (-1: no key), the rows kept (keyed, with a user), the sorted item
+    keys, their metadata and the identity report, from the decoded id and name columns in input order.
+
+    The rows may also be the distinct (id, names, user known) combinations of a larger
+    input, in the order of each one's last row, with ``count`` the listens each stands for:
+    the keys, metadata and report are then those of the whole input (``data.spill``).
+    """
     # Item keys: the id where known, else the name key, which joins the id's item when the
     # names belong to exactly one id in the data (tastemaker.data.identity).
     item, item_keys, secondary_rows, identity_report = _item_codes(
         id_codes, id_strings, name_codes, count, level
     )
-    del id_codes
 
     # Metadata from each item's last row in input order, preferring rows that have names.
     # Rows that joined an id's item by their names do not name it: its own rows do; nor do
     # rows with a guest credit ("A feat. B") name A's item unless nothing else does.
-    keep = (item >= 0) & (user >= 0)
+    n = len(id_codes)
+    keep = (item >= 0) & user_known
     eligible = keep
     if len(secondary_rows):
         eligible = keep.copy()
@@ -407,22 +447,7 @@ def encode_listens(
     del secondary_rows
     metadata = _item_metadata(level, item_keys, representative, name_codes, extra_codes)
 
-    table = ListenTable(
-        user=user,
-        item=item,
-        time=time,
-        count=count,
-        users=Vocabulary(users),
-        items=Vocabulary(item_keys),
-        item_metadata=metadata,
-        level=level,
-        identity=identity_report,
-    )
-    dropped = int(n - keep.sum())
-    if dropped:
-        table = table.subset(keep)
-        table.rows_without_item = dropped
-    return table
+    return item, keep, item_keys, metadata, identity_report
 
 
 def _item_metadata(
@@ -465,7 +490,7 @@ def _bits(size: int) -> int:
     return max(size - 1, 1).bit_length()
 
 
-def _pairs(table: ListenTable) -> pl.DataFrame:
+def reduce_pairs(table: ListenTable) -> pl.DataFrame:
     """Rows reduced to (user, item) pairs in (user, item) order: count and last time."""
     user_bits, item_bits = _bits(len(table.users)), _bits(len(table.items))
     packed = _pairs_packed(table, user_bits, item_bits)
@@ -521,7 +546,7 @@ def _sorted(key: np.ndarray) -> np.ndarray:
 
 
 def _pairs_packed(table: ListenTable, user_bits: int, item_bits: int) -> pl.DataFrame | None:
-    """``_pairs`` for single listens with known times (dumps of timestamped listens), when
+    """``reduce_pairs`` for single listens with known times (dumps of timestamped listens), when
     (user, item, time offset) packs into 64 bits: the packed keys are sorted and each pair
     is a run of equal (user, item) bits, its last key holding its latest time. Memory: two
     keys per row while sorting (a sort of the rows with their times needs three, plus an
@@ -566,7 +591,7 @@ def _pairs_packed(table: ListenTable, user_bits: int, item_bits: int) -> pl.Data
     return pl.DataFrame(columns)
 
 
-def _events(table: ListenTable, reuse_arrays: bool = False) -> ListenEvents:
+def sorted_events(table: ListenTable, reuse_arrays: bool = False) -> ListenEvents:
     """Timestamped rows sorted by user, then time, then item.
 
     Where (user, time offset, item) packs into 64 bits, the packed keys alone are sorted and
@@ -625,7 +650,7 @@ def interactions_from_table(
     keeps their 16 bytes per listen out of the peak.
     """
     n_users, n_items = len(table.users), len(table.items)
-    pairs = _pairs(table)
+    pairs = reduce_pairs(table)
     rows = pairs.get_column("user").to_numpy()
     indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
@@ -643,7 +668,7 @@ def interactions_from_table(
     del pairs
     events = None
     if keep_events and table.time is not None:
-        events = _events(table, reuse_arrays=consume)
+        events = sorted_events(table, reuse_arrays=consume)
 
     return Interactions(
         matrix,

@@ -27,7 +27,7 @@ from tastemaker.data.tracks import (
     empty_frame,
 )
 
-_DESCRIPTION = ("title", "artist", "release", "recording_mbid")
+DESCRIPTION = ("title", "artist", "release", "recording_mbid")
 
 
 def build_track_data(
@@ -41,7 +41,9 @@ def build_track_data(
     # Keyed as ingest keys items (the identity rule over these same listens): a name-only
     # listen of an artist with an MBID counts towards that artist's item. The rule is decided
     # before the filter below, over every listen, as encode_listens decides it.
-    keyed = key_listens(listens, (level, "recording"))
+    # Each listen's place in the source's order: "the last spelling" must not depend on the
+    # order the streaming engine's threads happen to deliver rows in (it made runs differ).
+    keyed = key_listens(listens.with_row_index("_row"), (level, "recording"))
     frame = keyed.filter(
         pl.col("recording_name").is_not_null() & (pl.col("recording_name").str.len_bytes() > 0)
     ).select(
@@ -54,6 +56,7 @@ def build_track_data(
         pl.col("recording_mbid"),
         pl.col("count"),
         pl.col("listened_at").dt.epoch("s").alias("time"),
+        pl.col("_row"),
     )
     items = pl.LazyFrame(
         {
@@ -61,7 +64,7 @@ def build_track_data(
             "item": pl.int_range(0, interactions.n_items, eager=True),
         }
     ).with_columns(pl.col("item").cast(pl.Int32))
-    described = [pl.col(c).drop_nulls().last().alias(c) for c in _DESCRIPTION]
+    described = [pl.col(c).sort_by("_row").drop_nulls().last().alias(c) for c in DESCRIPTION]
     per_track = (
         frame.group_by("item_id", "recording")
         .agg(pl.col("count").sum().alias("plays"), *described)
@@ -84,7 +87,7 @@ def build_track_data(
         .agg(
             pl.col("count").sum().alias("plays"),
             pl.col("time").max().alias("last_heard"),
-            pl.col("item_id").last(),
+            pl.col("item_id").sort_by("_row").last(),
             *described,
         )
         .join(users, on="user", how="inner")
@@ -95,11 +98,11 @@ def build_track_data(
         .cast(FAVOURITE_COLUMNS)
         .collect(engine="streaming")
     )
-    favourites = _most_played_and_latest(favourites, per_user)
+    favourites = most_played_and_latest(favourites, per_user)
     return TrackData(per_track, favourites, item_tags(interactions))
 
 
-def _most_played_and_latest(pairs: pl.DataFrame, per_user: int) -> pl.DataFrame:
+def most_played_and_latest(pairs: pl.DataFrame, per_user: int) -> pl.DataFrame:
     """Per user the ``per_user`` most played recordings and the ``per_user`` heard last
     (so "not heard recently" is known for everything heard lately), most played first."""
     most_played = pairs.sort(["user", "plays", "recording"], descending=[False, True, False])
@@ -173,4 +176,4 @@ def attach_tracks(listens: pl.LazyFrame, interactions: Interactions) -> Interact
     return dataclasses.replace(interactions, tracks=data)
 
 
-__all__ = ["attach_tracks", "build_track_data"]
+__all__ = ["DESCRIPTION", "attach_tracks", "build_track_data", "most_played_and_latest"]

@@ -119,10 +119,13 @@ class TrackData:
 
     # -- persistence ---------------------------------------------------------------------------
     def write_into(self, directory: Path) -> None:
-        """Write the three tables into a (temporary) directory whose manifest lists them."""
-        self.tracks.write_parquet(directory / TRACKS_FILE)
-        self.favourites.write_parquet(directory / FAVOURITES_FILE)
-        self.item_tags.write_parquet(directory / ITEM_TAGS_FILE)
+        """Write the three tables into a (temporary) directory whose manifest lists them.
+
+        Rechunked first: polars cuts row groups along a frame's chunks, which the streaming
+        engine leaves wherever its threads did, so the same rows gave other bytes."""
+        self.tracks.rechunk().write_parquet(directory / TRACKS_FILE)
+        self.favourites.rechunk().write_parquet(directory / FAVOURITES_FILE)
+        self.item_tags.rechunk().write_parquet(directory / ITEM_TAGS_FILE)
 
     @classmethod
     def read(cls, directory: Path, n_users: int, n_items: int) -> TrackData | None:
