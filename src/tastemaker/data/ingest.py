@@ -45,7 +45,12 @@ from tastemaker.artifacts import atomic_directory
 from tastemaker.data.filters import FilterReport, Filters, apply_k_core, filter_table
 from tastemaker.data.interactions import KIND, LEVELS, Interactions
 from tastemaker.data.listens import encode_listens, interactions_from_table
-from tastemaker.data.load import index_tags, require_interactions, resolve_sources
+from tastemaker.data.load import (
+    index_friends,
+    index_tags,
+    require_interactions,
+    resolve_sources,
+)
 from tastemaker.data.metadata.attach import attach_metadata
 from tastemaker.data.readers import ReaderOptions, final_stats, read_sources, reading
 from tastemaker.data.top_tracks import attach_tracks
@@ -146,6 +151,9 @@ def ingest(
                 if source.tag_assignments is not None and level == "artist":
                     tags = index_tags(interactions, source.tag_assignments)
                     interactions = dataclasses.replace(interactions, tags=tags)
+                if source.friends is not None:
+                    friends = index_friends(interactions, source.friends)
+                    interactions = dataclasses.replace(interactions, friends=friends)
             report = FilterReport(filter_steps)
             if filters.k_core:
                 with steps.step("k-core", "k-core filter"):

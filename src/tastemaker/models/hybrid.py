@@ -39,8 +39,9 @@ from tastemaker.data.interactions import Interactions
 from tastemaker.data.metadata.coverage import has_item_tags
 from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models.base import Recommender, single_blas_thread
-from tastemaker.models.features import FEATURE_GROUPS, Candidates, FeatureBuilder, gather
+from tastemaker.models.features import FEATURE_GROUPS, Candidates, FeatureBuilder
 from tastemaker.models.sessions import restrict_events
+from tastemaker.models.sparse_rows import gather
 from tastemaker.models.validation import check_lightgbm_text, holdout_split
 from tastemaker.ranking import mask_rows
 
@@ -572,6 +573,19 @@ class Hybrid(Recommender):
                 **optional,
             ),
             "feat_item_recent_share": ArraySpec(("items",), **optional),
+            "feat_friends_graph": CSRSpec.prefixed(
+                "feat_friends_graph_",
+                ("users", "users"),
+                shape_array="feat_friends_graph_shape",
+                **optional,
+            ),
+            "feat_friends_plays": CSRSpec.prefixed(
+                "feat_friends_plays_",
+                ("users", "items"),
+                shape_array="feat_friends_plays_shape",
+                low=0,
+                **optional,
+            ),
             "generator_names": ArraySpec((None,), "str"),
             "feature_names": ArraySpec(("features",), "str"),
             "feature_group_of": ArraySpec(("features",), "str"),
@@ -586,6 +600,7 @@ class Hybrid(Recommender):
             "neighbours": "feat_neighbour_sim_indptr",
             "tags": "feat_tag_idf",
             "recency": "feat_item_recent_share",
+            "friends": "feat_friends_graph_indptr",
         }
         if not set(active) <= set(self._feature_groups()) or len(set(active)) != len(active):
             raise ArtifactError(f"model.npz: feature groups {active} are not the model's")
