@@ -12,10 +12,10 @@ import scipy.sparse as sp
 from tastemaker.data.filters import subset_interactions
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.load import load_interactions
-from tastemaker.errors import ArtifactError
+from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models import create_model, load_model
 from tastemaker.models.features import Candidates, FeatureBuilder
-from tastemaker.models.social import NAMES, FriendSignals
+from tastemaker.models.social import NAMES, FriendListening, FriendSignals
 
 
 def write_hetrec(root, friends: list[tuple[str, str]]) -> None:
@@ -126,11 +126,13 @@ def test_the_hybrid_uses_friends_where_the_data_has_them_and_saves_them(tmp_path
     model = create_model("hybrid", **SMALL).fit(dataclasses.replace(data, friends=friends))
     assert set(NAMES) <= set(model.feature_names_)
     assert model.builder_.active[-1] == "friends"
+    assert list(model.generators_)[-1] == "friends" and "friends_rank" in model.feature_names_
     loaded = load_model(model.save(tmp_path / "m"))
     users = np.arange(10)
     np.testing.assert_array_equal(loaded.score(users), model.score(users))
+    assert isinstance(loaded.generators_["friends"], FriendListening)
     plain = create_model("hybrid", **SMALL).fit(data)
-    assert not set(NAMES) & set(plain.feature_names_)
+    assert not set(NAMES) & set(plain.feature_names_) and "friends" not in plain.generators_
 
 
 def test_a_builder_without_friends_in_the_data_leaves_the_group_out():
@@ -147,3 +149,20 @@ def test_a_builder_without_friends_in_the_data_leaves_the_group_out():
         2,
         len(NAMES),
     )
+
+
+def test_the_social_generator_proposes_what_friends_play_and_nothing_for_new_listeners():
+    data = _world()
+    m = data.user_items.toarray()
+    model = FriendListening().fit(data)
+    scores = model._score_rows(data.user_items[[0, 3]], np.asarray([0, 3]))
+    logs = np.log1p(m)
+    share = logs / logs.sum(axis=1, keepdims=True)
+    for r, friends in enumerate([[1, 2], [4, 5]]):
+        expected = share[friends].sum(axis=0)
+        played = m[friends].sum(axis=0) > 0
+        np.testing.assert_allclose(scores[r, played], expected[played], rtol=1e-5)
+        assert np.isneginf(scores[r, ~played]).all()
+    assert np.isneginf(model._score_rows(data.user_items[:2], None)).all()
+    with pytest.raises(UsageError, match="no friendship relation"):
+        FriendListening().fit(dataclasses.replace(data, friends=None))

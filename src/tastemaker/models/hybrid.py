@@ -41,11 +41,12 @@ from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models.base import Recommender, single_blas_thread
 from tastemaker.models.features import FEATURE_GROUPS, Candidates, FeatureBuilder
 from tastemaker.models.sessions import restrict_events
+from tastemaker.models.social import FriendListening
 from tastemaker.models.sparse_rows import gather
 from tastemaker.models.validation import check_lightgbm_text, holdout_split
 from tastemaker.ranking import mask_rows
 
-DEFAULT_GENERATORS = "als,itemknn,ease,popularity,sessions,tags"
+DEFAULT_GENERATORS = "als,itemknn,ease,popularity,sessions,tags,friends"
 # Generator settings the hybrid uses unless ``generator_params`` says otherwise: ALS with 32
 # factors proposes better candidates than its stand-alone default of 64 (HetRec 2K, inner
 # validation and test alike).
@@ -55,6 +56,9 @@ NEEDS_EVENTS = {"sessions"}
 # Generators that need item tags (metadata or tag assignments); left out where there are none.
 # The content generator is how items few or nobody played enter the candidate set.
 NEEDS_TAGS = {"tags"}
+# Generators of the hybrid's own (not registered models): what the listener's friends play
+# (``models.social``), where the data has a friendship relation (HetRec); left out elsewhere.
+OWN_GENERATORS: dict[str, type[Recommender]] = {"friends": FriendListening}
 # Rows scored at once inside the hybrid (dense generator scores are rows x items floats).
 BLOCK = 256
 # Reciprocal-rank fusion constant, used only when the data is too small to train a ranker.
@@ -294,6 +298,8 @@ class Hybrid(Recommender):
 
         if name == self.name:
             raise UsageError("hybrid: a hybrid cannot be its own generator")
+        if name in OWN_GENERATORS:
+            return OWN_GENERATORS[name]()
         params = self._params_for(name)
         if "seed" in model_class(name).param_names():
             params.setdefault("seed", self.seed)
@@ -307,10 +313,13 @@ class Hybrid(Recommender):
             raise UsageError(f"hybrid: generators listed twice in {self.generators!r}")
         has_events = interactions.events is not None and len(interactions.events) > 0
         has_tags = has_item_tags(interactions)
+        has_friends = interactions.friends is not None and interactions.friends.nnz > 0
         active = [
             n
             for n in names
-            if (has_events or n not in NEEDS_EVENTS) and (has_tags or n not in NEEDS_TAGS)
+            if (has_events or n not in NEEDS_EVENTS)
+            and (has_tags or n not in NEEDS_TAGS)
+            and (has_friends or n not in OWN_GENERATORS)
         ]
         if not active:
             raise UsageError(f"hybrid: none of the generators {names} can run on this data")
@@ -524,7 +533,7 @@ class Hybrid(Recommender):
     def _similar(self, items: np.ndarray) -> np.ndarray:
         """Item-to-item lists come from the first generator with a real similarity."""
         for name, generator in self.generators_.items():
-            if name != "popularity":
+            if name not in {"popularity", *OWN_GENERATORS}:
                 return generator._similar(items)
         return next(iter(self.generators_.values()))._similar(items)
 
@@ -613,7 +622,7 @@ class Hybrid(Recommender):
         if (
             not names
             or len(set(names)) != len(names)
-            or not set(names) <= set(MODELS) - {self.name}
+            or not set(names) <= (set(MODELS) - {self.name}) | set(OWN_GENERATORS)
         ):
             raise ArtifactError(f"model.npz: {names} is not a list of generators")
         self.builder_ = FeatureBuilder(self._feature_groups(), self.neighbours)
@@ -650,7 +659,7 @@ class Hybrid(Recommender):
                 model_str=check_lightgbm_text(path, len(self.feature_names_))
             )
         self.generators_ = {
-            name: model_class(name).load(
+            name: (OWN_GENERATORS[name] if name in OWN_GENERATORS else model_class(name)).load(
                 directory / "generators" / name,
                 catalogue=self.catalogue_,
                 fingerprint=self.data_fingerprint_,

@@ -23,6 +23,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from tastemaker.artifacts import ArraySpec, CSRSpec
+from tastemaker.data.interactions import Interactions
+from tastemaker.errors import UsageError
+from tastemaker.models.base import Recommender
 from tastemaker.models.sparse_rows import csr_from, csr_state, gather
 
 NAMES = ["fr_count", "fr_share", "fr_play_share", "fr_taste", "fr_lift", "fr_friends"]
@@ -115,3 +119,56 @@ class FriendSignals:
         self.plays = csr_from(arrays, f"{prefix}plays")
         self._derive()
         return self
+
+
+class FriendListening(Recommender):
+    """The hybrid's social candidate source: what a listener's friends play.
+
+    A user's score for an item is the friends' summed play share of it (each friend's log
+    plays of the item over their log plays of everything); items no friend played, and every
+    item for a listener with no friends in the data (a new listener, fold-in), are -inf, so the
+    hybrid takes no candidates from it there. Not a registered model: it needs the friendship
+    relation (``Interactions.friends``) and has no opinion on a history alone, so it lives
+    inside the hybrid (generator name ``friends``) and is saved as one of its generators.
+    """
+
+    name = "friends"
+
+    def __init__(self) -> None:
+        pass
+
+    def _fit(self, interactions: Interactions) -> None:
+        if interactions.friends is None:
+            raise UsageError("friends: the data has no friendship relation")
+        self.signals_ = FriendSignals(interactions.friends, interactions.user_items)
+
+    def _score_rows(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
+        rows, n_items = history.shape[0], self.n_items_
+        if users is None:
+            return np.full((rows, n_items), -np.inf, np.float32)
+        users = np.asarray(users, np.int64)
+        known = (users >= 0) & (users < self.signals_.graph.shape[0])
+        friends = self.signals_.structure[np.where(known, users, 0)]
+        friends = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ friends)
+        scores = (friends @ self.signals_.share).toarray().astype(np.float32)
+        heard = (friends @ self.signals_.heard).toarray() > 0
+        scores[~heard] = -np.inf
+        return scores
+
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        # Friendship says nothing about items alike; the hybrid takes similar items elsewhere.
+        return np.full((len(items), self.n_items_), -np.inf, np.float32)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return self.signals_.state("")
+
+    def _state_spec(self) -> dict[str, ArraySpec | CSRSpec]:
+        return {
+            "graph": CSRSpec.prefixed("graph_", ("users", "users"), shape_array="graph_shape"),
+            "plays": CSRSpec.prefixed(
+                "plays_", ("users", "items"), shape_array="plays_shape", low=0
+            ),
+        }
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.signals_ = FriendSignals.from_state(arrays, "")
