@@ -95,6 +95,7 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "f128 lr.02 it200": {"factors": 128, "learning_rate": 0.02, "iterations": 200},
         "200 iterations": {"iterations": 200},  # the chosen default, spelled out
         "100 iterations (pre-sweep)": {"iterations": 100},
+        "150 iterations": {"iterations": 150},
     },
     "itemknn": {
         "log1p 200 s100 (old)": {},

@@ -205,7 +205,7 @@ def synthetic_split():
 
 
 def test_session_candidates_add_recall_on_synthetic_sessions(synthetic_split):
-    from tastemaker.models.hybrid import propose
+    from tastemaker.models.candidates import propose
     from tastemaker.models.sparse_rows import gather
 
     split = synthetic_split
