@@ -52,6 +52,16 @@ def test_the_hetrec_reader_loads_friends_and_they_survive_save_and_filters(tmp_p
     assert subset.friends.nnz == 0
 
 
+def test_ingest_keeps_the_friends(tmp_path):
+    from tastemaker.data.ingest import ingest
+
+    write_hetrec(tmp_path / "h", [("1", "2"), ("2", "1"), ("3", "4")])
+    ingest([tmp_path / "h"], tmp_path / "out")
+    data = Interactions.load(tmp_path / "out")
+    assert data.friends is not None and data.friends.nnz == 3
+    assert data.friends[data.users.index("3"), data.users.index("4")] == 1.0
+
+
 def test_a_friends_file_with_bad_arrays_is_refused(tmp_path):
     write_hetrec(tmp_path / "h", [("1", "2")])
     saved = load_interactions(tmp_path / "h").save(tmp_path / "saved")
