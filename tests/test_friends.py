@@ -121,6 +121,10 @@ def test_the_features_count_what_friends_played_from_the_fitted_matrix_only():
     assert after[1][0] == before[1][0] - 0.5
     # New listeners (fold-in) have no friends in the data: unknown, not zero.
     assert all(np.isnan(column).all() for column in signals.features(None, row, item))
+    # So are users outside the graph, beside a known one in the same block.
+    mixed = signals.features(np.asarray([-1, 0]), np.asarray([0, 1]), np.asarray([2, 2]))
+    assert all(np.isnan(column[0]) for column in mixed)
+    assert not any(np.isnan(column[1]) for column in mixed)
 
 
 def test_the_hybrid_uses_friends_where_the_data_has_them_and_saves_them(tmp_path):

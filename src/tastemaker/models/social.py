@@ -27,7 +27,7 @@ from tastemaker.artifacts import ArraySpec, CSRSpec
 from tastemaker.data.interactions import Interactions
 from tastemaker.errors import UsageError
 from tastemaker.models.base import Recommender
-from tastemaker.models.sparse_rows import csr_from, csr_state, gather
+from tastemaker.models.sparse_rows import csr_from, csr_state, lookup
 
 NAMES = ["fr_count", "fr_share", "fr_play_share", "fr_taste", "fr_lift", "fr_friends"]
 # Smoothing of the lift: a pseudo-count of friends (and of listeners at large, scaled).
@@ -49,9 +49,10 @@ class FriendSignals:
         norms = np.sqrt(np.asarray(plays.multiply(plays).sum(axis=1)).ravel())
         unit = sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ plays, dtype=np.float32)
         rows = np.repeat(np.arange(graph.shape[0]), np.diff(graph.indptr))
-        graph.data = np.asarray(
-            unit[rows].multiply(unit[graph.indices]).sum(axis=1), np.float32
-        ).ravel()
+        cosine = np.asarray(unit[rows].multiply(unit[graph.indices]).sum(axis=1)).ravel()
+        # Stored strictly positive: a friend with no artist in common is still a friend, and
+        # an explicit zero would not survive sparse arithmetic.
+        graph.data = np.maximum(cosine, 1e-6).astype(np.float32)
         self.graph = graph
         self.plays = plays
         self._derive()
@@ -67,27 +68,22 @@ class FriendSignals:
         )
         listeners = np.bincount(plays.indices, minlength=plays.shape[1]).astype(np.float32)
         self.listener_share = listeners / max(plays.shape[0], 1)
-        structure = self.graph.copy()
-        structure.data = np.ones_like(structure.data)
-        self.structure = structure
 
     def features(self, users: np.ndarray | None, row: np.ndarray, item: np.ndarray) -> list:
         """The ``NAMES`` columns for candidates (``row`` into ``users``, ``item``)."""
         n = len(row)
         if users is None:
             return [np.full(n, np.nan, np.float32) for _ in NAMES]
-        users = np.asarray(users, np.int64)
-        known = (users >= 0) & (users < self.graph.shape[0])
-        block_users = np.where(known, users, 0)
-        friends = self.structure[block_users]
-        friends = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ friends)
-        n_friends = np.asarray(friends.sum(axis=1)).ravel()
-        taste = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ self.graph[block_users])
+        taste = self._friend_rows(users)
+        friends = taste.copy()
+        friends.data = np.ones_like(friends.data)
         taste.data = np.maximum(taste.data, 0)
+        n_friends = np.diff(friends.indptr).astype(np.float32)
         taste_total = np.asarray(taste.sum(axis=1)).ravel()
-        count = gather(friends @ self.heard, row, item)
-        play_share = gather(friends @ self.share, row, item)
-        tasted = gather(taste @ self.heard, row, item)
+        # Dense lookups for a few rows (one listener at serving time), binary search beyond.
+        count = lookup(friends @ self.heard, row, item)
+        play_share = lookup(friends @ self.share, row, item)
+        tasted = lookup(taste @ self.heard, row, item)
         n_f = n_friends[row]
         has = n_f > 0
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -104,6 +100,17 @@ class FriendSignals:
             lift,
             np.log1p(n_f),
         ]
+
+    def _friend_rows(self, users: np.ndarray) -> sp.csr_matrix:
+        """Rows of the friendship graph (data: taste similarity) for ``users``; empty rows for
+        indices outside the graph."""
+        users = np.asarray(users, np.int64)
+        known = (users >= 0) & (users < self.graph.shape[0])
+        rows = self.graph[np.where(known, users, 0)]
+        if not known.all():
+            rows = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ rows)
+            rows.eliminate_zeros()  # the unknown rows' entries (graph data is > 0)
+        return sp.csr_matrix(rows)
 
     # -- persistence -----------------------------------------------------------------------
     def state(self, prefix: str = "feat_friends_") -> dict[str, np.ndarray]:
@@ -146,10 +153,8 @@ class FriendListening(Recommender):
         rows, n_items = history.shape[0], self.n_items_
         if users is None:
             return np.full((rows, n_items), -np.inf, np.float32)
-        users = np.asarray(users, np.int64)
-        known = (users >= 0) & (users < self.signals_.graph.shape[0])
-        friends = self.signals_.structure[np.where(known, users, 0)]
-        friends = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ friends)
+        friends = self.signals_._friend_rows(users)
+        friends.data = np.ones_like(friends.data)
         scores = (friends @ self.signals_.share).toarray().astype(np.float32)
         heard = (friends @ self.signals_.heard).toarray() > 0
         scores[~heard] = -np.inf
@@ -164,7 +169,9 @@ class FriendListening(Recommender):
 
     def _state_spec(self) -> dict[str, ArraySpec | CSRSpec]:
         return {
-            "graph": CSRSpec.prefixed("graph_", ("users", "users"), shape_array="graph_shape"),
+            "graph": CSRSpec.prefixed(
+                "graph_", ("users", "users"), shape_array="graph_shape", low=0
+            ),
             "plays": CSRSpec.prefixed(
                 "plays_", ("users", "items"), shape_array="plays_shape", low=0
             ),
