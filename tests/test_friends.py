@@ -121,9 +121,10 @@ def test_the_features_count_what_friends_played_from_the_fitted_matrix_only():
     assert after[1][0] == before[1][0] - 0.5
     # New listeners (fold-in) have no friends in the data: unknown, not zero.
     assert all(np.isnan(column).all() for column in signals.features(None, row, item))
-    # So are users outside the graph, beside a known one in the same block.
+    # A user outside the graph, beside a known one in the same block, has no friends: the
+    # friends' figures are unknown and the number of friends is 0.
     mixed = signals.features(np.asarray([-1, 0]), np.asarray([0, 1]), np.asarray([2, 2]))
-    assert all(np.isnan(column[0]) for column in mixed)
+    assert all(np.isnan(column[0]) for column in mixed[:-1]) and mixed[-1][0] == 0.0
     assert not any(np.isnan(column[1]) for column in mixed)
 
 
