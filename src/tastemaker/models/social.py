@@ -35,7 +35,7 @@ LIFT_PRIOR = 1.0
 
 
 class FriendSignals:
-    """Fitted friendship graph (data: taste similarity per edge) and log plays per user."""
+    """Fitted friendship graph (data: 1 + taste similarity per edge) and log plays per user."""
 
     def __init__(self, friends: sp.csr_matrix, user_items: sp.csr_matrix) -> None:
         plays = sp.csr_matrix(user_items, dtype=np.float32, copy=True)
@@ -50,9 +50,10 @@ class FriendSignals:
         unit = sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ plays, dtype=np.float32)
         rows = np.repeat(np.arange(graph.shape[0]), np.diff(graph.indptr))
         cosine = np.asarray(unit[rows].multiply(unit[graph.indices]).sum(axis=1)).ravel()
-        # Stored strictly positive: a friend with no artist in common is still a friend, and
-        # an explicit zero would not survive sparse arithmetic.
-        graph.data = np.maximum(cosine, 1e-6).astype(np.float32)
+        # Stored as 1 + similarity: a friend with no artist in common is still a friend (weight
+        # 0 in the taste-weighted share), and an explicit zero would not survive sparse
+        # arithmetic.
+        graph.data = (1.0 + np.maximum(cosine, 0.0)).astype(np.float32)
         self.graph = graph
         self.plays = plays
         self._derive()
@@ -77,7 +78,7 @@ class FriendSignals:
         taste = self._friend_rows(users)
         friends = taste.copy()
         friends.data = np.ones_like(friends.data)
-        taste.data = np.maximum(taste.data, 0)
+        taste.data = np.maximum(taste.data - 1.0, 0)
         n_friends = np.diff(friends.indptr).astype(np.float32)
         taste_total = np.asarray(taste.sum(axis=1)).ravel()
         # Dense lookups for a few rows (one listener at serving time), binary search beyond.
@@ -102,14 +103,14 @@ class FriendSignals:
         ]
 
     def _friend_rows(self, users: np.ndarray) -> sp.csr_matrix:
-        """Rows of the friendship graph (data: taste similarity) for ``users``; empty rows for
-        indices outside the graph."""
+        """Rows of the friendship graph (data: 1 + taste similarity) for ``users``; empty rows
+        for indices outside the graph."""
         users = np.asarray(users, np.int64)
         known = (users >= 0) & (users < self.graph.shape[0])
         rows = self.graph[np.where(known, users, 0)]
         if not known.all():
             rows = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ rows)
-            rows.eliminate_zeros()  # the unknown rows' entries (graph data is > 0)
+            rows.eliminate_zeros()  # the unknown rows' entries (graph data is >= 1)
         return sp.csr_matrix(rows)
 
     # -- persistence -----------------------------------------------------------------------
