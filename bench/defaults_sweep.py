@@ -95,6 +95,9 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "f64 lr.01 (old)": {},
         "f64 lr.05": {"learning_rate": 0.05},
         "f128 lr.02 it200": {"factors": 128, "learning_rate": 0.02, "iterations": 200},
+        "200 iterations": {"iterations": 200},  # the chosen default, spelled out
+        "100 iterations (pre-sweep)": {"iterations": 100},
+        "150 iterations": {"iterations": 150},
     },
     "itemknn": {
         "log1p 200 s100 (old)": {},
@@ -125,6 +128,23 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "binary l200 (old)": {},
         "binary l100": {"regularization": 100.0},
         "binary l400": {"regularization": 400.0},
+        # Added for recording-level data (tuned there: tfidf, >= 8 listeners, lambda 303).
+        "binary l200 min4": {"min_listeners": 4},
+        "tfidf l200": {"weighting": "tfidf"},
+        "tfidf l200 min4": {"weighting": "tfidf", "min_listeners": 4},
+        "tfidf l300 min8": {"weighting": "tfidf", "min_listeners": 8, "regularization": 300.0},
+        "binary l50": {"regularization": 50.0},
+        "binary l70": {"regularization": 70.0},
+        "binary l100 min4": {"regularization": 100.0, "min_listeners": 4},
+        "binary l100 min8": {"regularization": 100.0, "min_listeners": 8},
+        "bm25 k1=1.2": {**BM25_SMALL},
+        "bm25 k1=.5 b=0": {"weighting": "bm25", "bm25_k1": 0.5, "bm25_b": 0.0},
+        "bm25 k1=.5 b=0 min4": {
+            "weighting": "bm25",
+            "bm25_k1": 0.5,
+            "bm25_b": 0.0,
+            "min_listeners": 4,
+        },
     },
 }
 
@@ -158,11 +178,14 @@ def load_dataset(name: str, workdir: Path, hetrec: Path) -> Interactions:
     raise SystemExit(f"unknown data set {name!r}")
 
 
-def sweep_model(inter: Interactions, split, model: str) -> dict:
-    """The tuned optimum (tests once) and every candidate's test value on one data set."""
+def sweep_model(
+    inter: Interactions, split, model: str, tuned: bool = True, only: set[str] | None = None
+) -> dict:
+    """The tuned optimum (tests once) and every candidate's test value on one data set
+    (``only``: just the candidates of these labels; ``tuned`` False: no search)."""
     row: dict = {"model": model, "candidates": {}}
     started = time.perf_counter()
-    if model in TRIALS:
+    if model in TRIALS and tuned:
         config = SearchConfig(
             model=model,
             space=load_space(None, model),
@@ -174,6 +197,8 @@ def sweep_model(inter: Interactions, split, model: str) -> dict:
         row["tuned"] = {"params": result.params, "test": result.test}
         row["tune_seconds"] = time.perf_counter() - started
     for label, params in CANDIDATES[model].items():
+        if only is not None and label not in only:
+            continue
         fitted = create_model(model, **{**BASE.get(model, {}), **params}).fit(split.train)
         row["candidates"][label] = {"params": params, "test": score_metric(fitted, split, METRIC)}
         print(f"  {model:10s} {label:32s} {row['candidates'][label]['test']:.4f}", flush=True)
@@ -182,7 +207,14 @@ def sweep_model(inter: Interactions, split, model: str) -> dict:
     return row
 
 
-def run(names: list[str], models: list[str], out: Path, hetrec: Path) -> None:
+def run(
+    names: list[str],
+    models: list[str],
+    out: Path,
+    hetrec: Path,
+    tuned: bool = True,
+    only: set[str] | None = None,
+) -> None:
     results = {"load_average": [], "datasets": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
@@ -190,7 +222,7 @@ def run(names: list[str], models: list[str], out: Path, hetrec: Path) -> None:
             split = random_split(inter)
             print(f"{name}: {inter.n_users} users x {inter.n_items} items, {inter.nnz} pairs")
             started = time.perf_counter()
-            rows = [sweep_model(inter, split, model) for model in models]
+            rows = [sweep_model(inter, split, model, tuned, only) for model in models]
             results["datasets"][name] = {
                 "shape": [inter.n_users, inter.n_items, inter.nnz],
                 "median_count": float(np.median(inter.user_items.data)),
@@ -255,12 +287,15 @@ def main() -> None:
     parser.add_argument("--hetrec", type=Path, default=HETREC)
     parser.add_argument("--out", type=Path, default=Path("defaults-sweep.json"))
     parser.add_argument("--table", nargs="*", type=Path, help="sweep files to choose from")
+    parser.add_argument("--no-tune", action="store_true", help="candidates only, no search")
+    parser.add_argument("--candidates", help="comma list of candidate labels to run (all)")
     args = parser.parse_args()
     if args.table:
         choose(args.table)
         return
     print(f"load average at start: {os.getloadavg()}")
-    run(args.data.split(","), args.models.split(","), args.out, args.hetrec)
+    only = set(args.candidates.split(",")) if args.candidates else None
+    run(args.data.split(","), args.models.split(","), args.out, args.hetrec, not args.no_tune, only)
 
 
 if __name__ == "__main__":

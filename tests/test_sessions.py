@@ -205,8 +205,8 @@ def synthetic_split():
 
 
 def test_session_candidates_add_recall_on_synthetic_sessions(synthetic_split):
-    from tastemaker.models.features import gather
-    from tastemaker.models.hybrid import propose
+    from tastemaker.models.candidates import propose
+    from tastemaker.models.sparse_rows import gather
 
     split = synthetic_split
     assert split.train.events is not None and len(split.train.events) > 0

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from tastemaker.data.interactions import Interactions, TagAssignments, Vocabulary, empty_metadata
 from tastemaker.errors import UsageError
 from tastemaker.models import create_model
-from tastemaker.models.hybrid import propose
+from tastemaker.models.candidates import propose
 from tastemaker.testing import with_item_tags
 from test_hybrid import clusters as taste_groups
 

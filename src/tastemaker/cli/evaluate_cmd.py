@@ -379,7 +379,7 @@ def replicate(
             "--corrected",
             help=f"Corrected models to run beside the original (comma list, from: {MODEL_NAMES}).",
         ),
-    ] = "als,ease,itemknn,neumf",
+    ] = "als,ease,itemknn,rp3beta,multvae,neumf",
     ncf_seed: Annotated[
         bool,
         typer.Option(

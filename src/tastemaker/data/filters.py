@@ -232,6 +232,9 @@ def subset_interactions(
         tags = TagAssignments(
             new_user, item_map[tg.item[keep]].astype(np.int32), tg.tag[keep], tg.tags
         )
+    friends = None
+    if interactions.friends is not None:
+        friends = sp.csr_matrix(interactions.friends)[user_index][:, user_index].tocsr()
     return Interactions(
         matrix,
         Vocabulary(interactions.users.ids.gather(user_index)),
@@ -245,6 +248,7 @@ def subset_interactions(
         metadata=None
         if interactions.metadata is None
         else interactions.metadata.subset(item_index),
+        friends=friends,
     )
 
 
@@ -318,11 +322,11 @@ def _filter_events(
     )
     table, steps = filter_table(table, filters)
     rebuilt = interactions_from_table(table, keep_events=True, source=interactions.source)
-    if interactions.tags is not None:
+    if interactions.tags is not None or interactions.friends is not None:
         kept_users = np.isin(interactions.users.ids.to_numpy(), rebuilt.users.ids.to_numpy())
         kept_items = np.isin(interactions.items.ids.to_numpy(), rebuilt.items.ids.to_numpy())
-        tags = subset_interactions(interactions, kept_users, kept_items).tags
-        rebuilt = dataclasses.replace(rebuilt, tags=tags)
+        subset = subset_interactions(interactions, kept_users, kept_items)
+        rebuilt = dataclasses.replace(rebuilt, tags=subset.tags, friends=subset.friends)
     for step in steps:
         step.interactions = None
     return rebuilt, steps

@@ -47,7 +47,12 @@ from tastemaker.artifacts import atomic_directory
 from tastemaker.data.filters import FilterReport, Filters, FilterStep, filter_table, k_core_subset
 from tastemaker.data.interactions import KIND, LEVELS, Interactions
 from tastemaker.data.listens import encode_listens, interactions_from_table
-from tastemaker.data.load import index_tags, require_interactions, resolve_sources
+from tastemaker.data.load import (
+    index_friends,
+    index_tags,
+    require_interactions,
+    resolve_sources,
+)
 from tastemaker.data.metadata.attach import attach_metadata
 from tastemaker.data.readers import (
     LISTENS_FILE,
@@ -163,6 +168,9 @@ def ingest(
             if source.tag_assignments is not None and level == "artist":
                 tags = index_tags(interactions, source.tag_assignments)
                 interactions = dataclasses.replace(interactions, tags=tags)
+            if source.friends is not None:
+                friends = index_friends(interactions, source.friends)
+                interactions = dataclasses.replace(interactions, friends=friends)
             report = FilterReport(filter_steps)
             if filters.k_core:
                 with steps.step("k-core", "k-core filter"):

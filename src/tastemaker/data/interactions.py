@@ -163,6 +163,9 @@ class Interactions:
     metadata: ItemMetadata | None = None
     # Top recordings per item and per user (``tastemaker.data.tracks``), for playlists.
     tracks: TrackData | None = None
+    # Users x users, 1 where the row's user named the column's user a friend (HetRec
+    # ``user_friends.dat``); a side relation for the hybrid's social features.
+    friends: sp.csr_matrix | None = None
 
     def __post_init__(self) -> None:
         if not sp.issparse(self.user_items):
@@ -182,6 +185,8 @@ class Interactions:
             raise ValueError("last_listened must be aligned with user_items.data")
         if self.metadata is not None and self.metadata.n_items != n_items:
             raise ValueError("metadata needs exactly one row per item")
+        if self.friends is not None and self.friends.shape != (n_users, n_users):
+            raise ValueError("friends must be a users x users matrix")
 
     # -- shape -------------------------------------------------------------------------------
     @property
@@ -319,6 +324,15 @@ class Interactions:
                 tmp / "tags.npz", user=self.tags.user, item=self.tags.item, tag=self.tags.tag
             )
             pl.DataFrame({"tag": self.tags.tags.ids}).write_parquet(tmp / "tag_names.parquet")
+        if self.friends is not None:
+            f = sp.csr_matrix(self.friends)
+            save_arrays(
+                tmp / "friends.npz",
+                indptr=f.indptr,
+                indices=f.indices,
+                data=f.data.astype(np.float32),
+                shape=np.asarray(f.shape, np.int64),
+            )
         if self.metadata is not None:
             self.metadata.write_into(tmp)
         if self.tracks is not None:
@@ -365,6 +379,11 @@ class Interactions:
                 tg = load_arrays(directory / "tags.npz")
                 check_arrays(tg, TAGS_SPEC, directory / "tags.npz", {**dims, "tags": len(names)})
                 tags = TagAssignments(tg["user"], tg["item"], tg["tag"], names)
+            friends = None
+            if (directory / "friends.npz").exists():
+                fr = load_arrays(directory / "friends.npz")
+                check_arrays(fr, FRIENDS_SPEC, directory / "friends.npz", dims)
+                friends = FRIENDS_MATRIX.build(fr, (len(users), len(users)))
             item_facts = ItemMetadata.read_from(directory, len(items))
             source = manifest.get("source", {})
             if not isinstance(source, dict):
@@ -382,6 +401,7 @@ class Interactions:
                 source=source,
                 metadata=item_facts,
                 tracks=TrackData.read(directory, len(users), len(items)),
+                friends=friends,
             )
         except (KeyError, ValueError, TypeError, OSError, pl.exceptions.PolarsError) as exc:
             raise ArtifactError(
@@ -410,6 +430,8 @@ EVENTS_SPEC: dict[str, ArraySpec | CSRSpec] = {
     "item": ArraySpec(("events",), "int", low=0, high="items"),
     "timestamp": ArraySpec(("events",), "int"),
 }
+FRIENDS_MATRIX = CSRSpec(("users", "users"), "indptr", "indices", "data", "shape", low=0)
+FRIENDS_SPEC: dict[str, ArraySpec | CSRSpec] = {"friends": FRIENDS_MATRIX}
 TAGS_SPEC: dict[str, ArraySpec | CSRSpec] = {
     "user": ArraySpec(("assignments",), "int", low=-1, high="users"),  # -1: not a known user
     "item": ArraySpec(("assignments",), "int", low=0, high="items"),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from tastemaker.artifacts import MANIFEST
 from tastemaker.data import datasets
@@ -115,6 +116,10 @@ def interactions_from_source(source: SourceData, level: str = "artist") -> Inter
         interactions = dataclasses.replace(
             interactions, tags=index_tags(interactions, source.tag_assignments)
         )
+    if source.friends is not None:
+        interactions = dataclasses.replace(
+            interactions, friends=index_friends(interactions, source.friends)
+        )
     with reading(source):
         return attach_tracks(source.listens, interactions)
 
@@ -133,6 +138,22 @@ def require_interactions(interactions: Interactions, paths: list[str], level: st
             path=where,
         )
     raise DataError("no listens found", path=where)
+
+
+def index_friends(interactions: Interactions, pairs: pl.DataFrame) -> sp.csr_matrix:
+    """(user, friend) rows as a binary users x users matrix; pairs naming a user without
+    listens, and self-pairs, are dropped. HetRec lists every friendship in both directions;
+    the matrix keeps the rows as given."""
+    user = interactions.users.indices(pairs["user"])
+    friend = interactions.users.indices(pairs["friend"])
+    keep = (user >= 0) & (friend >= 0) & (user != friend)
+    n = interactions.n_users
+    matrix = sp.csr_matrix(
+        (np.ones(int(keep.sum()), np.float32), (user[keep], friend[keep])), shape=(n, n)
+    )
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
 
 
 def index_tags(interactions: Interactions, assignments: pl.DataFrame) -> TagAssignments:

@@ -30,8 +30,9 @@ from tastemaker.evaluation.metrics import ranking_metrics
 from tastemaker.evaluation.report import figure_html, html_table, page_start, write_page
 from tastemaker.evaluation.splits import Split, make_split
 from tastemaker.models import create_model
-from tastemaker.models.features import gather
-from tastemaker.models.hybrid import BLOCK, Hybrid, propose
+from tastemaker.models.candidates import propose
+from tastemaker.models.hybrid import BLOCK, Hybrid
+from tastemaker.models.sparse_rows import gather
 
 REPORT_KIND = "hybrid-report"  # the kind its folder's manifest names
 Progress = Callable[[str], None]

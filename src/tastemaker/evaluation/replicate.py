@@ -12,8 +12,8 @@ Everything runs on one split (the default ``random`` protocol), so the rows are 
   the study did, and -- the correct way -- by AUC on a validation split carved from training;
 - the study's neural network, trained as it was (``ncf-seed``: binary classification over
   the whole matrix), where installed;
-- ``corrected``: the registered models with their defaults (ALS, EASE, item-KNN and, where
-  installed, NeuMF), on the same split;
+- ``corrected``: the registered models with their defaults (ALS, EASE, item-KNN, RP3beta and,
+  where installed, Mult-VAE and NeuMF), on the same split;
 - beside the ranking metrics, the study's classification view (accuracy at 1:1 and 1:100,
   and the accuracy of "always no" on the full matrix).
 """
@@ -47,7 +47,10 @@ GRID: dict[str, Sequence] = {
     "regularization": (0.15, 0.3),
     "iterations": (60, 85),
 }
-CORRECTED = ("als", "ease", "itemknn", "neumf")
+# The field's strong baselines beside the study's two families: RP3beta (random walk) and
+# Mult-VAE (the neural model the reproducibility studies found strongest) next to ALS, EASE
+# (exact here; its sparse form takes over above 15,000 kept items), item-KNN and NeuMF.
+CORRECTED = ("als", "ease", "itemknn", "rp3beta", "multvae", "neumf")
 # The study's own network (another part of tastemaker reproduces it as ``ncf-seed``).
 ORIGINAL_NCF = "ncf-seed"
 

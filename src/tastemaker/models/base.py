@@ -236,7 +236,7 @@ class Recommender(ABC):
         self.n_items_ = interactions.n_items
         self.data_fingerprint_ = interactions.fingerprint
         # Vocabularies and item names travel with the model so a saved model can serve alone.
-        self.interactions_ = dataclasses.replace(interactions, events=None, tags=None)
+        self.interactions_ = dataclasses.replace(interactions, events=None, tags=None, friends=None)
         self._callback = callback
         try:
             # BLAS / OpenMP as wide as the cores free now (tastemaker.threads): a team wider

@@ -76,7 +76,7 @@ class EASE(WeightedInput, Recommender):
 
     def __init__(
         self,
-        regularization: float = 200.0,
+        regularization: float = 50.0,
         min_listeners: int = 2,
         weighting: str = "binary",
         bm25_k1: float = 100.0,

@@ -19,7 +19,9 @@ The ranker earns its keep through signals the collaborative generators cannot se
   the candidate's tag vector are rebuilt without them for every (user, item) pair the user
   tagged;
 - ``recency`` (where the data has listen times): the share of the candidate's listeners who
-  played it within ``recent_days`` of the latest listen in the training data.
+  played it within ``recent_days`` of the latest listen in the training data;
+- ``friends`` (where the data has a friendship relation, HetRec ``user_friends.dat``): what
+  the user's friends play of the candidate (``models.social``).
 
 Every statistic is computed from the matrix the builder was fitted on: the hybrid fits one
 builder on its inner training part (to train the ranker) and one on the full training data
@@ -37,8 +39,11 @@ from tastemaker.data.interactions import UNKNOWN_TIME, Interactions, TagAssignme
 from tastemaker.data.metadata.combined import combined_tags
 from tastemaker.data.metadata.coverage import has_item_tags
 from tastemaker.models.base import single_blas_thread
+from tastemaker.models.social import NAMES as FRIEND_FEATURES
+from tastemaker.models.social import FriendSignals
+from tastemaker.models.sparse_rows import csr_from, csr_state, lookup, row_entries
 
-FEATURE_GROUPS = ("scores", "popularity", "user", "neighbours", "tags", "recency")
+FEATURE_GROUPS = ("scores", "popularity", "user", "neighbours", "tags", "recency", "friends")
 DAY = 86_400
 
 
@@ -65,66 +70,11 @@ class Candidates:
         )
 
 
-def gather(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Values ``matrix[rows[k], cols[k]]`` of a CSR matrix (0 where absent), vectorised."""
-    m = matrix if sp.isspmatrix_csr(matrix) else sp.csr_matrix(matrix)
-    if not m.has_canonical_format:  # sorted, no duplicates: needed for the binary search
-        m = m.copy()
-        m.sum_duplicates()
-    n_cols = m.shape[1]
-    entry_rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
-    keys = entry_rows * n_cols + m.indices.astype(np.int64)  # sorted: rows, then columns
-    wanted = np.asarray(rows, np.int64) * n_cols + np.asarray(cols, np.int64)
-    if len(keys) == 0:
-        return np.zeros(len(wanted), np.float32)
-    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-    found = keys[at] == wanted
-    return np.where(found, m.data[at], 0.0).astype(np.float32)
-
-
-# Blocks of history rows up to this many cells are looked up densely (16 MB of float32).
-DENSE_LOOKUP_CELLS = 1 << 22
-
-
-def lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``gather`` for any shape of ``rows`` / ``cols``; through a dense copy when the matrix is
-    small (one user's history), where that is several times faster than a binary search."""
-    cols = np.asarray(cols)
-    safe = np.maximum(cols, 0)
-    if matrix.shape[0] * matrix.shape[1] <= DENSE_LOOKUP_CELLS:
-        return matrix.toarray()[rows, safe].astype(np.float32, copy=False)
-    flat = gather(matrix, np.ravel(rows), np.ravel(safe))
-    return flat.reshape(np.shape(cols))
-
-
-def row_entries(
-    matrix: sp.csr_matrix, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The stored entries of ``matrix[rows]`` as (position in ``rows``, column, value).
-
-    Plain numpy on ``indptr``: for the few hundred rows of one user's candidates this is several
-    times faster than scipy's fancy indexing, which builds a new matrix each time.
-    """
-    rows = np.asarray(rows, np.int64)
-    lo, hi = matrix.indptr[rows], matrix.indptr[rows + 1]
-    owner, at = _expand_ranges(lo, hi)
-    return owner, matrix.indices[at], matrix.data[at]
-
-
 def _row_normalise(m: sp.csr_matrix) -> sp.csr_matrix:
     m = sp.csr_matrix(m, dtype=np.float32)
     norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
     return sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ m)
-
-
-def _expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For ranges [lo_k, hi_k): (k for each element, element index)."""
-    lengths = np.maximum(np.asarray(hi, np.int64) - lo, 0)
-    owner = np.repeat(np.arange(len(lengths)), lengths)
-    ends = np.cumsum(lengths)
-    start = np.repeat(np.asarray(lo, np.int64) - (ends - lengths), lengths)
-    return owner, start + np.arange(ends[-1] if len(ends) else 0)
 
 
 class TagProfiles:
@@ -188,8 +138,8 @@ class TagProfiles:
         self.own_keys = arrays[f"{prefix}own_keys"]
         self.own_item_counts = arrays[f"{prefix}own_item_counts"]
         self.n_items = len(self.item_counts)
-        self.item_vectors = _csr_from(arrays, f"{prefix}item_vectors")
-        self.own_vectors = _csr_from(arrays, f"{prefix}own_vectors")
+        self.item_vectors = csr_from(arrays, f"{prefix}item_vectors")
+        self.own_vectors = csr_from(arrays, f"{prefix}own_vectors")
         return self
 
     def state(self, prefix: str = "tag_") -> dict[str, np.ndarray]:
@@ -198,8 +148,8 @@ class TagProfiles:
             f"{prefix}item_counts": self.item_counts,
             f"{prefix}own_keys": self.own_keys,
             f"{prefix}own_item_counts": self.own_item_counts,
-            **_csr_state(self.item_vectors, f"{prefix}item_vectors"),
-            **_csr_state(self.own_vectors, f"{prefix}own_vectors"),
+            **csr_state(self.item_vectors, f"{prefix}item_vectors"),
+            **csr_state(self.own_vectors, f"{prefix}own_vectors"),
         }
 
     def _own_pairs(self, row_user: np.ndarray, item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -268,24 +218,6 @@ def rowwise_dot(
     return np.bincount(owner, weights=products, minlength=len(which)).astype(np.float32)
 
 
-def _csr_state(m: sp.csr_matrix, name: str) -> dict[str, np.ndarray]:
-    m = sp.csr_matrix(m)
-    return {
-        f"{name}_indptr": m.indptr,
-        f"{name}_indices": m.indices,
-        f"{name}_data": m.data,
-        f"{name}_shape": np.asarray(m.shape, np.int64),
-    }
-
-
-def _csr_from(arrays: dict[str, np.ndarray], name: str) -> sp.csr_matrix:
-    shape = tuple(int(x) for x in arrays[f"{name}_shape"])
-    return sp.csr_matrix(
-        (arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]),
-        shape=shape,
-    )
-
-
 class FeatureBuilder:
     """Fitted item-side statistics plus the code that turns candidates into a feature matrix."""
 
@@ -331,6 +263,9 @@ class FeatureBuilder:
         if "tags" in self.active:
             assignments, base = combined_tags(interactions)
             self.tags = TagProfiles(assignments, interactions.n_users, self.n_items, base)
+        if "friends" in self.active:
+            assert interactions.friends is not None  # _available: friends need the relation
+            self.friends = FriendSignals(interactions.friends, m)
         if "recency" in self.active:
             last = interactions.last_listened
             assert last is not None  # _available: recency needs listen times
@@ -353,6 +288,8 @@ class FeatureBuilder:
         if group == "recency":
             last = interactions.last_listened
             return last is not None and bool(np.any(last != UNKNOWN_TIME))
+        if group == "friends":
+            return interactions.friends is not None and interactions.friends.nnz > 0
         return group in FEATURE_GROUPS
 
     # -- feature names ---------------------------------------------------------------------
@@ -373,6 +310,7 @@ class FeatureBuilder:
             "neighbours": ["nb_weighted", "nb_listens", "nb_count"],
             "tags": ["tag_cosine", "tag_count"],
             "recency": ["item_recent_share"],
+            "friends": list(FRIEND_FEATURES),
         }[group]
 
     def group_of(self, generators: list[str]) -> dict[str, str]:
@@ -432,6 +370,8 @@ class FeatureBuilder:
                 columns += [cosine, np.log1p(counts)]
             elif group == "recency":
                 columns.append(self.item_recent_share[item])
+            elif group == "friends":
+                columns += self.friends.features(users, row, item)
         if not columns:
             return np.zeros((len(row), 0), np.float32)
         return np.column_stack([np.asarray(c, np.float32) for c in columns])
@@ -471,11 +411,13 @@ class FeatureBuilder:
             "feat_active": np.asarray(self.active, dtype=np.str_),
         }
         if "neighbours" in self.active:
-            arrays.update(_csr_state(self.neighbour_sim, "feat_neighbour_sim"))
+            arrays.update(csr_state(self.neighbour_sim, "feat_neighbour_sim"))
         if "tags" in self.active:
             arrays.update(self.tags.state("feat_tag_"))
         if "recency" in self.active:
             arrays["feat_item_recent_share"] = self.item_recent_share
+        if "friends" in self.active:
+            arrays.update(self.friends.state("feat_friends_"))
         return arrays
 
     def set_state(self, arrays: dict[str, np.ndarray]) -> FeatureBuilder:
@@ -485,9 +427,11 @@ class FeatureBuilder:
         self._table = None
         self.active = [str(g) for g in arrays["feat_active"]]
         if "neighbours" in self.active:
-            self.neighbour_sim = _csr_from(arrays, "feat_neighbour_sim")
+            self.neighbour_sim = csr_from(arrays, "feat_neighbour_sim")
         if "tags" in self.active:
             self.tags = TagProfiles.from_state(arrays, "feat_tag_")
         if "recency" in self.active:
             self.item_recent_share = arrays["feat_item_recent_share"]
+        if "friends" in self.active:
+            self.friends = FriendSignals.from_state(arrays, "feat_friends_")
         return self

@@ -88,6 +88,8 @@ class SourceData:
     paths: list[str]
     # (user, artist_id, tag) rows: who tagged which artist with what (HetRec).
     tag_assignments: pl.DataFrame | None = None
+    # (user, friend) rows: who declared whom a friend (HetRec ``user_friends.dat``).
+    friends: pl.DataFrame | None = None
     # ``skipped_rows`` (bad rows skipped under ``on_bad_rows="skip"``; final once ``listens``
     # has been collected), ``duplicates_dropped``, ``skipped_<reason>`` counts of rows a
     # reader leaves out by rule (Spotify: podcasts, short plays) and ``left_out`` (files of a
@@ -205,11 +207,13 @@ def merge_sources(parts: list[SourceData]) -> SourceData:
             elif isinstance(value, list):
                 stats[key] = stats.get(key, []) + value
     tags = [p.tag_assignments for p in parts if p.tag_assignments is not None]
+    friends = [p.friends for p in parts if p.friends is not None]
     merged = SourceData(
         listens=pl.concat([p.listens for p in parts], how="vertical"),
         format="+".join(dict.fromkeys(p.format for p in parts)),
         paths=[path for p in parts for path in p.paths],
         tag_assignments=pl.concat(tags) if tags else None,
+        friends=pl.concat(friends) if friends else None,
         stats=stats,
     )
 

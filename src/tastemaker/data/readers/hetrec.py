@@ -1,4 +1,5 @@
-"""HetRec 2011 Last.fm 2K: ``user_artists.dat`` play counts, ``artists.dat`` names, tags.
+"""HetRec 2011 Last.fm 2K: ``user_artists.dat`` play counts, ``artists.dat`` names, tags,
+and the friendship relation of ``user_friends.dat``.
 
 Quirks handled (see the data set's SOURCE.md): tab-separated with one header line, CRLF in
 most files but LF in ``artists.dat``; ``tags.dat`` is Latin-1; artist names contain ``"`` so
@@ -27,6 +28,7 @@ from tastemaker.errors import DataError
 
 NAME = "hetrec"
 PLAYS = "user_artists.dat"
+FRIENDS = "user_friends.dat"
 
 
 def detect(path: Path) -> bool:
@@ -92,10 +94,15 @@ def read(path: Path, options: ReaderOptions) -> SourceData:
                 pl.col("tagValue").alias("tag"),
             )
         )
+    friends = None
+    if (path / FRIENDS).is_file():
+        raw = read_tsv(path / FRIENDS, ["userID", "friendID"], options, bad_rows)
+        friends = raw.select(pl.col("userID").alias("user"), pl.col("friendID").alias("friend"))
     return SourceData(
         listens=conform(listens),
         format=NAME,
         paths=[str(path)],
         tag_assignments=tag_assignments,
+        friends=friends,
         stats=stats,
     )
