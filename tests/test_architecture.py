@@ -116,7 +116,6 @@ MAX_FUNCTION_LINES = 80
 LONG_MODULES = {
     "data/synth.py",  # being split by the metadata2 work
     "data/listens.py",  # schema vs reduction: being split by the spill work
-    "models/hybrid.py",  # being split by the models work
 }
 # Functions over the limit in modules other work is editing now; the same rule.
 LONG_FUNCTIONS = {
