@@ -124,7 +124,6 @@ LONG_FUNCTIONS = {
     "data/listens.py:encode_listens",  # spill
     "data/synth.py:_build_world",  # metadata2
     "data/synth.py:synthesize",  # metadata2
-    "serving/app.py:create_app",  # the FastAPI app's declarations; servefast
 }
 
 
