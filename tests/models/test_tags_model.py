@@ -8,13 +8,13 @@ import dataclasses
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from test_hybrid import clusters as taste_groups
 
 from tastemaker.data.interactions import Interactions, TagAssignments, Vocabulary, empty_metadata
 from tastemaker.errors import UsageError
 from tastemaker.models import create_model
 from tastemaker.models.hybrid import propose
 from tastemaker.testing import with_item_tags
-from test_hybrid import clusters as taste_groups
 
 
 def small_data(n_items: int = 6) -> Interactions:
