@@ -1,5 +1,5 @@
-"""The ``tags`` content model: what the contract does not cover (tests/test_models_contract.py
-runs it too): own tags left out, unplayed items, explanations, similar items by tags."""
+"""The ``tags`` content model: what the contract does not cover (test_models_contract.py, beside
+this file, runs it too): own tags left out, unplayed items, explanations, similar items by tags."""
 
 from __future__ import annotations
 
