@@ -126,11 +126,11 @@ def named_module(name: str) -> str | None:
     """The folder for ``test_X.py`` when ``X`` names modules or packages in one folder of
     src/tastemaker only ("" for a top-level module), else None."""
     stem = name.removeprefix("test_").removesuffix(".py")
-    found = {
-        path.relative_to(SRC).parts[0] if len(path.relative_to(SRC).parts) > 1 else ""
+    parts = [
+        path.relative_to(SRC).parts
         for path in [*SRC.rglob(f"{stem}.py"), *SRC.rglob(f"{stem}/__init__.py")]
-    }
-    found = {"" if part.endswith(".py") else part for part in found}
+    ]
+    found = {part[0] if len(part) > 1 else "" for part in parts}
     return found.pop() if len(found) == 1 else None
 
 
