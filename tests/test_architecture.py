@@ -1,5 +1,6 @@
-"""Imports point one way (docs/architecture.md): every module's imports, at module level and
-inside functions, against the table of which package may import which."""
+"""The rules of docs/architecture.md, checked: imports point one way (every module's imports,
+at module level and inside functions, against the table of which package may import which),
+module and function sizes, and tests that mirror src/ (.ci/mirror_tests.py)."""
 
 from __future__ import annotations
 
