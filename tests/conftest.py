@@ -20,7 +20,7 @@ DATA_SETTING = "TASTEMAKER_TEST_DATA"
 REQUIRE_SETTING = "TASTEMAKER_REQUIRE_TEST_DATA"
 TEST_DATA = Path(os.environ.get(DATA_SETTING) or REPO.parent / "shared" / "data")
 # Where each data set is expected. Tests take the fixtures below, never these paths directly
-# (tests/test_datasets.py checks), so that a missing folder skips or fails as asked.
+# (tests/data/test_datasets.py checks), so that a missing folder skips or fails as asked.
 HETREC = TEST_DATA / "hetrec2011-lastfm-2k"
 LISTENBRAINZ = TEST_DATA / "listenbrainz-testdata"
 LASTFM_1K = TEST_DATA / "lastfm-1k-sample"

@@ -1,4 +1,4 @@
-"""A loopback HTTP server for the data set downloads (tests/test_datasets.py, test_readme.py),
+"""A loopback HTTP server for the data set downloads (tests/data/test_datasets.py, test_readme.py),
 and small files in the public data sets' formats to serve from it.
 
 The server honours ``Range: bytes=N-`` (206 + Content-Range) unless told not to, can fail a

@@ -1,9 +1,11 @@
-"""Imports point one way (docs/architecture.md): every module's imports, at module level and
-inside functions, against the table of which package may import which."""
+"""The rules of docs/architecture.md, checked: imports point one way (every module's imports,
+at module level and inside functions, against the table of which package may import which),
+module and function sizes, and tests that mirror src/ (.ci/mirror_tests.py)."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "tastemaker"
@@ -122,7 +124,6 @@ LONG_FUNCTIONS = {
     "data/ingest.py:ingest",  # spill
     "data/synth.py:_build_world",  # metadata2
     "data/synth.py:synthesize",  # metadata2
-    "serving/app.py:create_app",  # the FastAPI app's declarations; servefast
 }
 
 
@@ -195,3 +196,54 @@ def test_the_size_checker_counts_what_it_should():
         "    '''doc'''\n" + "    x = 1\n" * 10
     ).body[0]
     assert isinstance(command, ast.FunctionDef) and function_lines(command) == 10
+
+
+# -- tests mirror src/: a change's tests are found by path ------------------------------------
+
+
+def _mirror_tests():
+    """.ci/mirror_tests.py, the check the lead reruns after merging new test files."""
+    path = SRC.parents[1] / ".ci" / "mirror_tests.py"
+    spec = importlib.util.spec_from_file_location("mirror_tests", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tests_mirror_src():
+    """Every test file sits in the folder of the package it tests (tests/ itself for the
+    top-level modules and the cross-cutting ones): `python .ci/mirror_tests.py --move` moves it."""
+    mirror = _mirror_tests()
+    wrong = [
+        f"{path.relative_to(mirror.REPO)} belongs in {target.parent.relative_to(mirror.REPO)}/"
+        f" ({why})"
+        for path, target, why in mirror.misplaced()
+    ]
+    assert not wrong, "move (python .ci/mirror_tests.py --move):\n" + "\n".join(wrong)
+    assert not mirror.duplicate_names(), "two test files with one name: pytest needs them apart"
+    folders = {p.parent.name for p in mirror.test_files() if p.parent != mirror.TESTS}
+    assert folders <= mirror.packages(), folders - mirror.packages()
+
+
+def test_the_mirror_check_places_what_it_should(tmp_path):
+    """The rules themselves, on files written here: by name, by the names a test uses."""
+    mirror = _mirror_tests()
+    by_name = tmp_path / "test_splits.py"
+    by_name.write_text("def test_x():\n    pass\n")
+    assert mirror.belongs_in(by_name)[0] == "evaluation"
+    top_level = tmp_path / "test_threads.py"
+    top_level.write_text("")
+    assert mirror.belongs_in(top_level)[0] == ""
+    by_use = tmp_path / "test_new_thing.py"
+    by_use.write_text(
+        "from tastemaker.data.synth import synthetic_interactions\n"
+        "from tastemaker.errors import UsageError\n"
+        "from tastemaker.serving import create_app\n\n"
+        "def test_x():\n"
+        "    app = create_app(synthetic_interactions())\n"
+        "    create_app(app); create_app(app)\n"
+        "    raise UsageError\n"
+    )
+    assert mirror.belongs_in(by_use)[0] == "serving"
+    assert "serving 3" in mirror.belongs_in(by_use)[1]

@@ -8,7 +8,7 @@ loading without pickle (a corrupted file refused), and scikit-learn hyperparamet
 (``get_params`` / ``set_params`` / ``clone``). Each check is also public, with the data
 builders (``clusters``, ``checkerboard``, ``with_listen_events``, ``with_item_tags``), so a
 test suite can run them one by one. A failed check raises ``AssertionError`` saying what is
-wrong. tastemaker's own models run these in ``tests/test_models_contract.py`` (see
+wrong. tastemaker's own models run these in ``tests/models/test_models_contract.py`` (see
 docs/architecture.md, "Adding a model").
 """
 

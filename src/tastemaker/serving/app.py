@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -49,43 +50,76 @@ def create_app(settings: ServeSettings | None = None, bundle: LoadedModel | None
     holder = ModelHolder(bundle)
     metrics = ServiceMetrics()
     shared = SharedModel(settings.workers_file) if settings.workers_file else None
-    follow_lock = asyncio.Lock()
-
-    async def follow_now() -> None:
-        if shared is not None:
-            await follow(shared, holder, settings, metrics, follow_lock)
-
-    async def poll() -> None:
-        while True:
-            await asyncio.sleep(POLL_SECONDS)
-            await follow_now()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        if holder.current is None:
-            await anyio.to_thread.run_sync(_load_first, holder, settings, shared)
-        assert holder.current is not None  # _load_first loads one or raises
-        metrics.model_loaded(holder.current)
-        task = asyncio.create_task(poll()) if shared is not None else None
-        yield
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
+    follower = _Follower(shared, holder, settings, metrics) if shared is not None else None
     # FastAPIOffline: /docs and /redoc with Swagger UI and ReDoc served from the installed
     # package, not from a CDN (they work offline, and no third party can change them).
     app = FastAPIOffline(
         title="tastemaker",
         version=__version__,
         description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=_lifespan(holder, settings, metrics, shared, follower),
     )
     app.state.settings = settings
     app.state.holder = holder
     app.state.metrics = metrics
     app.state.shared = shared
     app.state.static_dir = STATIC_DIR
+    _include_routes(app, settings)
+    _add_middleware(app, settings, metrics, follower)
+    _add_error_handlers(app)
+    return app
+
+
+class _Follower:
+    """Keeps this worker on the model the workers share: before each request (through
+    ``FollowMiddleware``) and once a second in the background (for idle workers)."""
+
+    def __init__(
+        self,
+        shared: SharedModel,
+        holder: ModelHolder,
+        settings: ServeSettings,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.shared, self.holder, self.settings, self.metrics = shared, holder, settings, metrics
+        self.lock = asyncio.Lock()
+
+    async def follow_now(self) -> None:
+        await follow(self.shared, self.holder, self.settings, self.metrics, self.lock)
+
+    async def poll(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            await self.follow_now()
+
+
+def _lifespan(
+    holder: ModelHolder,
+    settings: ServeSettings,
+    metrics: ServiceMetrics,
+    shared: SharedModel | None,
+    follower: _Follower | None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Load the model once at start-up (off the event loop), then follow the shared one."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if holder.current is None:
+            await anyio.to_thread.run_sync(_load_first, holder, settings, shared)
+        assert holder.current is not None  # _load_first loads one or raises
+        metrics.model_loaded(holder.current)
+        task = asyncio.create_task(follower.poll()) if follower is not None else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return lifespan
+
+
+def _include_routes(app: FastAPI, settings: ServeSettings) -> None:
+    """The route groups (each an ``APIRouter`` in its own module), the web page's files."""
     app.include_router(router)
     app.include_router(playlist_router)
     app.include_router(tag_router)
@@ -95,8 +129,14 @@ def create_app(settings: ServeSettings | None = None, bundle: LoadedModel | None
         app.state.floor_cache = {}
         app.include_router(floor_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    if shared is not None:
-        app.add_middleware(FollowMiddleware, follow_now=follow_now)
+
+
+def _add_middleware(
+    app: FastAPI, settings: ServeSettings, metrics: ServiceMetrics, follower: _Follower | None
+) -> None:
+    """Middleware, innermost first: the last added sees a request first."""
+    if follower is not None:
+        app.add_middleware(FollowMiddleware, follow_now=follower.follow_now)
     # Bodies over the limit answer 413, whether declared (Content-Length) or chunked. Starlette's
     # limit rather than FastAPI's max_body_size, which sits outside every user middleware and
     # answers in plain text: in here, JSONErrors gives its answer a JSON body.
@@ -104,36 +144,37 @@ def create_app(settings: ServeSettings | None = None, bundle: LoadedModel | None
     app.add_middleware(JSONErrors)
     app.add_middleware(ServiceMiddleware, metrics=metrics)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI's own handler echoes each bad input, and a NaN or Infinity in the body (which
-        # Python's JSON parser accepts) then cannot be written as JSON: a 500 and a dropped
-        # connection. Echo only what JSON can carry.
-        return JSONResponse({"detail": safe_errors(exc.errors())}, status_code=422)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        # FastAPI answers 400 for a body that is not UTF-8 (json.loads raises before parsing)
-        # or nested too deeply for the parser (RecursionError); that is malformed JSON like
-        # any other, so it gets the same 422 as a JSON syntax error.
-        cause = exc.__cause__
-        if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError | RecursionError):
-            why = (
-                "body is not UTF-8"
-                if isinstance(cause, UnicodeDecodeError)
-                else "nested too deeply"
-            )
-            detail = [{"type": "json_invalid", "loc": ["body"], "msg": why}]
-            return JSONResponse({"detail": detail}, status_code=422)
-        return await http_exception_handler(request, exc)
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answers JSON (FastAPI's decorator, as its handlers' types are narrower)."""
+    app.exception_handler(RequestValidationError)(_invalid_request)
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.exception_handler(Exception)(_unexpected)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # A last resort that keeps the answer JSON; inputs are validated so as never to get here.
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
 
-    return app
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # FastAPI's own handler echoes each bad input, and a NaN or Infinity in the body (which
+    # Python's JSON parser accepts) then cannot be written as JSON: a 500 and a dropped
+    # connection. Echo only what JSON can carry.
+    return JSONResponse({"detail": safe_errors(exc.errors())}, status_code=422)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    # FastAPI answers 400 for a body that is not UTF-8 (json.loads raises before parsing)
+    # or nested too deeply for the parser (RecursionError); that is malformed JSON like
+    # any other, so it gets the same 422 as a JSON syntax error.
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError | RecursionError):
+        why = "body is not UTF-8" if isinstance(cause, UnicodeDecodeError) else "nested too deeply"
+        detail = [{"type": "json_invalid", "loc": ["body"], "msg": why}]
+        return JSONResponse({"detail": detail}, status_code=422)
+    return await http_exception_handler(request, exc)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # A last resort that keeps the answer JSON; inputs are validated so as never to get here.
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
 def _load_first(holder: ModelHolder, settings: ServeSettings, shared: SharedModel | None) -> None:

@@ -9,12 +9,12 @@ import time
 import httpx
 import pytest
 import uvicorn
+from test_browser import browser, free_port, interactions, server  # noqa: F401  (shared fixtures)
 
 from tastemaker.data.synth import synthetic_interactions
 from tastemaker.models import create_model
 from tastemaker.serving import ServeSettings, create_app, load_bundle
 from tastemaker.testing import with_item_tags
-from test_browser import browser, free_port, interactions, server  # noqa: F401  (shared fixtures)
 
 pytestmark = pytest.mark.browser
 

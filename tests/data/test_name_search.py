@@ -3,7 +3,7 @@ them (accents left out, "the" added or dropped, '&' for 'and', typos, prefixes, 
 each with the artist a person means as the expected first hit; and the CLI and the service
 answering with that same matcher.
 
-Measured (``pytest -s tests/test_name_search.py``): {share} of {n} queries right at rank 1, MRR
+Measured (``pytest -s tests/data/test_name_search.py``): {share} of {n} queries right at rank 1, MRR
 {mrr} (docs/serving.md, "Name search"). How the set came about, since the ranking was tuned
 on part of it: the first 74 queries were written before tuning; their two misses ("gaga",
 "swift": an obscure exact or prefix match above a popular word match) led to the near-exact

@@ -453,7 +453,7 @@ def test_gmf_factor_vectors_reproduce_its_scores():
     assert_factor_vectors_reproduce_scores(model, data, np.arange(10), history_rows=4, atol=1e-4)
 
 
-# -- the common model contract (tests/test_models_contract.py leaves the NCF models to us) ----
+# -- the common model contract (test_models_contract.py leaves the NCF models to us) ----------
 
 NEURAL = ["gmf", "mlp", "neumf", "ncf-seed"]
 

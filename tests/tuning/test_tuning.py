@@ -30,7 +30,6 @@ from tastemaker.tuning.spaces import load_space, load_space_text, shipped_spaces
 from tastemaker.tuning.study import finished
 from tastemaker.tuning.trials import score_metric, validation_folds
 
-REPO = Path(__file__).resolve().parents[1]
 MODELS_WITH_SPACES = ("als", "bpr", "itemknn", "userknn", "ease", "rp3beta", "gmf", "mlp", "neumf")
 
 # A small ALS space (fast on the planted data) that contains ALS's defaults.

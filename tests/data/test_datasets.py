@@ -272,13 +272,14 @@ def test_tests_take_real_data_from_the_fixtures():
     """conftest's paths are for its fixtures: a test file that used them directly would error
     instead of skipping (or failing, under TASTEMAKER_REQUIRE_TEST_DATA) without the data."""
     offenders = []
-    for path in sorted((REPO / "tests").glob("*.py")):
-        if path.name in ("conftest.py", Path(__file__).name):
+    tests = REPO / "tests"
+    for path in sorted(tests.rglob("*.py")):
+        if path in (tests / "conftest.py", Path(__file__).resolve()):
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if re.search(r"\b(HETREC|LISTENBRAINZ|LASTFM_1K|TEST_DATA|SHARED_DATA)\b", line) and (
                 "conftest" in line or re.search(r"\b(HETREC|LISTENBRAINZ|LASTFM_1K)\s*/", line)
             ):
-                offenders.append(f"{path.name}:{number}: {line.strip()}")
+                offenders.append(f"{path.relative_to(tests)}:{number}: {line.strip()}")
     assert not offenders, "use the conftest fixtures (hetrec_path, ...): " + "; ".join(offenders)
     assert Path(REPO / "tests" / "conftest.py").read_text().count("def real_data") == 1

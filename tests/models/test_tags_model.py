@@ -1,5 +1,5 @@
-"""The ``tags`` content model: what the contract does not cover (tests/test_models_contract.py
-runs it too): own tags left out, unplayed items, explanations, similar items by tags."""
+"""The ``tags`` content model: what the contract does not cover (test_models_contract.py, beside
+this file, runs it too): own tags left out, unplayed items, explanations, similar items by tags."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import dataclasses
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from test_hybrid import clusters as taste_groups
 
 from tastemaker.data.interactions import Interactions, TagAssignments, Vocabulary, empty_metadata
 from tastemaker.errors import UsageError
 from tastemaker.models import create_model
 from tastemaker.models.candidates import propose
 from tastemaker.testing import with_item_tags
-from test_hybrid import clusters as taste_groups
 
 
 def small_data(n_items: int = 6) -> Interactions:

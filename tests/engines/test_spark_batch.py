@@ -1,5 +1,5 @@
 """The nightly batch on Spark (``recommend --all --engine spark``): the same lists as the local
-exact batch, as a folder of Parquet parts. Runs Spark in local mode (tests/test_spark.py)."""
+exact batch, as a folder of Parquet parts. Runs Spark in local mode (engines/test_spark.py)."""
 
 from __future__ import annotations
 

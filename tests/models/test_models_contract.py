@@ -59,8 +59,8 @@ TEST_PARAMS["hybrid"]["generator_params"] = {
 UNPERSONALISED = {"popularity", "random", "tag-count"}
 
 
-# The neural models train for seconds to minutes on 2 CPU cores; tests/test_ncf.py and
-# tests/test_multvae.py run the same contract checks on them with budgets of their own, so
+# The neural models train for seconds to minutes on 2 CPU cores; tests/models/test_ncf.py and
+# tests/models/test_multvae.py run the same contract checks on them with budgets of their own, so
 # this file keeps CI within its time.
 NEURAL = {"gmf", "mlp", "neumf", "ncf-seed", "multvae"}
 # Every other registered model is under this contract: a model whose module moved or fails to

@@ -212,7 +212,7 @@ def test_a_small_test_set_is_warned_of_on_stderr_and_in_the_result(capsys, tmp_p
     result = json.loads(out_json.read_text())
     users = result["split"]["test_users"]
     assert 0 < users < 50
-    (warning,) = result["warnings"]  # the report shows it too (tests/test_browser.py)
+    (warning,) = result["warnings"]  # the report shows it too (tests/serving/test_browser.py)
     assert f"only {users} test users" in warning
     assert f"warning: {warning}" in " ".join(err.split())
     # The report's title names the data set and protocol, not the output folder.

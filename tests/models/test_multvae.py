@@ -1,4 +1,4 @@
-"""Mult-VAE: the model contract (as tests/test_ncf.py checks it for the NCF models), seeding,
+"""Mult-VAE: the model contract (as tests/models/test_ncf.py checks it for the NCF models), seeding,
 early stopping, item pruning, parameter checks, tampered files and a quality floor.
 
 Small synthetic data throughout (the HetRec figures are in docs/models.md); one CPU thread.

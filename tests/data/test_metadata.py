@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import REPO
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.metadata.attach import attach_metadata
 from tastemaker.data.metadata.coverage import coverage
@@ -15,7 +15,7 @@ from tastemaker.data.metadata.readers import read_metadata
 from tastemaker.data.readers import ReaderOptions
 from tastemaker.errors import DataError
 
-FIXTURE = Path(__file__).parent / "fixtures" / "musicbrainz_artists.jsonl"
+FIXTURE = REPO / "tests" / "fixtures" / "musicbrainz_artists.jsonl"
 SLOWDIVE = "8e66ea2b-b57b-47d9-8df0-df4630aeb8e5"
 
 

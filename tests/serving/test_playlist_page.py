@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import uvicorn
+from test_browser import browser, free_port  # noqa: F401  (the shared Chromium fixture)
 
 from tastemaker.data.listens import interactions_from_listens
 from tastemaker.data.synth import synthetic_listens
@@ -19,7 +20,6 @@ from tastemaker.data.top_tracks import attach_tracks
 from tastemaker.data.tracks import ITEM_TAG_COLUMNS
 from tastemaker.models import create_model
 from tastemaker.serving import ServeSettings, create_app, load_bundle
-from test_browser import browser, free_port  # noqa: F401  (the shared Chromium fixture)
 
 pytestmark = pytest.mark.browser
 TAG = "dreampop"
