@@ -129,7 +129,7 @@ def test_the_features_count_what_friends_played_from_the_fitted_matrix_only():
 
 
 def test_the_hybrid_uses_friends_where_the_data_has_them_and_saves_them(tmp_path):
-    from tests.test_hybrid import SMALL, clusters
+    from test_hybrid import SMALL, clusters
 
     data, _ = clusters()
     # Friends within taste groups (users u, u + 4, u + 8 share a group).
