@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from tastemaker.data.names import fold_many
+from tastemaker.data.names import fold_series as names_fold_series
 
 # Guest credits: whatever follows is never the artist ("Little Feat" has no space after it).
 FEAT_CREDIT = r"(?is)\s*[\(\[]?\s*\b(?:feat\.?|ft\.?|featuring)\s.*$"
@@ -49,7 +49,7 @@ def fold_series(names: pl.Series) -> pl.Series:
     matched as written, trimmed and case-folded, as the name matcher does."""
     present = names.is_not_null()
     given = names.filter(present)
-    folded = pl.Series(fold_many(given.to_list()), dtype=pl.Utf8)
+    folded = names_fold_series(given)
     plain = given.str.strip_chars().str.to_lowercase()
     form = pl.select(
         pl.when(folded != "").then(folded).when(plain != "").then(plain).alias("form")
