@@ -17,7 +17,6 @@ Subclasses implement ``_fit``, ``_score_rows``, ``_similar`` and the state hooks
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import json
@@ -44,6 +43,7 @@ from tastemaker.artifacts import (
     write_manifest,
 )
 from tastemaker.data.interactions import Interactions
+from tastemaker.data.metadata.combined import catalogue_with_assignment_tags
 from tastemaker.data.weighting import WEIGHTINGS, apply_weighting, weighting_statistics
 from tastemaker.errors import ArtifactError, TastemakerError, UsageError
 from tastemaker.ranking import mask_columns, mask_rows, restrict_columns, top_n
@@ -176,8 +176,9 @@ class Recommender(ABC):
         self.user_items_ = interactions.user_items
         self.n_items_ = interactions.n_items
         self.data_fingerprint_ = interactions.fingerprint
-        # Vocabularies and item names travel with the model so a saved model can serve alone.
-        self.catalogue_ = dataclasses.replace(interactions, events=None, tags=None)
+        # Vocabularies, item names and tags travel with the model so a saved model can serve
+        # alone (per-user tag assignments only as each item's top tag counts).
+        self.catalogue_ = catalogue_with_assignment_tags(interactions)
         self._callback = callback
         try:
             # BLAS / OpenMP as wide as the cores free now (tastemaker.threads): a team wider

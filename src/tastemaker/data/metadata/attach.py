@@ -152,12 +152,16 @@ def _item_metadata(
 ) -> ItemMetadata:
     """The sources' matrices over one sorted vocabulary, summed; the facts per item."""
     vocabulary = sorted({tag for _, tags, _ in parts for tag in tags})
-    column = pl.DataFrame({"tag": vocabulary, "column": np.arange(len(vocabulary))})
+    column = pl.DataFrame(
+        {"tag": pl.Series(vocabulary, dtype=pl.Utf8), "column": np.arange(len(vocabulary))}
+    )
     genre = np.zeros(len(vocabulary), bool)
     rows, cols = [np.zeros(0, np.int32)], [np.zeros(0, np.int32)]
     weights = [np.zeros(0, np.float32)]
     for part, tags, flags in parts:
-        joined = pl.DataFrame({"tag": tags}).join(column, on="tag", maintain_order="left")
+        joined = pl.DataFrame({"tag": pl.Series(tags, dtype=pl.Utf8)}).join(
+            column, on="tag", maintain_order="left"
+        )
         remap = joined["column"].to_numpy().astype(np.int32)
         rows.append(part.row)
         cols.append(remap[part.col] if len(remap) else part.col)
