@@ -62,6 +62,7 @@ def test_layout_and_schema_match_the_listenbrainz_spark_dump(dump, listenbrainz_
     assert sorted(p.name for p in dump.iterdir()) == [
         "full-dump-1",
         "incremental-dump-2",
+        "metadata",
         SUMMARY_FILE,
     ]
     files = sorted((dump / "full-dump-1").glob("*.parquet"))
@@ -79,6 +80,10 @@ def test_layout_and_schema_match_the_listenbrainz_spark_dump(dump, listenbrainz_
                 assert field.type == real.field(field.name).type, field.name
         assert str(schema.field("listened_at").type) == "timestamp[ms]"
     assert pq.ParquetFile(files[0]).metadata.num_row_groups >= 2
+    # Written as ListenBrainz writes its dumps: zstd, repeated strings dictionary-encoded.
+    column = pq.ParquetFile(files[0]).metadata.row_group(0).column(4)  # artist_name
+    assert column.compression == "ZSTD"
+    assert any("DICT" in encoding for encoding in column.encodings)
 
 
 def test_same_seed_gives_byte_identical_files_and_another_seed_differs(tmp_path):

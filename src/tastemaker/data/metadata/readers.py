@@ -125,7 +125,7 @@ def read_metadata(
     return MetadataRows(tags, facts, format, str(path), stats)
 
 
-def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """``frame`` in ``schema``; a text column already an Enum (tag names as codes) stays one."""
     return frame.select(
         pl.col(c)
@@ -202,7 +202,7 @@ def read_hetrec(
         pl.col("name").alias("artist"),
         pl.col("name").alias("meta_name"),
     )
-    return _conform(tag_rows, TAG_SCHEMA), _conform(facts, FACT_SCHEMA)
+    return conform(tag_rows, TAG_SCHEMA), conform(facts, FACT_SCHEMA)
 
 
 # -- MusicBrainz ----------------------------------------------------------------------------
@@ -243,7 +243,7 @@ def read_musicbrainz(
             tag_frames.append(tags)
     if not entity_frames:
         raise DataError("no MusicBrainz entities (one JSON object per line) found", path=path)
-    return _conform(pl.concat(tag_frames), TAG_SCHEMA), _conform(
+    return conform(pl.concat(tag_frames), TAG_SCHEMA), conform(
         pl.concat(entity_frames), FACT_SCHEMA
     )
 
@@ -409,7 +409,7 @@ def read_csv(
         normalised_codes(pl.concat(parts), categories) if parts else pl.DataFrame(schema=TAG_SCHEMA)
     )
     # A CSV states no facts (names, years, countries): nothing to add there.
-    return _conform(tags, TAG_SCHEMA), pl.DataFrame(schema=FACT_SCHEMA)
+    return conform(tags, TAG_SCHEMA), pl.DataFrame(schema=FACT_SCHEMA)
 
 
 def _csv_checks(n_fields: int, separator: str) -> list[RowCheck]:
