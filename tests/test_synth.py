@@ -184,8 +184,8 @@ def test_power_laws_bots_and_sessions(dump, rows):
 def test_sessions_follow_taste():
     """Consecutive artists within a session share a genre far more often than chance."""
     config = SynthConfig(users=200, artists=800, listens=20_000, seed=5, bots=0)
-    world = synth._build_world(config)
-    chunk = next(synth._chunks(world))
+    world = synth.build_world(config)
+    chunk = next(synth.chunks(world))
     order = np.lexsort((chunk.t, chunk.user))
     user, t, artist = chunk.user[order], chunk.t[order], chunk.artist[order]
     same_session = (user[1:] == user[:-1]) & (np.diff(t) < 1800) & (artist[1:] != artist[:-1])
@@ -272,7 +272,7 @@ def test_levels_and_name_only_items():
 
 def test_nothing_is_left_behind_when_writing_fails(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = synth._to_arrow
+    real = synth.to_arrow
 
     def failing(world, listens):
         calls["n"] += 1
@@ -280,7 +280,7 @@ def test_nothing_is_left_behind_when_writing_fails(tmp_path, monkeypatch):
             raise OSError("disk full")
         return real(world, listens)
 
-    monkeypatch.setattr(synth, "_to_arrow", failing)
+    monkeypatch.setattr(synth, "to_arrow", failing)
     with pytest.raises(OSError):
         synthesize(tmp_path / "out", users=20, artists=50, listens=3_000, chunk_rows=1_000)
     assert list(tmp_path.iterdir()) == []

@@ -8,18 +8,19 @@ import pytest
 
 from conftest import run_cli
 from tastemaker.data import synth_tags
-from tastemaker.data.synth import SynthConfig, _build_world, synthesize, synthetic_interactions
+from tastemaker.data.synth import synthesize, synthetic_interactions
+from tastemaker.data.synth_world import SynthConfig, build_world
 
 
 @pytest.fixture(scope="module")
 def world():
-    return _build_world(SynthConfig(users=300, artists=600, listens=40_000, seed=3))
+    return build_world(SynthConfig(users=300, artists=600, listens=40_000, seed=3))
 
 
 def test_artist_tags_follow_the_taste_groups_and_the_seed(world):
     tags = synth_tags.artist_tags(world)
     assert tags.equals(synth_tags.artist_tags(world))
-    other = _build_world(SynthConfig(users=300, artists=600, listens=40_000, seed=4))
+    other = build_world(SynthConfig(users=300, artists=600, listens=40_000, seed=4))
     assert not tags.equals(synth_tags.artist_tags(other))
     # Only artists MusicBrainz knows; each has its genre's tag, flagged a genre.
     assert set(tags["artist"].to_list()) == set(np.flatnonzero(world.artist_mapped).tolist())

@@ -28,8 +28,8 @@ import polars as pl
 
 from tastemaker.data.metadata.readers import FACT_SCHEMA, TAG_SCHEMA, MetadataRows, conform
 
-if TYPE_CHECKING:  # typing only: synth imports this module
-    from tastemaker.data.synth import _World
+if TYPE_CHECKING:  # typing only
+    from tastemaker.data.synth_world import World
 
 GENRE_NAMES = (
     "shoegaze", "dream pop", "post-rock", "techno", "house", "ambient", "jazz", "soul",
@@ -59,7 +59,7 @@ def genre_tag_names(n_genres: int) -> list[str]:
     return [GENRE_NAMES[g] if g < len(GENRE_NAMES) else f"genre {g + 1}" for g in range(n_genres)]
 
 
-def artist_tags(world: _World) -> pl.DataFrame:
+def artist_tags(world: World) -> pl.DataFrame:
     """(artist, tag, count, genre) per tag of each artist MusicBrainz knows."""
     rng = np.random.default_rng([world.config.seed, _STREAM, 0])
     n_artists, n_genres = len(world.artist_genre), world.config.n_genres
@@ -106,7 +106,7 @@ def artist_tags(world: _World) -> pl.DataFrame:
     )
 
 
-def assignments(world: _World, tags: pl.DataFrame) -> pl.DataFrame:
+def assignments(world: World, tags: pl.DataFrame) -> pl.DataFrame:
     """(user, artist, tag, year) per assignment: listeners tagging artists of their library
     (``user`` is the dump's index, 0-based; bots tag nothing)."""
     rng = np.random.default_rng([world.config.seed, _STREAM, 1])
@@ -141,7 +141,7 @@ def assignments(world: _World, tags: pl.DataFrame) -> pl.DataFrame:
     ).unique(["user", "artist", "tag"], maintain_order=True)
 
 
-def write_musicbrainz(path: Path, world: _World, tags: pl.DataFrame, mbids: pl.Series) -> None:
+def write_musicbrainz(path: Path, world: World, tags: pl.DataFrame, mbids: pl.Series) -> None:
     """MusicBrainz's artist JSON dump: one entity a line (id, name, tags and genres as
     {name, count}) in ``path``, a ``.tar.xz``."""
     entry = pl.struct(pl.col("tag").alias("name"), "count")
@@ -170,7 +170,7 @@ def write_musicbrainz(path: Path, world: _World, tags: pl.DataFrame, mbids: pl.S
         archive.addfile(member, io.BytesIO(data))
 
 
-def write_hetrec(folder: Path, world: _World, assigned: pl.DataFrame) -> None:
+def write_hetrec(folder: Path, world: World, assigned: pl.DataFrame) -> None:
     """HetRec 2K's tag files: ``artists.dat`` (id = artist + 1, name), ``tags.dat``
     (Latin-1), ``user_taggedartists.dat`` (userID = the dump's user_id)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -197,7 +197,7 @@ def write_hetrec(folder: Path, world: _World, assigned: pl.DataFrame) -> None:
 
 
 def metadata_rows(
-    world: _World, tags: pl.DataFrame, assigned: pl.DataFrame, mbids: pl.Series
+    world: World, tags: pl.DataFrame, assigned: pl.DataFrame, mbids: pl.Series
 ) -> list[MetadataRows]:
     """What the MusicBrainz and HetRec readers would read from ``write_musicbrainz`` and
     ``write_hetrec``'s files, without the files (``synthetic_interactions``)."""
