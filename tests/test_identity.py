@@ -178,7 +178,19 @@ def test_a_guest_credit_names_an_item_only_when_nothing_else_does():
     assert inter.item_metadata["name"].to_list() == ["Lonely Guest ft. Somebody", "Nobody Known"]
 
 
-def test_a_near_spelling_joins_the_one_id_one_edit_away():
+@pytest.fixture
+def near_spellings(monkeypatch):
+    import tastemaker.data.identity as identity
+
+    monkeypatch.setattr(identity, "NEAR_SPELLINGS", True)
+
+
+def test_near_spellings_are_off_by_default():
+    _, items = items_of([("u1", "mb-radiohead", "Radiohead"), ("u2", None, "Radiohed")])
+    assert items == ["mb-radiohead", "radiohed"]
+
+
+def test_a_near_spelling_joins_the_one_id_one_edit_away(near_spellings):
     # One edit from one id's name joins it (a letter dropped, added, changed, or two
     # swapped); one edit from two ids' names stays apart and is reported; short names never
     # join by spelling; two edits are not near.
@@ -209,7 +221,7 @@ def test_a_near_spelling_joins_the_one_id_one_edit_away():
     assert report["unmatched_names"] == 3  # "bekc", "portisheaddd", "blink 183"
 
 
-def test_near_spellings_are_found_among_many_names_fast():
+def test_near_spellings_are_found_among_many_names_fast(near_spellings):
     # Candidates come from shared deletion variants: thousands of names, no all-pairs scan.
     import time
 

@@ -19,8 +19,8 @@ A name-only row is matched in two tiers: its whole folded credit against the fol
 rows with ids, then its first credited artist against those names and their first credited
 artists. Where a tier finds the form, exactly one id joins the row to that item; several ids
 leave it on its own name key and count it as ambiguous. A row no tier matched joins the one id
-whose name is one edit from its first credited artist (``near_spellings``; names of at least
-``NEAR_MIN_LENGTH`` characters); one edit from several ids' names, it stays apart, counted.
+whose name is one edit from its first credited artist (``near_spellings``, where
+``NEAR_SPELLINGS`` is set: off by default); one edit from several ids' names, it stays apart.
 """
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ STATUSES = (RECONCILED, AMBIGUOUS, NEAR, NEAR_AMBIGUOUS, UNMATCHED)
 # swapped) between folded names of at least NEAR_MIN_LENGTH characters (shorter names are too
 # close to each other for a typo to be told from another artist), at most NEAR_MAX_LENGTH
 # (longer ones are cut: their first characters are compared), touching no digit.
+# Off by default: on a 5 M-listen synthetic dump (288,208 names) the tier joined 2,550 names,
+# all of them distinct artists one edit apart ("Southern Crow", "Southern Crown"; synth makes
+# no typos), and cost 20 s and 1.8 GB (docs/identity.md). A typo needs evidence a name alone
+# does not give (it is far rarer than the name it misspells); until the rule has it, the
+# tier runs only where this is set.
+NEAR_SPELLINGS = False
 NEAR_EDITS = 1
 NEAR_MIN_LENGTH = 6
 NEAR_MAX_LENGTH = 48
@@ -194,7 +200,12 @@ def resolve(groups: pl.DataFrame, level: str, forms: pl.DataFrame | None = None)
     if titled:
         key = pl.concat_str([key, pl.col("title_form")], separator=KEY_SEPARATOR)
     missing = pl.col("credit").is_null() | (titled and pl.col("title_form").is_null())
-    query = near_spellings(query.with_columns(status.alias("status")), pl.concat([whole, first]))
+    query = query.with_columns(status.alias("status"))
+    if NEAR_SPELLINGS:
+        query = near_spellings(query, pl.concat([whole, first]))
+    else:
+        empty = pl.lit(None, dtype=query.schema["lo1"])
+        query = query.with_columns(empty.alias("lo_near"), empty.alias("hi_near"))
     near = pl.col("status") == NEAR
     return query.select(
         *[c for c in groups.columns if c not in ("lo", "hi")],
