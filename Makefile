@@ -27,7 +27,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/tastemaker synth --out $(DEMO)/dump --users 2000 --artists 5000 --listens 1000000 --seed 0
-	$(BIN)/tastemaker ingest $(DEMO)/dump --out $(DEMO)/data
+	$(BIN)/tastemaker ingest $(DEMO)/dump --out $(DEMO)/data \
+		--metadata $(DEMO)/dump/metadata/artist.tar.xz --metadata $(DEMO)/dump/metadata/hetrec
 	$(BIN)/tastemaker inspect $(DEMO)/data
 	$(BIN)/tastemaker evaluate $(DEMO)/data --models popularity,als,itemknn,ease \
 		--json $(DEMO)/evaluation.json --report $(DEMO)/report

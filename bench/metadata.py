@@ -13,6 +13,9 @@ peak resident memory (``VmHWM``, catalogue loading included) is its own:
 
     .venv/bin/python bench/metadata.py                        # 1 M items, 10 M rows
     .venv/bin/python bench/metadata.py --items 100000 --rows 1000000   # quicker
+    # against another checkout's code (e.g. before a change), alternating, 3 runs each,
+    # on a fixture kept in a folder (made there the first time):
+    .venv/bin/python bench/metadata.py --fixture /tmp/fx --against /tmp/before/src --repeat 3
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import argparse
 import multiprocessing
 import os
 import resource
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -88,7 +93,9 @@ def _peak_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _ours(data: str, csv: str, out) -> None:
+def _ours(data: str, csv: str, src: str | None, out) -> None:
+    if src:  # another checkout's code (a spawned child imports tastemaker afresh)
+        sys.path.insert(0, src)
     from tastemaker.data.interactions import Interactions
     from tastemaker.data.metadata.attach import attach_metadata
 
@@ -132,26 +139,43 @@ def _run(target, *args) -> dict:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--rows", type=int, default=10_000_000)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        data, csv = make_fixture(Path(tmp), args.items, args.rows)
-        size = csv.stat().st_size
-        print(
-            f"fixture: {args.items:,} items, {args.rows:,} rows ({size / 1e6:.0f} MB CSV) "
-            f"in {time.perf_counter() - started:.0f} s"
-        )
-        ours = _run(_ours, str(data), str(csv))
-        reference = _run(_reference, str(csv))
+def _median_run(data: Path, csv: Path, src: str | None, runs: list[dict]) -> dict:
+    runs.append(_run(_ours, str(data), str(csv), src))
+    return runs[-1]
+
+
+def _summary(runs: list[dict]) -> dict:
+    """The median run by time (its peak memory is the median's too: one run's own figures)."""
+    middle = statistics.median_low(r["seconds"] for r in runs)
+    return next(r for r in runs if r["seconds"] == middle)
+
+
+def _measure(data: Path, csv: Path, args: argparse.Namespace) -> None:
+    this: list[dict] = []
+    against: list[dict] = []
+    for _ in range(args.repeat):
+        _median_run(data, csv, None, this)
+        if args.against:
+            _median_run(data, csv, str(args.against), against)
+    reference = _run(_reference, str(csv))
+    ours = _summary(this)
     print(
         f"ours: {ours['seconds']:.1f} s (catalogue load {ours['load_seconds']:.1f} s before "
         f"it), peak {ours['peak'] / 2**30:.2f} GiB; {ours['matched_rows']:,} rows matched, "
         f"{ours['items_matched']:,} items, {ours['tags']:,} tags"
+        + (
+            f" (median of {args.repeat}: {[round(r['seconds'], 1) for r in this]})"
+            if args.repeat > 1
+            else ""
+        )
     )
+    if against:
+        base = _summary(against)
+        print(
+            f"against {args.against}: {base['seconds']:.1f} s, peak {base['peak'] / 2**30:.2f} "
+            f"GiB; runs {[round(r['seconds'], 1) for r in against]}; this / against "
+            f"{ours['seconds'] / base['seconds']:.2f}x"
+        )
     print(
         f"reference (polars read_csv): {reference['seconds']:.1f} s, peak "
         f"{reference['peak'] / 2**30:.2f} GiB"
@@ -167,6 +191,26 @@ def main() -> None:
         f"< 2 GiB: {'met' if memory_ok else 'MISSED'}"
     )
     print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--fixture", type=Path, help="keep the fixture here (reused if there)")
+    parser.add_argument("--against", type=Path, help="another checkout's src/ to time too")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per side (median)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.fixture or Path(tmp)
+        data, csv = folder / "data", folder / "tags.csv"
+        if not csv.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            started = time.perf_counter()
+            make_fixture(folder, args.items, args.rows)
+            print(f"fixture made in {time.perf_counter() - started:.0f} s")
+        print(f"fixture: {folder} ({csv.stat().st_size / 1e6:.0f} MB CSV)")
+        _measure(data, csv, args)
 
 
 if __name__ == "__main__":

@@ -176,3 +176,59 @@ def test_a_guest_credit_names_an_item_only_when_nothing_else_does():
     inter, items = items_of(rows)
     assert items == ["lonely guest", "nobody known"]
     assert inter.item_metadata["name"].to_list() == ["Lonely Guest ft. Somebody", "Nobody Known"]
+
+
+@pytest.fixture
+def near_spellings(monkeypatch):
+    import tastemaker.data.identity as identity
+
+    monkeypatch.setattr(identity, "NEAR_SPELLINGS", True)
+
+
+def test_near_spellings_are_off_by_default():
+    _, items = items_of([("u1", "mb-radiohead", "Radiohead"), ("u2", None, "Radiohed")])
+    assert items == ["mb-radiohead", "radiohed"]
+
+
+def test_a_near_spelling_joins_the_one_id_one_edit_away(near_spellings):
+    # One edit from one id's name joins it (a letter dropped, added, changed, or two
+    # swapped); one edit from two ids' names stays apart and is reported; short names never
+    # join by spelling; two edits are not near.
+    rows = [
+        ("u1", "mb-radiohead", "Radiohead"),
+        ("u2", None, "Radiohed"),  # dropped
+        ("u2", None, "Raidohead"),  # swapped
+        ("u3", None, "radioheads"),  # added
+        ("u3", "mb-sato-a", "Julia Sata"),
+        ("u3", "mb-sato-b", "Julia Sate"),
+        ("u4", None, "Julia Sato"),  # one edit from both
+        ("u4", "mb-beck", "Beck"),
+        ("u4", None, "Bekc"),  # too short to tell a typo from another artist
+        ("u5", "mb-portishead", "Portishead"),
+        ("u5", None, "Portisheaddd"),  # two edits
+        ("u6", "mb-blink", "Blink-182"),
+        ("u6", None, "Blink-183"),  # a digit: another name
+    ]
+    inter, items = items_of(rows)
+    assert "mb-radiohead" in items and "radiohed" not in items and "radioheads" not in items
+    assert inter.user_items[:, items.index("mb-radiohead")].sum() == 4
+    assert "julia sato" in items and "bekc" in items and "portisheaddd" in items
+    report = inter.source["identity"]
+    assert report["near_names"] == 3 and report["near_listens"] == 3
+    assert report["near_ambiguous_names"] == 1
+    assert report["near_ambiguous_examples"] == ["julia sato"]
+    assert "blink 183" in items
+    assert report["unmatched_names"] == 3  # "bekc", "portisheaddd", "blink 183"
+
+
+def test_near_spellings_are_found_among_many_names_fast(near_spellings):
+    # Candidates come from shared deletion variants: thousands of names, no all-pairs scan.
+    import time
+
+    ids = [(f"u{k}", f"mb-{k}", f"Artist Number {k:05d}") for k in range(20_000)]
+    typos = [(f"v{k}", None, f"Artist Numbr {k:05d}") for k in range(0, 20_000, 7)]
+    started = time.perf_counter()
+    inter, items = items_of(ids + typos)
+    assert time.perf_counter() - started < 30
+    assert len(items) == 20_000  # every typo joined its artist
+    assert inter.source["identity"]["near_names"] == len(typos)

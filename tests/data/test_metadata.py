@@ -86,6 +86,29 @@ def test_csv_weights_and_bad_rows(catalogue, tmp_path):
     assert skipped.source["metadata"][0]["skipped_rows"] == 1
 
 
+def test_csv_tags_are_stored_folded_and_summed_across_blocks(catalogue, tmp_path, monkeypatch):
+    # Tags are codes from the first block on and normalised once per distinct raw tag: the
+    # same tag written differently in different blocks is one column, its weights summed.
+    from tastemaker.data.readers import delimited
+
+    lines = ["item,tag,weight"] + [
+        f"Slowdive,{t},1" for t in ["Shoegaze", " shoegaze", "DREAM  pop"]
+    ]
+    lines += ["unknown,x,2", "bjork,Shoegaze,5"] * 50
+    path = tmp_path / "tags.csv"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(delimited.text_frames, "__defaults__", (64,))  # many small blocks
+    data = attach_metadata(catalogue, [path])
+    tags = data.metadata.tags
+    assert sorted(tags) == ["dream pop", "shoegaze", "x"]
+    row = data.metadata.item_tags[data.items.index(SLOWDIVE)].toarray().ravel()
+    assert row[tags.index("shoegaze")] == 2 and row[tags.index("dream pop")] == 1
+    assert (
+        data.metadata.item_tags[data.items.index("bjork")].toarray().ravel()[tags.index("shoegaze")]
+        == 250
+    )
+
+
 def test_musicbrainz_bad_line_is_named(tmp_path):
     lines = FIXTURE.read_text().splitlines()
     lines.insert(2, '{"id": "x", "name": "Y", "tags": [{"name": "a", "count": "many"}]}')

@@ -4,9 +4,10 @@ ranking rules on a small hand-made catalogue where each rule decides one answer.
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 
-from tastemaker.data.names import NameMatcher, fold, fold_many, without_article
+from tastemaker.data.names import NameMatcher, fold, fold_many, fold_series, without_article
 
 
 @pytest.mark.parametrize(
@@ -206,6 +207,18 @@ def test_fold_many_is_fold_on_each(hetrec):
     names = hetrec.item_names.fill_null("").to_list()
     names += ["a +\n+ b", "x\ny", " + ", "ab+", "+ab", "P!\nnk", "!\n!", "", " lead", "trail "]
     assert fold_many(names) == [fold(name) for name in names]
+
+
+def test_fold_series_is_fold_on_each(hetrec):
+    # Plain names (as given or once unaccented) take the polars path, the rest fold_many:
+    # both must agree with fold everywhere, nulls kept.
+    rng = np.random.default_rng(0)
+    alphabet = list("aZ9 '.!&$+-_\n\tÉéøßİﬁＡ") + ["\u0301"]
+    names = ["".join(rng.choice(alphabet, rng.integers(0, 9))) for _ in range(20_000)]
+    names += hetrec.item_names.fill_null("").to_list()
+    names += ["R.E.M.", "Guns N' Roses", "  The  Cure ", "Björk", "Sigur Rós", "x . y", "P!nk"]
+    folded = fold_series(pl.Series([*names, None])).to_list()
+    assert folded == [fold(name) for name in names] + [None]
 
 
 def test_prefix_keys_are_in_bisect_order(hetrec):

@@ -62,6 +62,7 @@ def test_layout_and_schema_match_the_listenbrainz_spark_dump(dump, listenbrainz_
     assert sorted(p.name for p in dump.iterdir()) == [
         "full-dump-1",
         "incremental-dump-2",
+        "metadata",
         SUMMARY_FILE,
     ]
     files = sorted((dump / "full-dump-1").glob("*.parquet"))
@@ -79,6 +80,10 @@ def test_layout_and_schema_match_the_listenbrainz_spark_dump(dump, listenbrainz_
                 assert field.type == real.field(field.name).type, field.name
         assert str(schema.field("listened_at").type) == "timestamp[ms]"
     assert pq.ParquetFile(files[0]).metadata.num_row_groups >= 2
+    # Written as ListenBrainz writes its dumps: zstd, repeated strings dictionary-encoded.
+    column = pq.ParquetFile(files[0]).metadata.row_group(0).column(4)  # artist_name
+    assert column.compression == "ZSTD"
+    assert any("DICT" in encoding for encoding in column.encodings)
 
 
 def test_same_seed_gives_byte_identical_files_and_another_seed_differs(tmp_path):
@@ -179,8 +184,8 @@ def test_power_laws_bots_and_sessions(dump, rows):
 def test_sessions_follow_taste():
     """Consecutive artists within a session share a genre far more often than chance."""
     config = SynthConfig(users=200, artists=800, listens=20_000, seed=5, bots=0)
-    world = synth._build_world(config)
-    chunk = next(synth._chunks(world))
+    world = synth.build_world(config)
+    chunk = next(synth.chunks(world))
     order = np.lexsort((chunk.t, chunk.user))
     user, t, artist = chunk.user[order], chunk.t[order], chunk.artist[order]
     same_session = (user[1:] == user[:-1]) & (np.diff(t) < 1800) & (artist[1:] != artist[:-1])
@@ -267,7 +272,7 @@ def test_levels_and_name_only_items():
 
 def test_nothing_is_left_behind_when_writing_fails(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = synth._to_arrow
+    real = synth.to_arrow
 
     def failing(world, listens):
         calls["n"] += 1
@@ -275,7 +280,7 @@ def test_nothing_is_left_behind_when_writing_fails(tmp_path, monkeypatch):
             raise OSError("disk full")
         return real(world, listens)
 
-    monkeypatch.setattr(synth, "_to_arrow", failing)
+    monkeypatch.setattr(synth, "to_arrow", failing)
     with pytest.raises(OSError):
         synthesize(tmp_path / "out", users=20, artists=50, listens=3_000, chunk_rows=1_000)
     assert list(tmp_path.iterdir()) == []

@@ -131,3 +131,31 @@ def test_the_service_shows_top_tags_and_finds_similar_items_by_tags(tmp_path):
     with TestClient(create_app(ServeSettings(), load_bundle(bare, ServeSettings()))) as client:
         response = client.get("/v1/items/Slowdive/similar", params={"by": "tags"})
         assert response.status_code == 404 and "no item tags" in response.text
+
+
+def test_any_model_keeps_assignment_tags_for_the_service_bounded_per_item(tmp_path):
+    # Per-user assignments only (as HetRec brings them), a model that never reads tags: its
+    # saved catalogue still knows each item's top tags (counts, no taggers), at most
+    # CATALOGUE_TAGS_PER_ITEM of them, and the service shows them.
+    from fastapi.testclient import TestClient
+
+    from tastemaker.data.metadata.combined import CATALOGUE_TAGS_PER_ITEM
+    from tastemaker.serving import ServeSettings, create_app, load_bundle
+
+    many = [f"tag {k:02d}" for k in range(CATALOGUE_TAGS_PER_ITEM + 5)]
+    rows = [(0, 0, "shoegaze"), (1, 0, "shoegaze"), (2, 0, "dream pop"), (0, 3, "glam rock")]
+    rows += [(u, 1, tag) for u in range(3) for tag in many[: u + CATALOGUE_TAGS_PER_ITEM]]
+    names = sorted({tag for _, _, tag in rows})
+    data = dataclasses.replace(small_data(), tags=_assignments(rows, names))
+    model = create_model("popularity").fit(data)
+    assert model.interactions_.tags is None  # who tagged what stays out of the model
+    meta = model.interactions_.metadata
+    assert meta.top_tags(0, 3) == ["shoegaze", "dream pop"]
+    assert int(np.diff(meta.item_tags.indptr)[1]) == CATALOGUE_TAGS_PER_ITEM
+    assert meta.top_tags(1, 1) == ["tag 00"]
+    saved = model.save(tmp_path / "popularity")
+    with TestClient(create_app(ServeSettings(), load_bundle(saved, ServeSettings()))) as client:
+        body = client.get("/v1/items/Slowdive/similar", params={"n": 3}).json()
+        assert body["item"]["tags"][:2] == ["shoegaze", "dream pop"]
+        bowie = client.get("/v1/items/Bowie/similar", params={"by": "tags"})
+        assert bowie.status_code == 200

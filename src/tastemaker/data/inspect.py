@@ -142,9 +142,10 @@ def _identity(interactions: Interactions) -> dict[str, Any] | None:
         for key, value in identity.items()
         if key.endswith(("_listens", "_names")) and isinstance(value, int | float)
     }
-    examples = identity.get("ambiguous_examples")
-    if isinstance(examples, list):
-        counts["ambiguous_examples"] = [str(name) for name in examples[:10]]
+    for kind in ("ambiguous", "near_ambiguous"):
+        examples = identity.get(f"{kind}_examples")
+        if isinstance(examples, list):
+            counts[f"{kind}_examples"] = [str(name) for name in examples[:10]]
     return counts
 
 
@@ -354,9 +355,12 @@ def _identity_rows(identity: dict[str, Any] | None) -> list[tuple[str, str]]:
     rows = [
         ("reconciled", line("reconciled", "name keys joined to an MBID item")),
         ("ambiguous names", line("ambiguous", "names of several MBIDs, kept apart")),
+        ("near spellings", line("near", "name keys one edit from one MBID's name, joined")),
+        ("near, ambiguous", line("near_ambiguous", "one edit from several MBIDs, kept apart")),
         ("name-keyed", line("unmatched", "items with no MBID in the data")),
     ]
-    examples = identity.get("ambiguous_examples") or []
-    if examples:
-        rows.append(("ambiguous, e.g.", ", ".join(examples[:5])))
+    for kind, label in (("ambiguous", "ambiguous"), ("near_ambiguous", "near, ambiguous")):
+        examples = identity.get(f"{kind}_examples") or []
+        if examples:
+            rows.append((f"{label}, e.g.", ", ".join(examples[:5])))
     return rows

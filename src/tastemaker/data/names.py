@@ -63,6 +63,46 @@ def fold_many(texts: Sequence[str]) -> list[str]:
     return _fold_lines("\n".join(text.replace("\n", " ") for text in texts)).split("\n")
 
 
+# Names ``fold`` changes only by case, dropped apostrophes / dots and runs of spaces: plain ASCII
+# letters, digits, spaces, "'" and ".". Most real names are, or become so once their accents are
+# removed (NFKD, marks dropped, NFC: ``fold``'s first step); polars folds those without Python.
+_PLAIN = r"^[A-Za-z0-9 '.]*$"
+
+
+def fold_series(texts: pl.Series) -> pl.Series:
+    """``fold`` of each value (null stays null), vectorised: plain names (``_PLAIN`` as given
+    or once unaccented) by polars string kernels in one pass, the rest by ``fold_many``, once
+    per distinct value."""
+    text = pl.col("text")
+    unaccented = text.str.normalize("NFKD").str.replace_all(_ACCENTS.pattern, "")
+    # Removing accents is fold's first step: a name plain after it folds as a plain one.
+    base = pl.when(text.str.contains(_PLAIN)).then(text).otherwise(unaccented.str.normalize("NFC"))
+    frame = (
+        texts.cast(pl.Utf8)
+        .to_frame("text")
+        .lazy()
+        .select(base.alias("base"))
+        .select(
+            pl.col("base")
+            .str.to_lowercase()
+            .str.replace_all("['.]", "")
+            .str.replace_all(" {2,}", " ")
+            .str.strip_chars(" ")
+            .alias("form"),
+            (~pl.col("base").str.contains(_PLAIN)).fill_null(False).alias("slow"),
+        )
+        .collect()
+    )
+    folded, slow = frame["form"], frame["slow"].to_numpy()
+    if not slow.any():
+        return folded.rename(texts.name)
+    others = texts.cast(pl.Utf8).filter(pl.Series(slow))
+    distinct = others.unique()
+    forms = pl.DataFrame({"text": distinct, "form": fold_many(distinct.to_list())})
+    found = others.to_frame("text").join(forms, on="text", how="left", maintain_order="left")
+    return folded.scatter(np.flatnonzero(slow), found["form"]).rename(texts.name)
+
+
 def _fold_lines(text: str) -> str:
     # ``fold`` on each line of ``text`` (lines never hold anything but names).
     if not text.isascii():

@@ -18,7 +18,6 @@ Subclasses implement ``_fit``, ``_score_rows``, ``_similar`` and the state hooks
 from __future__ import annotations
 
 import copy
-import dataclasses
 import inspect
 import json
 from abc import ABC, abstractmethod
@@ -42,6 +41,7 @@ from tastemaker.artifacts import (
     write_manifest,
 )
 from tastemaker.data.interactions import Interactions
+from tastemaker.data.metadata.combined import catalogue_with_assignment_tags
 from tastemaker.data.weighting import WEIGHTINGS, apply_weighting, weighting_statistics
 from tastemaker.errors import ArtifactError, TastemakerError, UsageError
 from tastemaker.models.params import Param, checked_params, one_of
@@ -235,8 +235,9 @@ class Recommender(ABC):
         self.user_items_ = interactions.user_items
         self.n_items_ = interactions.n_items
         self.data_fingerprint_ = interactions.fingerprint
-        # Vocabularies and item names travel with the model so a saved model can serve alone.
-        self.interactions_ = dataclasses.replace(interactions, events=None, tags=None, friends=None)
+        # Vocabularies, item names and tags travel with the model so a saved model can serve
+        # alone (per-user tag assignments only as each item's top tag counts).
+        self.interactions_ = catalogue_with_assignment_tags(interactions)
         self._callback = callback
         try:
             # BLAS / OpenMP as wide as the cores free now (tastemaker.threads): a team wider

@@ -84,7 +84,7 @@ def tag_index(bundle: LoadedModel) -> TagIndex:
 
 def _build(bundle: LoadedModel) -> TagIndex:
     # The catalogue's metadata weights where it has them, else a ``tags`` model's own vectors
-    # (a saved model's catalogue drops per-user assignments; that model learnt from them).
+    # (a saved model's catalogue keeps per-user assignments only as top counts per item).
     data = bundle.model.interactions_
     model: Any = bundle.model  # duck-typed: a ``tags`` model where it has item_tags
     metadata = data.metadata

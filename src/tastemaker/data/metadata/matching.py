@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from tastemaker.data.names import fold_many
+from tastemaker.data.names import fold_series
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,7 @@ def name_keys(artist: pl.Series, title: pl.Series | None = None) -> pl.Series:
 
 
 def _fold_series(values: pl.Series) -> pl.Series:
-    present = values.cast(pl.Utf8).fill_null("")
-    folded = pl.Series(fold_many(present.to_list()), dtype=pl.Utf8)
+    folded = fold_series(values)
     return pl.select(
         pl.when(folded.str.len_bytes() > 0).then(folded).otherwise(None).alias("key")
     ).to_series()

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from tastemaker.data.readers import ReaderOptions, first_line, require_file
@@ -117,9 +118,12 @@ def read_metadata(
     return MetadataRows(tags, facts, format, str(path), stats)
 
 
-def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """``frame`` in ``schema``; a text column already an Enum (tag names as codes) stays one."""
     return frame.select(
-        (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
+        pl.col(c)
+        if c in frame.columns and isinstance(frame.schema[c], pl.Enum) and t == pl.Utf8
+        else (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
         for c, t in schema.items()
     )
 
@@ -191,7 +195,7 @@ def read_hetrec(
         pl.col("name").alias("artist"),
         pl.col("name").alias("meta_name"),
     )
-    return _conform(tag_rows, TAG_SCHEMA), _conform(facts, FACT_SCHEMA)
+    return conform(tag_rows, TAG_SCHEMA), conform(facts, FACT_SCHEMA)
 
 
 # -- MusicBrainz ----------------------------------------------------------------------------
@@ -232,7 +236,7 @@ def read_musicbrainz(
             tag_frames.append(tags)
     if not entity_frames:
         raise DataError("no MusicBrainz entities (one JSON object per line) found", path=path)
-    return _conform(pl.concat(tag_frames), TAG_SCHEMA), _conform(
+    return conform(pl.concat(tag_frames), TAG_SCHEMA), conform(
         pl.concat(entity_frames), FACT_SCHEMA
     )
 
@@ -372,28 +376,33 @@ def read_csv(
     table = TextTable(tuple(names), separator, '"', header=header)
     checks = _csv_checks(len(names), separator)
     artist_given = "artist" in names
+    # Tags as integer codes from the first block on (a vocabulary is small, its rows many):
+    # 10 M rows hold 4-byte codes, not strings, and are normalised once per distinct tag.
+    categories = pl.Categories.random()
     parts = []
     # Checked and reduced block by block: only the few columns kept are ever held for every
     # row (10 M rows: the raw text of all of them would be several times larger).
     for frame in text_frames(path, table, options, bad_rows):
         if "weight" not in frame.columns:
             frame = frame.with_columns(weight=pl.lit(None, pl.Utf8))
-        frame = check_rows(frame.lazy(), checks, path, bad_rows).collect()
-        parts.append(
-            frame.select(
-                pl.col("item").str.strip_chars().alias("id"),
-                # Without an artist column the item's id is also its name (matching falls
-                # back to it), so it is not stored twice.
-                (pl.col("artist") if artist_given else pl.lit(None, pl.Utf8)).alias("artist"),
-                (pl.col("item") if artist_given else pl.lit(None, pl.Utf8)).alias("title"),
-                normalised_tags(frame["tag"]),
-                parse_number("weight").fill_null(1.0).cast(pl.Float32).alias("weight"),
-                pl.lit(False).alias("genre"),
-            ).filter(pl.col("tag").is_not_null())
-        )
-    tags = pl.concat(parts) if parts else pl.DataFrame(schema=TAG_SCHEMA)
+        checked = check_rows(frame.lazy(), checks, path, bad_rows)
+        # Checked and reduced in one plan: the block's rows are not materialised in between.
+        part = checked.select(
+            pl.col("item").str.strip_chars().alias("id"),
+            # Without an artist column the item's id is also its name (matching falls
+            # back to it), so it is not stored twice.
+            (pl.col("artist") if artist_given else pl.lit(None, pl.Utf8)).alias("artist"),
+            (pl.col("item") if artist_given else pl.lit(None, pl.Utf8)).alias("title"),
+            pl.col("tag").cast(pl.Categorical(categories)),
+            parse_number("weight").fill_null(1.0).cast(pl.Float32).alias("weight"),
+            pl.lit(False).alias("genre"),
+        ).collect()
+        parts.append(part)
+    tags = (
+        normalised_codes(pl.concat(parts), categories) if parts else pl.DataFrame(schema=TAG_SCHEMA)
+    )
     # A CSV states no facts (names, years, countries): nothing to add there.
-    return _conform(tags, TAG_SCHEMA), pl.DataFrame(schema=FACT_SCHEMA)
+    return conform(tags, TAG_SCHEMA), pl.DataFrame(schema=FACT_SCHEMA)
 
 
 def _csv_checks(n_fields: int, separator: str) -> list[RowCheck]:
@@ -415,9 +424,16 @@ def _csv_checks(n_fields: int, separator: str) -> list[RowCheck]:
     ]
 
 
-def normalised_tags(raw: pl.Series) -> pl.Series:
-    """``tag_name`` of every value, computed once per distinct value (a tag vocabulary is
-    small, the rows naming its tags are many)."""
-    distinct = pl.DataFrame({"raw": raw.unique()}).with_columns(tag_name("raw"))
-    frame = pl.DataFrame({"raw": raw})
-    return frame.join(distinct, on="raw", how="left", maintain_order="left")["tag"]
+def normalised_codes(rows: pl.DataFrame, categories: pl.Categories) -> pl.DataFrame:
+    """``rows`` with their raw ``tag`` codes (``categories``, this read's own) as an Enum of
+    the tag names as stored (``tag_name``, computed once per raw value); rows whose tag is
+    left empty by that are dropped."""
+    raw = categories.to_series()  # position = code
+    stored = pl.DataFrame({"raw": raw}).select(tag_name("raw"))["tag"]
+    vocabulary = pl.Enum(stored.drop_nulls().unique().sort())
+    remap = stored.cast(vocabulary).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
+    remap = np.append(remap, -1)  # the code of a missing tag (last): dropped too
+    codes = remap[rows["tag"].to_physical().fill_null(len(raw)).to_numpy()]
+    kept = codes >= 0
+    tags = pl.Series("tag", codes[kept].astype(np.uint32)).cat.to(vocabulary)
+    return rows.filter(pl.Series(kept)).with_columns(tags)

@@ -106,12 +106,18 @@ def _is_line_file(name: str) -> bool:
     return name.endswith(LINE_SUFFIXES)
 
 
+# MusicBrainz names its JSON data dumps by entity; they hold metadata, never listens.
+MUSICBRAINZ_DUMPS = ("artist", "release-group", "release", "recording", "label", "work")
+
+
 def detect(path: Path) -> bool:
     if path.is_dir():
         return bool(_line_files(path))
     if not path.is_file():
         return False
     name = plain_name(path.name).lower()
+    if is_archive(path) and name.split(".")[0] in MUSICBRAINZ_DUMPS:
+        return False  # MusicBrainz's own JSON dumps (metadata): artist.tar.xz, ...
     if _is_line_file(name) or is_archive(path):
         return "spark" not in name  # the Parquet dump is also shipped as a .tar
     return name.endswith(".json") and _first_line_is_listen(path)
