@@ -44,6 +44,7 @@ class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
     """
 
     name = "als"
+    _gram_cache: tuple[np.ndarray, np.ndarray] | None  # (item factors, their Gram + reg I)
     param_rules = {
         "factors": positive(),
         "iterations": positive(),
@@ -156,7 +157,7 @@ class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
 
     def _gram(self) -> np.ndarray:
         """``Y^T Y + reg I`` of the item factors (float32, as implicit's ``YtY``), cached."""
-        cached = getattr(self, "_gram_cache", None)
+        cached: tuple[np.ndarray, np.ndarray] | None = getattr(self, "_gram_cache", None)
         if cached is None or cached[0] is not self.item_factors_:
             factors = self.item_factors_
             with single_blas_thread():
