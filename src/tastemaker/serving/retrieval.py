@@ -45,7 +45,7 @@ MAX_ANN_FETCH = 4096
 RECALL_BLOCK = 64
 # Candidates fetched from the 16-bit head beyond those needed, so that the exactness check
 # rarely fails (a failure searches the float32 head: the old cost, plus the 16-bit search).
-HEAD_MARGIN = 16
+HEAD_MARGIN = 4
 # Relative slack on the 16-bit bound for float32 rounding in the two dot products.
 DOT_SLACK = 1e-5
 
@@ -86,7 +86,7 @@ class AnnSettings:
     head_items: int = 8192
     hnsw_m: int = 16
     ef_construction: int = 64
-    ef_search: int = 128
+    ef_search: int = 64  # a tail search 0.6x 128's, recall unchanged (docs/serving.md)
     search_threads: int = 1
     build_threads: int = 0  # 0: every core (building happens once, at load)
 
