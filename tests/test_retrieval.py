@@ -157,29 +157,3 @@ def test_asking_for_more_than_the_catalogue_pads(model):
     ids, scores = tiny.for_user(0, 60, exclude_heard=True)
     assert (ids >= 0).sum() == small.n_items_ - len(small.user_items_[0].indices)
     assert len(set(ids[ids >= 0].tolist())) == (ids >= 0).sum()
-
-
-def test_the_16_bit_head_gives_the_float32_heads_answer(model):
-    index = FactorIndex(model, AnnSettings(head_items=400))
-    users = np.arange(0, 600, 3)
-    for user in users:
-        query = np.ascontiguousarray(model.user_vectors(np.asarray([user]))[0], np.float32)
-        heard = model.user_items_[user].indices.astype(np.int64)
-        for n in (1, 10, 50):
-            ids, scores = index._head(query, heard, n)
-            in_head = heard[index.in_head[heard]]
-            ref_ids, ref_scores = index._tier(index.head, index.head_items, query, in_head, n)
-            np.testing.assert_array_equal(np.sort(ids), np.sort(ref_ids))
-            np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-6)
-    # Almost every answer is proven exact without the float32 search.
-    assert index.full_head_searches <= 0.05 * 3 * len(users)
-
-
-def test_an_unprovable_16_bit_answer_falls_back_to_the_float32_head(model):
-    index = FactorIndex(model, AnnSettings(head_items=400))
-    index._half_error = 1e9  # no 16-bit answer can be proven exact now
-    query = np.ascontiguousarray(model.user_vectors(np.asarray([5]))[0], np.float32)
-    ids, _ = index._head(query, np.empty(0, np.int64), 10)
-    ref_ids, _ = index._tier(index.head, index.head_items, query, np.empty(0, np.int64), 10)
-    np.testing.assert_array_equal(ids, ref_ids)
-    assert index.full_head_searches == 1

@@ -13,12 +13,6 @@ Cauchy-Schwarz no tail item can score above ``|q| * max tail norm``, so when the
 already yields n results above that bound the tail cannot change the answer and is skipped;
 otherwise the HNSW tail is searched and merged. Heard items are excluded by over-fetching
 (n + the number of heard items in that tier) and filtering.
-
-The head is searched in 16-bit floats (faiss's fp16 scalar quantizer: half the memory to
-stream, the search's cost) and its candidates rescored from the float32 vectors. That answer
-is exact whenever the rescored n-th item beats what any item left unfetched could score
-(the last fetched 16-bit score plus ``|q|`` times the largest rounding error of a head
-vector, Cauchy-Schwarz again); otherwise the float32 head is searched instead.
 """
 
 from __future__ import annotations
@@ -43,11 +37,6 @@ log = logging.getLogger("tastemaker.serving")
 MAX_ANN_FETCH = 4096
 # Users scored at once when measuring recall against exact scoring (bounds memory).
 RECALL_BLOCK = 64
-# Candidates fetched from the 16-bit head beyond those needed, so that the exactness check
-# rarely fails (a failure searches the float32 head: the old cost, plus the 16-bit search).
-HEAD_MARGIN = 4
-# Relative slack on the 16-bit bound for float32 rounding in the two dot products.
-DOT_SLACK = 1e-5
 
 
 class Retriever(Protocol):
@@ -86,7 +75,7 @@ class AnnSettings:
     head_items: int = 8192
     hnsw_m: int = 16
     ef_construction: int = 64
-    ef_search: int = 64  # a tail search 0.6x 128's, recall unchanged (docs/serving.md)
+    ef_search: int = 64  # a tail search 0.5x 128's CPU, recall unchanged (docs/serving.md)
     search_threads: int = 1
     build_threads: int = 0  # 0: every core (building happens once, at load)
 
@@ -117,13 +106,11 @@ class FactorIndex:
         self.in_head = tiers.in_head
         self.tail_max_norm, self.head, self.tail = tiers.tail_max_norm, tiers.head, tiers.tail
         self._omp = threading.local()  # threads whose OpenMP count faiss has been given
-        self._build_half_head(model.item_vectors())
         if self.tail is not None:
             self.tail.hnsw.efSearch = self.settings.ef_search
         self.build_seconds = tiers.build_seconds
         self.searches = 0  # statistics only: unlocked increments may drop a count
         self.tail_searches = 0
-        self.full_head_searches = 0  # 16-bit head answers that could not be proven exact
         self.recall_at_10: float | None = None
         self.recall_users = 0
         self.tail_share: float | None = None  # share of sampled queries that needed the tail
@@ -183,46 +170,9 @@ class FactorIndex:
         out_ids[: len(ids)], out_scores[: len(ids)] = ids[:n], scores[:n]
         return out_ids, out_scores
 
-    def _build_half_head(self, vectors: np.ndarray) -> None:
-        """The head's vectors in 16-bit floats, and the bound on what that rounding changes."""
-        self._item_vectors = vectors
-        head = np.ascontiguousarray(vectors[self.head_items], dtype=np.float32)
-        self.half_head = self._faiss.IndexScalarQuantizer(
-            self.dim, self._faiss.ScalarQuantizer.QT_fp16, self._faiss.METRIC_INNER_PRODUCT
-        )
-        self.half_head.train(head)  # fp16 has no parameters to learn; faiss asks for it
-        self.half_head.add(head)
-        rounded = self.half_head.sa_decode(self.half_head.sa_encode(head))
-        error = np.linalg.norm(head.astype(np.float64) - rounded, axis=1).max(initial=0.0)
-        longest = np.linalg.norm(head, axis=1).max(initial=0.0)
-        # |q.v - q.v16| <= |q| |v - v16|; the slack covers both products' float32 sums.
-        self._half_error = float(error + DOT_SLACK * longest)
-
     def _head(self, query: np.ndarray, heard: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The exact tier: the 16-bit search rescored in float32 where that is provably the
-        exact answer (module doc), else faiss's float32 flat search (which beat a numpy
-        product and argpartition here)."""
-        heard = heard[self.in_head[heard]]
-        k = min(n + len(heard), len(self.head_items))
-        fetch = min(k + HEAD_MARGIN, len(self.head_items))
-        self._set_threads()
-        approx, positions = self.half_head.search(query.reshape(1, self.dim), fetch)
-        positions = positions[0][positions[0] >= 0]
-        ids = self.head_items[positions]
-        scores = self._item_vectors[ids] @ query
-        if len(heard):
-            keep = _not_in(ids, heard)
-            ids, scores = ids[keep], scores[keep]
-        order = np.argsort(-scores, kind="stable")[:n]
-        ids, scores = ids[order], scores[order].astype(np.float32, copy=False)
-        if len(positions) == len(self.head_items):
-            return ids, scores  # every head item was rescored
-        unfetched_best = float(approx[0][len(positions) - 1])
-        bound = unfetched_best + math.sqrt(float(query @ query)) * self._half_error
-        if len(ids) == n and scores[n - 1] > bound:
-            return ids, scores
-        self.full_head_searches += 1
-        return self._tier(self.head, self.head_items, query, heard, n)
+        """The exact tier (faiss's flat search beat a numpy product and argpartition here)."""
+        return self._tier(self.head, self.head_items, query, heard[self.in_head[heard]], n)
 
     def _tail(self, query: np.ndarray, heard: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The graph tier."""
@@ -230,22 +180,21 @@ class FactorIndex:
 
     def _tier(self, index, items, query, heard, n) -> tuple[np.ndarray, np.ndarray]:
         """n + the heard items in the tier, the heard ones filtered out."""
-        self._set_threads()
+        if not getattr(self._omp, "set", False):
+            # OpenMP counts are per calling thread, and setting one costs tens of microseconds.
+            self._faiss.omp_set_num_threads(self.settings.search_threads)
+            self._omp.set = True
         k = min(n + len(heard), len(items))
         scores, positions = index.search(query.reshape(1, self.dim), k)
         found = positions[0] >= 0
         ids = items[positions[0][found]]
         scores = scores[0][found]
         if len(heard):
-            keep = _not_in(ids, heard)
+            # A set over a few hundred heard items: np.isin sorts both, ~10x slower here.
+            skip = set(heard.tolist())
+            keep = np.fromiter((i not in skip for i in ids.tolist()), bool, len(ids))
             ids, scores = ids[keep], scores[keep]
         return ids[:n], scores[:n]
-
-    def _set_threads(self) -> None:
-        if not getattr(self._omp, "set", False):
-            # OpenMP counts are per calling thread, and setting one costs tens of microseconds.
-            self._faiss.omp_set_num_threads(self.settings.search_threads)
-            self._omp.set = True
 
     # -- quality -----------------------------------------------------------------------------
     def measure_recall(self, sample_users: int, k: int = 10, seed: int = 0) -> float:
@@ -280,18 +229,10 @@ class FactorIndex:
             "recall_at_10": self.recall_at_10,
             "recall_users": self.recall_users,
             "tail_share": self.tail_share,
-            "head_encoding": "fp16, rescored in float32",
         }
 
 
 _NONE = np.empty(0, np.int64)
-
-
-def _not_in(ids: np.ndarray, heard: np.ndarray) -> np.ndarray:
-    """Mask of ``ids`` not in ``heard``. A set over a few hundred heard items: ``np.isin``
-    sorts both, about ten times slower at these sizes."""
-    skip = set(heard.tolist())
-    return np.fromiter((i not in skip for i in ids.tolist()), bool, len(ids))
 
 
 def build_retriever(
