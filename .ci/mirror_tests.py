@@ -41,6 +41,7 @@ ROOT = {
 }
 # Where the rules below mislead: the folder a file goes in, and why.
 PLACED = {
+    "test_als_fold_in.py": ("models", "models/als: the fold-in solve against implicit's"),
     "test_browser.py": ("serving", "the service's page in Chromium"),
     "test_cli_help.py": ("cli", "every command's help"),
     "test_model_loading.py": ("models", "models/validation: malformed model files refused"),

@@ -28,11 +28,22 @@ import numpy as np
 import scipy.sparse as sp
 
 WEIGHTINGS: dict[str, Callable[..., sp.csr_matrix]] = {}
+# The same weightings as the weighted ``matrix.data`` alone (in its order): a fold-in weights
+# one posted history per request, and building its CSR matrix costs more than the arithmetic.
+_VALUES: dict[str, Callable[..., np.ndarray]] = {}
 
 
-def _register(fn: Callable[..., sp.csr_matrix]) -> Callable[..., sp.csr_matrix]:
-    WEIGHTINGS[fn.__name__] = fn
-    return fn
+def _register(values: Callable[..., np.ndarray]) -> Callable[..., sp.csr_matrix]:
+    """Register a weighting given as its values function; the name returns the matrix."""
+
+    def weighting(matrix: sp.csr_matrix, *args: object, **kwargs: object) -> sp.csr_matrix:
+        matrix = matrix if isinstance(matrix, sp.csr_matrix) else sp.csr_matrix(matrix)
+        return _with_data(matrix, values(matrix, *args, **kwargs))
+
+    functools.update_wrapper(weighting, values)  # name, docstring, signature (inspect)
+    WEIGHTINGS[values.__name__] = weighting
+    _VALUES[values.__name__] = values
+    return weighting
 
 
 def _with_data(matrix: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
@@ -43,18 +54,18 @@ def _with_data(matrix: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
 
 
 @_register
-def binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    return _with_data(matrix, np.ones_like(matrix.data))
+def binary(matrix: sp.csr_matrix) -> np.ndarray:
+    return np.ones_like(matrix.data)
 
 
 @_register
-def counts(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    return _with_data(matrix, matrix.data)
+def counts(matrix: sp.csr_matrix) -> np.ndarray:
+    return matrix.data
 
 
 @_register
-def log1p(matrix: sp.csr_matrix, scale: float = 1.0) -> sp.csr_matrix:
-    return _with_data(matrix, np.log1p(matrix.data / scale))
+def log1p(matrix: sp.csr_matrix, scale: float = 1.0) -> np.ndarray:
+    return np.log1p(matrix.data / scale)
 
 
 def _item_document_frequency(matrix: sp.csr_matrix) -> np.ndarray:
@@ -81,7 +92,7 @@ def bm25(
     K1: float = 100.0,  # noqa: N803
     B: float = 0.8,  # noqa: N803
     statistics: dict[str, np.ndarray] | None = None,
-) -> sp.csr_matrix:
+) -> np.ndarray:
     """BM25 with users as documents and items as terms (row lengths are users' total weight).
 
     ``statistics`` (from ``weighting_statistics``) replaces those of ``matrix`` itself.
@@ -99,18 +110,17 @@ def bm25(
     row_sums = np.bincount(rows, weights=values, minlength=n_users)
     average = float(stats["mean_user_weight"])
     length_norm = (1.0 - B) + B * row_sums / max(average, 1e-12)
-    data = values * (K1 + 1.0) / (K1 * length_norm[rows] + values) * idf
-    return _with_data(matrix, data)
+    return values * (K1 + 1.0) / (K1 * length_norm[rows] + values) * idf
 
 
 @_register
-def tfidf(matrix: sp.csr_matrix, statistics: dict[str, np.ndarray] | None = None) -> sp.csr_matrix:
+def tfidf(matrix: sp.csr_matrix, statistics: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """``statistics`` (from ``weighting_statistics``) replaces those of ``matrix`` itself."""
     m = sp.csr_matrix(matrix, dtype=np.float64)
     stats = statistics if statistics is not None else weighting_statistics(m)
     df = np.asarray(stats["item_listeners"], dtype=np.float64)[m.indices]  # present items only
     idf = np.log(float(stats["n_users"]) / np.maximum(df, 1.0))
-    return _with_data(matrix, np.log1p(m.data) * idf)
+    return np.log1p(m.data) * idf
 
 
 def apply_weighting(
@@ -124,17 +134,31 @@ def apply_weighting(
     ``statistics`` (from ``weighting_statistics`` of the training matrix) goes to the
     weightings that use corpus statistics and is ignored by the others.
     """
-    if name not in WEIGHTINGS:
+    matrix = matrix if isinstance(matrix, sp.csr_matrix) else sp.csr_matrix(matrix)
+    # The weightings build new matrices and never write to their input: no copy of it (the
+    # values are a new array already).
+    data = weighted_values(matrix, name, statistics, **params)
+    return sp.csr_matrix((data, matrix.indices, matrix.indptr), shape=matrix.shape)
+
+
+def weighted_values(
+    matrix: sp.csr_matrix,
+    name: str,
+    statistics: dict[str, np.ndarray] | None = None,
+    **params: float,
+) -> np.ndarray:
+    """``apply_weighting(...).data`` (float32, in the order of ``matrix.data``) without
+    building the matrix: a fold-in's few dozen values cost less than scipy's constructor."""
+    if name not in _VALUES:
         raise ValueError(f"unknown weighting {name!r}; choose one of: {', '.join(WEIGHTINGS)}")
-    fn = WEIGHTINGS[name]
+    fn = _VALUES[name]
     arguments: dict[str, object] = dict(params)
     if statistics is not None and _takes_statistics(fn):
         arguments["statistics"] = statistics
-    # The weightings build new matrices and never write to their input: no copy of it.
-    return fn(matrix if isinstance(matrix, sp.csr_matrix) else sp.csr_matrix(matrix), **arguments)
+    return np.asarray(fn(matrix, **arguments)).astype(np.float32)
 
 
 @functools.cache
-def _takes_statistics(fn: Callable[..., sp.csr_matrix]) -> bool:
+def _takes_statistics(fn: Callable[..., np.ndarray]) -> bool:
     # Inspecting a signature costs tens of microseconds; a fold-in weights every request.
     return "statistics" in inspect.signature(fn).parameters

@@ -4,7 +4,8 @@ The play counts reach implicit as confidences through a weighting (``bm25`` by d
 raw counts of 1 to 350,000 used as confidence drown every other signal (the original study's
 first mistake). implicit uses ``alpha * weight`` as the confidence of a listened pair and 1
 for the rest. Histories not seen in training are folded in by solving the user's least-squares
-problem exactly against the learned item factors (implicit's ``recalculate_user``).
+problem exactly against the learned item factors: the system implicit's ``recalculate_user``
+solves, here over a Gram matrix kept with the model, for a few rows at a time (a request).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
+from scipy.linalg import lapack
 
 import tastemaker.threads as threads
 from tastemaker.artifacts import ArraySpec
@@ -27,6 +29,10 @@ from tastemaker.models.factors import (
     row_norms,
 )
 from tastemaker.models.params import at_least, positive
+
+# Histories of up to this many rows are folded in here, one LAPACK solve each; more (an
+# evaluation's test users) go to implicit's solver, which spreads the rows over its threads.
+OWN_FOLD_IN_ROWS = 16
 
 
 class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
@@ -44,6 +50,7 @@ class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
     """
 
     name = "als"
+    _gram_cache: tuple[np.ndarray, np.ndarray] | None  # (item factors, their Gram + reg I)
     param_rules = {
         "factors": positive(),
         "iterations": positive(),
@@ -123,11 +130,48 @@ class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
         """Fold-in: each row's factors solved exactly against the item factors."""
         self._check_fitted()
         history = self._check_history(history)
-        weighted = self._weigh(history)
-        solver = self._fitted_solver()
-        with single_blas_thread():
-            vectors = solver.recalculate_user(np.arange(history.shape[0]), weighted)
-        return np.asarray(vectors, dtype=np.float32).reshape(history.shape[0], -1)
+        if history.shape[0] > OWN_FOLD_IN_ROWS:
+            solver = self._fitted_solver()
+            with single_blas_thread():
+                vectors = solver.recalculate_user(np.arange(history.shape[0]), self._weigh(history))
+            return np.asarray(vectors, dtype=np.float32).reshape(history.shape[0], -1)
+        confidence = np.float32(self.alpha) * self._weigh_values(history)
+        vectors = np.zeros((history.shape[0], self.item_factors_.shape[1]), np.float32)
+        for row in range(history.shape[0]):
+            start, end = history.indptr[row], history.indptr[row + 1]
+            if start < end:
+                vectors[row] = self._fold_in_row(history.indices[start:end], confidence[start:end])
+        return vectors
+
+    def _fold_in_row(self, items: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        """Hu et al.'s normal equations for one history, as implicit's ``_least_squares``
+        writes them: ``(YtY + reg I + sum (|c| - 1) y y^T) x = sum_{c > 0} c y``, solved by
+        Cholesky (LAPACK ``posv``). YtY + reg I is computed once per model, not per call."""
+        vectors = self.item_factors_[items]
+        gram = self._gram() + (vectors.T * (np.abs(confidence) - 1)) @ vectors
+        target = vectors.T @ np.maximum(confidence, 0)
+        # The matrix is symmetric: its transpose is the Fortran-ordered array LAPACK wants.
+        _, solution, info = lapack.sposv(gram.T, target, overwrite_a=True, overwrite_b=True)
+        if info != 0:  # not positive definite (no regularisation): implicit's own answer
+            weights = sp.csr_matrix(
+                (confidence / np.float32(self.alpha), items, [0, len(items)]),
+                shape=(1, self.item_factors_.shape[0]),
+            )
+            with single_blas_thread():
+                return self._fitted_solver().recalculate_user(np.arange(1), weights)[0]
+        return solution
+
+    def _gram(self) -> np.ndarray:
+        """``Y^T Y + reg I`` of the item factors (float32, as implicit's ``YtY``), cached."""
+        cached: tuple[np.ndarray, np.ndarray] | None = getattr(self, "_gram_cache", None)
+        if cached is None or cached[0] is not self.item_factors_:
+            factors = self.item_factors_
+            with single_blas_thread():
+                gram = factors.T @ factors
+            gram[np.diag_indices_from(gram)] += np.float32(self.regularization)
+            cached = (factors, gram)
+            self._gram_cache = cached
+        return cached[1]
 
     def item_vectors(self) -> np.ndarray:
         self._check_fitted()
@@ -183,3 +227,4 @@ class ALS(ImplicitRanking, WeightedInput, FactorModel, Recommender):
         self.item_factors_ = arrays["item_factors"].astype(np.float32, copy=False)
         self._set_weighting_state(arrays)
         self._solver = None
+        self._gram_cache = None

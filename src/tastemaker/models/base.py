@@ -42,7 +42,12 @@ from tastemaker.artifacts import (
 )
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.metadata.combined import catalogue_with_assignment_tags
-from tastemaker.data.weighting import WEIGHTINGS, apply_weighting, weighting_statistics
+from tastemaker.data.weighting import (
+    WEIGHTINGS,
+    apply_weighting,
+    weighted_values,
+    weighting_statistics,
+)
 from tastemaker.errors import ArtifactError, TastemakerError, UsageError
 from tastemaker.models.params import Param, checked_params, one_of
 from tastemaker.ranking import mask_columns, mask_rows, restrict_columns, top_n
@@ -110,6 +115,15 @@ class WeightedInput:
     def _weigh(self, counts: sp.csr_matrix) -> sp.csr_matrix:
         """Weight play counts (training rows or new histories) with the training statistics."""
         return apply_weighting(
+            counts,
+            self.weighting,
+            statistics=self.weighting_statistics_,
+            **self._weighting_params(),
+        )
+
+    def _weigh_values(self, counts: sp.csr_matrix) -> np.ndarray:
+        """``_weigh(counts).data`` (float32) without building the matrix (a fold-in's few)."""
+        return weighted_values(
             counts,
             self.weighting,
             statistics=self.weighting_statistics_,
@@ -283,7 +297,10 @@ class Recommender(ABC):
         return self._score_rows(history, None)
 
     def _check_history(self, history: sp.spmatrix) -> sp.csr_matrix:
-        history = sp.csr_matrix(history, dtype=np.float32)
+        if not (isinstance(history, sp.csr_matrix) and history.dtype == np.float32):
+            # (Rebuilding a CSR float32 matrix would share its arrays anyway, and cost
+            # tens of microseconds a request.)
+            history = sp.csr_matrix(history, dtype=np.float32)
         if history.shape[1] != self.n_items_:
             raise UsageError(
                 f"history has {history.shape[1]} item columns; the model knows {self.n_items_}"

@@ -75,7 +75,7 @@ class AnnSettings:
     head_items: int = 8192
     hnsw_m: int = 16
     ef_construction: int = 64
-    ef_search: int = 128
+    ef_search: int = 64  # a tail search 0.5x 128's CPU, recall unchanged (docs/serving.md)
     search_threads: int = 1
     build_threads: int = 0  # 0: every core (building happens once, at load)
 

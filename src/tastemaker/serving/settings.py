@@ -29,7 +29,7 @@ class ServeSettings(BaseSettings):
     )
     ann_hnsw_m: int = Field(16, ge=4, le=128)
     ann_ef_construction: int = Field(64, ge=8)
-    ann_ef_search: int = Field(128, ge=8)
+    ann_ef_search: int = Field(64, ge=8)  # recall@10 1.000 on 1,000 users (docs/serving.md)
     ann_recall_users: int = Field(500, ge=1, description="Users sampled to measure recall@10.")
     ann_min_recall: float = Field(
         0.0, ge=0.0, le=1.0, description="Refuse a model whose ANN recall@10 is below this."
