@@ -19,7 +19,9 @@ from tastemaker.data.filters import (
     k_core,
 )
 from tastemaker.data.interactions import Interactions
-from tastemaker.data.listens import conform, encode_listens, interactions_from_table
+from tastemaker.data.listens import encode_listens
+from tastemaker.data.pairs import interactions_from_table
+from tastemaker.data.schema import conform
 from tastemaker.errors import UsageError
 
 DAY = 86_400

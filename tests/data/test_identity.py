@@ -10,7 +10,8 @@ import pytest
 
 from tastemaker.data.identity import credit_forms, resolve
 from tastemaker.data.ingest import ingest
-from tastemaker.data.listens import conform, interactions_from_listens
+from tastemaker.data.listens import interactions_from_listens
+from tastemaker.data.schema import conform
 
 T0 = 1_700_000_000_000
 

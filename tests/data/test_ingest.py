@@ -16,12 +16,9 @@ from tastemaker.cli import app
 from tastemaker.data.filters import Filters
 from tastemaker.data.ingest import LISTENS_FILE, ingest, summary
 from tastemaker.data.interactions import Interactions
-from tastemaker.data.listens import (
-    LISTENS_SCHEMA,
-    conform,
-    interactions_from_listens,
-)
+from tastemaker.data.listens import interactions_from_listens
 from tastemaker.data.names import fold
+from tastemaker.data.schema import LISTENS_SCHEMA, conform
 from tastemaker.errors import DataError
 
 

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from conftest import run_cli
 from tastemaker.cli import app
-from tastemaker.data.listens import LISTENS_SCHEMA, MBID_PATTERN
 from tastemaker.data.load import load_interactions
 from tastemaker.data.names import fold
 from tastemaker.data.readers import ReaderOptions, detect_format, read_source, read_sources
+from tastemaker.data.schema import LISTENS_SCHEMA, MBID_PATTERN
 from tastemaker.errors import DataError
 
 API_EXPORT = "listenbrainz_listens.jsonl"  # in the ListenBrainz test data

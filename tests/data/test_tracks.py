@@ -11,7 +11,8 @@ import pytest
 
 from tastemaker.data.ingest import ingest
 from tastemaker.data.interactions import Interactions
-from tastemaker.data.listens import conform, interactions_from_listens, key_listens
+from tastemaker.data.listens import interactions_from_listens, key_listens
+from tastemaker.data.schema import conform
 from tastemaker.data.synth import synthesize, synthetic_listens
 from tastemaker.data.top_tracks import attach_tracks
 from tastemaker.data.tracks import FAVOURITES_PER_USER, TRACKS_FILE, TRACKS_PER_ITEM

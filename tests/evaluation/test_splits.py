@@ -8,7 +8,8 @@ import pytest
 import scipy.sparse as sp
 
 from tastemaker.data.interactions import UNKNOWN_TIME, Interactions
-from tastemaker.data.listens import conform, interactions_from_listens
+from tastemaker.data.listens import interactions_from_listens
+from tastemaker.data.schema import conform
 from tastemaker.errors import UsageError
 from tastemaker.evaluation.splits import (
     leave_last_out,

@@ -34,7 +34,7 @@ from tastemaker.data.interactions import (
     TagAssignments,
     Vocabulary,
 )
-from tastemaker.data.listens import ListenTable, interactions_from_table
+from tastemaker.data.pairs import ListenTable, interactions_from_table
 from tastemaker.errors import UsageError
 
 DAY = 86_400

@@ -16,7 +16,7 @@ Layout of an ingested directory (see ``Interactions.write_into``)::
     events.npz        every timestamped listen (user, item, time), by user then time
     tags.npz, tag_names.parquet   tag assignments (HetRec; per user)
     metadata_*.npz / .parquet     item x tag weights, tag names, facts (``--metadata``)
-    listens.parquet   the canonical listens (``tastemaker.data.listens.LISTENS_SCHEMA``):
+    listens.parquet   the canonical listens (``tastemaker.data.schema.LISTENS_SCHEMA``):
                       every listen read, after deduplication and bad-row skipping; the date,
                       bot and k-core filters shape the matrix, not this table. Written by
                       default for text sources (JSON, TSV, CSV: re-reading them is slow);
@@ -46,7 +46,7 @@ import polars as pl
 from tastemaker.artifacts import atomic_directory
 from tastemaker.data.filters import FilterReport, Filters, FilterStep, filter_table, k_core_subset
 from tastemaker.data.interactions import KIND, LEVELS, Interactions
-from tastemaker.data.listens import encode_listens, interactions_from_table
+from tastemaker.data.listens import encode_listens
 from tastemaker.data.load import (
     index_friends,
     index_tags,
@@ -54,6 +54,7 @@ from tastemaker.data.load import (
     resolve_sources,
 )
 from tastemaker.data.metadata.attach import attach_metadata
+from tastemaker.data.pairs import interactions_from_table
 from tastemaker.data.readers import (
     LISTENS_FILE,
     ReaderOptions,
@@ -116,20 +117,15 @@ def ingest(
 ) -> Interactions:
     """Ingest ``sources`` into the directory ``out`` and return the ``Interactions``.
 
-    ``format`` overrides detection for every source; ``level`` is artist, release or
-    recording; ``options`` carries the CSV column mapping and the bad-row policy;
-    ``filters`` the date range, bot limit and k-core. ``keep_events`` keeps every
-    timestamped listen (on by default, needed by sequence-aware features); ``listens``
-    writes the canonical ``listens.parquet`` beside the matrix (None: unless the sources
-    already are Parquet, ``PARQUET_FORMATS``). ``console`` (a rich Console) shows a status
-    line per step. ``out`` may never be, hold or lie inside a source; an existing ``out``
-    is replaced only when it is an ingested directory, or with ``force``
-    (``tastemaker.artifacts.check_output``). ``metadata``: files of item tags and facts
-    (``tastemaker.data.metadata``), joined to the items once the filters have run.
-    ``memory_limit`` (bytes; None: ``spill.default_memory_limit``): past it, estimated from
-    the sources' sizes, the listens are spilled to disk by user and reduced a partition at
-    a time (``tastemaker.data.spill``); the output is the same, byte for byte. The returned
-    ``Interactions`` then holds no events (they are in the directory's ``events.npz``).
+    ``format`` overrides detection; ``level``: artist, release or recording; ``options``: the
+    CSV columns and bad-row policy; ``filters``: dates, bots, k-core. ``keep_events`` keeps
+    every timestamped listen; ``listens`` writes ``listens.parquet`` (None: unless the sources
+    are Parquet). ``console`` shows a line per step. ``out`` never overlaps a source and
+    replaces only an ingested directory unless ``force`` (``artifacts.check_output``).
+    ``metadata``: item tag / fact files, joined after the filters. Past ``memory_limit``
+    (bytes; None: ``spill.default_memory_limit``) the listens spill to disk by user and are
+    reduced a partition at a time (``data.spill``): the same output, byte for byte, and the
+    returned ``Interactions`` holds no events (they are in ``events.npz``).
     """
     if level not in LEVELS:
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}; got {level!r}")
@@ -137,8 +133,7 @@ def ingest(
     # Data set names (tastemaker datasets list) become their cached files, fetched if missing.
     sources, format, options = resolve_sources(list(sources), format, options, level)
     options = dataclasses.replace(options or ReaderOptions(), level=level)
-    steps = _Steps(console)
-    out = Path(out)
+    steps, out = _Steps(console), Path(out)
     with steps.step("open", "checking sources"):
         source = read_sources(sources, format=format, options=options)
     if listens is None:
@@ -164,54 +159,15 @@ def ingest(
             else:
                 reduced = _reduce_in_memory(steps, source, frame, level, filters, keep_events)
             interactions, listens_read, identity, filter_steps, rows_without_item = reduced
-            stats = final_stats(source)
-            if source.tag_assignments is not None and level == "artist":
-                tags = index_tags(interactions, source.tag_assignments)
-                interactions = dataclasses.replace(interactions, tags=tags)
-            if source.friends is not None:
-                friends = index_friends(interactions, source.friends)
-                interactions = dataclasses.replace(interactions, friends=friends)
+            interactions = _with_side_relations(interactions, source, level)
             report = FilterReport(filter_steps)
-            if filters.k_core:
-                with steps.step("k-core", "k-core filter"):
-                    interactions, step, kept_users, kept_items = k_core_subset(
-                        interactions, filters.min_user_items, filters.min_item_users
-                    )
-                    if spill is not None:
-                        spill.restrict(kept_users, kept_items)
-                report.steps.append(step)
+            interactions = _k_core(steps, interactions, filters, report, spill)
             if metadata:
                 with steps.step("metadata", "reading and matching metadata"):
                     interactions = attach_metadata(interactions, metadata, options=options)
-            info = {
-                "format": source.format,
-                "paths": source.paths,
-                "level": level,
-                "listens": listens_read,
-                "duplicates_dropped": int(stats.get("duplicates_dropped", 0)),
-                "skipped_rows": int(stats.get("skipped_rows", 0)),
-                "rows_without_item": rows_without_item,
-                "filters": filters.describe(),
-                "filtered": report.as_dicts(),
-                "listens_table": LISTENS_FILE if listens else None,
-            }
-            if identity is not None:
-                info["identity"] = identity
-            if "skipped_example" in stats:
-                info["skipped_example"] = stats["skipped_example"]
-            # Rows a reader leaves out by rule (Spotify's podcasts, short plays), by reason.
-            reasons = SKIP_REASONS | {
-                "skipped_short_plays": f"plays under {options.min_play_seconds:g} s"
-            }
-            skipped = {
-                reasons.get(key, key.removeprefix("skipped_").replace("_", " ")): int(value)
-                for key, value in stats.items()
-                if key.startswith("skipped_") and key not in ("skipped_rows", "skipped_example")
-            }
-            if skipped:
-                info["skipped"] = skipped
-            if stats.get("left_out"):
-                info["left_out"] = list(stats["left_out"])
+            table_name = LISTENS_FILE if listens else None
+            info = _source_info(source, level, listens_read, rows_without_item, filters, report)
+            info |= _skipped_info(source, table_name, identity, options)
             if "metadata" in interactions.source:
                 info["metadata"] = interactions.source["metadata"]
             interactions = dataclasses.replace(interactions, source=info)
@@ -219,23 +175,118 @@ def ingest(
                 if listens_read and (filter_steps or filters.k_core):
                     raise UsageError("the filters removed every listen; loosen them")
                 require_interactions(interactions, source.paths, level)
-            if spill is not None:
-                with steps.step("tracks", "", status=False):  # its own progress bar
-                    interactions = spill.attach_tracks(interactions)
-            else:
-                with steps.step("tracks", "keeping top recordings for playlists"), reading(source):
-                    interactions = attach_tracks(frame, interactions)
-            with steps.step("write", f"writing {out}", status=spill is None):
-                if spill is not None:  # the events stream from the runs, then the runs go
-                    spill.write_events(tmp / "events.npz")
-                    spill.close()
-                # Last: the manifest's checksums must cover listens.parquet too.
-                interactions.write_into(tmp)
+            interactions = _write_with_tracks(steps, source, frame, interactions, spill, tmp, out)
     except BaseException:
         _remove_empty(created)
         raise
     steps.report()
     return interactions
+
+
+def _k_core(
+    steps: _Steps,
+    interactions: Interactions,
+    filters: Filters,
+    report: FilterReport,
+    spill: Spill | None,
+) -> Interactions:
+    """The k-core filter over the merged matrix (the spilled runs follow what it keeps)."""
+    if not filters.k_core:
+        return interactions
+    with steps.step("k-core", "k-core filter"):
+        interactions, step, kept_users, kept_items = k_core_subset(
+            interactions, filters.min_user_items, filters.min_item_users
+        )
+        if spill is not None:
+            spill.restrict(kept_users, kept_items)
+    report.steps.append(step)
+    return interactions
+
+
+def _write_with_tracks(
+    steps: _Steps,
+    source: SourceData,
+    frame: pl.LazyFrame,
+    interactions: Interactions,
+    spill: Spill | None,
+    tmp: Path,
+    out: Path,
+) -> Interactions:
+    """Top recordings for playlists (from the listens, or the spilled runs), then every file."""
+    if spill is not None:
+        with steps.step("tracks", "", status=False):  # its own progress bar
+            interactions = spill.attach_tracks(interactions)
+    else:
+        with steps.step("tracks", "keeping top recordings for playlists"), reading(source):
+            interactions = attach_tracks(frame, interactions)
+    with steps.step("write", f"writing {out}", status=spill is None):
+        if spill is not None:  # the events stream from the runs, then the runs go
+            spill.write_events(tmp / "events.npz")
+            spill.close()
+        # Last: the manifest's checksums must cover listens.parquet too.
+        interactions.write_into(tmp)
+    return interactions
+
+
+def _with_side_relations(
+    interactions: Interactions, source: SourceData, level: str
+) -> Interactions:
+    """The source's per-user tag assignments (artist level) and friends, in index space."""
+    if source.tag_assignments is not None and level == "artist":
+        tags = index_tags(interactions, source.tag_assignments)
+        interactions = dataclasses.replace(interactions, tags=tags)
+    if source.friends is not None:
+        friends = index_friends(interactions, source.friends)
+        interactions = dataclasses.replace(interactions, friends=friends)
+    return interactions
+
+
+def _source_info(
+    source: SourceData,
+    level: str,
+    listens_read: int,
+    rows_without_item: int,
+    filters: Filters,
+    report: FilterReport,
+) -> dict[str, Any]:
+    """The manifest's ``source``: what was read, dropped and filtered."""
+    stats = final_stats(source)
+    return {
+        "format": source.format,
+        "paths": source.paths,
+        "level": level,
+        "listens": listens_read,
+        "duplicates_dropped": int(stats.get("duplicates_dropped", 0)),
+        "skipped_rows": int(stats.get("skipped_rows", 0)),
+        "rows_without_item": rows_without_item,
+        "filters": filters.describe(),
+        "filtered": report.as_dicts(),
+    }
+
+
+def _skipped_info(
+    source: SourceData, table_name: str | None, identity: dict | None, options: ReaderOptions
+) -> dict[str, Any]:
+    """The rest of the manifest's ``source`` (in its order): the listens table, the identity
+    report, and the rows the readers skipped, by reason."""
+    stats = final_stats(source)
+    info: dict[str, Any] = {"listens_table": table_name}
+    if identity is not None:
+        info["identity"] = identity
+    if "skipped_example" in stats:
+        info["skipped_example"] = stats["skipped_example"]
+    # Rows a reader leaves out by rule (Spotify's podcasts, short plays), by reason.
+    reasons = SKIP_REASONS | {"skipped_short_plays": f"plays under {options.min_play_seconds:g} s"}
+    skipped = {
+        reasons.get(key, key.removeprefix("skipped_").replace("_", " ")): int(value)
+        for key, value in stats.items()
+        if key.startswith("skipped_") and key not in ("skipped_rows", "skipped_example")
+    }
+    if skipped:
+        info["skipped"] = skipped
+    if stats.get("left_out"):
+        info["left_out"] = list(stats["left_out"])
+    return info
 
 
 Reduced = tuple[Interactions, int, dict | None, list[FilterStep], int]

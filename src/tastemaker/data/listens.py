@@ -1,22 +1,6 @@
-"""The canonical listens table and its reduction to ``Interactions``.
+"""The reduction of canonical listens to ``Interactions``.
 
-Every reader produces a polars LazyFrame with exactly ``LISTENS_SCHEMA``: one row per listen,
-or per (user, item) with a play count where the source only has counts (HetRec, Last.fm 360K).
-The table is written as ``listens.parquet`` in an ingested directory.
-
-| column          | type                 | meaning                                                     |
-|-----------------|----------------------|-------------------------------------------------------------|
-| user            | str, required        | the source's own user id (as a string)                      |
-| listened_at     | datetime[ms, UTC]    | when the listen happened; null where only counts are known  |
-| count           | int64, >= 1          | plays this row stands for (1 for a single listen)           |
-| artist_id       | str                  | the source's own artist id (HetRec id, MBID), if it has one |
-| artist_name     | str, required        | artist (credit) name                                        |
-| artist_mbid     | str                  | MusicBrainz artist id (first of the credit)                 |
-| release_name    | str                  | release (album) name                                        |
-| release_mbid    | str                  | MusicBrainz release id                                      |
-| recording_name  | str                  | track title                                                 |
-| recording_mbid  | str                  | MusicBrainz recording id                                    |
-| recording_msid  | str                  | ListenBrainz MessyBrainz id (deduplication key)             |
+The canonical table itself (``LISTENS_SCHEMA``, ``conform``) is ``tastemaker.data.schema``.
 
 Reduction to ``Interactions`` (``encode_listens`` then ``interactions_from_table``): one
 streaming pass turns every string into a categorical code as the rows go by; item keys,
@@ -42,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 
 from tastemaker.data import identity
 from tastemaker.data.interactions import (
@@ -50,118 +33,12 @@ from tastemaker.data.interactions import (
     METADATA_COLUMNS,
     UNKNOWN_TIME,
     Interactions,
-    ListenEvents,
     Vocabulary,
 )
+from tastemaker.data.pairs import CHUNK_ROWS, ListenTable, interactions_from_table
+from tastemaker.data.schema import LEVEL_IDS, LEVEL_NAMES, MBID_PATTERN
 
-LISTENS_SCHEMA: dict[str, pl.DataType] = {
-    "user": pl.Utf8(),
-    "listened_at": pl.Datetime("ms", "UTC"),
-    "count": pl.Int64(),
-    "artist_id": pl.Utf8(),
-    "artist_name": pl.Utf8(),
-    "artist_mbid": pl.Utf8(),
-    "release_name": pl.Utf8(),
-    "release_mbid": pl.Utf8(),
-    "recording_name": pl.Utf8(),
-    "recording_mbid": pl.Utf8(),
-    "recording_msid": pl.Utf8(),
-}
-
-
-def conform(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Add missing canonical columns as nulls, cast, and order the columns canonically."""
-    present = set(frame.collect_schema().names())
-    exprs = []
-    for name, dtype in LISTENS_SCHEMA.items():
-        if name in present:
-            exprs.append(pl.col(name).cast(dtype))
-        elif name == "count":
-            exprs.append(pl.lit(1, dtype=pl.Int64).alias(name))
-        else:
-            exprs.append(pl.lit(None, dtype=dtype).alias(name))
-    return frame.select(exprs)
-
-
-def display_name(level: str) -> pl.Expr:
-    if level == "artist":
-        return pl.col("artist_name")
-    column = "release_name" if level == "release" else "recording_name"
-    return pl.concat_str([pl.col("artist_name"), pl.col(column).fill_null("?")], separator=" – ")
-
-
-MBID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-
-# The columns each level keys items by: the id when the source has one, else these names.
-LEVEL_IDS = {
-    "artist": lambda: pl.coalesce("artist_id", "artist_mbid"),
-    "release": lambda: pl.col("release_mbid"),
-    "recording": lambda: pl.col("recording_mbid"),
-}
-LEVEL_NAMES = {
-    "artist": ("artist_name",),
-    "release": ("artist_name", "release_name"),
-    "recording": ("artist_name", "recording_name"),
-}
-_CHUNK = 1 << 22
 _LEVEL_MBID = {"artist": "artist_mbid", "release": "release_mbid", "recording": "recording_mbid"}
-
-
-@dataclass
-class ListenTable:
-    """Canonical rows in index space: the step between raw listens and ``Interactions``.
-
-    One entry per canonical row: ``user`` / ``item`` int32 indices into ``users`` / ``items``;
-    ``time`` epoch seconds (``UNKNOWN_TIME`` where unknown, ``None`` when no row has one);
-    ``count`` plays per row (``None`` when every row is a single listen). Filters that act
-    per listen (date range, bots) work here, before the reduction to (user, item) pairs.
-    """
-
-    user: np.ndarray
-    item: np.ndarray
-    time: np.ndarray | None
-    count: np.ndarray | None
-    users: Vocabulary
-    items: Vocabulary
-    item_metadata: pl.DataFrame
-    level: str
-    rows_without_item: int = 0
-    # What the identity rule did (tastemaker.data.identity.summarize), None if not applied.
-    identity: dict | None = None
-
-    def __len__(self) -> int:
-        return len(self.user)
-
-    @property
-    def listens(self) -> int:
-        """Plays represented (the sum of counts)."""
-        if self.count is None:
-            return len(self.user)
-        return int(self.count.sum(dtype=np.int64))
-
-    def subset(self, keep: np.ndarray) -> ListenTable:
-        """Only the rows where ``keep`` is true; users and items left with no row vanish."""
-        user_ids, user = _compact(self.user[keep], len(self.users))
-        item_ids, item = _compact(self.item[keep], len(self.items))
-        return ListenTable(
-            user=user,
-            item=item,
-            time=None if self.time is None else self.time[keep],
-            count=None if self.count is None else self.count[keep],
-            users=Vocabulary(self.users.ids.gather(user_ids)),
-            items=Vocabulary(self.items.ids.gather(item_ids)),
-            item_metadata=self.item_metadata[item_ids],
-            level=self.level,
-            rows_without_item=self.rows_without_item,
-            identity=self.identity,
-        )
-
-
-def _compact(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The values ``codes`` uses (ascending) and ``codes`` renumbered into them."""
-    used = np.bincount(codes, minlength=size) > 0
-    remap = (np.cumsum(used) - 1).astype(np.int32)
-    return np.flatnonzero(used), remap[codes]
 
 
 def new_categorical() -> pl.Categorical:
@@ -408,7 +285,8 @@ def encode_items(
     level: str,
 ) -> tuple[np.ndarray, np.ndarray, pl.Series, pl.DataFrame, dict]:
     """Item index per row (-1: no key), the rows kept (keyed, with a user), the sorted item
-    keys, their metadata and the identity report, from the decoded id and name columns in input order.
+    keys, their metadata and the identity report, from the decoded id and name columns in
+    input order.
 
     The rows may also be the distinct (id, names, user known) combinations of a larger
     input, in the order of each one's last row, with ``count`` the listens each stands for:
@@ -431,8 +309,8 @@ def encode_items(
         eligible[secondary_rows] = False
         secondary_rows = secondary_rows[keep[secondary_rows]]
     representative = np.full(len(item_keys), -1, dtype=np.int64)
-    for start in range(0, n, _CHUNK):  # in chunks: no row-sized index arrays
-        stop = min(start + _CHUNK, n)
+    for start in range(0, n, CHUNK_ROWS):  # in chunks: no row-sized index arrays
+        stop = min(start + CHUNK_ROWS, n)
         rows = np.arange(start, stop, dtype=np.int64)
         kept = eligible[start:stop]
         named = kept & np.logical_and.reduce([c[start:stop] >= 0 for c, _ in name_codes])
@@ -483,202 +361,6 @@ def _item_metadata(
             (pl.col(c) if c in frame.columns else pl.lit(None, dtype=dtype).alias(c)).cast(dtype)
             for c, dtype in METADATA_COLUMNS.items()
         ]
-    )
-
-
-def _bits(size: int) -> int:
-    return max(size - 1, 1).bit_length()
-
-
-def reduce_pairs(table: ListenTable) -> pl.DataFrame:
-    """Rows reduced to (user, item) pairs in (user, item) order: count and last time."""
-    user_bits, item_bits = _bits(len(table.users)), _bits(len(table.items))
-    packed = _pairs_packed(table, user_bits, item_bits)
-    if packed is not None:
-        return packed
-    aggregates = [pl.len().alias("count") if table.count is None else pl.col("count").sum()]
-    columns: dict[str, np.ndarray] = {}
-    if table.count is not None:
-        columns["count"] = table.count
-    if table.time is not None:
-        columns["time"] = table.time
-        aggregates.append(pl.col("time").max())
-    if user_bits + item_bits > 63:  # no packed key: group by both columns
-        frame = pl.DataFrame({"user": table.user, "item": table.item, **columns})
-        return frame.group_by("user", "item").agg(aggregates).sort("user", "item")
-    key = table.user.astype(np.int64)
-    key <<= item_bits
-    key |= table.item
-    pairs = (
-        pl.DataFrame({"key": key, **columns})
-        .sort("key")
-        .group_by("key", maintain_order=True)
-        .agg(aggregates)
-    )
-    key = pairs.drop_in_place("key").to_numpy()
-    return pairs.with_columns(
-        user=pl.Series(key >> item_bits, dtype=pl.Int64),
-        item=pl.Series(key & ((1 << item_bits) - 1), dtype=pl.Int64),
-    )
-
-
-def _packed_keys(fields: list[tuple[np.ndarray, int, int]], n: int) -> np.ndarray:
-    """One uint64 per row: every ``(values, offset, shift)`` field as ``(values - offset) <<
-    shift``, OR-ed together. Built in chunks, so temporaries stay chunk-sized."""
-    key = np.empty(n, dtype=np.uint64)
-    for lo in range(0, n, _CHUNK):
-        hi = min(lo + _CHUNK, n)
-        part = np.zeros(hi - lo, dtype=np.uint64)
-        for values, offset, shift in fields:
-            chunk = values[lo:hi] - offset if offset else values[lo:hi]
-            part |= chunk.astype(np.uint64) << np.uint64(shift)
-        key[lo:hi] = part
-    return key
-
-
-def _sorted(key: np.ndarray) -> np.ndarray:
-    """``key`` in ascending order, as a new read-only array.
-
-    polars sorts integer keys about 3x faster than numpy's in-place sort (20 M uint64: 0.4 s
-    against 1.35 s, one thread or two); the price is a second key-sized buffer while it runs.
-    """
-    return pl.Series(key, dtype=pl.UInt64).sort().to_numpy()
-
-
-def _pairs_packed(table: ListenTable, user_bits: int, item_bits: int) -> pl.DataFrame | None:
-    """``reduce_pairs`` for single listens with known times (dumps of timestamped listens), when
-    (user, item, time offset) packs into 64 bits: the packed keys are sorted and each pair
-    is a run of equal (user, item) bits, its last key holding its latest time. Memory: two
-    keys per row while sorting (a sort of the rows with their times needs three, plus an
-    index). None when the data does not qualify."""
-    if table.count is not None or len(table.user) == 0:
-        return None
-    time = table.time
-    n = len(table.user)
-    start, time_bits = 0, 0
-    if time is not None:
-        start = int(time.min())
-        if start == UNKNOWN_TIME:
-            return None
-        time_bits = max(int(time.max()) - start, 1).bit_length()
-    if user_bits + item_bits + time_bits > 64:
-        return None
-    pair_shift = np.uint64(time_bits)
-    fields = [(table.user, 0, time_bits + item_bits), (table.item, 0, time_bits)]
-    if time is not None:
-        fields.append((time, start, 0))
-    key = _sorted(_packed_keys(fields, n))
-    starts = []
-    previous = None
-    for lo in range(0, n, _CHUNK):  # where the (user, item) bits change: a new pair
-        pair = key[lo : lo + _CHUNK] >> pair_shift
-        first = previous is None or pair[0] != previous
-        new = np.flatnonzero(pair[1:] != pair[:-1]) + (lo + 1)
-        starts.append(np.r_[lo, new] if first else new)
-        previous = pair[-1]
-    begin = np.concatenate(starts)
-    del starts
-    end = np.append(begin[1:], n)
-    pair = key[begin] >> pair_shift
-    columns = {
-        "count": (end - begin).astype(np.uint32),
-        "user": (pair >> np.uint64(item_bits)).astype(np.int64),
-        "item": (pair & np.uint64((1 << item_bits) - 1)).astype(np.int64),
-    }
-    if time is not None:
-        latest = key[end - 1] & np.uint64((1 << time_bits) - 1)
-        columns["time"] = latest.astype(np.int64) + start
-    return pl.DataFrame(columns)
-
-
-def sorted_events(table: ListenTable, reuse_arrays: bool = False) -> ListenEvents:
-    """Timestamped rows sorted by user, then time, then item.
-
-    Where (user, time offset, item) packs into 64 bits, the packed keys alone are sorted and
-    the events unpacked from them: no row-sized index or gathered copies. With
-    ``reuse_arrays`` the events are unpacked into the table's own arrays (the table is
-    consumed), which keeps the peak at the table plus two keys per row.
-    """
-    assert table.time is not None  # events come from tables with listen times
-    known = table.time != UNKNOWN_TIME
-    everything = bool(known.all())
-    user = table.user if everything else table.user[known]
-    item = table.item if everything else table.item[known]
-    time = table.time if everything else table.time[known]
-    del known
-    n = len(time)
-    if not n:
-        return ListenEvents(user.astype(np.int32), item.astype(np.int32), time.astype(np.int64))
-    start = int(time.min())
-    time_bits = max(int(time.max()) - start, 1).bit_length()
-    user_bits, item_bits = _bits(len(table.users)), _bits(len(table.items))
-    if user_bits + time_bits + item_bits > 64:
-        order = np.lexsort((item, time, user))
-        return ListenEvents(user[order].astype(np.int32), item[order].astype(np.int32), time[order])
-    user_shift, time_shift = np.uint64(time_bits + item_bits), np.uint64(item_bits)
-    key = _sorted(
-        _packed_keys([(user, 0, time_bits + item_bits), (time, start, item_bits), (item, 0, 0)], n)
-    )
-    # Arrays polars lends without a copy are read-only: those are never reused.
-    writable = all(a.flags.writeable for a in (user, item, time))
-    if not (reuse_arrays and everything and writable):
-        user = np.empty(n, dtype=np.int32)
-        item = np.empty(n, dtype=np.int32)
-        time = np.empty(n, dtype=np.int64)
-    item_mask, time_mask = np.uint64((1 << item_bits) - 1), np.uint64((1 << time_bits) - 1)
-    for lo in range(0, n, _CHUNK):
-        hi = min(lo + _CHUNK, n)
-        part = key[lo:hi]
-        user[lo:hi] = part >> user_shift
-        time[lo:hi] = ((part >> time_shift) & time_mask).astype(np.int64) + start
-        item[lo:hi] = part & item_mask
-    return ListenEvents(user, item, time)
-
-
-def interactions_from_table(
-    table: ListenTable,
-    keep_events: bool = True,
-    source: dict | None = None,
-    consume: bool = False,
-) -> Interactions:
-    """Play counts and last-listened time per (user, item), and optionally the listen events.
-
-    Single timestamped listens (dumps) are reduced by sorts of packed uint64 keys: one by
-    (user, item, time) for the pairs, one by (user, time, item) for the events; rows with
-    play counts by a parallel sort of a packed (user, item) key and a group-by. ``consume``
-    lets the events reuse the table's arrays (the table must not be used afterwards), which
-    keeps their 16 bytes per listen out of the peak.
-    """
-    n_users, n_items = len(table.users), len(table.items)
-    pairs = reduce_pairs(table)
-    rows = pairs.get_column("user").to_numpy()
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
-    matrix = sp.csr_matrix(
-        (
-            pairs.get_column("count").to_numpy().astype(np.float32),
-            pairs.get_column("item").to_numpy().astype(np.int32),
-            indptr,
-        ),
-        shape=(n_users, n_items),
-    )
-    last_listened = None
-    if table.time is not None:
-        last_listened = pairs.get_column("time").to_numpy().astype(np.int64)
-    del pairs
-    events = None
-    if keep_events and table.time is not None:
-        events = sorted_events(table, reuse_arrays=consume)
-
-    return Interactions(
-        matrix,
-        table.users,
-        table.items,
-        table.item_metadata,
-        level=table.level,
-        last_listened=last_listened,
-        events=events,
-        source=source or {},
     )
 
 

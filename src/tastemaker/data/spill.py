@@ -50,16 +50,9 @@ import scipy.sparse as sp
 from tastemaker.artifacts import stream_arrays
 from tastemaker.data.filters import Filters, FilterStep, busy_users, date_mask
 from tastemaker.data.interactions import UNKNOWN_TIME, Interactions, Vocabulary
-from tastemaker.data.listens import (
-    LEVEL_IDS,
-    LEVEL_NAMES,
-    ListenTable,
-    decode_categorical,
-    encode_items,
-    new_categorical,
-    reduce_pairs,
-    sorted_events,
-)
+from tastemaker.data.listens import decode_categorical, encode_items, new_categorical
+from tastemaker.data.pairs import ListenTable, reduce_pairs, sorted_events
+from tastemaker.data.schema import LEVEL_IDS, LEVEL_NAMES
 from tastemaker.data.spill_tracks import TRACK_KEY_COLUMNS, TrackCombinations, progress_bar
 from tastemaker.errors import DataError, UsageError
 

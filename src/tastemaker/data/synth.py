@@ -241,7 +241,7 @@ def synthetic_listens(
     users: int = 500, artists: int = 1000, listens: int = 100_000, seed: int = 0, **options
 ) -> pl.DataFrame:
     """The generator's listens (no dump split, no duplicates) in the canonical listens schema."""
-    from tastemaker.data.listens import conform
+    from tastemaker.data.schema import conform
 
     world = build_world(
         SynthConfig(users=users, artists=artists, listens=listens, seed=seed, **options)

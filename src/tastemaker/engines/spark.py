@@ -27,7 +27,8 @@ import polars as pl
 from tastemaker.artifacts import atomic_directory
 from tastemaker.data import identity
 from tastemaker.data.interactions import Interactions, ListenEvents
-from tastemaker.data.listens import LISTENS_SCHEMA, conform, interactions_from_listens
+from tastemaker.data.listens import interactions_from_listens
+from tastemaker.data.schema import LISTENS_SCHEMA, conform
 from tastemaker.engines.java import bundled_java_home, java_configured, java_for_spark
 from tastemaker.errors import DataError, UsageError
 from tastemaker.models.als import ALS
@@ -144,7 +145,7 @@ def read_listenbrainz(spark: Any, sources: Sequence[str]) -> tuple[Any, int]:
     return canonical, raw_rows
 
 
-# The columns each level keys items by (as ``tastemaker.data.listens``): the id, else names.
+# The columns each level keys items by (as ``tastemaker.data.schema``): the id, else names.
 _NAME_COLUMNS = {
     "artist": ("artist_name",),
     "release": ("artist_name", "release_name"),

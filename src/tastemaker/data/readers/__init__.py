@@ -2,7 +2,7 @@
 
 A reader module exposes ``NAME``, ``detect(path) -> bool`` and
 ``read(path, options) -> SourceData``; ``SourceData.listens`` is a lazy frame in the canonical
-schema of ``tastemaker.data.listens``. Readers must stream (bounded memory) and raise
+schema of ``tastemaker.data.schema``. Readers must stream (bounded memory) and raise
 ``DataError`` naming the file, the row where known, and the problem. A reader that merges
 several paths itself (ListenBrainz dumps: full + incremental) also has
 ``read_many(paths, options)``.
@@ -30,8 +30,8 @@ import polars as pl
 import pyarrow as pa
 from polars.io.plugins import register_io_source
 
-from tastemaker.data.listens import LISTENS_SCHEMA, conform
 from tastemaker.data.readers.streams import MAX_LINE_BYTES
+from tastemaker.data.schema import LISTENS_SCHEMA, conform
 from tastemaker.errors import DataError
 
 # Order matters for detection: the first reader whose ``detect`` accepts the path wins.

@@ -35,7 +35,6 @@ from typing import Any
 
 import polars as pl
 
-from tastemaker.data.listens import conform
 from tastemaker.data.readers import (
     ReaderOptions,
     SourceData,
@@ -57,6 +56,7 @@ from tastemaker.data.readers.rows import (
 )
 from tastemaker.data.readers.streams import BLOCK_BYTES, line_blocks, open_file
 from tastemaker.data.readers.text import clean_frame, clean_text, needs_cleaning
+from tastemaker.data.schema import conform
 from tastemaker.errors import DataError
 
 NAME = "csv"

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import polars as pl
 
-from tastemaker.data.listens import conform
 from tastemaker.data.readers import ReaderOptions, SourceData, require_file
 from tastemaker.data.readers.delimited import TextTable, text_frames
 from tastemaker.data.readers.rows import (
@@ -24,6 +23,7 @@ from tastemaker.data.readers.rows import (
     parse_number,
 )
 from tastemaker.data.readers.streams import first_line
+from tastemaker.data.schema import conform
 from tastemaker.errors import DataError
 
 NAME = "hetrec"

@@ -15,11 +15,11 @@ from typing import Any
 
 import polars as pl
 
-from tastemaker.data.listens import conform
 from tastemaker.data.readers import ReaderOptions, SourceData
 from tastemaker.data.readers.delimited import TextTable, scan_text, structure_checks
 from tastemaker.data.readers.rows import BadRows, RowCheck, check_rows
 from tastemaker.data.readers.streams import first_line, plain_name
+from tastemaker.data.schema import conform
 from tastemaker.errors import DataError
 
 SEPARATOR = "\t"

@@ -42,10 +42,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tastemaker.data.listens import conform
 from tastemaker.data.readers import ReaderOptions, SourceData, cannot_read, first_line, left_out
 from tastemaker.data.readers.rows import bounds_text, time_bounds_ms
 from tastemaker.data.readers.text import clean_frame
+from tastemaker.data.schema import conform
 from tastemaker.errors import DataError
 
 NAME = "listenbrainz"

@@ -43,7 +43,6 @@ from typing import Any
 
 import polars as pl
 
-from tastemaker.data.listens import LISTENS_SCHEMA
 from tastemaker.data.readers import ReaderOptions, SourceData, cannot_read, first_line, lazy_frames
 from tastemaker.data.readers.listenbrainz import merge_dumps
 from tastemaker.data.readers.rows import BadRows, bounds_text, epoch_to_datetime, time_bounds_ms
@@ -57,6 +56,7 @@ from tastemaker.data.readers.streams import (
     plain_name,
 )
 from tastemaker.data.readers.text import clean_frame
+from tastemaker.data.schema import LISTENS_SCHEMA
 from tastemaker.errors import DataError
 
 NAME = "listenbrainz-json"

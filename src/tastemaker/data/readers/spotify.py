@@ -50,7 +50,6 @@ from typing import Any
 
 import polars as pl
 
-from tastemaker.data.listens import LISTENS_SCHEMA
 from tastemaker.data.readers import ReaderOptions, SourceData, lazy_frames, require_file
 from tastemaker.data.readers.rows import BadRows, bounds_text, time_bounds_ms
 from tastemaker.data.readers.streams import (
@@ -61,6 +60,7 @@ from tastemaker.data.readers.streams import (
     read_document,
 )
 from tastemaker.data.readers.text import clean_frame
+from tastemaker.data.schema import LISTENS_SCHEMA
 from tastemaker.errors import DataError
 
 NAME = "spotify"
