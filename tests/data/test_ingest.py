@@ -216,8 +216,11 @@ def test_single_listens_take_the_packed_sort_and_match_a_group_by(monkeypatch, c
     # One play per row with known times: pairs and events come from in-place sorts of packed
     # keys, processed in chunks (a tiny chunk puts pair runs across chunk boundaries).
     import tastemaker.data.listens as listens_module
+    import tastemaker.data.pairs as pairs_module
 
-    monkeypatch.setattr(listens_module, "_CHUNK", chunk)
+    # The encoding and the reduction both work in chunks of CHUNK_ROWS.
+    monkeypatch.setattr(listens_module, "CHUNK_ROWS", chunk)
+    monkeypatch.setattr(pairs_module, "CHUNK_ROWS", chunk)
     frame = random_listens(n=1500, seed=3).with_columns(count=pl.lit(1, pl.Int64))
     table = listens_module.encode_listens(conform(frame.lazy()), "artist")
     assert table.count is None and table.time is not None
