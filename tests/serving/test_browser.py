@@ -3,6 +3,7 @@ you type, add artists, see recommendations with reasons, explore similar artists
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import threading
@@ -48,7 +49,14 @@ def interactions():
 def server(interactions, tmp_path_factory):
     """uvicorn on a free loopback port, in a thread of this process."""
     model = create_model("als", factors=16, iterations=6, seed=0).fit(interactions)
-    directory = model.save(tmp_path_factory.mktemp("browser") / "model")
+    with serving(model.save(tmp_path_factory.mktemp("browser") / "model")) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(directory):
+    """The service of the model folder ``directory``: uvicorn on a free loopback port, in a
+    thread of this process; yields its base URL (the page tests share it)."""
     settings = ServeSettings(model_dir=directory)
     app = create_app(settings, load_bundle(directory, settings))
     port = free_port()
@@ -61,9 +69,11 @@ def server(interactions, tmp_path_factory):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

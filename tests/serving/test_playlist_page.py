@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
-import time
 from pathlib import Path
 
 import polars as pl
 import pytest
-import uvicorn
-from test_browser import browser, free_port  # noqa: F401  (the shared Chromium fixture)
+from test_browser import browser, serving  # noqa: F401  (the shared Chromium fixture)
 
 from tastemaker.data.listens import interactions_from_listens
 from tastemaker.data.synth import synthetic_listens
 from tastemaker.data.top_tracks import attach_tracks
 from tastemaker.data.tracks import ITEM_TAG_COLUMNS
 from tastemaker.models import create_model
-from tastemaker.serving import ServeSettings, create_app, load_bundle
 
 pytestmark = pytest.mark.browser
 TAG = "dreampop"
@@ -34,22 +30,8 @@ def served(tmp_path_factory):
     ).cast(ITEM_TAG_COLUMNS)
     data = dataclasses.replace(data, tracks=dataclasses.replace(data.tracks, item_tags=tags))
     model = create_model("als", factors=16, iterations=6, seed=0).fit(data)
-    directory = model.save(tmp_path_factory.mktemp("page") / "model")
-    settings = ServeSettings(model_dir=directory)
-    app = create_app(settings, load_bundle(directory, settings))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", data
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(model.save(tmp_path_factory.mktemp("page") / "model")) as url:
+        yield url, data
 
 
 def test_make_a_playlist_from_the_list_an_artist_and_a_tag(served, browser):  # noqa: F811

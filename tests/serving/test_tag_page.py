@@ -3,17 +3,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import httpx
 import pytest
-import uvicorn
-from test_browser import browser, free_port, interactions, server  # noqa: F401  (shared fixtures)
+from test_browser import browser, interactions, server, serving  # noqa: F401  (shared fixtures)
 
 from tastemaker.data.synth import synthetic_interactions
 from tastemaker.models import create_model
-from tastemaker.serving import ServeSettings, create_app, load_bundle
 from tastemaker.testing import with_item_tags
 
 pytestmark = pytest.mark.browser
@@ -32,22 +27,8 @@ def served(tmp_path_factory):
     data = synthetic_interactions(users=150, artists=300, listens=20_000, seed=4)
     data = with_item_tags(data, item_tags(data.n_items))
     model = create_model("als", factors=16, iterations=6, seed=0).fit(data)
-    directory = model.save(tmp_path_factory.mktemp("tag-page") / "model")
-    settings = ServeSettings(model_dir=directory)
-    app = create_app(settings, load_bundle(directory, settings))
-    port = free_port()
-    uvicorn_server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uvicorn_server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uvicorn_server.should_exit = True
-    thread.join(timeout=10)
+    with serving(model.save(tmp_path_factory.mktemp("tag-page") / "model")) as url:
+        yield url
 
 
 def card_names(page) -> list[str]:

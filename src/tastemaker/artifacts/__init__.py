@@ -456,36 +456,8 @@ def atomic_write_bytes(
     """Write a file under a temporary name and rename it into place, under the guard of
     ``check_output`` (``kind`` None: only a missing file, or one tastemaker wrote, is
     replaced) and the file's lock (a second writer waits for the first)."""
-    target, claim, label = _begin(path, kind, False, inputs, force)
-    failed = True
-    try:
-        check_output(
-            path,
-            claim.kind,
-            directory=False,
-            inputs=claim.inputs,
-            force=claim.force,
-            option=claim.option,
-        )
-        tmp = None
-        try:
-            tmp, fd = _new_temporary(target, directory=False)
-            assert fd is not None  # a file, not a folder: always opened
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            _checkpoint("file-written")
-            os.replace(tmp, target)
-        except OSError as exc:
-            if tmp is not None:
-                _remove(tmp)
-            raise ArtifactError(f"{label}: cannot write it ({exc.strerror})") from None
-        except BaseException:
-            if tmp is not None:
-                _remove(tmp)
-            raise
-        failed = False
-    finally:
-        claim.end(failed)
+    with atomic_file(path, kind, inputs=inputs, force=force) as tmp:
+        tmp.write_bytes(data)
 
 
 @contextlib.contextmanager
@@ -497,8 +469,9 @@ def atomic_file(
     force: bool = False,
 ) -> Iterator[Path]:
     """Yield a temporary sibling file that becomes ``path`` only if the block succeeds: for a
-    file streamed by another library (pyarrow's ``ParquetWriter``). The guard and the lock
-    are those of ``atomic_write_bytes``; on any exception the temporary file is removed."""
+    file streamed by another library (pyarrow's ``ParquetWriter``), and the one mechanism under
+    ``atomic_write_bytes``: ``check_output``'s guard, the file's lock; on any exception the
+    temporary file is removed."""
     target, claim, label = _begin(path, kind, False, inputs, force)
     failed = True
     try:

@@ -136,6 +136,13 @@ class CSRSpec:
         names = [self.indptr, self.indices, self.data]
         return names + [self.shape_array] if self.shape_array else names
 
+    def arrays(self, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
+        """The arrays ``build`` reads back, under this spec's names (the inverse of ``build``)."""
+        arrays = {self.indptr: matrix.indptr, self.indices: matrix.indices, self.data: matrix.data}
+        if self.shape_array:
+            arrays[self.shape_array] = np.asarray(matrix.shape, np.int64)
+        return arrays
+
     def build(self, arrays: dict[str, np.ndarray], shape: tuple[int, int]) -> sp.csr_matrix:
         """The matrix, once ``check_arrays`` has passed."""
         return sp.csr_matrix(

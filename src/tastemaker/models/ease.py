@@ -180,12 +180,7 @@ class EASE(WeightedInput, Recommender):
 
     def _state(self) -> dict[str, np.ndarray]:
         if self.is_sparse:
-            w: sp.csr_matrix = self.weights_
-            weights = {
-                "sparse_weights_indptr": w.indptr,
-                "sparse_weights_indices": w.indices,
-                "sparse_weights_data": w.data,
-            }
+            weights = SPARSE_WEIGHTS.arrays(self.weights_)
         else:
             weights = {"weights": self.weights_}
         return {"kept_items": self.kept_items_, **weights, **self._weighting_state()}

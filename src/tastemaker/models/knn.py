@@ -261,13 +261,7 @@ class ItemKNN(WeightedInput, Recommender):
         return _largest(row.indices, contribution, n)
 
     def _state(self) -> dict[str, np.ndarray]:
-        s = self.similarity_
-        return {
-            "similarity_indptr": s.indptr,
-            "similarity_indices": s.indices,
-            "similarity_data": s.data,
-            **self._weighting_state(),
-        }
+        return {**SIMILARITY.arrays(self.similarity_), **self._weighting_state()}
 
     def _state_spec(self) -> dict[str, ArraySpec | CSRSpec]:
         return {"similarity": SIMILARITY, **self._weighting_spec()}

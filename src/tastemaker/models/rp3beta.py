@@ -153,13 +153,7 @@ class RP3beta(WeightedInput, Recommender):
         return items[order], contribution[order].astype(np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
-        s = self.similarity_
-        return {
-            "similarity_indptr": s.indptr,
-            "similarity_indices": s.indices,
-            "similarity_data": s.data,
-            **self._weighting_state(),
-        }
+        return {**SIMILARITY.arrays(self.similarity_), **self._weighting_state()}
 
     def _state_spec(self) -> dict[str, ArraySpec | CSRSpec]:
         return {"similarity": SIMILARITY, **self._weighting_spec()}

@@ -320,11 +320,8 @@ class SessionCoListen(WeightedInput, Recommender):
         return np.asarray(self.similarity_[items].todense(), np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
-        s = self.similarity_
         return {
-            "sim_indptr": s.indptr,
-            "sim_indices": s.indices,
-            "sim_data": s.data,
+            **SESSION_SIMILARITY.arrays(self.similarity_),
             "n_sessions": np.asarray(self.n_sessions_, np.int64),
             **self._weighting_state(),
         }
