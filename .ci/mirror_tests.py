@@ -49,6 +49,7 @@ PLACED = {
     "test_name_search.py": ("data", "data/names' matcher on real names, as CLI and service use it"),
     "test_playlist_page.py": ("serving", "the service's playlist page in Chromium"),
     "test_playlist_service.py": ("serving", "the service's playlist routes"),
+    "test_tag_page.py": ("serving", "the service's page started from a tag, in Chromium"),
     "test_tags_model.py": ("models", "the tags content model (models/tags.py)"),
 }
 # Modules every test uses as tools, not as its subject: the error types a test expects, and
