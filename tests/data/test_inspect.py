@@ -35,6 +35,10 @@ def test_hetrec_figures_through_the_cli(hetrec_path):
     assert "orders of magnitude" in joined  # raw counts 1 .. 352,698
     assert "single listener" in joined
     assert report["tag_assignments"] > 0
+    # user_friends.dat: 25,434 directed links (12,717 mutual friendships), every user has one.
+    friends = report["friends"]
+    assert friends["links"] == 25_434 and friends["users_with_friends"] == 1892
+    assert friends["per_user"]["min"] >= 1
 
 
 def test_table_output_of_an_ingested_directory(hetrec, tmp_path):
@@ -71,6 +75,7 @@ def test_ingested_synthetic_directory(tmp_path, monkeypatch, capsys):
     assert identity["unmatched_names"] == stored["unmatched_names"] > 0
     assert identity["ambiguous_names"] == stored["ambiguous_names"]
     assert {"reconciled", "ambiguous names", "name-keyed"} <= set(labels)
+    assert report["friends"] is None and "friends" not in labels  # synth has no relation
 
 
 def test_gini_and_top_share():

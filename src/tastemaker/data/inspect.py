@@ -103,6 +103,7 @@ def inspect_interactions(interactions: Interactions) -> dict[str, Any]:
         "skipped_rows": _source_count(interactions.source, *SKIPPED_KEYS),
         "events": len(interactions.events) if interactions.events is not None else 0,
         "tag_assignments": len(interactions.tags.tag) if interactions.tags is not None else 0,
+        "friends": _friends(interactions),
         "metadata": coverage(interactions),
         "identity": _identity(interactions),
         "source": {
@@ -147,6 +148,20 @@ def _identity(interactions: Interactions) -> dict[str, Any] | None:
         if isinstance(examples, list):
             counts[f"{kind}_examples"] = [str(name) for name in examples[:10]]
     return counts
+
+
+def _friends(interactions: Interactions) -> dict[str, Any] | None:
+    """The friendship relation (HetRec's ``user_friends.dat``), where the data has one: links
+    as stored (a mutual friendship is two), users with a friend, friends per such user."""
+    if interactions.friends is None:
+        return None
+    per_user = np.diff(interactions.friends.tocsr().indptr)
+    with_friends = per_user[per_user > 0]
+    return {
+        "links": int(per_user.sum()),
+        "users_with_friends": int(with_friends.size),
+        "per_user": distribution(with_friends) if with_friends.size else None,
+    }
 
 
 def _empty_names(interactions: Interactions) -> int:
@@ -334,6 +349,16 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("listen events", f"{report['events']:,} (timestamped)"))
     if report["tag_assignments"]:
         rows.append(("tag assignments", f"{report['tag_assignments']:,}"))
+    friends = report.get("friends")
+    if friends:
+        median = friends["per_user"]["median"] if friends["per_user"] else 0
+        rows.append(
+            (
+                "friends",
+                f"{friends['links']:,} links; {friends['users_with_friends']:,} users with a "
+                f"friend (median {median:,} friends)",
+            )
+        )
     rows += _metadata_rows(report.get("metadata"))
     for key, label in (("duplicates_dropped", "duplicates dropped"), ("skipped_rows", "skipped")):
         if report[key] is not None:
