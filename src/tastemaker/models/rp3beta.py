@@ -90,8 +90,9 @@ class RP3beta(WeightedInput, Recommender):
 
     The default BM25 with a small ``K1`` (3) saturates after a few plays, so a pair weighs
     about ``idf`` however the source counts (plays, capped plays, 0/1): the walk's steps go
-    less often through artists everybody plays, which does most of the popularity
-    correction, and ``beta`` adds the rest (docs/models.md has the sweep).
+    less often through artists everybody plays, which does the popularity correction:
+    over five data sets an extra ``beta`` penalty cost more than it gave, so it defaults
+    to 0 (docs/defaults.md has the sweep).
     """
 
     name = "rp3beta"
@@ -100,8 +101,8 @@ class RP3beta(WeightedInput, Recommender):
     def __init__(
         self,
         alpha: float = 1.0,
-        beta: float = 0.1,
-        neighbours: int = 200,
+        beta: float = 0.0,
+        neighbours: int = 100,
         normalize: bool = True,
         weighting: str = "bm25",
         bm25_k1: float = 3.0,
