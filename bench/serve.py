@@ -379,7 +379,7 @@ def parse_args():
     )
     parser.add_argument(
         "--profile", type=Path, default=None,
-        help="folder: py-spy samples the server during each open-loop run (collapsed stacks)",
+        help="folder: py-spy samples the server during each wrk run (collapsed stacks)",
     )  # fmt: skip
     parser.add_argument(
         "--plain-hnsw",
