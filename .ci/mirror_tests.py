@@ -44,6 +44,7 @@ PLACED = {
     "test_als_fold_in.py": ("models", "models/als: the fold-in solve against implicit's"),
     "test_browser.py": ("serving", "the service's page in Chromium"),
     "test_cli_help.py": ("cli", "every command's help"),
+    "test_loadgen.py": ("serving", "bench/loadgen.py, which measures the service"),
     "test_model_loading.py": ("models", "models/validation: malformed model files refused"),
     "test_models_quality.py": ("models", "the classic models' quality floors"),
     "test_name_search.py": ("data", "data/names' matcher on real names, as CLI and service use it"),

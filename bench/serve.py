@@ -6,7 +6,8 @@ the floor route (serving.floor: the same stack answering a precomputed list of t
 user recommendations (GET) and posted 50-item histories (POST, fold-in), it measures:
 
 * latency at a fixed offered rate (open loop, default 330 requests/s), from a client process
-  (httpx, asyncio, bounded in-flight requests);
+  (bench/loadgen.py: aiohttp on uvloop, each request's latency counted from its intended send
+  time, the client's own CPU per request and send lag reported beside it);
 * peak throughput with ``wrk`` (closed loop, a few connections; apt-get install -y wrk);
 * server CPU per request (from /proc), and its ratio to the floor's;
 * memory per server process (RSS, PSS, private).
@@ -45,6 +46,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from busy import add_busy_argument, load_average, modes, neighbour
+from loadgen import open_loop
 from pyspy import start_profile, stop_profile, summarise_profile
 
 TARGET_P99_MS = 10.0
@@ -239,65 +241,6 @@ class Server:
 
 
 # -- load generators (run in other processes) --------------------------------------------------
-def open_loop(url: str, requests: list, rate: float, max_in_flight: int) -> dict:
-    """Send ``requests`` (method, path, body) at ``rate`` per second; latency per request."""
-    import httpx
-
-    async def run() -> dict:
-        limits = httpx.Limits(
-            max_connections=max_in_flight, max_keepalive_connections=max_in_flight
-        )
-        latencies: list[float] = []
-        errors = 0
-        kinds: dict[str, int] = {}
-        gate = asyncio.Semaphore(max_in_flight)
-        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-
-            async def one(method, path, body):
-                nonlocal errors
-                async with gate:
-                    t0 = time.perf_counter()
-                    try:
-                        r = await client.request(method, path, json=body)
-                        kind = None if r.status_code == 200 and r.json()["items"] else r.status_code
-                    except (httpx.HTTPError, ValueError, KeyError) as exc:
-                        kind = type(exc).__name__
-                    latencies.append(time.perf_counter() - t0)
-                    if kind is not None:
-                        errors += 1
-                        kinds[str(kind)] = kinds.get(str(kind), 0) + 1
-
-            # Warm up connections and caches; not measured.
-            await asyncio.gather(*(one(*req) for req in requests[:50]))
-            latencies.clear()
-            errors = 0
-            kinds.clear()
-            # The client's own garbage collection pauses would be counted as server latency.
-            gc.collect()
-            gc.disable()
-            started = time.perf_counter()
-            tasks = []
-            for i, req in enumerate(requests):
-                delay = started + i / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(one(*req)))
-            await asyncio.gather(*tasks)
-            elapsed = time.perf_counter() - started
-            gc.enable()
-        ms = np.asarray(latencies) * 1000
-        return {
-            "requests": len(latencies),
-            "errors": errors,
-            "error_kinds": kinds,
-            "rps": len(latencies) / elapsed,
-            "p50": float(np.percentile(ms, 50)),
-            "p99": float(np.percentile(ms, 99)),
-        }
-
-    return asyncio.run(run())
-
-
 WRK_SCRIPT = r"""
 local lines = {}
 local method = "GET"
@@ -436,7 +379,7 @@ def parse_args():
     )
     parser.add_argument(
         "--profile", type=Path, default=None,
-        help="folder: py-spy samples the server during each open-loop run (collapsed stacks)",
+        help="folder: py-spy samples the server during each wrk run (collapsed stacks)",
     )  # fmt: skip
     parser.add_argument(
         "--plain-hnsw",
@@ -522,9 +465,14 @@ def main() -> None:
 
 def _fmt(r: dict) -> str:
     cpu = f", server CPU {r['cpu_ms']:.2f} ms/request" if "cpu_ms" in r else ""
+    client = (
+        f", client CPU {r['client_cpu_ms']:.2f} ms/request, send lag p99 {r['lag_p99']:.1f} ms"
+        if "client_cpu_ms" in r
+        else ""
+    )
     return (
         f"p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, {r['rps']:.0f} req/s, "
-        f"{r['requests']:,} requests, {r['errors']} errors{cpu}"
+        f"{r['requests']:,} requests, {r['errors']} errors{cpu}{client}"
     )
 
 
@@ -534,10 +482,11 @@ def _cpu(r: dict) -> str:
 
 def report(results, recall: float, args) -> None:
     print(
-        "\n| retrieval | request | at offered: p50 / p99 ms | req/s | errors | server CPU ms/req "
-        "| x floor | wrk req/s | wrk p50 / p99 ms | wrk CPU ms/req | x floor | load avg |"
+        "\n| retrieval | request | at offered: p50 / p99 ms | req/s | client CPU ms/req | errors "
+        "| server CPU ms/req | x floor | wrk req/s | wrk p50 / p99 ms | wrk CPU ms/req | x floor "
+        "| load avg |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     by = {(label, kind): (fixed, peak) for label, kind, fixed, peak in results}
     ratios = {}
     for label, kind, fixed, peak in results:
@@ -553,7 +502,8 @@ def report(results, recall: float, args) -> None:
         )
         print(
             f"| {label} | {kind} | {fixed['p50']:.2f} / {fixed['p99']:.2f} "
-            f"| {fixed['rps']:.0f} | {fixed['errors']} / {fixed['requests']:,} | {_cpu(fixed)} "
+            f"| {fixed['rps']:.0f} | {fixed['client_cpu_ms']:.2f} "
+            f"| {fixed['errors']} / {fixed['requests']:,} | {_cpu(fixed)} "
             f"| {_x(ratio)} | {wrk_cols} | {fixed['load']:.1f} |"
         )
     print(f"\noffered {args.rate:.0f} req/s; wrk {args.wrk_connections} connections")

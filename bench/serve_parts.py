@@ -2,18 +2,22 @@
 
 - fold-in of a posted 50-item history: ``ALS.history_vectors`` (our cached-Gram Cholesky
   solve) against weighting + implicit's ``recalculate_user`` (what it replaced);
-- the HNSW tail at several efSearch: CPU per tail search and recall@10 against exact scoring.
+- the HNSW tail at several efSearch: CPU per tail search and recall@10 against exact scoring;
+- a whole ANN user query (``FactorIndex.for_user``) with the heard filter as served (a
+  per-thread mask over the items) against the Python set it replaced, same answers checked.
 
 CPU is this thread's (``time.thread_time``): on a shared machine wall time mostly measures the
 wait for a core. Uses the model ``bench/serve.py --out DIR`` trains (DIR/model).
 
     .venv/bin/python bench/serve_parts.py --model /tmp/serve-model/model [--graph /tmp/graph.faiss]
+    .venv/bin/python bench/serve_parts.py --model /tmp/serve-model/model --parts heard
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -82,18 +86,58 @@ def tail(model, index: FactorIndex, users, queries, heard, ef_values) -> None:
         )
 
 
+def set_filter_tier(self, index, items, query, heard, n):
+    """``FactorIndex._tier`` with the heard filter it had before: a Python set per search."""
+    k = min(n + len(heard), len(items))
+    scores, positions = index.search(query.reshape(1, self.dim), k)
+    found = positions[0] >= 0
+    ids = items[positions[0][found]]
+    scores = scores[0][found]
+    if len(heard):
+        skip = set(heard.tolist())
+        keep = np.fromiter((i not in skip for i in ids.tolist()), bool, len(ids))
+        ids, scores = ids[keep], scores[keep]
+    return ids[:n], scores[:n]
+
+
+def heard_filter(index: FactorIndex, users, rounds: int) -> None:
+    sizes = [int(index.in_head[index.model.user_items_[int(u)].indices].sum()) for u in users]
+    calls = [lambda u=int(u): index.for_user(u, 10, True) for u in users]
+    mask_answers = [c()[0] for c in calls]
+    reference = types.MethodType(set_filter_tier, index)
+    index._tier = reference
+    same = all(np.array_equal(c()[0], a) for c, a in zip(calls, mask_answers, strict=True))
+    del index._tier
+    print(
+        f"user query, n = 10, heard items in the head: median {int(np.median(sizes))}, "
+        f"max {max(sizes)}; same answers: {same}"
+    )
+    for round_ in range(rounds):
+        index._tier = reference
+        a = cpu_us(calls, 3)
+        del index._tier
+        b = cpu_us(calls, 3)
+        print(
+            f"  round {round_ + 1}: set {a:.1f} us, mask {b:.1f} us ({b / a:.2f}x; "
+            f"{a - b:.1f} us saved); {load_average()}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--graph", type=Path, default=None, help="HNSW graph file to reuse")
+    parser.add_argument("--parts", default="fold-in,tail,heard", help="comma-separated")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     model = load_model(args.model)
     thread_policy.pin(1)  # as the server does
     rng = np.random.default_rng(0)
     print(f"start: {load_average()}")
-    fold_in(model, args.rounds, rng)
+    if "fold-in" in parts:
+        fold_in(model, args.rounds, rng)
     index = FactorIndex(model, AnnSettings(), tail_file=args.graph)
     matrix = model.user_items_
     users = np.sort(rng.choice(matrix.shape[0], min(args.users, matrix.shape[0]), replace=False))
@@ -101,7 +145,10 @@ def main() -> None:
     heard = [
         matrix.indices[matrix.indptr[u] : matrix.indptr[u + 1]].astype(np.int64) for u in users
     ]
-    tail(model, index, users, queries, heard, (128, 96, 64, 48, 32))
+    if "heard" in parts:
+        heard_filter(index, users, args.rounds)
+    if "tail" in parts:
+        tail(model, index, users, queries, heard, (128, 96, 64, 48, 32))
 
 
 if __name__ == "__main__":

@@ -54,10 +54,11 @@ def server(interactions, tmp_path_factory):
 
 
 @contextlib.contextmanager
-def serving(directory):
+def serving(directory, **settings_fields):
     """The service of the model folder ``directory``: uvicorn on a free loopback port, in a
-    thread of this process; yields its base URL (the page tests share it)."""
-    settings = ServeSettings(model_dir=directory)
+    thread of this process; yields its base URL (the page tests share it). Keyword arguments
+    are ServeSettings fields (``bench_floor=True``)."""
+    settings = ServeSettings(model_dir=directory, **settings_fields)
     app = create_app(settings, load_bundle(directory, settings))
     port = free_port()
     server = uvicorn.Server(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -142,6 +144,26 @@ def test_including_heard_items_and_history_queries(model):
     ref_ids, _ = model.recommend_for_history(history, 10)
     assert not np.isin(h_ids, heard).any()
     assert len(np.intersect1d(h_ids, ref_ids[0])) >= 9
+
+
+def test_the_heard_filter_leaves_nothing_behind_for_the_next_query(model):
+    # The heard items are marked in a mask kept per thread and cleared after each search: a
+    # mark left behind would hide those items from every later query of that thread.
+    index = build_retriever(
+        model, ann_threshold=100, settings=AnnSettings(head_items=50), recall_users=0
+    )
+    user = 3
+    heard = model.user_items_[user].indices
+    first, _ = index.for_user(user, 50, exclude_heard=True)
+    assert not np.isin(first, heard).any()
+    assert not index._heard_mask().any()
+    again, _ = index.for_user(user, 50, exclude_heard=False)
+    ref, _ = model.recommend(np.asarray([user]), 50, exclude_heard=False)
+    assert len(np.intersect1d(again, ref[0])) >= 45 and np.isin(again, heard).any()
+    # Another thread has a mask of its own and gets the same answer.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        other, _ = pool.submit(index.for_user, user, 50, True).result()
+    np.testing.assert_array_equal(other, first)
 
 
 def test_asking_for_more_than_the_catalogue_pads(model):
