@@ -136,7 +136,7 @@ def ingest(
         typer.Option(
             "--keep-runs",
             help="ListenBrainz Parquet dumps: spill, and keep the runs in --out (runs/, about "
-            "the size of the dump's Parquet) so that later incremental dumps can be added "
+            "half the size of the dump's Parquet) so that later incremental dumps can be added "
             "with --append.",
         ),
     ] = False,
@@ -196,8 +196,8 @@ def ingest(
             return
         _print_summary(appended, out, appended.level)
         return
-    if engine == "spark" and (metadata or keep_runs):
-        raise UsageError("--metadata and --keep-runs are the local engine's")
+    if engine == "spark" and keep_runs:
+        raise UsageError("--keep-runs is the local engine's; leave out --engine spark")
     if engine == "spark" and metadata:
         raise UsageError("--metadata is read by the local engine; add it with tastemaker metadata")
     if engine == "spark":
