@@ -23,6 +23,14 @@ group-by and <= 1.5 GB peak at 20 M listens; <= 6 GB peak at 100 M (``--listens 
     .venv/bin/python bench/ingest.py --ours ingest         # only the full pipeline
     # against another checkout's code (e.g. before a change), alternating, 3 runs each:
     .venv/bin/python bench/ingest.py --data DIR --ours ingest --against /tmp/before/src --repeat 3
+    # --append: the dump split by time into a full dump and 3 incrementals (5 % each);
+    # full ingest with --keep-runs + 3 appends against one ingest of everything, alternating:
+    nice .venv/bin/python bench/ingest.py --data DIR --append 3 --memory-limit 600MB
+
+``--append N`` (``append_mode``): each step in its own process (its own peak RSS): the
+full dump ingested with ``keep_runs``, then each incremental appended
+(``tastemaker.data.append``), against ``ingest`` of all the dumps together under the same
+budget; the two final directories are compared (every checksum but the kept runs').
 """
 
 from __future__ import annotations
@@ -238,6 +246,116 @@ def synthesize_dump(out: Path, listens: int, users: int, artists: int, seed: int
     }
 
 
+def split_dump(dump: Path, out: Path, pieces: int, share: float) -> list[Path]:
+    """``dump``'s full dump split by time: a full dump, then ``pieces`` incrementals of
+    ``share`` of its listens each (ListenBrainz's layout); each incremental repeats the last
+    1,000 listens of the one before (duplicates the append must drop), the last also holds
+    ``dump``'s own incremental."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    files = sorted((dump / "full-dump-1").glob("*.parquet"), key=lambda p: int(p.stem))
+    full = pa.concat_tables([pq.read_table(f) for f in files])
+    times = pc.cast(full["listened_at"], pa.int64()).to_numpy()
+    cuts = [1 - share * k for k in range(pieces, 0, -1)]
+    bounds = [-np.inf, *np.quantile(times, cuts), np.inf]
+    folders, previous = [], None
+    for number, (low, high) in enumerate(zip(bounds[:-1], bounds[1:], strict=True), 1):
+        piece = full.filter(pa.array((times >= low) & (times < high)))
+        if previous is not None:
+            piece = pa.concat_tables([previous.slice(max(previous.num_rows - 1000, 0)), piece])
+        if number == pieces + 1:
+            extra = sorted((dump / "incremental-dump-2").glob("*.parquet"))
+            piece = pa.concat_tables([piece, *map(pq.read_table, extra)])
+        folder = out / (f"incremental-dump-{number}" if number > 1 else "full-dump-1")
+        folder.mkdir(parents=True)
+        pq.write_table(piece, folder / "0.parquet", row_group_size=500_000)
+        folders.append(folder)
+        previous = piece
+    return folders
+
+
+def run_append_step(step: str, sources: list[Path], out: Path, memory_limit: str | None) -> dict:
+    """One step of ``append_mode`` in this process: ``together``, ``keep-runs`` or ``append``."""
+    from tastemaker.data.append import append
+    from tastemaker.data.ingest import ingest
+    from tastemaker.data.spill import parse_size
+
+    budget = parse_size(memory_limit) if memory_limit else None
+    started = time.perf_counter()
+    if step == "append":
+        result = append(sources, out, memory_limit=budget)
+        assert result is not None
+    else:
+        result = ingest(sources, out, memory_limit=budget, keep_runs=step == "keep-runs")
+    return {
+        "step": step,
+        "seconds": time.perf_counter() - started,
+        "peak_gb": peak_rss_gb(),
+        "listens": int(result.source["listens"]),
+        "load": os.getloadavg()[0],
+    }
+
+
+def append_child(step: str, sources: list[Path], out: Path, memory_limit: str | None) -> dict:
+    command = [sys.executable, __file__, "--side", "append-step", "--step", step]
+    command += ["--step-out", str(out), "--memory-limit", memory_limit or ""]
+    command += ["--step-sources", *map(str, sources)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{step} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def comparable(out: Path) -> dict:
+    """An ingested directory's manifest without the kept runs and the source paths."""
+    content = json.loads((out / "manifest.json").read_text())
+    content["files"] = {k: v for k, v in content["files"].items() if not k.startswith("runs/")}
+    del content["source"]["paths"]
+    return content
+
+
+def append_mode(data: Path, workdir: Path, pieces: int, share: float, args) -> None:
+    """Full ingest with kept runs + ``pieces`` appends against one ingest of everything."""
+    dumps = split_dump(data, workdir / "split", pieces, share)
+    warm_page_cache(workdir / "split")
+    limit = args.memory_limit
+    sizes = [sum(f.stat().st_size for f in d.glob("*.parquet")) / 1e6 for d in dumps]
+    print(f"split: {', '.join(f'{d.name} {s:.0f} MB' for d, s in zip(dumps, sizes, strict=True))}")
+    for run in range(args.repeat):
+        together = append_child("together", [dumps[0].parent], workdir / "together", limit)
+        chain = [append_child("keep-runs", dumps[:1], workdir / "appended", limit)]
+        chain += [append_child("append", [d], workdir / "appended", limit) for d in dumps[1:]]
+        same = comparable(workdir / "together") == comparable(workdir / "appended")
+        kept = (workdir / "appended" / "runs").rglob("*")
+        runs = sum(f.stat().st_size for f in kept if f.is_file())
+        total = sum(step["seconds"] for step in chain)
+        print(
+            f"run {run + 1}: together {together['seconds']:.1f} s, peak "
+            f"{together['peak_gb']:.2f} GB (load {together['load']:.1f}); "
+            f"{together['listens']:,} listens; --memory-limit {limit or 'default'}"
+        )
+        for step in chain:
+            print(
+                f"  {step['step']:<10}{step['seconds']:7.1f} s   peak {step['peak_gb']:.2f} GB   "
+                f"{step['listens']:,} listens after it   "
+                f"{step['seconds'] / together['seconds']:.2f} x together (load {step['load']:.1f})"
+            )
+        appends = [s["seconds"] for s in chain[1:]]
+        print(
+            f"  full + {pieces} appends {total:.1f} s = {total / together['seconds']:.2f} x "
+            f"together; one append {min(appends):.1f}-{max(appends):.1f} s "
+            f"({min(appends) / together['seconds']:.2f}-{max(appends) / together['seconds']:.2f}"
+            f" x together); peak {max(s['peak_gb'] for s in chain):.2f} GB; kept runs "
+            f"{runs / 1e6:.0f} MB; same directory: {same}"
+        )
+        print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        shutil.rmtree(workdir / "together")
+        shutil.rmtree(workdir / "appended")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listens", type=int, default=20_000_000)
@@ -264,9 +382,29 @@ def main() -> None:
         help="also time our sides with tastemaker imported from this src folder (a baseline)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per side with --against")
-    parser.add_argument("--side", choices=[*OURS, "reference"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--append",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time a full ingest with --keep-runs + N appended incrementals against one "
+        "ingest of everything (the dump is split by time; see the docstring)",
+    )
+    parser.add_argument(
+        "--append-share", type=float, default=0.05, help="each incremental's share of listens"
+    )
+    parser.add_argument(
+        "--side", choices=[*OURS, "reference", "append-step"], help=argparse.SUPPRESS
+    )
+    parser.add_argument("--step", help=argparse.SUPPRESS)
+    parser.add_argument("--step-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--step-sources", type=Path, nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.side == "append-step":
+        step = run_append_step(args.step, args.step_sources, args.step_out, args.memory_limit)
+        print(json.dumps(step))
+        return
     if args.side:  # inside a child process
         if args.side == "reference":
             result = run_reference(args.data)
@@ -305,6 +443,9 @@ def main() -> None:
         print(
             f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
         )
+        if args.append:
+            append_mode(data, workdir, args.append, args.append_share, args)
+            return
         reference = child("reference", data)
         if args.against is not None:
             compare_against(args.against, sides, data, args.repeat)

@@ -131,13 +131,31 @@ def ingest(
             metavar="SIZE",
         ),
     ] = None,
+    keep_runs: Annotated[
+        bool,
+        typer.Option(
+            "--keep-runs",
+            help="ListenBrainz Parquet dumps: spill, and keep the runs in --out (runs/, about "
+            "half the size of the dump's Parquet) so that later incremental dumps can be added "
+            "with --append.",
+        ),
+    ] = False,
+    append: Annotated[
+        bool,
+        typer.Option(
+            "--append",
+            help="Add the SOURCE incremental ListenBrainz dumps (one dump each, oldest first) "
+            "to --out, ingested with --keep-runs, without reading its full dump again: the "
+            "same directory as ingesting all the dumps together. Level, filters and events "
+            "are the first ingest's; a dump appended already is skipped.",
+        ),
+    ] = False,
     engine_options: EngineOptions = EngineOptions(),
 ) -> None:
     """Read sources, write the interaction matrix (and the canonical listens table, for text
     sources or with --listens) to --out."""
     from tastemaker.data.filters import Filters
     from tastemaker.data.ingest import ingest as run_ingest
-    from tastemaker.data.ingest import summary
     from tastemaker.data.spill import parse_size
 
     if user is not None and len(sources) > 1:
@@ -159,7 +177,27 @@ def ingest(
         end=parse_date(end, "--end", end=True),
         max_listens_per_day=max_listens_per_day,
     )
+    if append:
+        given = filters != Filters() or metadata or listens or not events or keep_runs
+        if given or engine != "local":
+            raise UsageError(
+                "--append keeps the level, filters and events of the directory's ingest; "
+                "leave out the filters, --metadata, --listens, --no-events, --keep-runs, --engine"
+            )
     claim_outputs(force, [*sources, *(metadata or [])], Output("--out", out, KIND))
+    if append:
+        from tastemaker.data.append import append as run_append
+
+        appended = run_append(
+            sources, out, budget, None if level == "artist" else level, console=err_console
+        )
+        if appended is None:
+            console.print(f"{out}: every dump given was appended already; nothing to do")
+            return
+        _print_summary(appended, out, appended.level)
+        return
+    if engine == "spark" and keep_runs:
+        raise UsageError("--keep-runs is the local engine's; leave out --engine spark")
     if engine == "spark" and metadata:
         raise UsageError("--metadata is read by the local engine; add it with tastemaker metadata")
     if engine == "spark":
@@ -177,9 +215,17 @@ def ingest(
             console=err_console,
             metadata=metadata or (),
             memory_limit=budget,
+            keep_runs=keep_runs,
         )
     else:
         raise UsageError(f"--engine must be 'local' or 'spark'; got {engine!r}")
+    _print_summary(interactions, out, level)
+
+
+def _print_summary(interactions, out: Path, level: str) -> None:
+    """The ingest's figures, and what the readers skipped or left out."""
+    from tastemaker.data.ingest import summary
+
     figures = summary(interactions)
     table = Table(title=f"{out} ({level} level)", show_header=False, title_justify="left")
     table.add_column(style="bold")

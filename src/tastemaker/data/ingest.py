@@ -63,6 +63,7 @@ from tastemaker.data.readers import (
     read_sources,
     reading,
 )
+from tastemaker.data.runs import kept_parts, start_keeping
 from tastemaker.data.spill import FOLDER as SPILL_FOLDER
 from tastemaker.data.spill import Spill, default_memory_limit, estimate_listens, spill_partitions
 from tastemaker.data.top_tracks import attach_tracks
@@ -114,6 +115,7 @@ def ingest(
     force: bool = False,
     metadata: Sequence[str | Path] = (),
     memory_limit: int | None = None,
+    keep_runs: bool = False,
 ) -> Interactions:
     """Ingest ``sources`` into the directory ``out`` and return the ``Interactions``.
 
@@ -122,10 +124,9 @@ def ingest(
     every timestamped listen; ``listens`` writes ``listens.parquet`` (None: unless the sources
     are Parquet). ``console`` shows a line per step. ``out`` never overlaps a source and
     replaces only an ingested directory unless ``force`` (``artifacts.check_output``).
-    ``metadata``: item tag / fact files, joined after the filters. Past ``memory_limit``
-    (bytes; None: ``spill.default_memory_limit``) the listens spill to disk by user and are
-    reduced a partition at a time (``data.spill``): the same output, byte for byte, and the
-    returned ``Interactions`` holds no events (they are in ``events.npz``).
+    ``metadata``: item tag / fact files, joined after the filters. Past ``memory_limit`` (bytes;
+    None: ``spill.default_memory_limit``) or with ``keep_runs`` (kept for ``data.append``) the
+    listens spill by user (``data.spill``): same files, byte for byte; no events returned.
     """
     if level not in LEVELS:
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}; got {level!r}")
@@ -140,7 +141,7 @@ def ingest(
         listens = source.format not in PARQUET_FORMATS
     expected = estimate_listens(source.paths)
     budget = default_memory_limit() if memory_limit is None else memory_limit
-    parts = spill_partitions(expected, budget)
+    parts = kept_parts(keep_runs, source, listens, metadata, spill_partitions(expected, budget))
     spill: Spill | None = None
     created = _missing_parents(out)
     try:
@@ -153,7 +154,7 @@ def ingest(
                 scan = pl.scan_parquet(tmp / LISTENS_FILE)
             frame = scan if listens else source.listens
             if parts:
-                spill = Spill(tmp / SPILL_FOLDER, level, parts, budget, console)
+                spill = Spill(tmp / SPILL_FOLDER, level, parts, budget, console, keep_runs)
                 with steps.step("spill", "", status=False):  # its own progress bars
                     reduced = _reduce_spilled(spill, source, frame, expected, filters, keep_events)
             else:
@@ -321,6 +322,8 @@ def _reduce_spilled(
     keep_events: bool,
 ) -> Reduced:
     """The listens partitioned by user on disk, each partition reduced alone (data.spill)."""
+    if spill.keep:  # ingest --keep-runs: the runs stay in the output (data.runs)
+        start_keeping(spill, source, filters, keep_events)
     with reading(source):
         spill.partition(frame, expected)
     result = spill.reduce(filters, keep_events)
@@ -365,4 +368,16 @@ def summary(interactions: Interactions) -> dict[str, Any]:
     }
 
 
-__all__ = ["LISTENS_FILE", "PARQUET_FORMATS", "DataError", "ingest", "summary"]
+# The steps after the reduction, shared with ``data.append`` (which re-reduces kept runs).
+Steps, k_core_step, write_with_tracks = _Steps, _k_core, _write_with_tracks
+
+__all__ = [
+    "LISTENS_FILE",
+    "PARQUET_FORMATS",
+    "DataError",
+    "Steps",
+    "ingest",
+    "k_core_step",
+    "summary",
+    "write_with_tracks",
+]

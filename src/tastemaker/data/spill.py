@@ -28,7 +28,11 @@ byte:
 Deduplication is the readers' own (a listen repeated across dumps is dropped before
 partitioning), so it is the same either way. The runs live in a folder inside the output's
 temporary directory, which ``artifacts.atomic_directory`` removes on any error or Ctrl-C;
-the folder is deleted before the manifest is written.
+the folder is deleted before the manifest is written, unless the runs are kept (``keep``:
+``ingest --keep-runs``): then each run row also carries the ListenBrainz dedup key (the
+time in ms and a hash of ``recording_msid``), the combinations are written beside the runs,
+and the folder becomes the output's ``runs/``, covered by its manifest, which
+``data.append`` adds incremental dumps to (``data.runs``).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +73,7 @@ BATCH_ROWS = 4_000_000
 BATCH_MIN_ROWS = 100_000
 EVENT_BLOCK = 1 << 22
 FOLDER = ".spill"
+MSID_SEED = 59  # the seed of the recording_msid hash in kept runs
 _U32 = np.iinfo(np.uint32).max
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
 
@@ -148,19 +153,28 @@ class Spill:
         parts: int,
         memory_limit: int,
         console: Any | None = None,
+        keep: bool = False,
     ):
         self.folder, self.level, self.parts, self.console = folder, level, parts, console
+        # Kept runs (``close`` keeps them as ``runs/``): run rows carry the dedup key, and
+        # ``state`` (what ``data.append`` needs to add to them) is written beside them.
+        self.keep, self.state, self.prefix = keep, dict[str, Any](), ""
+        self.on_close: Callable[[Spill], None] = lambda spill: None  # ``runs.keep_runs``
         self.names = LEVEL_NAMES[level]
         self.extra = ("artist_mbid",) if level != "artist" else ()
         # A batch of raw rows holds its strings (about 100-300 bytes a row, with what is
         # derived from them): a thousandth of the budget in rows keeps it well inside.
         self.batch_rows = min(BATCH_ROWS, max(BATCH_MIN_ROWS, memory_limit // 1000))
-        self.rows = 0
+        self.rows = self.batches = 0
         self.has_time = False
         self.single = True  # every row is one listen
         self._combos: list[pl.DataFrame] = []
         self.tracks = TrackCombinations()
-        self.folder.mkdir()
+        self.folder.mkdir(exist_ok=keep)
+
+    def add_combinations(self, items: pl.DataFrame) -> None:
+        """Item combinations kept from an earlier spill (``items.parquet`` of kept runs)."""
+        self._combos.append(items)
 
     def _combo_columns(self) -> list[str]:
         return ["id", *[f"name_{c}" for c in (*self.names, *self.extra)], "user_known"]
@@ -175,13 +189,15 @@ class Spill:
             LEVEL_IDS[self.level]().alias("id"),
             *[pl.col(c).alias(f"name_{c}") for c in (*self.names, *self.extra)],
             *TRACK_KEY_COLUMNS,  # what tracks are keyed and described by (spill_tracks)
+            *(dedup_key() if self.keep else ()),
         )
         for part in range(self.parts):
-            (self.folder / f"p{part}").mkdir()
+            (self.folder / f"p{part}").mkdir(exist_ok=self.keep)
         with progress_bar(self.console) as progress:
             task = progress and progress.add_task("spilling listens", total=max(expected, 1))
-            for number, batch in enumerate(columns.collect_batches(chunk_size=self.batch_rows)):
-                self._spill_batch(number, batch)
+            for batch in columns.collect_batches(chunk_size=self.batch_rows):
+                self._spill_batch(self.batches, batch)  # numbered across calls (appends)
+                self.batches += 1
                 if progress:
                     progress.update(task, completed=self.rows, total=max(expected, self.rows))
 
@@ -205,10 +221,16 @@ class Spill:
         counts = batch.get_column("clipped")
         self.single &= counts.min() == 1 and counts.max() == 1
         self.tracks.add(batch)
-        runs = batch.select("part", "user", "time", "count", "combo", "track", "row")
+        kept = ("ms", "msid") if self.keep else ()
+        runs = batch.select("part", "user", "time", "count", "combo", "track", "row", *kept)
         for (part,), piece in runs.partition_by("part", as_dict=True).items():
-            path = self.folder / f"p{part}" / f"{number}.parquet"
+            path = self.folder / f"p{part}" / f"{self.prefix}{number}.parquet"
             piece.drop("part").write_parquet(path, compression="zstd")
+        if self.keep:  # the track combinations, for the next append (``_keep`` merges them)
+            (self.folder / "tracks").mkdir(exist_ok=True)
+            tracks = batch.select("track", "check_track", *TRACK_KEY_COLUMNS)
+            tracks = tracks.unique(["track", "check_track"], keep="first", maintain_order=True)
+            tracks.write_parquet(self.folder / "tracks" / f"{self.prefix}{number}.parquet")
         self._combos.append(self._aggregate(batch.select("combo", "check", *combo, "count", "row")))
         if len(self._combos) >= 4:
             self._combos = [self._aggregate(pl.concat(self._combos))]
@@ -235,6 +257,8 @@ class Spill:
         """The global item keys, metadata and identity report, from the combinations."""
         combos = self._aggregate(pl.concat(self._combos)) if self._combos else None
         self._combos = []
+        if self.keep and combos is not None:  # for the next append
+            combos.sort("last_row").write_parquet(self.folder / "items.parquet")
         if combos is None or combos.is_empty():
             empty = pl.DataFrame(
                 {c: pl.Series([], dtype=pl.Utf8) for c in self._combo_columns()[:-1]}
@@ -495,8 +519,22 @@ class Spill:
         return self.tracks.attach(folders, interactions, self.console)
 
     def close(self) -> None:
-        """Remove the runs (also done with the output's temporary folder on any error)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Remove the runs (also done with the output's temporary folder on any error), or
+        keep them as the output's ``runs/`` (``keep``)."""
+        if self.keep:
+            self.on_close(self)
+        else:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def dedup_key() -> list[pl.Expr]:
+    """The ListenBrainz dedup key of a canonical listen beside its user: the time in ms and
+    a hash of ``recording_msid`` (null where it is null, as a null never matches)."""
+    msid = pl.col("recording_msid")
+    return [
+        pl.col("listened_at").dt.epoch("ms").alias("ms"),
+        pl.when(msid.is_not_null()).then(msid.hash(MSID_SEED)).alias("msid"),
+    ]
 
 
 def _rows(
@@ -539,6 +577,7 @@ __all__ = [
     "PEAK_BYTES_PER_LISTEN",
     "Spill",
     "SpillResult",
+    "dedup_key",
     "default_memory_limit",
     "estimate_listens",
     "machine_memory",
