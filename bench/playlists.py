@@ -20,8 +20,8 @@ artist) instead: ``streams``, ``tracks`` (the blend and the rules), ``similarity
 ``ordering``. Prints mean ms per stage, p50 / p99 of the whole, CPU ms, the ratios, rule
 violations of ours (must be 0), how many have the same tracks as before, and the load
 average (the machine is shared). ``--http N`` serves the model instead (``tastemaker
-serve``, before and now) and sends N sequential requests to each: latency without queueing
-and the server's CPU per request.
+serve``, before and now, both at once) and sends N sequential requests to each, in turn:
+latency without queueing and the server's CPU per request.
 
     .venv/bin/python bench/playlists.py [--users 20000] [--artists 200000] [--playlists 200]
         [--mode mix] [--radio] [--http N] [--out /tmp/playlists-bench (keeps the model)]
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import inspect
 import os
 import subprocess
 import sys
@@ -300,34 +301,42 @@ def http_benchmark(args, model_dir: Path, data, tmp: Path) -> None:
         for i, u in enumerate(users.tolist())
     ]
     sources = {"before": source_at(args.before, tmp), "ours": REPO / "src"}
-    for name, source in sources.items():
-        os.environ["PYTHONPATH"] = str(source)  # the server imports tastemaker from there
-        server = Server(model_dir, True, 1)
-        try:
-            server.wait_ready()
-            with httpx.Client(base_url=server.url, timeout=60) as client:
-                for path in paths[:20]:  # warm-up: the first builds the Library
-                    client.get(path)
-                cpu = server.cpu_seconds()
-                seconds = []
-                for path in paths[20:]:
-                    started = time.perf_counter()
-                    answer = client.get(path)
-                    seconds.append(time.perf_counter() - started)
-                    if answer.status_code != 200 or len(answer.json()["tracks"]) != 50:
-                        raise SystemExit(f"{name}: {path} answered {answer.status_code}")
-                used = server.cpu_seconds()
-        finally:
-            server.stop()
+    servers = {}
+    try:
+        for name, source in sources.items():
+            os.environ["PYTHONPATH"] = str(source)  # the server imports tastemaker from there
+            servers[name] = Server(model_dir, True, 1)
             os.environ.pop("PYTHONPATH", None)
-        ms = 1000 * np.asarray(seconds)
-        cpu_ms = 1000 * (used - cpu) / len(seconds) if cpu is not None and used else float("nan")
+        clients = {}
+        for name, server in servers.items():
+            server.wait_ready()
+            clients[name] = httpx.Client(base_url=server.url, timeout=60)
+            for path in paths[:20]:  # warm-up: the first builds the Library
+                clients[name].get(path)
+        # Alternating, one request to each in turn: both see the same load.
+        seconds: dict[str, list[float]] = {name: [] for name in servers}
+        cpu = dict.fromkeys(servers, 0.0)
+        for i, path in enumerate(paths[20:]):
+            for name in list(servers)[i % 2 :] + list(servers)[: i % 2]:
+                used = servers[name].cpu_seconds() or 0.0
+                started = time.perf_counter()
+                answer = clients[name].get(path)
+                seconds[name].append(time.perf_counter() - started)
+                cpu[name] += (servers[name].cpu_seconds() or 0.0) - used
+                if answer.status_code != 200 or len(answer.json()["tracks"]) != 50:
+                    raise SystemExit(f"{name}: {path} answered {answer.status_code}")
+    finally:
+        for server in servers.values():
+            server.stop()
+    for name, taken in seconds.items():
+        ms = 1000 * np.asarray(taken)
         print(
-            f"{name}: {len(seconds)} sequential requests, p50 {np.percentile(ms, 50):.1f} ms, "
-            f"p99 {np.percentile(ms, 99):.1f} ms, server CPU {cpu_ms:.2f} ms a request; "
-            f"{load_average()}",
+            f"{name}: {len(taken)} sequential requests, p50 {np.percentile(ms, 50):.1f} ms, "
+            f"p99 {np.percentile(ms, 99):.1f} ms, server CPU {1000 * cpu[name] / len(taken):.2f} "
+            f"ms a request; {load_average()}",
             flush=True,
         )
+    print(f"before / ours: {cpu['before'] / cpu['ours']:.2f}x server CPU a request")
 
 
 def main() -> None:
@@ -369,6 +378,9 @@ def main() -> None:
             search = TieredSearch(model)
             print(f"index built in {time.perf_counter() - started:.1f} s; {load_average()}")
             builders["ours"] = lambda: ours.package.Library(model, search=search)
+            if "search" in inspect.signature(before.package.Library).parameters:
+                # A reference with the fast path: the same index (the service's way)
+                builders["before"] = lambda: before.package.Library(model, search=search)
         else:
             builders["ours"] = builders.pop("exact")
         libraries = {}

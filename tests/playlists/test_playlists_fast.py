@@ -227,3 +227,40 @@ def test_a_listener_of_very_many_artists_is_scored_exactly(model, data, monkeypa
     a = personal_playlist(indexed, indexed.listener(user=user, now=NOW), "exploration")
     b = personal_playlist(reference, reference.listener(user=user, now=NOW), "exploration")
     assert described(a) == described(b)
+
+
+def test_tracks_made_on_arrays_equal_tracks_made_by_the_constructor(model, data, monkeypatch):
+    from tastemaker.playlists import track_table
+    from tastemaker.playlists.playlist import normalised
+
+    library = Library(model)
+    table = library.table
+    frame = data.tracks.tracks
+    items = np.asarray([5, 2, 9, 5])
+    position, _, rows = table.rows_of(items)
+    expected = [
+        Track(
+            item=int(items[p]),
+            artist=library.item_artist[items[p]],
+            credit=r["artist"] if r["artist"] != library.item_artist[items[p]] else None,
+            title=r["title"],
+            release=r["release"],
+            recording_mbid=r["recording_mbid"],
+            recording=r["recording"],
+            reason="because",
+            discovery=bool(p % 2),
+            plays=r["plays"],
+        )
+        for p, r in zip(position.tolist(), frame[rows.tolist()].iter_rows(named=True), strict=True)
+    ]
+    # A cache smaller than one request's rows: cleared as it goes, the tracks unchanged.
+    monkeypatch.setattr(track_table, "ROW_CACHE_ROWS", 7)
+    for _ in range(2):  # cold, then from the cache
+        made = table.tracks(items[position], rows, ["because"] * len(rows),
+                            [bool(p % 2) for p in position.tolist()])  # fmt: skip
+        assert made == expected
+        assert [t.artist_key for t in made] == [normalised(t.artist) for t in expected]
+        assert [hash(t) for t in made] == [hash(t) for t in expected]
+        assert len(table._rows) <= len(rows)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made[0].title = "changed"  # type: ignore[misc]

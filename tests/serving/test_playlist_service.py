@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +14,7 @@ from tastemaker.data.synth import synthetic_listens
 from tastemaker.data.top_tracks import attach_tracks
 from tastemaker.models import create_model
 from tastemaker.serving import ServeSettings, create_app
+from tastemaker.serving.playlist_routes import PlaylistBody
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,22 @@ def test_a_users_playlist_as_json_with_reasons(served):
         f"/v1/users/{user}/playlist", params={"mode": "mix", "n": 20, "day": "2025-02-01"}
     )
     assert again.json() == body  # the same all day
+    PlaylistBody.model_validate(body)  # the schema the docs show
+
+
+def test_concurrent_requests_get_the_playlists_of_sequential_ones(served):
+    client, model = served
+    asked = [
+        (f"/v1/users/{model.interactions_.users.id(u)}/playlist", {"mode": m, "n": 15, "day": d})
+        for u in range(6)
+        for m in ("jams", "mix")
+        for d in ("2025-02-01", "2025-02-02")
+    ]
+    alone = [client.get(path, params=params).json() for path, params in asked]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda a: client.get(a[0], params=a[1]).json(), asked))
+    assert together == alone
+    assert len({json.dumps(a["tracks"]) for a in alone}) > len(alone) // 2  # they differ
 
 
 def test_formats_by_query_and_by_accept(served):

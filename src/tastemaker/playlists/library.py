@@ -84,7 +84,9 @@ class Library:
         self.popularity_quantile[order] = np.arange(data.n_items) / max(data.n_items, 1)
         self._items_of_artist: dict[str, list[int]] | None = None
         self._tag_rows: tuple[list[str], np.ndarray, np.ndarray] | None = None
-        self.table = TrackTable(self.track_data, self.item_artist, data.n_items)
+        self.table = TrackTable(
+            self.track_data, self.item_artist, data.n_items, self.item_artist_key
+        )
         self._tracks: dict[int, list[Track]] = {}
         self._unit_vectors: np.ndarray | None = None
         self.item_vectors: np.ndarray | None = None

@@ -111,49 +111,61 @@ def improve(path: np.ndarray, codes: np.ndarray, similarity: np.ndarray) -> np.n
     if k < 4:
         return path
     sim = np.nan_to_num(np.asarray(similarity, dtype=np.float64), nan=0.0, neginf=-1.0)
+    # A similarity need not be symmetric (item-KNN's): then the reversed edges count too.
+    symmetric = np.array_equal(sim, sim.T)
     # gain[i, j]: reversing path[i + 1 : j + 1] (j >= i + 2) swaps the edges (i, i + 1) and
-    # (j, j + 1) for (i, j) and (i + 1, j + 1); there is no edge after the last track.
+    # (j, j + 1) for (i, j) and (i + 1, j + 1); there is no edge after the last track (the
+    # padding row and column of ``s``, zero, stand for it).
     pairs = np.triu(np.ones((k, k), bool), 2)
-    last = np.zeros(k, bool)
-    last[-1] = True
+    padded = np.zeros((k + 1, k + 1))
     for _ in range(MAX_ROUNDS):
-        s = sim[np.ix_(path, path)]
-        edge = np.append(np.diagonal(s, 1), 0.0)
-        after = np.zeros((k, k))
-        after[:-1, :-1] = s[1:, 1:]
-        # A similarity need not be symmetric (item-KNN's): the reversed edges count too.
-        turned = np.concatenate([[0.0], np.cumsum(np.diagonal(s, -1) - np.diagonal(s, 1))])
-        gain = s + after - edge[:, None] - edge[None, :]
-        gain += turned[None, :] - np.append(turned[1:], 0.0)[:, None]
+        s = padded[:k, :k] = sim[np.ix_(path, path)]
+        edge = np.diagonal(padded, 1)[:k]
+        gain = s + padded[1:, 1:] - edge[:, None] - edge[None, :]
+        if not symmetric:
+            turned = np.concatenate([[0.0], np.cumsum(np.diagonal(s, -1) - np.diagonal(s, 1))])
+            gain += turned[None, :] - np.append(turned[1:], 0.0)[:, None]
         c = codes[path]
-        other = c[:, None] != c[None, :]
-        other_next = np.ones((k, k), bool)
-        other_next[:-1, :-1] = other[1:, 1:]
-        valid = pairs & other & (other_next | last[None, :])
+        # Neither new edge joins two tracks of one artist (the last track has no next).
+        spread = np.append(c, -1)
+        valid = pairs & (c[:, None] != c[None, :]) & (spread[1:, None] != spread[None, 1:])
         flat = np.flatnonzero(valid & (gain > 1e-9))
         if not len(flat):
             break
-        scores = gain.reshape(-1)[flat]
-        if len(flat) > ROUND_CANDIDATES:
-            top = np.argpartition(-scores, ROUND_CANDIDATES - 1)[:ROUND_CANDIDATES]
-            flat, scores = flat[top], scores[top]
-        best = flat[np.lexsort((flat, -scores))]  # best first, ties to the first pair
-        artists = c.tolist()
-        moved = False
-        spans: list[tuple[int, int]] = []
-        for m in best.tolist():
-            low, high = divmod(m, k)
-            high += 1
-            if any(low <= b and a <= high for a, b in spans):
-                continue
-            if _crowding_change(artists, low, high) <= 0:
-                path[low + 1 : high] = path[low + 1 : high][::-1].copy()
-                artists[low + 1 : high] = artists[low + 1 : high][::-1]
-                spans.append((low, high))
-                moved = True
+        path, moved = _exchange(path, c.tolist(), flat, gain.reshape(-1)[flat])
         if not moved:
             break
     return path
+
+
+def _exchange(
+    path: np.ndarray, artists: list[int], flat: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, bool]:
+    """One round of ``improve``: the best exchanges (``ROUND_CANDIDATES`` at most, best
+    first, ties to the first pair) that touch disjoint stretches and crowd no artist."""
+    k = len(path)
+    if len(flat) > ROUND_CANDIDATES:
+        top = np.argpartition(-scores, ROUND_CANDIDATES - 1)[:ROUND_CANDIDATES]
+        flat, scores = flat[top], scores[top]
+    best = flat[np.lexsort((flat, -scores))]
+    lows, highs = np.divmod(best, k)
+    highs += 1
+    # Candidates still possible: none overlapping a stretch changed this round (those are
+    # struck out in one step when a stretch changes, not tested one by one).
+    alive = np.ones(len(best), bool)
+    moved = False
+    while True:
+        m = int(alive.argmax())
+        if not alive[m]:
+            break
+        alive[m] = False
+        low, high = int(lows[m]), int(highs[m])
+        if _crowding_change(artists, low, high) <= 0:
+            path[low + 1 : high] = path[low + 1 : high][::-1].copy()
+            artists[low + 1 : high] = artists[low + 1 : high][::-1]
+            alive &= (lows > high) | (highs < low)
+            moved = True
+    return path, moved
 
 
 def _crowding_change(artists: list[int], low: int, high: int) -> int:
@@ -161,17 +173,16 @@ def _crowding_change(artists: list[int], low: int, high: int) -> int:
     ``artists[low + 1 : high]`` makes. Only pairs with one end inside the segment and one
     outside change, and only within ``SEPARATION`` of its ends: a few comparisons."""
     k = len(artists)
-
-    def inside(x: int) -> int:  # who plays at position x after the reversal
-        return artists[low + high - x]
-
+    turn = low + high  # after the reversal, position x inside plays artists[turn - x]
     change = 0
     for q in range(low + 1, min(high, low + 1 + SEPARATION)):
+        now, then = artists[q], artists[turn - q]
         for p in range(max(0, q - SEPARATION), low + 1):
-            change += (artists[p] == inside(q)) - (artists[p] == artists[q])
+            change += (artists[p] == then) - (artists[p] == now)
     for p in range(max(low + 1, high - SEPARATION), high):
+        now, then = artists[p], artists[turn - p]
         for q in range(high, min(k, p + SEPARATION + 1)):
-            change += (inside(p) == artists[q]) - (artists[p] == artists[q])
+            change += (then == artists[q]) - (now == artists[q])
     return change
 
 

@@ -41,8 +41,9 @@ DAILY_NOISE = 0.15
 FAVOURITE_BOOST = 1.5
 RECIPE_TOP = 1000
 FAVOURITE = "one of your favourites"
-# Candidate tracks made into ``Track`` objects at a time (a playlist takes ~50 of a few hundred).
-CANDIDATE_CHUNK = 48
+# Candidate tracks made into ``Track`` objects at a time (a playlist takes ~50 of a few hundred;
+# a mix's discoveries about 10 of them).
+CANDIDATE_CHUNK = 24
 # Row marks of favourites among the candidates (rows >= 0 are track table rows, -1 artist entries).
 FAVOURITE_ROW = -2
 

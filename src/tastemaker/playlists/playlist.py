@@ -9,6 +9,7 @@ collapsed (``normalised``).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,7 @@ _SPACES = re.compile(r"\s+")
 MUSICBRAINZ_RECORDING = "https://musicbrainz.org/recording/"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # names and titles repeat across requests: a dict hit
 def normalised(name: str | None) -> str:
     """Case-folded, trimmed, single-spaced: 'The  Beatles ' and 'the beatles' are one key."""
     return _SPACES.sub(" ", (name or "").casefold()).strip()

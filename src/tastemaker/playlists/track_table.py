@@ -10,14 +10,16 @@ polars row gather of the frame).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pyarrow as pa
 
 from tastemaker.data.tracks import TrackData
-from tastemaker.playlists.playlist import Track
+from tastemaker.playlists.playlist import Track, normalised
 
+_new = object.__new__
+# Rows kept as Python values between requests (cleared when full): popular artists' tracks
+# come up in most playlists, and reading them out of Arrow is most of what making one costs.
+ROW_CACHE_ROWS = 200_000
 # The columns a ``Track`` is made of, in this order (``_make``).
 _FIELDS = ("artist", "title", "release", "recording_mbid", "recording", "plays")
 
@@ -25,13 +27,22 @@ _FIELDS = ("artist", "title", "release", "recording_mbid", "recording", "plays")
 class TrackTable:
     """Offsets, plays and per-item totals of the catalogue's tracks; ``Track``s on demand."""
 
-    def __init__(self, track_data: TrackData, item_artist: list[str], n_items: int) -> None:
+    def __init__(
+        self,
+        track_data: TrackData,
+        item_artist: list[str],
+        n_items: int,
+        item_artist_key: list[str] | None = None,
+    ) -> None:
         frame = track_data.tracks
         # One Arrow record batch of single-chunk columns: one ``take`` per gather.
         self._batch = pa.RecordBatch.from_arrays(
             [frame[name].rechunk().to_arrow() for name in _FIELDS], names=list(_FIELDS)
         )
         self._item_artist = item_artist
+        self._rows: dict[int, tuple] = {}  # row -> its values (``ROW_CACHE_ROWS`` at most)
+        # The rules' artist keys (``Track.artist_key``), set on each track made: no renormalising.
+        self._item_artist_key = item_artist_key or [normalised(a) for a in item_artist]
         self.offsets = track_data.offsets(n_items)
         self.plays = track_data.tracks["plays"].to_numpy().astype(np.int64)
         self.counts = np.diff(self.offsets)
@@ -77,10 +88,7 @@ class TrackTable:
         """One ``Track`` per (item, row), with its reason and discovery flag; row -1 is the
         item as an artist entry."""
         known = rows >= 0
-        values: Iterator[tuple] = iter(())
-        if known.any():
-            taken = self._batch.take(pa.array(rows[known]))
-            values = zip(*(column.to_pylist() for column in taken.columns), strict=True)
+        values = iter(self.values(rows[known]))
         out = []
         for item, has, reason, discovery in zip(
             items.tolist(), known.tolist(), reasons, new, strict=True
@@ -88,9 +96,24 @@ class TrackTable:
             if has:
                 out.append(self._make(item, next(values), reason, discovery))
             else:
-                out.append(Track(item, self._item_artist[item], None, reason=reason,
-                                 discovery=discovery))  # fmt: skip
+                track = Track(item, self._item_artist[item], None, reason=reason,
+                              discovery=discovery)  # fmt: skip
+                track.__dict__["artist_key"] = self._item_artist_key[item]
+                out.append(track)
         return out
+
+    def values(self, rows: np.ndarray) -> list[tuple]:
+        """Each row's values (``_FIELDS``): from the cache, the rest in one Arrow ``take``."""
+        cache = self._rows
+        wanted = rows.tolist()
+        missing = [r for r in wanted if r not in cache]
+        if missing:
+            if len(cache) + len(missing) > ROW_CACHE_ROWS:
+                cache.clear()  # bounded: a large catalogue is never held whole
+            taken = self._batch.take(pa.array(missing, pa.int64()))
+            columns = [column.to_pylist() for column in taken.columns]
+            cache.update(zip(missing, zip(*columns, strict=True), strict=True))
+        return [cache[r] for r in wanted]
 
     def item_tracks(self, item: int) -> list[Track]:
         """The item's tracks, most played first (an artist entry where none is known)."""
@@ -104,15 +127,21 @@ class TrackTable:
     def _make(self, item: int, values: tuple, reason: str = "", discovery: bool = False) -> Track:
         credit, title, release, mbid, recording, plays = values
         artist = self._item_artist[item]
-        return Track(
+        # What ``Track(...)`` sets, written at once: a frozen dataclass's ``__init__`` sets
+        # its 11 fields one ``object.__setattr__`` at a time, most of what making one costs.
+        track = _new(Track)
+        track.__dict__.update(
             item=item,
             artist=artist,
-            credit=credit if credit not in (None, artist) else None,
             title=title,
             release=release,
             recording_mbid=mbid,
             recording=recording,
             reason=reason,
+            score=0.0,
             discovery=discovery,
+            credit=credit if credit not in (None, artist) else None,
             plays=plays,
+            artist_key=self._item_artist_key[item],  # the cached property's slot
         )
+        return track
