@@ -15,6 +15,13 @@ Above ``SPARSE_ABOVE`` kept items (or with ``solver="sparse"``) the weights come
 sparse approximate form of ``models/ease_sparse.py`` instead: each item's column regressed on
 its ``neighbours`` nearest items only, ``neighbours`` non-zeros per column, memory linear in
 the catalogue (docs/models.md has its cost and its distance from the exact form).
+
+``dropout`` > 0 (exact form only) is Steck's emphasised denoising (EDLAE; NeurIPS 2020,
+"Autoencoders that don't overfit towards the identity"): training as if each input item were
+dropped with probability ``p`` and only the dropped ones had to be predicted, whose closed form
+is this one with the diagonal penalty ``lambda + p / (1 - p) * G_jj`` in place of ``lambda``.
+A large ``p`` models "predict the rest from a few items", the short-history task
+(docs/protocols.md).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from tastemaker.data.interactions import Interactions
 from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models.base import Recommender, WeightedInput
 from tastemaker.models.ease_sparse import sparse_ease_weights
-from tastemaker.models.params import at_least, one_of, positive
+from tastemaker.models.params import at_least, between, one_of, positive
 
 # A kept item costs two dense rows of float32 (Gram matrix, then B): 40,000 items ~ 13 GB.
 MAX_ITEMS = 40_000
@@ -64,7 +71,8 @@ class EASE(WeightedInput, Recommender):
     ``min_listeners`` (items with fewer training listeners are pruned and never recommended),
     ``weighting`` (``binary`` as in the paper; + ``bm25_k1`` / ``bm25_b``), ``solver``
     (``exact``: the dense inverse; ``sparse``: the approximate form with ``neighbours``
-    regressors per item; ``auto``: exact up to ``SPARSE_ABOVE`` kept items, sparse above).
+    regressors per item; ``auto``: exact up to ``SPARSE_ABOVE`` kept items, sparse above),
+    ``dropout`` (EDLAE's drop probability; 0: plain EASE; exact solver only).
     """
 
     name = "ease"
@@ -72,6 +80,7 @@ class EASE(WeightedInput, Recommender):
         "regularization": positive(),
         "solver": one_of(*SOLVERS),
         "neighbours": at_least(1),
+        "dropout": between(0, 1, high_open=True),
     }
 
     def __init__(
@@ -83,6 +92,7 @@ class EASE(WeightedInput, Recommender):
         bm25_b: float = 0.8,
         solver: str = "auto",
         neighbours: int = 100,
+        dropout: float = 0.0,
     ) -> None:
         self.regularization = regularization
         self.min_listeners = min_listeners
@@ -91,6 +101,7 @@ class EASE(WeightedInput, Recommender):
         self.bm25_b = bm25_b
         self.solver = solver
         self.neighbours = neighbours
+        self.dropout = dropout
 
     def _fit(self, interactions: Interactions) -> None:
         counts = interactions.user_items
@@ -103,6 +114,11 @@ class EASE(WeightedInput, Recommender):
             )
         columns = sp.csc_matrix(weighted, dtype=np.float32)[:, kept]
         sparse = self.solver == "sparse" or (self.solver == "auto" and len(kept) > SPARSE_ABOVE)
+        if sparse and self.dropout > 0:
+            raise UsageError(
+                f"ease: dropout needs the exact solver; {len(kept):,} kept items chose the sparse "
+                f"one (solver={self.solver!r}); use solver='exact' or raise min_listeners"
+            )
         if sparse:
             weights = sparse_ease_weights(columns, float(self.regularization), self.neighbours)
             self._set_weights(kept, weights)
@@ -114,7 +130,8 @@ class EASE(WeightedInput, Recommender):
                 f"so that at most {MAX_ITEMS:,} remain, or use solver='sparse'"
             )
         gram = (columns.T @ columns).toarray().astype(np.float32, copy=False)
-        gram[np.diag_indices_from(gram)] += np.float32(self.regularization)
+        diagonal = np.diag(gram) * np.float32(self.dropout / (1.0 - self.dropout))
+        gram[np.diag_indices_from(gram)] += np.float32(self.regularization) + diagonal
         inverse = spd_inverse(gram)
         del gram
         weights = inverse / -np.diag(inverse)[None, :]
