@@ -20,9 +20,10 @@ group-by and <= 1.5 GB peak at 20 M listens; <= 6 GB peak at 100 M (``--listens 
     .venv/bin/python bench/ingest.py --listens 100000000   # the streaming path
     .venv/bin/python bench/ingest.py --data DIR            # reuse a dump (kept with --keep)
     .venv/bin/python bench/ingest.py --data DIR --profile  # where our time goes (cProfile)
-    .venv/bin/python bench/ingest.py --ours ingest         # only the full pipeline
-    # against another checkout's code (e.g. before a change), alternating, 3 runs each:
-    .venv/bin/python bench/ingest.py --data DIR --ours ingest --against /tmp/before/src --repeat 3
+    .venv/bin/python bench/ingest.py --ours ingest         # only the full pipeline    # against other checkouts' code (e.g. before a change), alternating with ours and the
+    # reference, 3 rounds; prints the median seconds of each ingest step too:
+    .venv/bin/python bench/ingest.py --data DIR --ours ingest --against /tmp/before/src \
+        --against /work/main/src --repeat 3
     # --append: the dump split by time into a full dump and 3 incrementals (5 % each);
     # full ingest with --keep-runs + 3 appends against one ingest of everything, alternating:
     nice .venv/bin/python bench/ingest.py --data DIR --append 3 --memory-limit 600MB
@@ -31,6 +32,7 @@ group-by and <= 1.5 GB peak at 20 M listens; <= 6 GB peak at 100 M (``--listens 
 full dump ingested with ``keep_runs``, then each incremental appended
 (``tastemaker.data.append``), against ``ingest`` of all the dumps together under the same
 budget; the two final directories are compared (every checksum but the kept runs').
+
 """
 
 from __future__ import annotations
@@ -91,16 +93,33 @@ def events_in(directory: Path) -> int:
     return int(shape[0])
 
 
-def run_ours(side: str, data: Path, profile: bool, memory_limit: str | None = None) -> dict:
+def run_ours(
+    side: str,
+    data: Path,
+    profile: bool,
+    memory_limit: str | None = None,
+    output: Path | None = None,
+) -> dict:
+    from tastemaker.data import ingest as ingest_module
     from tastemaker.data.ingest import ingest
-    from tastemaker.data.spill import parse_size
+
+    # The seconds of each step ingest times (open, encode, ..., tracks, write): its report,
+    # which prints them on a console, hands them here instead (any checkout's ingest has it).
+    steps: dict[str, float] = {}
+    ingest_module._Steps.report = lambda self: steps.update(self.timings)  # type: ignore[method-assign]
 
     options = dict(OURS[side])
     if side == "spilled":
+        from tastemaker.data.spill import parse_size  # not in checkouts older than spilling
+
         options["memory_limit"] = parse_size(memory_limit or "1GB")
     events = [0]
 
     def work():
+        if output is not None:  # kept, to compare the files of two checkouts
+            result = ingest([data], output, level="artist", **options)
+            events[0] = events_in(output)
+            return result
         with tempfile.TemporaryDirectory(dir=data.parent) as tmp:
             result = ingest([data], Path(tmp) / "ingested", level="artist", **options)
             events[0] = events_in(Path(tmp) / "ingested")
@@ -128,6 +147,7 @@ def run_ours(side: str, data: Path, profile: bool, memory_limit: str | None = No
         "listens": int(result.source.get("listens", 0)),
         "load": os.getloadavg()[0],
         "duplicates_dropped": result.source.get("duplicates_dropped"),
+        "steps": steps,
     }
 
 
@@ -179,10 +199,14 @@ def child(
     profile: bool = False,
     src: Path | None = None,
     memory_limit: str | None = None,
+    output: Path | None = None,
 ) -> dict:
     """Run one side in a fresh interpreter; its peak RSS is its own. ``src``: import
-    tastemaker from that source folder instead (another checkout's ``src``)."""
+    tastemaker from that source folder instead (another checkout's ``src``); ``output``:
+    ingest into that directory and keep it."""
     command = [sys.executable, __file__, "--side", side, "--data", str(data)]
+    if output is not None:
+        command += ["--output", str(output)]
     if profile:
         command.append("--profile")
     if memory_limit:
@@ -201,27 +225,70 @@ def child(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compare_against(src: Path, sides: list[str], data: Path, repeat: int) -> None:
-    """Our sides with this checkout and with ``src``, alternating (a busy machine's load
-    drifts): median seconds and peaks of each, and the ratio."""
+def steps_line(runs: list[dict]) -> str:
+    """Median seconds per ingest step over ``runs`` ("encode 6.3 s · tracks 1.1 s ...")."""
+    import statistics
+
+    names = list(dict.fromkeys(name for run in runs for name in run.get("steps", {})))
+    medians = {n: statistics.median(r["steps"].get(n, 0.0) for r in runs) for n in names}
+    return " · ".join(f"{name} {seconds:.1f} s" for name, seconds in medians.items())
+
+
+def same_files(this: Path, other: Path) -> str:
+    """Whether two ingested directories hold the same files (their manifests' checksums)."""
+    files = [json.loads((d / "manifest.json").read_text())["files"] for d in (this, other)]
+    differ = sorted(
+        n for n in files[0].keys() | files[1].keys() if files[0].get(n) != files[1].get(n)
+    )
+    return "same files, byte for byte" if not differ else f"files differ: {', '.join(differ)}"
+
+
+def kept(outputs: Path | None, side: str, name: str, round_: int) -> Path | None:
+    """Where a side's ingest is kept (its first round only), or None."""
+    return None if outputs is None or round_ else outputs / f"{side}-{name}"
+
+
+def compare_against(
+    srcs: list[Path], sides: list[str], data: Path, repeat: int, outputs: Path | None = None
+) -> None:
+    """Our sides with this checkout and with each of ``srcs``, and the polars reference,
+    alternating round by round (a busy machine's load drifts): median seconds, per-step
+    medians and peaks of each, and the ratios to this checkout and to the reference.
+    ``outputs``: keep each checkout's first ingest there and compare their files."""
     import statistics
 
     for side in sides:
-        runs: dict[str, list[dict]] = {"this": [], "against": []}
-        for _ in range(repeat):
-            runs["against"].append(child(side, data, src=src))
-            runs["this"].append(child(side, data))
-        this, base = (statistics.median(r["seconds"] for r in runs[k]) for k in ("this", "against"))
-        peaks = {k: max(r["peak_gb"] for r in runs[k]) for k in runs}
-        items = {k: runs[k][0]["items"] for k in runs}
+        runs: dict[str, list[dict]] = {"this": [], "reference": []}
+        runs |= {str(src): [] for src in srcs}
+        loads = []
+
+        for round_ in range(repeat):
+            runs["reference"].append(child("reference", data))
+            for k, src in enumerate(srcs):
+                runs[str(src)].append(
+                    child(side, data, src=src, output=kept(outputs, side, str(k), round_))
+                )
+            runs["this"].append(child(side, data, output=kept(outputs, side, "this", round_)))
+            loads.append(os.getloadavg()[0])
+        median = {k: statistics.median(r["seconds"] for r in runs[k]) for k in runs}
+        print(f"{side} (median of {repeat}; reference: polars group_by, same rounds)")
+        for key, label in [("this", "this checkout"), *[(str(s), str(s)) for s in srcs]]:
+            peak = max(r["peak_gb"] for r in runs[key])
+            print(
+                f"  {label:<28}{median[key]:7.1f} s  peak {peak:5.2f} GB  "
+                f"{runs[key][0]['items']:,} items  this/it {median['this'] / median[key]:.3f}  "
+                f"it/reference {median[key] / median['reference']:.2f}  runs "
+                f"{[round(r['seconds'], 1) for r in runs[key]]}"
+            )
+            print(f"  {'':<28}{steps_line(runs[key])}")
+            if outputs is not None and key != "this":
+                other = outputs / f"{side}-{srcs.index(Path(key))}"
+                print(f"  {'':<28}{same_files(outputs / f'{side}-this', other)}")
+        print(f"  {'polars group_by':<28}{median['reference']:7.1f} s")
         print(
-            f"{side:<16}this {this:6.1f} s (peak {peaks['this']:.2f} GB, {items['this']:,} items)"
-            f"   against {base:6.1f} s (peak {peaks['against']:.2f} GB, "
-            f"{items['against']:,} items)   ratio {this / base:.3f}  (median of {repeat}; "
-            f"runs this {[round(r['seconds'], 1) for r in runs['this']]}, against "
-            f"{[round(r['seconds'], 1) for r in runs['against']]})"
+            f"  load average after each round {[round(x, 1) for x in loads]}; now "
+            f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
         )
-        print(f"{'':<16}load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 def synthesize_dump(out: Path, listens: int, users: int, artists: int, seed: int) -> dict:
@@ -379,7 +446,9 @@ def main() -> None:
     parser.add_argument(
         "--against",
         type=Path,
-        help="also time our sides with tastemaker imported from this src folder (a baseline)",
+        action="append",
+        help="also time our sides with tastemaker imported from this src folder (a baseline; "
+        "repeat the option for several)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per side with --against")
     parser.add_argument(
@@ -393,12 +462,19 @@ def main() -> None:
     parser.add_argument(
         "--append-share", type=float, default=0.05, help="each incremental's share of listens"
     )
-    parser.add_argument(
-        "--side", choices=[*OURS, "reference", "append-step"], help=argparse.SUPPRESS
-    )
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--step-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--step-sources", type=Path, nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--outputs",
+        type=Path,
+        help="with --against: keep each checkout's first ingest in this new folder and "
+        "compare their files (manifest checksums)",
+    )
+    parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--side", choices=[*OURS, "reference", "append-step"], help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
 
     if args.side == "append-step":
@@ -409,7 +485,7 @@ def main() -> None:
         if args.side == "reference":
             result = run_reference(args.data)
         else:
-            result = run_ours(args.side, args.data, args.profile, args.memory_limit)
+            result = run_ours(args.side, args.data, args.profile, args.memory_limit, args.output)
         print(json.dumps(result))
         return
 
@@ -447,8 +523,8 @@ def main() -> None:
             append_mode(data, workdir, args.append, args.append_share, args)
             return
         reference = child("reference", data)
-        if args.against is not None:
-            compare_against(args.against, sides, data, args.repeat)
+        if args.against:
+            compare_against(args.against, sides, data, args.repeat, args.outputs)
         results = [
             child(side, data, args.profile, memory_limit=args.memory_limit) for side in sides
         ]
@@ -475,6 +551,7 @@ def main() -> None:
                 + f"; {ours['listens'] / ours['seconds'] * 60 / 1e6:.1f} M listens a minute"
                 + f" (load average {ours['load']:.1f} at its end)"
             )
+            print(f"{'':<16}steps: {steps_line([ours])}")
         by_side = {ours["side"]: ours for ours in results}
         if "spilled" in by_side and "ingest" in by_side:
             spilled, memory = by_side["spilled"], by_side["ingest"]

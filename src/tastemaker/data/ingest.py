@@ -66,7 +66,7 @@ from tastemaker.data.readers import (
 from tastemaker.data.runs import kept_parts, start_keeping
 from tastemaker.data.spill import FOLDER as SPILL_FOLDER
 from tastemaker.data.spill import Spill, default_memory_limit, estimate_listens, spill_partitions
-from tastemaker.data.top_tracks import attach_tracks
+from tastemaker.data.top_tracks import TrackCollector
 from tastemaker.errors import DataError, UsageError
 
 # How the ingest summary names the rows a reader leaves out by rule (``stats["skipped_*"]``).
@@ -159,7 +159,7 @@ def ingest(
                     reduced = _reduce_spilled(spill, source, frame, expected, filters, keep_events)
             else:
                 reduced = _reduce_in_memory(steps, source, frame, level, filters, keep_events)
-            interactions, listens_read, identity, filter_steps, rows_without_item = reduced
+            interactions, listens_read, identity, filter_steps, rows_without_item, tracks = reduced
             interactions = _with_side_relations(interactions, source, level)
             report = FilterReport(filter_steps)
             interactions = _k_core(steps, interactions, filters, report, spill)
@@ -176,7 +176,7 @@ def ingest(
                 if listens_read and (filter_steps or filters.k_core):
                     raise UsageError("the filters removed every listen; loosen them")
                 require_interactions(interactions, source.paths, level)
-            interactions = _write_with_tracks(steps, source, frame, interactions, spill, tmp, out)
+            interactions = _write_with_tracks(steps, tracks, interactions, spill, tmp, out)
     except BaseException:
         _remove_empty(created)
         raise
@@ -206,20 +206,21 @@ def _k_core(
 
 def _write_with_tracks(
     steps: _Steps,
-    source: SourceData,
-    frame: pl.LazyFrame,
+    tracks: TrackCollector | None,
     interactions: Interactions,
     spill: Spill | None,
     tmp: Path,
     out: Path,
 ) -> Interactions:
-    """Top recordings for playlists (from the listens, or the spilled runs), then every file."""
+    """Top recordings for playlists (from the encoded listens' codes, or the spilled runs),
+    then every file."""
     if spill is not None:
         with steps.step("tracks", "", status=False):  # its own progress bar
             interactions = spill.attach_tracks(interactions)
     else:
-        with steps.step("tracks", "keeping top recordings for playlists"), reading(source):
-            interactions = attach_tracks(frame, interactions)
+        assert tracks is not None  # the in-memory path collects its codes
+        with steps.step("tracks", "keeping top recordings for playlists"):
+            interactions = tracks.attach(interactions)
     with steps.step("write", f"writing {out}", status=spill is None):
         if spill is not None:  # the events stream from the runs, then the runs go
             spill.write_events(tmp / "events.npz")
@@ -290,7 +291,9 @@ def _skipped_info(
     return info
 
 
-Reduced = tuple[Interactions, int, dict | None, list[FilterStep], int]
+# interactions, listens read, identity report, filter steps, rows without an item, and the
+# in-memory path's track codes (the spilled path keeps its own: Spill.attach_tracks).
+Reduced = tuple[Interactions, int, dict | None, list[FilterStep], int, TrackCollector | None]
 
 
 def _reduce_in_memory(
@@ -301,16 +304,18 @@ def _reduce_in_memory(
     filters: Filters,
     keep_events: bool,
 ) -> Reduced:
-    """The listens as one table in memory: encoded, filtered, reduced to pairs and events."""
+    """The listens as one table in memory: encoded (with the track codes, ``TrackCollector``),
+    filtered, reduced to pairs and events."""
+    tracks = TrackCollector()
     with steps.step("encode", "reading and encoding listens"), reading(source):
-        table = encode_listens(frame, level)
+        table = encode_listens(frame, level, tracks=tracks.add)
     listens_read, identity, dropped = table.listens, table.identity, table.rows_without_item
     with steps.step("filter", "filtering"):
         table, filter_steps = filter_table(table, filters)
     with steps.step("reduce", f"building the user x {level} matrix"):
         interactions = interactions_from_table(table, keep_events=keep_events, consume=True)
         del table
-    return interactions, listens_read, identity, filter_steps, dropped
+    return interactions, listens_read, identity, filter_steps, dropped, tracks
 
 
 def _reduce_spilled(
@@ -333,6 +338,7 @@ def _reduce_spilled(
         result.identity,
         result.filter_steps,
         result.rows_without_item,
+        None,
     )
 
 

@@ -18,10 +18,16 @@ Rows whose item cannot be keyed (no id and a missing name) are dropped and count
 (``ListenTable.rows_without_item``). Item metadata comes from the item's last row in input
 order that has names: its artist name, the level's own name, and MBIDs (the key itself when
 the key is an MBID, and the artist MBID at release / recording level).
+
+Asked to (``tracks``), the same pass also hands over what the top-track tables need as
+integer codes (``TrackCodes``: recording keys by the rule at recording level, and the title,
+artist, release and recording MBID columns), so they never re-read a listen
+(``tastemaker.data.top_tracks``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,16 +72,10 @@ def decode_categorical(column: pl.Series) -> tuple[np.ndarray, pl.Series]:
     return codes, strings
 
 
-def _gather(strings: pl.Series, codes: np.ndarray) -> pl.Series:
-    """``strings[codes]`` with code -1 giving null."""
-    padded = strings.extend_constant(None, 1)
-    return padded.gather(np.where(codes < 0, len(strings), codes))
-
-
-def _positions(keys: pl.Series, index: pl.DataFrame) -> np.ndarray:
-    """Index of each key in the sorted vocabulary ``index`` (-1 for null keys)."""
-    joined = keys.rename("key").to_frame().join(index, on="key", how="left", maintain_order="left")
-    return joined.get_column("index").fill_null(-1).to_numpy().astype(np.int32)
+def gather_strings(strings: pl.Series, codes: np.ndarray) -> pl.Series:
+    """``strings[codes]`` with code -1 giving null (a null index: no copy of ``strings``)."""
+    index = pl.Series(codes)
+    return strings.gather(index.set(pl.Series(codes < 0), None))
 
 
 @dataclass
@@ -121,21 +121,27 @@ def _item_codes(
     names: list[tuple[np.ndarray, pl.Series]],
     count: np.ndarray | None,
     level: str,
+    forms: pl.DataFrame | None = None,
 ) -> tuple[np.ndarray, pl.Series, np.ndarray, dict]:
     """Per row its item index (-1: no key), the sorted item keys, the name-only rows that
     should not name their item (they joined an id's item, or carry a guest credit), and the
     identity report. Work per row is integer only: the rule
     runs once per distinct name group (``identity.reconcile_codes``)."""
-    named = _name_rule(id_codes, names, count, level)
+    named = _name_rule(id_codes, names, count, level, forms)
     rule, fallback_rows, fallback_group = named.rule, named.fallback_rows, named.fallback_group
-    name_keys = rule.keys.filter(pl.Series(rule.target < 0))
-    keys = pl.concat([id_strings.rename("key"), name_keys.rename("key")])
-    keys = keys.drop_nulls().unique().sort()
-    index = pl.DataFrame({"key": keys, "index": np.arange(len(keys), dtype=np.int32)})
+    # The item keys: the ids and the name keys of groups that joined no id, sorted and
+    # distinct; each one's position is its dense rank (one sort, no joins).
+    name_keys = pl.select(pl.when(pl.Series(rule.target < 0)).then(rule.keys)).to_series()
+    candidates = pl.concat([id_strings.rename("key"), name_keys.rename("key")])
+    rank = (candidates.rank("dense") - 1).fill_null(-1).cast(pl.Int32).to_numpy()
+    ranked = rank >= 0
+    first = np.zeros(int(rank.max()) + 1 if ranked.any() else 0, dtype=np.int64)
+    first[rank[ranked]] = np.flatnonzero(ranked)
+    keys = candidates.gather(first)
     # int32 throughout: np.append of a Python -1 would widen the row-sized array to int64.
-    id_position = np.append(_positions(id_strings, index), np.int32(-1))
+    id_position = np.append(rank[: len(id_strings)], np.int32(-1))
     group_item = np.where(
-        rule.target >= 0, id_position[rule.target], _positions(rule.keys, index)
+        rule.target >= 0, id_position[rule.target], rank[len(id_strings) :]
     ).astype(np.int32)
     item = id_position[id_codes]
     fallback_item = np.append(group_item, np.int32(-1))[fallback_group]
@@ -205,33 +211,61 @@ def key_listens(
     return keyed
 
 
-def encode_listens(
-    listens: pl.LazyFrame, level: str = "artist", keys: str | None = None
-) -> ListenTable:
-    """Reduce canonical listens to a ``ListenTable``: one streaming pass, then integer work.
+@dataclass
+class TrackCodes:
+    """What the top-track tables (``data.top_tracks``) need of every listen, in the source's
+    order, as integer codes into sorted vocabularies (-1: none): the user, the item and the
+    recording (each keyed by the identity rule, as ingest keys them), the described columns
+    (``TRACK_DESCRIPTION``: codes and their strings), epoch seconds (``UNKNOWN_TIME`` where
+    unknown, None when no row has one) and play counts (None when every row is one play)."""
 
-    Strings are hashed once, into categorical codes, while the source streams by; item keys
-    are built over the distinct codes only, so per-listen work never touches a string again.
-    ``keys`` names a column that already holds every row's item key (the Spark engine's).
-    """
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
-    names = LEVEL_NAMES[level]
-    extra = ("artist_mbid",) if level != "artist" else ()
-    frame = listens.select(
-        pl.col("user").cast(new_categorical()).alias("user"),
-        pl.col("listened_at").dt.epoch("s").alias("time"),
-        pl.col("count").clip(1, np.iinfo(np.uint32).max).cast(pl.UInt32).alias("count"),
-        (pl.col(keys) if keys else LEVEL_IDS[level]()).cast(new_categorical()).alias("id"),
-        *[pl.col(c).cast(new_categorical()).alias(f"name_{c}") for c in (*names, *extra)],
-    ).collect(engine="streaming")
+    user: np.ndarray
+    users: pl.Series
+    item: np.ndarray
+    items: pl.Series
+    recording: np.ndarray
+    recordings: pl.Series
+    described: dict[str, tuple[np.ndarray, pl.Series]]
+    time: np.ndarray | None
+    count: np.ndarray | None
+
+
+# Track table column -> the canonical column it is taken from.
+TRACK_DESCRIPTION = {
+    "title": "recording_name",
+    "artist": "artist_name",
+    "release": "release_name",
+    "recording_mbid": "recording_mbid",
+}
+
+
+def _track_codes(
+    level: str,
+    columns: dict[str, tuple[np.ndarray, pl.Series]],
+    user: tuple[np.ndarray, pl.Series],
+    item: tuple[np.ndarray, pl.Series],
+    time: np.ndarray | None,
+    count: np.ndarray | None,
+    forms: pl.DataFrame | None,
+) -> TrackCodes:
+    """``TrackCodes`` from decoded columns (canonical name -> codes, strings): below
+    recording level the recording keys come from the rule at recording level (the same
+    artist ``forms``), at recording level they are the items."""
+    recording = item
+    if level != "recording":
+        id_codes, id_strings = columns["recording_mbid"]
+        names = [columns["artist_name"], columns["recording_name"]]
+        # count=None: the weights only feed the report, never which key a name gets.
+        codes, keys, _, _ = _item_codes(id_codes, id_strings, names, None, "recording", forms)
+        recording = (codes, keys)
+    described = {column: columns[source] for column, source in TRACK_DESCRIPTION.items()}
+    return TrackCodes(*user, *item, *recording, described, time, count)
+
+
+def _time_and_count(frame: pl.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Epoch seconds (``UNKNOWN_TIME`` where unknown; None when no row has one) and play
+    counts (None when every row is one play), taken out of ``frame``."""
     n = frame.height
-    # Column by column, dropping each from the frame once decoded: memory stays near one
-    # copy of the codes.
-    user_codes, user_strings = decode_categorical(frame.drop_in_place("user"))
-    id_codes, id_strings = decode_categorical(frame.drop_in_place("id"))
-    name_codes = [decode_categorical(frame.drop_in_place(f"name_{c}")) for c in names]
-    extra_codes = {c: decode_categorical(frame.drop_in_place(f"name_{c}")) for c in extra}
     time_column = frame.drop_in_place("time")
     time = None
     if time_column.null_count() < n:
@@ -241,21 +275,76 @@ def encode_listens(
     count = None
     if n and not (count_column.min() == 1 and count_column.max() == 1):
         count = count_column.to_numpy()
-    del frame, count_column
+    return time, count
 
-    # Users in sorted id order.
-    user_order = user_strings.arg_sort().to_numpy()
-    user_rank = np.empty(len(user_strings) + 1, dtype=np.int32)
-    user_rank[user_order] = np.arange(len(user_strings), dtype=np.int32)
-    user_rank[-1] = -1  # code -1: no user
-    user = user_rank[user_codes]
+
+def _sorted_users(codes: np.ndarray, strings: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Users in sorted id order: per row its index (-1: no user), and the sorted ids."""
+    order = strings.arg_sort().to_numpy()
+    rank = np.empty(len(strings) + 1, dtype=np.int32)
+    rank[order] = np.arange(len(strings), dtype=np.int32)
+    rank[-1] = -1  # code -1: no user
+    return rank[codes], strings.gather(order)
+
+
+def encode_listens(
+    listens: pl.LazyFrame,
+    level: str = "artist",
+    keys: str | None = None,
+    tracks: Callable[[TrackCodes], None] | None = None,
+) -> ListenTable:
+    """Reduce canonical listens to a ``ListenTable``: one streaming pass, then integer work.
+
+    Strings are hashed once, into categorical codes, while the source streams by; item keys
+    are built over the distinct codes only, so per-listen work never touches a string again.
+    ``keys`` names a column that already holds every row's item key (the Spark engine's).
+    ``tracks`` is handed the listens' ``TrackCodes`` (from the same pass) before the rows
+    without a key or a user are dropped.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
+    names = LEVEL_NAMES[level]
+    extra = ("artist_mbid",) if level != "artist" else ()
+    # The recording id is the id column at recording level (unless keys replace it).
+    level_id = "recording_mbid" if level == "recording" and keys is None else None
+    needed = () if tracks is None else tuple(TRACK_DESCRIPTION.values())
+    track_only = tuple(c for c in needed if c not in (*names, *extra, level_id))
+    frame = listens.select(
+        pl.col("user").cast(new_categorical()).alias("user"),
+        pl.col("listened_at").dt.epoch("s").alias("time"),
+        pl.col("count").clip(1, np.iinfo(np.uint32).max).cast(pl.UInt32).alias("count"),
+        (pl.col(keys) if keys else LEVEL_IDS[level]()).cast(new_categorical()).alias("id"),
+        *[
+            pl.col(c).cast(new_categorical()).alias(f"name_{c}")
+            for c in (*names, *extra, *track_only)
+        ],
+    ).collect(engine="streaming")
+    n = frame.height
+    # Column by column, dropping each from the frame once decoded: memory stays near one
+    # copy of the codes.
+    user_codes, user_strings = decode_categorical(frame.drop_in_place("user"))
+    id_codes, id_strings = decode_categorical(frame.drop_in_place("id"))
+    name_codes = [decode_categorical(frame.drop_in_place(f"name_{c}")) for c in names]
+    extra_codes = {c: decode_categorical(frame.drop_in_place(f"name_{c}")) for c in extra}
+    columns = {c: decode_categorical(frame.drop_in_place(f"name_{c}")) for c in track_only}
+    time, count = _time_and_count(frame)
+    del frame
+    user, users = _sorted_users(user_codes, user_strings)
     del user_codes
-    users = user_strings.gather(user_order)
 
+    # Folding the artist names is the rule's costliest step: done once for both levels.
+    forms = None
+    if tracks is not None and level != "recording":
+        forms = identity.name_forms(name_codes[0][1])
     item, keep, item_keys, metadata, identity_report = encode_items(
-        id_codes, id_strings, name_codes, extra_codes, count, user >= 0, level
+        id_codes, id_strings, name_codes, extra_codes, count, user >= 0, level, forms
     )
-    del id_codes
+    if tracks is not None:
+        columns |= dict(zip(names, name_codes, strict=True)) | extra_codes
+        if level_id:
+            columns[level_id] = (id_codes, id_strings)
+        tracks(_track_codes(level, columns, (user, users), (item, item_keys), time, count, forms))
+    del id_codes, columns, forms
 
     table = ListenTable(
         user=user,
@@ -283,6 +372,7 @@ def encode_items(
     count: np.ndarray | None,
     user_known: np.ndarray,
     level: str,
+    forms: pl.DataFrame | None = None,
 ) -> tuple[np.ndarray, np.ndarray, pl.Series, pl.DataFrame, dict]:
     """Item index per row (-1: no key), the rows kept (keyed, with a user), the sorted item
     keys, their metadata and the identity report, from the decoded id and name columns in
@@ -291,11 +381,12 @@ def encode_items(
     The rows may also be the distinct (id, names, user known) combinations of a larger
     input, in the order of each one's last row, with ``count`` the listens each stands for:
     the keys, metadata and report are then those of the whole input (``data.spill``).
+    ``forms``: the artist names' ``identity.name_forms`` where already computed.
     """
     # Item keys: the id where known, else the name key, which joins the id's item when the
     # names belong to exactly one id in the data (tastemaker.data.identity).
     item, item_keys, secondary_rows, identity_report = _item_codes(
-        id_codes, id_strings, name_codes, count, level
+        id_codes, id_strings, name_codes, count, level, forms
     )
 
     # Metadata from each item's last row in input order, preferring rows that have names.
@@ -337,7 +428,7 @@ def _item_metadata(
 ) -> pl.DataFrame:
     def column(codes_strings: tuple[np.ndarray, pl.Series]) -> pl.Series:
         codes, strings = codes_strings
-        return _gather(strings, np.where(representative >= 0, codes[representative], -1))
+        return gather_strings(strings, np.where(representative >= 0, codes[representative], -1))
 
     columns = {"artist_name": column(name_codes[0])}
     if level != "artist":
