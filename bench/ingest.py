@@ -20,7 +20,8 @@ group-by and <= 1.5 GB peak at 20 M listens; <= 6 GB peak at 100 M (``--listens 
     .venv/bin/python bench/ingest.py --listens 100000000   # the streaming path
     .venv/bin/python bench/ingest.py --data DIR            # reuse a dump (kept with --keep)
     .venv/bin/python bench/ingest.py --data DIR --profile  # where our time goes (cProfile)
-    .venv/bin/python bench/ingest.py --ours ingest         # only the full pipeline    # against other checkouts' code (e.g. before a change), alternating with ours and the
+    .venv/bin/python bench/ingest.py --ours ingest         # only the full pipeline
+    # against other checkouts' code (e.g. before a change), alternating with ours and the
     # reference, 3 rounds; prints the median seconds of each ingest step too:
     .venv/bin/python bench/ingest.py --data DIR --ours ingest --against /tmp/before/src \
         --against /work/main/src --repeat 3
@@ -32,7 +33,6 @@ group-by and <= 1.5 GB peak at 20 M listens; <= 6 GB peak at 100 M (``--listens 
 full dump ingested with ``keep_runs``, then each incremental appended
 (``tastemaker.data.append``), against ``ingest`` of all the dumps together under the same
 budget; the two final directories are compared (every checksum but the kept runs').
-
 """
 
 from __future__ import annotations
