@@ -86,7 +86,7 @@ def append(
         spill = resume(folder, state, budget, console)
         with steps.step("append", "", status=False):
             for path in paths:
-                source = _append_dump(spill, path, state["level"], read)
+                _append_dump(spill, path, state["level"], read)
                 spill.state["dumps"].append(dump_names(path)[0])
         with steps.step("spill", "", status=False):
             result = spill.reduce(rule, events)
@@ -94,9 +94,7 @@ def append(
         interactions = k_core_step(steps, result.interactions, rule, report, spill)
         info = _source_info(manifest["source"], read, result, report)
         interactions = dataclasses.replace(interactions, source=info)
-        interactions = write_with_tracks(
-            steps, source, source.listens, interactions, spill, tmp, out
-        )
+        interactions = write_with_tracks(steps, None, interactions, spill, tmp, out)
     steps.report()
     return interactions
 
