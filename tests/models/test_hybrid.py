@@ -312,15 +312,16 @@ def test_the_ablate_command(synthetic, tmp_path):
 
 @pytest.mark.slow
 def test_hybrid_quality_on_hetrec(hetrec):
-    """Default protocol (random 20 %, seed 0, full ranking). Measured NDCG@10 0.2539 against
-    0.2290 (ALS), 0.2283 (EASE), 0.2245 (item-KNN) with their defaults."""
+    """Default protocol (random 20 %, seed 0, full ranking). Measured NDCG@10 0.2612 with
+    today's defaults (docs/hybrid.md); the best single model, ALS, gets 0.2445 on this split.
+    The floor lies above ALS, with room for the 0.006 seed 0 moved when a generator was added."""
     from tastemaker.evaluation.metrics import ranking_metrics
     from tastemaker.evaluation.splits import random_split
 
     split = random_split(hetrec)
     model = create_model("hybrid").fit(split.train)
     metrics = ranking_metrics(model, split, ks=(10,))
-    assert metrics["ndcg@10"] >= 0.245
+    assert metrics["ndcg@10"] >= 0.25
     assert "tag_cosine" in model.feature_names_
     assert model.training_stats_["candidate_recall"] > 0.6
 

@@ -53,7 +53,8 @@ DEFAULT_GENERATORS = "als,itemknn,ease,popularity,sessions,tags,friends"
 # factors proposes better candidates than its stand-alone default of 64 (HetRec 2K, inner
 # validation and test alike).
 # EASE keeps the lambda of 200 the hybrid's figures were measured with (docs/hybrid.md); its
-# stand-alone default became 50 for transfer (docs/defaults.md).
+# stand-alone default became 50 for transfer (docs/defaults.md). In the hybrid 50 ties with 200
+# (HetRec 2K, seeds 0-2: mean NDCG@10 0.2589 against 0.2588).
 DEFAULT_GENERATOR_PARAMS: dict[str, dict[str, Any]] = {
     "als": {"factors": 32},
     "ease": {"regularization": 200.0},
