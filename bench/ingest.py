@@ -106,7 +106,7 @@ def run_ours(
     # The seconds of each step ingest times (open, encode, ..., tracks, write): its report,
     # which prints them on a console, hands them here instead (any checkout's ingest has it).
     steps: dict[str, float] = {}
-    ingest_module._Steps.report = lambda self: steps.update(self.timings)  # type: ignore[method-assign]
+    ingest_module.Steps.report = lambda self: steps.update(self.timings)  # type: ignore[method-assign]
 
     options = dict(OURS[side])
     if side == "spilled":

@@ -78,7 +78,7 @@ SKIP_REASONS = {
 PARQUET_FORMATS = ("listenbrainz", "listens")
 
 
-class _Steps:
+class Steps:  # public: data.append re-runs the steps after the reduction on kept runs
     """A status line per step on a rich console (when given) and the time each took; the
     times are printed once at the end, so a failed run leaves only its error line."""
 
@@ -134,7 +134,7 @@ def ingest(
     # Data set names (tastemaker datasets list) become their cached files, fetched if missing.
     sources, format, options = resolve_sources(list(sources), format, options, level)
     options = dataclasses.replace(options or ReaderOptions(), level=level)
-    steps, out = _Steps(console), Path(out)
+    steps, out = Steps(console), Path(out)
     with steps.step("open", "checking sources"):
         source = read_sources(sources, format=format, options=options)
     if listens is None:
@@ -162,7 +162,7 @@ def ingest(
             interactions, listens_read, identity, filter_steps, rows_without_item, tracks = reduced
             interactions = _with_side_relations(interactions, source, level)
             report = FilterReport(filter_steps)
-            interactions = _k_core(steps, interactions, filters, report, spill)
+            interactions = k_core_step(steps, interactions, filters, report, spill)
             if metadata:
                 with steps.step("metadata", "reading and matching metadata"):
                     interactions = attach_metadata(interactions, metadata, options=options)
@@ -176,7 +176,7 @@ def ingest(
                 if listens_read and (filter_steps or filters.k_core):
                     raise UsageError("the filters removed every listen; loosen them")
                 require_interactions(interactions, source.paths, level)
-            interactions = _write_with_tracks(steps, tracks, interactions, spill, tmp, out)
+            interactions = write_with_tracks(steps, tracks, interactions, spill, tmp, out)
     except BaseException:
         _remove_empty(created)
         raise
@@ -184,8 +184,8 @@ def ingest(
     return interactions
 
 
-def _k_core(
-    steps: _Steps,
+def k_core_step(
+    steps: Steps,
     interactions: Interactions,
     filters: Filters,
     report: FilterReport,
@@ -204,8 +204,8 @@ def _k_core(
     return interactions
 
 
-def _write_with_tracks(
-    steps: _Steps,
+def write_with_tracks(
+    steps: Steps,
     tracks: TrackCollector | None,
     interactions: Interactions,
     spill: Spill | None,
@@ -297,7 +297,7 @@ Reduced = tuple[Interactions, int, dict | None, list[FilterStep], int, TrackColl
 
 
 def _reduce_in_memory(
-    steps: _Steps,
+    steps: Steps,
     source: SourceData,
     frame: pl.LazyFrame,
     level: str,
@@ -373,9 +373,6 @@ def summary(interactions: Interactions) -> dict[str, Any]:
         "rows_without_item": int(source.get("rows_without_item", 0)),
     }
 
-
-# The steps after the reduction, shared with ``data.append`` (which re-reduces kept runs).
-Steps, k_core_step, write_with_tracks = _Steps, _k_core, _write_with_tracks
 
 __all__ = [
     "LISTENS_FILE",
