@@ -2,14 +2,17 @@
 configuration, averaged over split seeds; optionally the fusion of the configurations.
 
     python bench/short_histories.py '[["als", {}], ["rp3beta", {"weighting": "log1p"}]]' \
-        [--seeds 0,1,2] [--k 3] [--data ../shared/data/hetrec2011-lastfm-2k] [--fuse 1,0.7]
+        [--seeds 0,1,2] [--k 3] [--data ../shared/data/hetrec2011-lastfm-2k] [--fuse 1,0.7] \
+        [--validation]
 
 Each configuration is fitted once per seed on the short-history split's training part (the
 split and the metrics of ``evaluation.protocol.evaluate_short_histories``); the head share is
 the mean number of each top 10 among the 20 most listened-to items. ``--fuse W1,W2,...`` adds
 one row: the lists of the weighted sum of each model's fold-in scores, z-scored per listener
 over the items it scores (an experiment on fitted models, not a registered model). Prints the
-load average beside the figures.
+load average beside the figures. ``--validation`` measures on a short-history split carved
+from each seed's training users (split seed 100 + S), never its test users: the split to tune
+on (the blend's ``head_penalty`` was chosen there).
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=3, help="items folded in")
     parser.add_argument("--data", default="../shared/data/hetrec2011-lastfm-2k")
     parser.add_argument("--fuse", default="", help="weights, one per configuration")
+    parser.add_argument(
+        "--validation", action="store_true", help="measure on users carved from training"
+    )
     args = parser.parse_args()
     specs = [(str(name), dict(params)) for name, params in json.loads(args.specs)]
     check_specs(specs)
@@ -75,12 +81,15 @@ def main() -> None:
     figures: dict[int, list[tuple[float, float]]] = {i: [] for i in range(len(rows))}
     for seed in seeds:
         split = short_history_split(data, fold_in_k=args.k, seed=seed)
+        if args.validation:
+            split = short_history_split(split.train, fold_in_k=args.k, seed=100 + seed)
         models = [fit_model(name, params, split.train) for name, params in specs]
         for i, model in enumerate(models):
             figures[i].append(measure(model, split))
         if weights:
             figures[len(specs)].append(measure(Fused(models, weights), split))
-    print(f"k = {args.k}, seeds {seeds}; load average {os.getloadavg()}")
+    where = "validation users carved from training" if args.validation else "test users"
+    print(f"k = {args.k}, seeds {seeds}, {where}; load average {os.getloadavg()}")
     popularity = None
     for i, (name, params) in enumerate(rows):
         values = np.asarray(figures[i])

@@ -49,6 +49,7 @@ TEST_PARAMS: dict[str, dict] = {
     "ease": {"regularization": 5.0, "min_listeners": 1},
     "rp3beta": {"neighbours": 20},
     "hybrid": {"candidates": 50, "iterations": 30, "seed": 0},
+    "blend": {"als_factors": [4, 2], "seed": 0},
 }
 # The hybrid's generators run with the same small settings as on their own.
 TEST_PARAMS["hybrid"]["generator_params"] = {

@@ -37,6 +37,7 @@ MODELS: dict[str, str] = {
     "tag-count": "tastemaker.models.baselines:TagCount",
     "random": "tastemaker.models.baselines:RandomRanking",
     "hybrid": "tastemaker.models.hybrid:Hybrid",
+    "blend": "tastemaker.models.blend:Blend",
 }
 
 # A model name and its hyperparameters, as the commands pass them around.
