@@ -24,7 +24,12 @@ import argparse
 import asyncio
 import gc
 import os
+import resource
+import shutil
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -172,6 +177,75 @@ async def _schedule(send, prepared, rate: float, max_in_flight: int, warmup: int
         "client_cpu_ms": 1000 * cpu / count,
         "lag_p99": float(np.percentile(lag, 99) * 1000),
         "lag_max": float(lag.max() * 1000),
+    }
+
+
+def h2load_open_loop(
+    url: str, paths: list[str], rate: float, max_in_flight: int = 64
+) -> dict | None:
+    """GET ``paths`` at ``rate`` per second with h2load (nghttp2's C client; ``apt-get install
+    -y nghttp2-client``), None where it is not installed.
+
+    One HTTP/1.1 connection, requests pipelined up to ``max_in_flight`` (``--rps`` works per
+    connection and starts every connection at once, so several would send in bursts; its
+    timing script drifts: each offset counts from when the previous request went). h2load
+    times a request from when it sent it; from its log (send time and duration of every
+    request) this also reports the latency from the intended send time (request i at
+    ``start + i / rate``, the start taken as the least late request's), so that the client's
+    own lateness counts (coordinated omission). Bodies are not checked, only the status.
+    """
+    exe = shutil.which("h2load")
+    if exe is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="tastemaker-h2load-") as tmp:
+        script, log = Path(tmp) / "paths.txt", Path(tmp) / "log.tsv"
+        script.write_text("".join(f"{url}{p}\n" for p in paths))
+        warm = Path(tmp) / "warm.txt"
+        warm.write_text("".join(f"{url}{p}\n" for p in paths[:50]))
+        subprocess.run(
+            [exe, "--h1", "-c1", "-n50", "-i", str(warm)], capture_output=True, timeout=120
+        )
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run(
+            [exe, "--h1", "-c1", f"-m{max_in_flight}", f"--rps={rate:g}", f"-n{len(paths)}",
+             "-i", str(script), "--log-file", str(log)],
+            capture_output=True, text=True, timeout=60 + 2 * len(paths) / rate,
+        )  # fmt: skip
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        rows = np.loadtxt(log, dtype=np.int64, ndmin=2) if log.stat().st_size else np.zeros((0, 3))
+    if len(rows) == 0:
+        raise RuntimeError(f"h2load logged no requests: {out.stdout[-500:]} {out.stderr[-500:]}")
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return h2load_figures(rows, rate, len(paths), cpu)
+
+
+def h2load_figures(rows: np.ndarray, rate: float, sent: int, cpu_seconds: float) -> dict:
+    """The figures of an h2load log (rows: send time in us since the epoch, status, us to the
+    end of the answer; one connection, so sent in order), as ``open_loop`` reports them:
+    latency from the intended send time (request i due ``i / rate`` after the least late
+    one's due time), from the actual send (``sent_*``), send lag; unlogged requests are
+    errors."""
+    rows = rows[np.argsort(rows[:, 0], kind="stable")]
+    elapsed = ((rows[:, 0] + rows[:, 2]).max() - rows[0, 0]) / 1e6  # first send to last answer
+    lag = rows[:, 0] - 1e6 * np.arange(len(rows)) / rate
+    lag = (lag - lag.min()) / 1000  # ms late against the least late request
+    service = rows[:, 2] / 1000
+    intended = lag + service
+    return {
+        "requests": len(rows),
+        "errors": int((rows[:, 1] != 200).sum()) + sent - len(rows),
+        "error_kinds": {},
+        "offered": rate,
+        "rps": len(rows) / max(elapsed, 1e-9),
+        "p50": float(np.percentile(intended, 50)),
+        "p99": float(np.percentile(intended, 99)),
+        "p999": float(np.percentile(intended, 99.9)),
+        "max": float(intended.max()),
+        "sent_p50": float(np.percentile(service, 50)),
+        "sent_p99": float(np.percentile(service, 99)),
+        "client_cpu_ms": 1000 * cpu_seconds / len(rows),
+        "lag_p99": float(np.percentile(lag, 99)),
+        "lag_max": float(lag.max()),
     }
 
 

@@ -3,14 +3,17 @@
 - fold-in of a posted 50-item history: ``ALS.history_vectors`` (our cached-Gram Cholesky
   solve) against weighting + implicit's ``recalculate_user`` (what it replaced);
 - the HNSW tail at several efSearch: CPU per tail search and recall@10 against exact scoring;
-- a whole ANN user query (``FactorIndex.for_user``) with the heard filter as served (a
-  per-thread mask over the items) against the Python set it replaced, same answers checked.
+- a whole ANN user query (``FactorIndex.for_user``) with the exact head as served (a numpy
+  product, heard rows set to -inf, ``argpartition``) against faiss's flat search for n + the
+  heard items, filtered (what it replaced), same answers checked;
+- the user route's answer whole and by part (search, reasons, the list), each part alone and
+  after the search (what the search's memory traffic costs the parts after it).
 
 CPU is this thread's (``time.thread_time``): on a shared machine wall time mostly measures the
 wait for a core. Uses the model ``bench/serve.py --out DIR`` trains (DIR/model).
 
     .venv/bin/python bench/serve_parts.py --model /tmp/serve-model/model [--graph /tmp/graph.faiss]
-    .venv/bin/python bench/serve_parts.py --model /tmp/serve-model/model --parts heard
+    .venv/bin/python bench/serve_parts.py --model /tmp/serve-model/model --parts head
 """
 
 from __future__ import annotations
@@ -86,41 +89,95 @@ def tail(model, index: FactorIndex, users, queries, heard, ef_values) -> None:
         )
 
 
-def set_filter_tier(self, index, items, query, heard, n):
-    """``FactorIndex._tier`` with the heard filter it had before: a Python set per search."""
-    k = min(n + len(heard), len(items))
-    scores, positions = index.search(query.reshape(1, self.dim), k)
+def faiss_head(self, query, heard, n):
+    """``FactorIndex._head`` as it was (``heard``: the heard items' rows in the head): faiss's
+    flat search for n + the heard items, the heard ones filtered out by the item mask."""
+    heard_items = self.head_items[heard]
+    k = min(n + len(heard), len(self.head_items))
+    scores, positions = self.head.search(query.reshape(1, self.dim), k)
     found = positions[0] >= 0
-    ids = items[positions[0][found]]
+    ids = self.head_items[positions[0][found]]
     scores = scores[0][found]
     if len(heard):
-        skip = set(heard.tolist())
-        keep = np.fromiter((i not in skip for i in ids.tolist()), bool, len(ids))
+        mask = self._heard_mask()
+        mask[heard_items] = True
+        keep = ~mask[ids]
+        mask[heard_items] = False
         ids, scores = ids[keep], scores[keep]
     return ids[:n], scores[:n]
 
 
-def heard_filter(index: FactorIndex, users, rounds: int) -> None:
+def head_scoring(index: FactorIndex, users, rounds: int) -> None:
+    """A whole user query, the head as served (numpy product into a buffer, heard rows set to
+    -inf, argpartition) against faiss's flat search with over-fetching (what it replaced)."""
     sizes = [int(index.in_head[index.model.user_items_[int(u)].indices].sum()) for u in users]
     calls = [lambda u=int(u): index.for_user(u, 10, True) for u in users]
-    mask_answers = [c()[0] for c in calls]
-    reference = types.MethodType(set_filter_tier, index)
-    index._tier = reference
-    same = all(np.array_equal(c()[0], a) for c, a in zip(calls, mask_answers, strict=True))
-    del index._tier
+    served = [c() for c in calls]
+    reference = types.MethodType(faiss_head, index)
+    index._head = reference
+    before = [c() for c in calls]
+    del index._head
+    same = all(np.array_equal(a[0], b[0]) for a, b in zip(served, before, strict=True))
+    worst = max(float(np.abs(a[1] - b[1]).max()) for a, b in zip(served, before, strict=True))
     print(
         f"user query, n = 10, heard items in the head: median {int(np.median(sizes))}, "
-        f"max {max(sizes)}; same answers: {same}"
+        f"max {max(sizes)}; same answers: {same} (scores within {worst:.1e})"
     )
     for round_ in range(rounds):
-        index._tier = reference
+        index._head = reference
         a = cpu_us(calls, 3)
-        del index._tier
+        del index._head
         b = cpu_us(calls, 3)
         print(
-            f"  round {round_ + 1}: set {a:.1f} us, mask {b:.1f} us ({b / a:.2f}x; "
+            f"  round {round_ + 1}: faiss head {a:.1f} us, numpy head {b:.1f} us ({b / a:.2f}x; "
             f"{a - b:.1f} us saved); {load_average()}"
         )
+
+
+def route_parts(model, index: FactorIndex, users, rounds: int) -> None:
+    """The user route's answer (``routes.user_answer``) whole and by part, each part alone
+    over all users and after the search: parts that read model memory cost more once the
+    search has filled the caches with the head's vectors."""
+    from tastemaker.serving.answers import recommendation_list
+    from tastemaker.serving.catalogue import Catalogue
+    from tastemaker.serving.routes import user_answer
+    from tastemaker.serving.state import LoadedModel, _item_vectors
+
+    bundle = LoadedModel(
+        model, Path("."), {}, "bench", index, Catalogue(model.interactions_, model)
+    )
+    bundle._item_vectors, bundle._item_norms = _item_vectors(model)
+    users = [int(u) for u in users]
+    ids = [model.interactions_.users.id(u) for u in users]
+    found = {u: index.for_user(u, 10, True) for u in users}
+    rows = {u: bundle.user_row(u) for u in users}
+    because = {u: bundle.reasons(*rows[u], found[u][0]) for u in users}
+    fragments = bundle.catalogue.fragments
+
+    def after_search(part):
+        def call(u):
+            index.for_user(u, 10, True)
+            part(u)
+
+        return call
+
+    reasons = lambda u: bundle.reasons(*rows[u], found[u][0])  # noqa: E731
+    items = lambda u: recommendation_list(fragments, *found[u], because[u], False)  # noqa: E731
+    parts = {
+        "whole answer": lambda u, i: user_answer(bundle, i, u, 10, True, True),
+        "search (for_user)": lambda u, i: index.for_user(u, 10, True),
+        "reasons alone": lambda u, i: reasons(u),
+        "list alone": lambda u, i: items(u),
+        "search + reasons": lambda u, i: after_search(reasons)(u),
+        "search + list": lambda u, i: after_search(items)(u),
+    }
+    pairs = list(zip(users, ids, strict=True))
+    for round_ in range(rounds):
+        figures = []
+        for name, part in parts.items():
+            calls = [lambda u=u, i=i, part=part: part(u, i) for u, i in pairs]
+            figures.append(f"{name} {cpu_us(calls, 3):.1f} us")
+        print(f"  round {round_ + 1}: " + ", ".join(figures) + f"; {load_average()}")
 
 
 def main() -> None:
@@ -129,7 +186,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--graph", type=Path, default=None, help="HNSW graph file to reuse")
-    parser.add_argument("--parts", default="fold-in,tail,heard", help="comma-separated")
+    parser.add_argument("--parts", default="fold-in,tail,head,route", help="comma-separated")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     model = load_model(args.model)
@@ -145,8 +202,10 @@ def main() -> None:
     heard = [
         matrix.indices[matrix.indptr[u] : matrix.indptr[u + 1]].astype(np.int64) for u in users
     ]
-    if "heard" in parts:
-        heard_filter(index, users, args.rounds)
+    if "head" in parts:
+        head_scoring(index, users, args.rounds)
+    if "route" in parts:
+        route_parts(model, index, users, args.rounds)
     if "tail" in parts:
         tail(model, index, users, queries, heard, (128, 96, 64, 48, 32))
 

@@ -94,3 +94,27 @@ def test_a_stall_counts_against_every_request_it_delays():
     assert out["p50"] > 100.0
     assert out["max"] >= 900.0
     assert out["lag_max"] >= 500.0  # the client saw that it sent late
+
+
+def test_h2load_figures_count_a_late_send_against_the_request():
+    # The h2load wrapper's log reading: 200 requests due every 10 ms, each answered in 1 ms,
+    # but the client stalled for 300 ms at request 50, sending the 30 due meanwhile at its end
+    # (one connection: in order): from the intended time request 50 took 301 ms, from the
+    # send 1 ms; one answered 500 and one was never logged: 2 errors.
+    import numpy as np
+
+    start = 1_700_000_000_000_000
+    due = start + 10_000 * np.arange(199)
+    sent = due.copy()
+    sent[50:] = np.maximum(due[50:], due[50] + 300_000)
+    status = np.full(199, 200)
+    status[7] = 500
+    rows = np.stack([sent, status, np.full(199, 1_000)], axis=1)[::-1]  # logged by end time
+    out = loadgen.h2load_figures(rows, rate=100.0, sent=200, cpu_seconds=0.02)
+    assert out["requests"] == 199 and out["errors"] == 2
+    assert out["sent_p99"] == pytest.approx(1.0)
+    assert out["lag_max"] == pytest.approx(300.0)
+    assert out["max"] == pytest.approx(301.0) and out["p99"] > 250.0
+    assert out["p50"] == pytest.approx(1.0)
+    assert out["client_cpu_ms"] == pytest.approx(0.1, rel=0.01)
+    assert 95.0 <= out["rps"] <= 101.0

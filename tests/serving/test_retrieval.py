@@ -107,8 +107,31 @@ def test_head_only_index_equals_exact_scoring(model):
     exact_ids, exact_scores = model.recommend(users, 10, exclude_heard=True)
     for user, ref_ids, ref_scores in zip(users, exact_ids, exact_scores, strict=True):
         ids, scores = index.for_user(int(user), 10, True)
-        np.testing.assert_array_equal(np.sort(ids), np.sort(ref_ids))
+        np.testing.assert_array_equal(ids, ref_ids)  # the same items in the same order
         np.testing.assert_allclose(scores, ref_scores, rtol=1e-4, atol=1e-5)
+
+
+def test_the_head_keeps_no_mark_of_the_last_query(model):
+    # The head is scored into a buffer kept per thread, heard rows set to -inf: the next
+    # query (heard items allowed back, or another user) must not see those marks.
+    index = FactorIndex(model, AnnSettings(head_items=model.n_items_))
+    user = 5
+    heard = model.user_items_[user].indices
+    excluded, _ = index.for_user(user, 30, exclude_heard=True)
+    assert not np.isin(excluded, heard).any()
+    allowed, scores = index.for_user(user, 30, exclude_heard=False)
+    ref_ids, ref_scores = model.recommend(np.asarray([user]), 30, exclude_heard=False)
+    np.testing.assert_array_equal(allowed, ref_ids[0])
+    np.testing.assert_allclose(scores, ref_scores[0], rtol=1e-4, atol=1e-5)
+    assert np.isin(allowed, heard).any()
+    # A user who heard almost every head item: the few left come back, then padding.
+    tiny = PureSVD(factors=4).fit(_interactions(users=40, items=60, per_user=10, seed=1))
+    index = FactorIndex(tiny, AnnSettings(head_items=tiny.n_items_))
+    for user in range(5):
+        heard = tiny.user_items_[user].indices
+        ids, scores = index.for_user(user, 55, exclude_heard=True)
+        assert (ids >= 0).sum() == tiny.n_items_ - len(heard)
+        assert not np.isin(ids, heard).any() and np.isneginf(scores[ids < 0]).all()
 
 
 def test_two_tier_index_recall_and_heard_items_excluded(model):

@@ -253,7 +253,9 @@ def test_bench_floor_route_is_off_by_default_and_sized_like_an_answer(
         real = floor_client.get(f"/v1/users/{interactions.users.id(1)}/recommendations?n=10")
         floor = floor_client.get("/v1/floor/anyone/recommendations?n=10")
         assert floor.status_code == 200 and len(floor.json()["items"]) == 10
-        assert abs(len(floor.content) - len(real.content)) < 0.25 * len(real.content)
+        # A real answer computed once: the same fields and (ids, names alike) the same size.
+        assert floor.json()["items"][0].keys() == real.json()["items"][0].keys()
+        assert abs(len(floor.content) - len(real.content)) < 0.05 * len(real.content)
         assert floor_client.get("/v1/floor/x/recommendations?n=0").status_code == 422
         assert "/v1/floor" not in str(floor_client.get("/openapi.json").json()["paths"])
 

@@ -1,40 +1,27 @@
 """The floor: a route of the same stack that answers a precomputed list, for ``bench/serve.py``.
 
 What the web stack alone costs (HTTP parsing, middleware, routing, a path parameter, sending a
-body of the same size as a real answer), with no model, index or serialisation work per
-request; the benchmark reports the real routes' server CPU per request as a ratio to it. Off
-unless ``TASTEMAKER_BENCH_FLOOR`` is set.
+body of the same size as a real answer: one real answer, computed once), with no model,
+index or serialisation work per request; the benchmark reports the real routes' server CPU
+per request as a ratio to it. Off unless ``TASTEMAKER_BENCH_FLOOR`` is set.
 """
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from tastemaker.serving.routes import N
+from tastemaker.serving.routes import N, user_answer
 from tastemaker.serving.state import LoadedModel
 
 floor_router = APIRouter(include_in_schema=False)
 
 
 def floor_body(bundle: LoadedModel, n: int = 10) -> bytes:
-    """A recommendation list shaped like a real one: n items, with names and reasons."""
-    cat = bundle.catalogue
-    count = min(n + 1, len(cat))
-    items = [
-        {
-            "item": cat.ids[i],
-            "name": cat.names[i],
-            "score": 0.123456789,
-            "reason": f"because you listened to {cat.names[(i + 1) % count]}",
-            "listeners": int(cat.listeners[i]),
-        }
-        for i in range(count - 1)
-    ]
-    body = {"model": bundle.name, "items": items, "user": "u0", "unmatched": []}
-    return json.dumps(body, separators=(",", ":")).encode()
+    """A real answer of the user route (the first training user's top n, reasons included),
+    computed once: the same fields, item records and size as what the route sends."""
+    user_id = bundle.model.interactions_.users.id(0)
+    return user_answer(bundle, user_id, 0, n, True, True)
 
 
 @floor_router.get("/v1/floor/{user_id:path}/recommendations")

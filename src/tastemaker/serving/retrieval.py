@@ -11,8 +11,9 @@ efSearch 256. Norm-ranging (Yan et al., 2018) fixes this: the ``head_items`` ite
 longest vectors go into an exact flat inner-product index, the rest into an HNSW graph. By
 Cauchy-Schwarz no tail item can score above ``|q| * max tail norm``, so when the head alone
 already yields n results above that bound the tail cannot change the answer and is skipped;
-otherwise the HNSW tail is searched and merged. Heard items are excluded by over-fetching
-(n + the number of heard items in that tier) and filtering.
+otherwise the HNSW tail is searched and merged. The head is scored whole (one product), its
+heard rows set to -inf; in the tail, heard items are excluded by over-fetching (n + the number
+of heard items in the tail) and filtering.
 """
 
 from __future__ import annotations
@@ -105,8 +106,15 @@ class FactorIndex:
         self.head_items, self.tail_items = tiers.head_items, tiers.tail_items
         self.in_head = tiers.in_head
         self.tail_max_norm, self.head, self.tail = tiers.tail_max_norm, tiers.head, tiers.tail
+        # The head's vectors as numpy sees them (a view of the flat index's own storage, no
+        # copy), and each item's row in it (-1: in the tail), for the head's exact scoring.
+        self._head_vectors = faiss.rev_swig_ptr(
+            self.head.get_xb(), len(self.head_items) * self.dim
+        ).reshape(len(self.head_items), self.dim)
+        self._head_position = np.full(self.n_items, -1, np.int32)
+        self._head_position[self.head_items] = np.arange(len(self.head_items), dtype=np.int32)
         self._omp = threading.local()  # threads whose OpenMP count faiss has been given
-        self._scratch = threading.local()  # per thread: a mask over the items (heard filter)
+        self._scratch = threading.local()  # per thread: the head's scores, a mask over the items
         if self.tail is not None:
             self.tail.hnsw.efSearch = self.settings.ef_search
         self.build_seconds = tiers.build_seconds
@@ -155,40 +163,51 @@ class FactorIndex:
     def search(self, query: np.ndarray, heard: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-n for one query vector, never returning an item of ``heard``."""
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(self.dim)
-        heard = np.asarray(heard, dtype=np.int64)
-        ids, scores = self._head(query, heard, n)
+        position = self._head_position[heard]  # heard items' rows in the head, -1 in the tail
+        in_head = position >= 0
+        ids, scores = self._head(query, position[in_head], n)
         bound = math.sqrt(float(query @ query)) * self.tail_max_norm
         if self.tail is not None and (len(ids) < n or scores[n - 1] < bound):
             self.tail_searches += 1
-            tail_ids, tail_scores = self._tail(query, heard[~self.in_head[heard]], n)
+            tail_ids, tail_scores = self._tail(query, heard[~in_head], n)
             ids = np.concatenate([ids, tail_ids])
             scores = np.concatenate([scores, tail_scores])
             order = np.lexsort((ids, -scores))[:n]
             ids, scores = ids[order], scores[order]
         self.searches += 1
+        if len(ids) == n:
+            return ids, scores
         out_ids = np.full(n, -1, np.int64)
         out_scores = np.full(n, -np.inf, np.float32)
-        out_ids[: len(ids)], out_scores[: len(ids)] = ids[:n], scores[:n]
+        out_ids[: len(ids)], out_scores[: len(ids)] = ids, scores
         return out_ids, out_scores
 
     def _head(self, query: np.ndarray, heard: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The exact tier (faiss's flat search beat a numpy product and argpartition here)."""
-        return self._tier(self.head, self.head_items, query, heard[self.in_head[heard]], n)
+        """The exact tier, scored by one matrix-vector product into this thread's buffer, the
+        heard rows (``heard``: positions in the head) set to -inf, the top n picked by
+        ``argpartition``: no over-fetching (faiss's flat search for n + the heard items, then
+        filtering, made a whole query 1.01-1.1x as costly: docs/serving.md)."""
+        scores = np.dot(self._head_vectors, query, out=self._head_buffer())
+        scores[heard] = -np.inf
+        k = min(n, len(scores) - len(heard))
+        if k <= 0:
+            return _NONE, _NO_SCORES
+        top = np.argpartition(scores, len(scores) - k)[len(scores) - k :]
+        top_scores = scores[top]
+        ids = self.head_items[top]
+        order = np.lexsort((ids, -top_scores))
+        return ids[order], top_scores[order]
 
     def _tail(self, query: np.ndarray, heard: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The graph tier."""
-        return self._tier(self.tail, self.tail_items, query, heard, n)
-
-    def _tier(self, index, items, query, heard, n) -> tuple[np.ndarray, np.ndarray]:
-        """n + the heard items in the tier, the heard ones filtered out."""
+        """The graph tier: n + the heard items in the tier, the heard ones filtered out."""
         if not getattr(self._omp, "set", False):
             # OpenMP counts are per calling thread, and setting one costs tens of microseconds.
             self._faiss.omp_set_num_threads(self.settings.search_threads)
             self._omp.set = True
-        k = min(n + len(heard), len(items))
-        scores, positions = index.search(query.reshape(1, self.dim), k)
+        k = min(n + len(heard), len(self.tail_items))
+        scores, positions = self.tail.search(query.reshape(1, self.dim), k)
         found = positions[0] >= 0
-        ids = items[positions[0][found]]
+        ids = self.tail_items[positions[0][found]]
         scores = scores[0][found]
         if len(heard):
             # Mark the heard items in this thread's mask, look the found ones up, clear them:
@@ -200,6 +219,13 @@ class FactorIndex:
             mask[heard] = False
             ids, scores = ids[keep], scores[keep]
         return ids[:n], scores[:n]
+
+    def _head_buffer(self) -> np.ndarray:
+        """This thread's buffer for the head's scores (overwritten by every search)."""
+        buffer = getattr(self._scratch, "head", None)
+        if buffer is None:
+            buffer = self._scratch.head = np.empty(len(self.head_items), dtype=np.float32)
+        return buffer
 
     def _heard_mask(self) -> np.ndarray:
         """This thread's all-False mask over the items (set and cleared within one search)."""
@@ -245,6 +271,7 @@ class FactorIndex:
 
 
 _NONE = np.empty(0, np.int64)
+_NO_SCORES = np.empty(0, np.float32)
 
 
 def build_retriever(

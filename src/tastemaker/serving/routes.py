@@ -104,7 +104,7 @@ def _item(bundle: LoadedModel, index: int, score: float, reason: str | None = No
 def _valid(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Padding (-1 / -inf) and any non-finite score never reach JSON (which has no NaN).
     keep = (ids >= 0) & np.isfinite(scores)
-    return ids[keep], scores[keep]
+    return (ids, scores) if keep.all() else (ids[keep], scores[keep])
 
 
 def _recommended_items(
@@ -164,9 +164,16 @@ async def recommend_for_user(
 
 
 def _for_user(bundle: LoadedModel, user_id: str, user: int, n, exclude_heard, reasons):
+    return _raw(user_answer(bundle, user_id, user, n, exclude_heard, reasons))
+
+
+def user_answer(
+    bundle: LoadedModel, user_id: str, user: int, n: int, exclude_heard: bool, reasons: bool
+) -> bytes:
+    """The body of ``GET /v1/users/{user_id}/recommendations`` (the floor precomputes one)."""
     ids, scores = bundle.retriever.for_user(user, n, exclude_heard)
     items = _recommended_items(bundle, ids, scores, bundle.user_row(user), reasons)
-    return _raw(recommendations_body(bundle.name, items, user_id, []))
+    return recommendations_body(bundle.name, items, user_id, [])
 
 
 @router.post(
