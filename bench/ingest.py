@@ -25,6 +25,9 @@ group-by and <= 1.5 GB peak at 20 M listens; <= 6 GB peak at 100 M (``--listens 
     # reference, 3 rounds; prints the median seconds of each ingest step too:
     .venv/bin/python bench/ingest.py --data DIR --ours ingest --against /tmp/before/src \
         --against /work/main/src --repeat 3
+    # the spilled path against another checkout, under one budget (--memory-limit):
+    nice .venv/bin/python bench/ingest.py --data DIR --ours spilled --memory-limit 100MB \
+        --against /work/main/src --outputs /tmp/compare
     # --append: the dump split by time into a full dump and 3 incrementals (5 % each);
     # full ingest with --keep-runs + 3 appends against one ingest of everything, alternating:
     nice .venv/bin/python bench/ingest.py --data DIR --append 3 --memory-limit 600MB
@@ -106,7 +109,9 @@ def run_ours(
     # The seconds of each step ingest times (open, encode, ..., tracks, write): its report,
     # which prints them on a console, hands them here instead (any checkout's ingest has it).
     steps: dict[str, float] = {}
-    ingest_module.Steps.report = lambda self: steps.update(self.timings)  # type: ignore[method-assign]
+    # (``_Steps`` in checkouts older than data.append.)
+    steps_class = getattr(ingest_module, "Steps", None) or ingest_module._Steps  # type: ignore[attr-defined]
+    steps_class.report = lambda self: steps.update(self.timings)
 
     options = dict(OURS[side])
     if side == "spilled":
@@ -249,12 +254,18 @@ def kept(outputs: Path | None, side: str, name: str, round_: int) -> Path | None
 
 
 def compare_against(
-    srcs: list[Path], sides: list[str], data: Path, repeat: int, outputs: Path | None = None
+    srcs: list[Path],
+    sides: list[str],
+    data: Path,
+    repeat: int,
+    outputs: Path | None = None,
+    memory_limit: str | None = None,
 ) -> None:
     """Our sides with this checkout and with each of ``srcs``, and the polars reference,
     alternating round by round (a busy machine's load drifts): median seconds, per-step
     medians and peaks of each, and the ratios to this checkout and to the reference.
-    ``outputs``: keep each checkout's first ingest there and compare their files."""
+    ``outputs``: keep each checkout's first ingest there and compare their files;
+    ``memory_limit``: the spilled side's budget."""
     import statistics
 
     for side in sides:
@@ -265,10 +276,10 @@ def compare_against(
         for round_ in range(repeat):
             runs["reference"].append(child("reference", data))
             for k, src in enumerate(srcs):
-                runs[str(src)].append(
-                    child(side, data, src=src, output=kept(outputs, side, str(k), round_))
-                )
-            runs["this"].append(child(side, data, output=kept(outputs, side, "this", round_)))
+                output = kept(outputs, side, str(k), round_)
+                runs[str(src)].append(child(side, data, False, src, memory_limit, output))
+            output = kept(outputs, side, "this", round_)
+            runs["this"].append(child(side, data, False, None, memory_limit, output))
             loads.append(os.getloadavg()[0])
         median = {k: statistics.median(r["seconds"] for r in runs[k]) for k in runs}
         print(f"{side} (median of {repeat}; reference: polars group_by, same rounds)")
@@ -524,7 +535,7 @@ def main() -> None:
             return
         reference = child("reference", data)
         if args.against:
-            compare_against(args.against, sides, data, args.repeat, args.outputs)
+            compare_against(args.against, sides, data, args.repeat, args.outputs, args.memory_limit)
         results = [
             child(side, data, args.profile, memory_limit=args.memory_limit) for side in sides
         ]

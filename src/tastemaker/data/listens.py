@@ -62,13 +62,15 @@ def decode_categorical(column: pl.Series) -> tuple[np.ndarray, pl.Series]:
     if physical.null_count():
         physical = physical.fill_null(np.iinfo(np.uint32).max)
     codes = physical.to_numpy().view(np.int32)
-    # The column's private mapping lists its strings in code order: no hashing of the rows.
-    categories = column.dtype.categories  # type: ignore[attr-defined]  # a Categorical
-    strings = categories.to_series().cast(pl.Utf8).rename("s")
-    used = np.zeros(len(strings) + 1, dtype=bool)
-    used[codes] = True  # code -1 marks the spare last slot
-    if not used[:-1].all():
-        strings = pl.select(pl.when(pl.Series(used[:-1])).then(strings)).to_series()
+    # A row of each code, then those rows' strings: no hashing, and no Python loop over the
+    # mapping (``Categories.to_series`` is one).
+    size = int(codes.max()) + 1 if len(codes) else 0
+    row = np.full(size + 1, -1, dtype=np.int64)  # code -1 marks the spare last slot
+    for start in range(0, len(codes), CHUNK_ROWS):  # in chunks: no row-sized index arrays
+        stop = min(start + CHUNK_ROWS, len(codes))
+        row[codes[start:stop]] = np.arange(start, stop, dtype=np.int64)
+    index = pl.Series(row[:size])
+    strings = column.gather(index.set(index < 0, None)).cast(pl.Utf8).rename("s")
     return codes, strings
 
 

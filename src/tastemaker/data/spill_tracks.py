@@ -7,14 +7,17 @@ name); every run row carries its combination's hash and its global row index. Th
 
 * the item and recording keys come from ``listens.key_listens`` over the distinct
   combinations (the identity rule only looks at distinct names: the same keys as over every
-  listen);
+  listen), and become integers (``_Codes``): per combination hash its index, recording code
+  (into the sorted recording keys), item index and which described columns it has;
 * each partition's rows are first reduced to one per (user, track combination): plays, last
-  time, latest row (integers only; the described columns are the combination's own);
-* per user (each in one partition) the favourites are those of the in-memory path, each
-  described column taken from the latest (user, combination) that has it;
+  time, latest row (the described columns are the combination's own), then joined to those
+  integers once; from there on nothing but integer group-bys;
+* per user (each in one partition) the favourites are those of the in-memory path
+  (``top_tracks.favourite_rows``), each described column the combination of the latest
+  (user, combination) that has it (latest row and combination packed in one int64);
 * per (item, recording), the plays of its combinations summed over the partitions, each
   described column from its latest combination: the in-memory "last non-null value in
-  the source's order".
+  the source's order". Strings are decoded for the rows kept only.
 """
 
 from __future__ import annotations
@@ -24,15 +27,19 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from tastemaker.data.interactions import Interactions
 from tastemaker.data.listens import key_listens
 from tastemaker.data.top_tracks import (
     DESCRIPTION,
+    decoded,
+    favourite_rows,
+    index_of,
     item_tags,
-    most_played_and_latest,
     recording_level_tracks,
+    top_track_rows,
 )
 from tastemaker.data.tracks import (
     FAVOURITE_COLUMNS,
@@ -42,6 +49,9 @@ from tastemaker.data.tracks import (
     TrackData,
 )
 from tastemaker.errors import DataError
+
+# Described columns that may be null on a listen that has a title.
+_NULLABLE = tuple(c for c in DESCRIPTION if c != "title")
 
 TRACK_KEY_COLUMNS = [
     "artist_id",
@@ -122,25 +132,19 @@ class TrackCombinations:
         self, folders: list[Path], interactions: Interactions, console: Any | None = None
     ) -> Interactions:
         """``interactions`` with the ``TrackData`` of the runs in ``folders``."""
-        keys = self._keys(interactions.level).lazy()
-        items = pl.LazyFrame(
-            {
-                "item_id": interactions.items.ids,
-                "item": pl.int_range(0, interactions.n_items, eager=True),
-            }
-        ).with_columns(pl.col("item").cast(pl.Int32))
-        users = pl.LazyFrame(
+        codes = _Codes(self._keys(interactions.level), interactions)
+        users = pl.DataFrame(
             {
                 "user": interactions.users.ids,
-                "user_index": pl.int_range(0, interactions.n_users, eager=True),
+                "user_index": pl.int_range(0, interactions.n_users, eager=True, dtype=pl.Int32),
             }
         )
         totals, favourites = [], []
         with progress_bar(console) as progress:
             task = progress and progress.add_task("top tracks", total=len(folders))
             for folder in folders:
-                # Integers first: one row per (user, track combination), whose described
-                # columns are the combination's own, so its latest row is all that counts.
+                # One row per (user, track combination), whose described columns are the
+                # combination's own, so its latest row is all that counts; then integers.
                 by_user = (
                     pl.scan_parquet(folder / "*.parquet")
                     .group_by("user", "track")
@@ -149,35 +153,83 @@ class TrackCombinations:
                         pl.col("time").max().alias("last_heard"),
                         pl.col("row").max(),
                     )
+                    .join(codes.table.lazy(), on="track", how="inner")
+                    .drop("track")
                     .collect()
                 )
+                # Every user's listens count for the items' tracks, kept users' for theirs.
                 totals.append(
-                    by_user.group_by("track").agg(pl.col("plays").sum(), pl.col("row").max())
+                    by_user.group_by("combo").agg(pl.col("plays").sum(), pl.col("row").max())
                 )
-                favourites.append(_favourites(by_user.lazy().join(keys, on="track"), users, items))
-                del by_user
+                kept = by_user.join(users, on="user", how="inner").drop("user")
+                kept = kept.rename({"user_index": "user"})
+                favourites.append(favourite_rows(codes.pairs(kept, "user"), FAVOURITES_PER_USER))
+                del kept, by_user
                 if progress:
                     progress.advance(task)
-        per_track = (
-            _totals(totals)
-            .lazy()
-            .join(keys, on="track", how="inner")
-            .group_by("item_id", "recording")
-            .agg(pl.col("plays").sum(), *_latest())
-            .join(items, on="item_id", how="inner")
-            .sort(["item", "plays", "recording"], descending=[False, True, False])
-            .group_by("item", maintain_order=True)
-            .head(TRACKS_PER_ITEM)
-            .select(list(TRACK_COLUMNS))
-            .cast(TRACK_COLUMNS)
-            .collect()
+        per_combo = (
+            pl.concat(totals).group_by("combo").agg(pl.col("plays").sum(), pl.col("row").max())
+            if totals
+            else pl.DataFrame(schema={"combo": pl.Int32, "plays": pl.Int64, "row": pl.Int64})
         )
-        chosen = pl.concat(favourites) if favourites else _favourites(_empty(), users, items)
-        chosen = chosen.sort(["user", "plays", "recording"], descending=[False, True, False])
-        data = TrackData(per_track, chosen, item_tags(interactions))
+        per_item = codes.pairs(per_combo.join(codes.table, on="combo"), "item")
+        tracks = decoded(top_track_rows(per_item, TRACKS_PER_ITEM), TRACK_COLUMNS, *codes.strings)
+        chosen = pl.concat(favourites) if favourites else codes.pairs(_empty(), "user")
+        chosen = chosen.sort("user", maintain_order=True)  # users are in one partition each
+        data = TrackData(
+            tracks, decoded(chosen, FAVOURITE_COLUMNS, *codes.strings), item_tags(interactions)
+        )
         if interactions.level == "recording":
             data = dataclasses.replace(data, tracks=recording_level_tracks(interactions))
         return dataclasses.replace(interactions, tracks=data)
+
+
+class _Codes:
+    """The track combinations as integers: per hash its combination index, recording code
+    (into the sorted recording keys), item index (-1: not an item of the ``Interactions``)
+    and which described columns it has; and per combination the described strings."""
+
+    def __init__(self, keys: pl.DataFrame, interactions: Interactions) -> None:
+        recordings = keys.get_column("recording").drop_nulls().unique().sort()
+        self.size = keys.height
+        self.table = pl.DataFrame(
+            {
+                "track": keys.get_column("track"),
+                "combo": np.arange(keys.height, dtype=np.int32),
+                "recording": index_of(keys.get_column("recording"), recordings)[:-1],
+                "item": index_of(keys.get_column("item_id"), interactions.items.ids)[:-1],
+                **{f"known_{c}": keys.get_column(c).is_not_null() for c in _NULLABLE},
+            }
+        )
+        self.strings = recordings, {c: keys.get_column(c) for c in DESCRIPTION}
+
+    def pairs(self, frame: pl.DataFrame, by: str) -> pl.DataFrame:
+        """Rows per (``by``, recording) from rows per combination with ``plays``, ``row``
+        (its latest; global) and ``last_heard`` where ``by`` is the user: plays summed, the
+        item and title of the latest row, each nullable described column of the latest row
+        that has it: combination codes, as ``top_tracks.track_pairs`` gives them. Rows of
+        no item (or user) are left out."""
+        # The latest row and its combination packed in one int64: a plain max.
+        rows = frame.get_column("row")
+        if len(rows) and int(rows.max()) >= (1 << 62) // max(self.size, 1):  # type: ignore[arg-type]
+            raise DataError("too many listens to rank the top tracks of a spilled ingest")
+        latest = pl.col("row").cast(pl.Int64) * self.size + pl.col("combo")
+        aggregations = [
+            pl.col("plays").sum().cast(pl.Int64),
+            latest.max().alias("title"),
+            *[pl.when(pl.col(f"known_{c}")).then(latest).max().alias(c) for c in _NULLABLE],
+        ]
+        if by == "user":
+            aggregations.append(pl.col("last_heard").max().cast(pl.Int64))
+        grouped = frame.group_by(by, "recording").agg(aggregations)
+        combo = {c: (pl.col(c) % self.size).fill_null(-1).cast(pl.Int32) for c in DESCRIPTION}
+        grouped = grouped.with_columns(**combo)
+        if by == "user":
+            item = self.table.get_column("item").to_numpy()
+            grouped = grouped.with_columns(item=item[grouped.get_column("title").to_numpy()])
+        return grouped.filter(
+            (pl.col(by) >= 0) & (pl.col("item") >= 0) if by == "user" else pl.col(by) >= 0
+        )
 
 
 def _distinct(frame: pl.DataFrame) -> pl.DataFrame:
@@ -192,50 +244,18 @@ def _distinct(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.group_by("track").agg(*[pl.col(c).first() for c in TRACK_KEY_COLUMNS], *check)
 
 
-def _latest() -> list[pl.Expr]:
-    """Per described column, the value of the latest (user, track) row where it is known."""
-    return [pl.col(c).sort_by("row").drop_nulls().last().alias(c) for c in DESCRIPTION]
-
-
-def _totals(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    """Plays and latest row per track combination, over every partition."""
-    if not frames:
-        return pl.DataFrame(schema={"track": pl.UInt64, "plays": pl.Int64, "row": pl.Int64})
-    return pl.concat(frames).group_by("track").agg(pl.col("plays").sum(), pl.col("row").max())
-
-
-def _favourites(pairs: pl.LazyFrame, users: pl.LazyFrame, items: pl.LazyFrame) -> pl.DataFrame:
-    """``build_track_data``'s favourites from (user, track combination) rows with their keys."""
-    chosen = (
-        pairs.group_by("user", "recording")
-        .agg(
-            pl.col("plays").sum(),
-            pl.col("last_heard").max(),
-            pl.col("item_id").sort_by("row").last(),
-            *_latest(),
-        )
-        .join(users, on="user", how="inner")
-        .join(items, on="item_id", how="inner")
-        .drop("user")
-        .rename({"user_index": "user"})
-        .select(list(FAVOURITE_COLUMNS))
-        .cast(FAVOURITE_COLUMNS)
-        .collect()
-    )
-    return most_played_and_latest(chosen, FAVOURITES_PER_USER)
-
-
-def _empty() -> pl.LazyFrame:
+def _empty() -> pl.DataFrame:
     schema = {
-        "user": pl.Utf8,
+        "user": pl.Int32,
+        "recording": pl.Int32,
         "plays": pl.Int64,
         "last_heard": pl.Int64,
         "row": pl.Int64,
-        "item_id": pl.Utf8,
-        "recording": pl.Utf8,
-        **dict.fromkeys(DESCRIPTION, pl.Utf8),
+        "combo": pl.Int32,
+        "item": pl.Int32,
+        **{f"known_{c}": pl.Boolean for c in _NULLABLE},
     }
-    return pl.LazyFrame(schema=schema)
+    return pl.DataFrame(schema=schema)
 
 
 __all__ = ["TRACK_KEY_COLUMNS", "TrackCombinations", "progress_bar"]

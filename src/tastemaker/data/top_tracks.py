@@ -61,34 +61,47 @@ class TrackPairs:
         per_user: int = FAVOURITES_PER_USER,
     ) -> TrackData:
         """Top recordings per item and per user, in ``interactions``' index space."""
-        item_index = _index_of(self.items, interactions.items.ids)
-        user_index = _index_of(self.users, interactions.users.ids)
+        item_index = index_of(self.items, interactions.items.ids)
+        user_index = index_of(self.users, interactions.users.ids)
         tracks = self.per_track.with_columns(item=item_index[self.per_track["item"].to_numpy()])
         tracks = tracks.filter(pl.col("item") >= 0)
-        order, first = _ranked(tracks, "item", "plays", per_item)
-        tracks = tracks[order[first[order]]]
         pairs = self.per_user.with_columns(
             user=user_index[self.per_user["user"].to_numpy()],
             item=item_index[self.per_user["item"].to_numpy()],
         ).filter((pl.col("user") >= 0) & (pl.col("item") >= 0))
-        # most_played_and_latest on codes: the most played and the heard last, most played first.
-        order, played = _ranked(pairs, "user", "plays", per_user)
-        _, recent = _ranked(pairs, "user", "last_heard", per_user)
-        favourites = pairs[order[(played | recent)[order]]]
+        codes = self.recordings, self.strings
         return TrackData(
-            self._decoded(tracks, TRACK_COLUMNS),
-            self._decoded(favourites, FAVOURITE_COLUMNS),
+            decoded(top_track_rows(tracks, per_item), TRACK_COLUMNS, *codes),
+            decoded(favourite_rows(pairs, per_user), FAVOURITE_COLUMNS, *codes),
             item_tags(interactions),
         )
 
-    def _decoded(self, frame: pl.DataFrame, columns: dict) -> pl.DataFrame:
-        """``frame``'s codes as strings (only its rows are decoded), in ``columns``' types."""
-        decoded = {
-            "recording": gather_strings(self.recordings, frame["recording"].to_numpy()),
-            **{c: gather_strings(self.strings[c], frame[c].to_numpy()) for c in DESCRIPTION},
-        }
-        frame = frame.with_columns(**{c: s.alias(c) for c, s in decoded.items()})
-        return frame.select(list(columns)).cast(columns)
+
+def top_track_rows(tracks: pl.DataFrame, per_item: int = TRACKS_PER_ITEM) -> pl.DataFrame:
+    """Per item (index space) its ``per_item`` most played recordings, most played first."""
+    order, first = _ranked(tracks, "item", "plays", per_item)
+    return tracks[order[first[order]]]
+
+
+def favourite_rows(pairs: pl.DataFrame, per_user: int = FAVOURITES_PER_USER) -> pl.DataFrame:
+    """``most_played_and_latest`` on codes (index space): per user the most played and the
+    heard last, most played first."""
+    order, played = _ranked(pairs, "user", "plays", per_user)
+    _, recent = _ranked(pairs, "user", "last_heard", per_user)
+    return pairs[order[(played | recent)[order]]]
+
+
+def decoded(
+    frame: pl.DataFrame, columns: dict, recordings: pl.Series, strings: dict[str, pl.Series]
+) -> pl.DataFrame:
+    """``frame``'s codes as strings (only its rows are decoded), in ``columns``' types:
+    ``recording`` into ``recordings``, each ``DESCRIPTION`` column into its ``strings``."""
+    values = {
+        "recording": gather_strings(recordings, frame["recording"].to_numpy()),
+        **{c: gather_strings(strings[c], frame[c].to_numpy()) for c in DESCRIPTION},
+    }
+    frame = frame.with_columns(**{c: s.alias(c) for c, s in values.items()})
+    return frame.select(list(columns)).cast(columns)
 
 
 def _ranked(frame: pl.DataFrame, group: str, by: str, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +131,7 @@ def _ranked(frame: pl.DataFrame, group: str, by: str, size: int) -> tuple[np.nda
     return order, first
 
 
-def _index_of(keys: pl.Series, ids: pl.Series) -> np.ndarray:
+def index_of(keys: pl.Series, ids: pl.Series) -> np.ndarray:
     """Per key (by code) its index in ``ids`` (-1: not there), with a last slot for code -1."""
     index = pl.DataFrame({"key": ids, "index": np.arange(len(ids), dtype=np.int32)})
     joined = keys.rename("key").to_frame().join(index, on="key", how="left", maintain_order="left")
@@ -316,6 +329,10 @@ __all__ = [
     "TrackPairs",
     "attach_tracks",
     "build_track_data",
+    "decoded",
+    "favourite_rows",
+    "index_of",
     "most_played_and_latest",
+    "top_track_rows",
     "track_pairs",
 ]
