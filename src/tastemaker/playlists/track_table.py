@@ -161,7 +161,7 @@ class TrackTable:
         if missing:
             if len(cache) + len(missing) > ROW_CACHE_ROWS:
                 cache.clear()  # bounded: a large catalogue is never held whole
-            taken = self._batch.take(pa.array(missing, pa.int64()))
+            taken = self._batch.take(np.asarray(missing, np.int64))  # no Arrow array first
             columns = [column.to_pylist() for column in taken.columns]
             cache.update(zip(missing, zip(*columns, strict=True), strict=True))
         return [cache[r] for r in wanted]
