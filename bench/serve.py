@@ -399,6 +399,8 @@ def parse_args():
         "--playlist-rates", type=float, nargs="*", default=[],
         help="with --playlists: more offered rates to run after 100 requests/s",
     )  # fmt: skip
+    parser.add_argument("--playlist-requests", type=int, default=3000, help="timed, per rate")
+    parser.add_argument("--playlist-warmup", type=int, default=300, help="untimed, per rate")
     parser.add_argument(
         "--memory-only",
         action="store_true",
@@ -691,12 +693,17 @@ def playlist_model(args, data) -> Path:
         return model.fit(data).save(folder)
 
 
-def playlist_run(server: Server, paths: list[str], rate: float, args, spawn) -> dict:
-    """One open-loop run at ``rate``; the server's CPU per request from /proc (the warm-up's
-    30 requests included: a slight overestimate) and the load average beside it."""
+def playlist_run(
+    server: Server, warm: list[str], paths: list[str], rate: float, args, spawn
+) -> dict:
+    """Untimed warm-up (``warm``, at ``rate``: every worker builds its Library and fills its
+    caches, as a service that has been up a while has), then one open-loop run at ``rate``;
+    the server's CPU per timed request from /proc (the open loop's own 30 untimed requests
+    included: 1 % over) and the load average beside it."""
     profile = args.profile / f"playlists-{rate:.0f}.txt" if args.profile else None
-    spy = start_profile(server, profile) if profile else None
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        pool.submit(playlist_open_loop, server.url, warm, rate, args.in_flight).result()
+        spy = start_profile(server, profile) if profile else None
         cpu = server.cpu_seconds()
         result = pool.submit(playlist_open_loop, server.url, paths, rate, args.in_flight).result()
         used = server.cpu_seconds()
@@ -730,19 +737,23 @@ def playlist_benchmark(args) -> None:
         try:
             server.wait_ready()
             rng = np.random.default_rng(args.seed + 2)
-            count = max(args.requests // 10, 200)
-            users = rng.integers(0, data.n_users, count)
+            users = rng.integers(0, data.n_users, args.playlist_requests + args.playlist_warmup)
             query = "mode=mix&n=50&day=2025-01-"
             paths = [
                 f"/v1/users/{data.users.id(int(u))}/playlist?{query}{1 + i % 28:02d}"
                 for i, u in enumerate(users)
             ]
+            warm, paths = paths[: args.playlist_warmup], paths[args.playlist_warmup :]
             with httpx.Client(base_url=server.url, timeout=300) as client:
-                for path in paths[-20:]:  # the first request builds the model's Library
+                for path in warm[:5]:  # the first request builds the model's Library
                     client.get(path)
+            print(
+                f"each run: {len(warm):,} untimed warm-up requests at its rate (other users), "
+                f"then {len(paths):,} timed", flush=True,
+            )  # fmt: skip
             spawn = multiprocessing.get_context("spawn")
             for rate in rates:
-                results.append(playlist_run(server, paths, rate, args, spawn))
+                results.append(playlist_run(server, warm, paths, rate, args, spawn))
         finally:
             server.stop()
     finally:

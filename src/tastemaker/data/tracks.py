@@ -101,9 +101,14 @@ class TrackData:
             for key, frame in self.favourites.partition_by("user", as_dict=True).items()
         }
 
+    @cached_property
+    def _no_favourites(self) -> pl.DataFrame:
+        return self.favourites.clear()
+
     def user_favourites(self, user: int) -> pl.DataFrame:
-        """The user's most played recordings, most played first (empty when none)."""
-        return self._favourites_by_user.get(user, self.favourites.clear())
+        """The user's most played recordings, most played first (empty when none: one empty
+        frame for every such user, not a new one per call)."""
+        return self._favourites_by_user.get(user, self._no_favourites)
 
     @cached_property
     def tag_items(self) -> dict[str, pl.DataFrame]:

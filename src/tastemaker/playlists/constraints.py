@@ -64,8 +64,15 @@ class Rules:
     freshness: Freshness = field(default_factory=Freshness)
 
 
-def _recording_key(track: Track) -> str:
+def recording_key(track: Track) -> str:
+    """What tells recordings apart: the recording key, else the item (an artist entry)."""
     return track.recording if track.recording is not None else f"item:{track.item}"
+
+
+def describe_shortfall(pool: str, refused: Counter[str]) -> str:
+    """'<pool> ran out (12 by per-artist limit, ...)': why a selection is short."""
+    reasons = ", ".join(f"{n} by {why}" for why, n in refused.most_common())
+    return f"{pool} ran out" + (f" ({reasons})" if reasons else "")
 
 
 def violations(playlist: Playlist, rules: Rules) -> list[str]:
@@ -77,7 +84,7 @@ def violations(playlist: Playlist, rules: Rules) -> list[str]:
     if len(tracks) < rules.length and not playlist.shortfall:
         found.append(f"length: {len(tracks)} of {rules.length} tracks and no reason given")
     for what, keys in (
-        ("recording", [_recording_key(t) for t in tracks]),
+        ("recording", [recording_key(t) for t in tracks]),
         ("song", [t.song_key for t in tracks]),
     ):
         repeated = [k for k, c in Counter(keys).items() if c > 1]
@@ -124,7 +131,7 @@ class Selection:
         if self.full:
             return False
         reason = None
-        if _recording_key(track) in self._recordings or track.song_key in self._songs:
+        if recording_key(track) in self._recordings or track.song_key in self._songs:
             reason = "duplicate"
         elif self._per_artist[track.artist_key] >= self.rules.max_per_artist:
             reason = "per-artist limit"
@@ -134,7 +141,7 @@ class Selection:
             self.refused[reason] += 1
             return False
         self.tracks.append(track)
-        self._recordings.add(_recording_key(track))
+        self._recordings.add(recording_key(track))
         self._songs.add(track.song_key)
         self._per_artist[track.artist_key] += 1
         return True
@@ -143,5 +150,4 @@ class Selection:
         """Why the selection is short (None when full): what ran out, and what was refused."""
         if self.full:
             return None
-        refused = ", ".join(f"{n} by {why}" for why, n in self.refused.most_common())
-        return f"{pool} ran out" + (f" ({refused})" if refused else "")
+        return describe_shortfall(pool, self.refused)

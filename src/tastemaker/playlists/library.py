@@ -31,6 +31,17 @@ if TYPE_CHECKING:
 
 # Items whose tracks are kept as objects between requests (cleared when full).
 TRACK_CACHE_ITEMS = 20_000
+# A favourite's columns, in the order of a track table row's values, then when it was heard last.
+_FAVOURITE_FIELDS = (
+    "item",
+    "artist",
+    "title",
+    "release",
+    "recording_mbid",
+    "recording",
+    "plays",
+    "last_heard",
+)
 
 
 @dataclass
@@ -82,7 +93,7 @@ class Library:
         order = np.argsort(-listeners, kind="stable")
         self.popularity_quantile = np.empty(data.n_items, np.float64)
         self.popularity_quantile[order] = np.arange(data.n_items) / max(data.n_items, 1)
-        self._items_of_artist: dict[str, list[int]] | None = None
+        self._items_of_artist: tuple[dict[str, int], np.ndarray, np.ndarray] | None = None
         self._tag_rows: tuple[list[str], np.ndarray, np.ndarray] | None = None
         self.table = TrackTable(
             self.track_data, self.item_artist, data.n_items, self.item_artist_key
@@ -114,14 +125,19 @@ class Library:
 
     # -- items and tracks ----------------------------------------------------------------------
     def items_of_artists(self, artist_keys: frozenset[str]) -> np.ndarray:
-        """Every item credited to one of these artists (normalised names)."""
+        """Every item credited to one of these artists (normalised names), in item order."""
         if self._items_of_artist is None:
-            grouped: dict[str, list[int]] = {}
-            for item, key in enumerate(self.item_artist_key):
-                grouped.setdefault(key, []).append(item)
-            self._items_of_artist = grouped
-        found = [i for key in artist_keys for i in self._items_of_artist.get(key, ())]
-        return np.asarray(sorted(found), dtype=np.int64)
+            # Items grouped by artist once: artist code -> its items, rows of a CSR layout.
+            unique, codes = np.unique(np.asarray(self.item_artist_key, object), return_inverse=True)
+            order = np.argsort(codes, kind="stable")
+            starts = np.searchsorted(codes[order], np.arange(len(unique) + 1))
+            code_of = {key: code for code, key in enumerate(unique.tolist())}
+            self._items_of_artist = (code_of, order.astype(np.int64), starts)
+        code_of, order, starts = self._items_of_artist
+        codes = np.asarray([code_of[k] for k in artist_keys if k in code_of], np.int64)
+        lengths = starts[codes + 1] - starts[codes]
+        first = np.repeat(starts[codes] - np.cumsum(lengths) + lengths, lengths)
+        return np.sort(order[first + np.arange(int(lengths.sum()))])
 
     def co_tags(self, items: list[int]) -> list[str]:
         """The tags on these items, most often given first (ties by name)."""
@@ -195,21 +211,6 @@ class Library:
             vector = model.history_vectors(listener.history)
         return np.asarray(vector, dtype=np.float32).reshape(-1)
 
-    def _track(self, item: int, row: dict, reason: str = "") -> Track:
-        artist = self.item_artist[item]
-        credit = row["artist"] if row["artist"] and row["artist"] != artist else None
-        return Track(
-            item=item,
-            artist=artist,
-            credit=credit,
-            title=row["title"],
-            release=row["release"],
-            recording_mbid=row["recording_mbid"],
-            recording=row["recording"],
-            reason=reason,
-            plays=int(row["plays"]),
-        )
-
     # -- listeners -----------------------------------------------------------------------------
     def listener(
         self,
@@ -224,24 +225,33 @@ class Library:
         if user is not None:
             if not 0 <= user < data.n_users:
                 raise UsageError(f"user index {user} is outside 0..{data.n_users - 1}")
-            row = data.user_items[user]
+            matrix = data.user_items  # the row built from its slices: scipy's indexing costs more
+            start, stop = matrix.indptr[user], matrix.indptr[user + 1]
+            row = sp.csr_matrix(
+                (matrix.data[start:stop].copy(), matrix.indices[start:stop].copy(),
+                 np.asarray([0, stop - start], matrix.indptr.dtype)),
+                shape=(1, matrix.shape[1]), copy=False,
+            )  # fmt: skip
             name = name or data.users.id(user)
         elif history is not None:
             row = sp.csr_matrix(history, dtype=np.float32)[0]
             name = name or "a posted history"
         else:
             raise UsageError("a playlist needs a user or a history")
-        known = frozenset(self.item_artist_key[i] for i in row.indices)
+        known = frozenset(map(self.item_artist_key.__getitem__, row.indices.tolist()))
         since = int((now - timedelta(days=RECENT_DAYS)).timestamp())
         recent: set[str] = set()
         favourites: dict[int, list[Track]] = {}
         if user is not None:
             frame = self.track_data.user_favourites(user)
-            for fav in frame.iter_rows(named=True):
-                if fav["last_heard"] is not None and fav["last_heard"] >= since:
-                    recent.add(fav["recording"])
-                reason = f"one of your favourites ({fav['plays']} plays)"  # FAVOURITE
-                favourites.setdefault(fav["item"], []).append(self._track(fav["item"], fav, reason))
+            columns = [frame[name].to_list() for name in _FAVOURITE_FIELDS] if frame.height else []
+            rows = zip(*columns, strict=True)
+            for item, credit, title, release, mbid, recording, plays, last in rows:
+                if last is not None and last >= since:
+                    recent.add(recording)
+                reason = f"one of your favourites ({plays} plays)"  # FAVOURITE
+                values = (credit or None, title, release, mbid, recording, int(plays))
+                favourites.setdefault(item, []).append(self.table.make(item, values, reason))
             if self.level == "recording" and data.last_listened is not None:
                 start, stop = data.user_items.indptr[user], data.user_items.indptr[user + 1]
                 times = data.last_listened[start:stop]

@@ -16,14 +16,14 @@ first tracks of the same ranking under the same rules).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date
 
 import numpy as np
 
 from tastemaker.errors import UsageError
-from tastemaker.playlists.candidates import Ranked, known_and_new
+from tastemaker.playlists.candidates import known_and_new
 from tastemaker.playlists.constraints import (
     PERSONAL_MAX_PER_ARTIST,
     Freshness,
@@ -32,20 +32,21 @@ from tastemaker.playlists.constraints import (
 )
 from tastemaker.playlists.library import Library, Listener
 from tastemaker.playlists.ordering import separate, smooth_order
+from tastemaker.playlists.picking import (
+    DAILY_NOISE,
+    FAVOURITE_BOOST,
+    Picker,
+    Stream,
+    picked_tracks,
+    weighted_pool,
+)
 from tastemaker.playlists.playlist import Playlist, Track
 
 MODES = ("jams", "exploration", "mix")
 DISCOVERY_SHARE = 0.2
-DAILY_NOISE = 0.15
-# A favourite of the listener's counts this much more than its share of everyone's plays.
-FAVOURITE_BOOST = 1.5
 RECIPE_TOP = 1000
 FAVOURITE = "one of your favourites"
-# Candidate tracks made into ``Track`` objects at a time (a playlist takes ~50 of a few hundred;
-# a mix's discoveries about 10 of them).
-CANDIDATE_CHUNK = 24
-# Row marks of favourites among the candidates (rows >= 0 are track table rows, -1 artist entries).
-FAVOURITE_ROW = -2
+__all__ = ["DAILY_NOISE", "FAVOURITE_BOOST", "MODES", "personal_playlist"]
 
 
 def daily_rng(listener: Listener, day: date, seed: int) -> np.random.Generator:
@@ -90,112 +91,6 @@ def ranked_items(
     return ids[0][keep], scores[0][keep]
 
 
-def _score_weights(scores: np.ndarray) -> np.ndarray:
-    """Model scores as positive weights (min-max over the pool, a floor for the last)."""
-    if not len(scores):
-        return scores.astype(np.float64)
-    low, high = float(scores.min()), float(scores.max())
-    spread = high - low if high > low else 1.0
-    return (scores.astype(np.float64) - low) / spread + 0.01
-
-
-def expected_tracks(
-    library: Library,
-    listener: Listener,
-    ranked: Ranked,
-    rng: np.random.Generator | None,
-    loved: bool,
-) -> Iterator[Track]:
-    """Candidate tracks by how likely the listener is to play them: an artist's weight (the
-    model's score; for ``loved`` artists, its geometric mean with the listener's own share of
-    plays) times the track's share of the artist's plays, the listener's favourites boosted
-    (``FAVOURITE_BOOST``). The day's generator adds a little noise (``DAILY_NOISE``, in log
-    space) so the list changes from day to day. Weights are worked out on the track table's
-    arrays; ``Track`` objects are made only for the candidates taken, a chunk at a time."""
-    items, scores = ranked
-    weights = _score_weights(scores)
-    if loved:
-        history = listener.history
-        plays = dict(zip(history.indices.tolist(), history.data.tolist(), strict=True))
-        total = sum(plays.values()) or 1.0
-        weights = np.sqrt(weights * np.asarray([plays.get(int(i), 0.0) / total for i in items]))
-    table = library.table
-    position, within, rows = table.rows_of(items)
-    item_of = items[position]
-    played = table.plays_of(rows)
-    keys = np.where(
-        played > 0, weights[position] * played / table.total[item_of], weights[position]
-    )
-    favourites: list[Track] = []
-    if loved and listener.favourites:
-        keys, rows, item_of, favourites = _with_favourites(
-            library, listener, items, weights, (position, within, rows, keys)
-        )
-    if not len(keys):
-        return
-    if rng is not None:
-        keys = keys * np.exp(DAILY_NOISE * rng.gumbel(size=len(keys)))
-    order = np.argsort(-keys, kind="stable")
-    for start in range(0, len(order), CANDIDATE_CHUNK):
-        chunk = order[start : start + CANDIDATE_CHUNK]
-        kept = rows[chunk] > FAVOURITE_ROW
-        items_kept = item_of[chunk][kept]
-        new = [library.item_artist_key[i] not in listener.known for i in items_kept.tolist()]
-        reasons = [
-            "" if discovery else f"because you play {library.item_artist[i]}"
-            for i, discovery in zip(items_kept.tolist(), new, strict=True)
-        ]
-        made = iter(table.tracks(items_kept, rows[chunk][kept], reasons, new))
-        for index, is_row in zip(chunk.tolist(), kept.tolist(), strict=True):
-            yield next(made) if is_row else favourites[FAVOURITE_ROW - int(rows[index])]
-
-
-def _with_favourites(
-    library: Library,
-    listener: Listener,
-    items: np.ndarray,
-    weights: np.ndarray,
-    entries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Track]]:
-    """The candidates with each item's favourites of the listener first (weighted by
-    everyone's plays of that recording, or the item's least played track's, boosted), then
-    the item's other tracks. A favourite's row is ``FAVOURITE_ROW - k``, k indexing the list
-    returned with the keys, rows and items."""
-    position, within, rows, keys = entries
-    table = library.table
-    keep = np.ones(len(rows), bool)
-    extra_position: list[int] = []
-    extra_keys: list[float] = []
-    favourites: list[Track] = []
-    for p, item in enumerate(items.tolist()):
-        own = listener.favourites.get(item)
-        if not own:
-            continue
-        start, stop = int(table.offsets[item]), int(table.offsets[item + 1])
-        recordings = table.recordings(item)
-        everyone = dict(zip(recordings, table.plays[start:stop].tolist(), strict=True))
-        for favourite in own:
-            share = everyone.get(favourite.recording, int(table.least[item])) / table.total[item]
-            extra_position.append(p)
-            extra_keys.append(weights[p] * share * FAVOURITE_BOOST)
-            favourites.append(favourite)
-        taken = {t.recording for t in own}
-        if recordings:  # the item's rows, in table order, are its rows among the candidates
-            first = int(np.searchsorted(position, p))
-            keep[first : first + len(recordings)] = [
-                r is None or r not in taken for r in recordings
-            ]
-    count = len(favourites)
-    all_position = np.concatenate([position[keep], np.asarray(extra_position, np.int64)])
-    # Per item: favourites first (part 0, in the listener's order), then its tracks (part 1).
-    part = np.concatenate([np.ones(int(keep.sum()), np.int64), np.zeros(count, np.int64)])
-    sequence = np.concatenate([within[keep], np.arange(count)])
-    order = np.lexsort((sequence, part, all_position))
-    all_rows = np.concatenate([rows[keep], FAVOURITE_ROW - np.arange(count)])[order]
-    all_keys = np.concatenate([keys[keep], np.asarray(extra_keys, np.float64)])[order]
-    return all_keys, all_rows, items[all_position[order]], favourites
-
-
 def _as_candidate(library: Library, listener: Listener, track: Track) -> Track:
     """An item's track with the reason and discovery flag for this listener."""
     known = library.item_artist_key[track.item] in listener.known
@@ -224,38 +119,45 @@ def _fill(selection: Selection, streams: Iterable[Iterable[Track]]) -> None:
             selection.offer(track)
 
 
-def _weave(selection: Selection, familiar: Iterable[Track], new: Iterable[Track]) -> None:
+def _pick(picker: Picker, streams: Iterable[Stream]) -> None:
+    """Each stream's candidates in turn, until the playlist is full."""
+    for stream in streams:
+        while not picker.full:
+            i = stream.next()
+            if i is None:
+                break
+            picker.offer(stream.pool, i)
+
+
+def _weave(picker: Picker, familiar: Stream, new: Stream) -> None:
     """Fill with a share of discoveries: a discovery whenever they fall below the share."""
-    streams = {True: iter(new), False: iter(familiar)}
+    streams = {True: new, False: familiar}
     exhausted: set[bool] = set()
     discoveries = 0
-    while not selection.full and len(exhausted) < 2:
-        want_new = discoveries < DISCOVERY_SHARE * (len(selection.tracks) + 1)
+    while not picker.full and len(exhausted) < 2:
+        want_new = discoveries < DISCOVERY_SHARE * (len(picker.picked) + 1)
         side = want_new if want_new not in exhausted else not want_new
-        track = next(streams[side], None)
-        if track is None:
+        stream = streams[side]
+        i = stream.next()
+        if i is None:
             exhausted.add(side)
             continue
-        if selection.offer(track):
-            discoveries += track.discovery
+        if picker.offer(stream.pool, i):
+            discoveries += stream.pool.discovery[i]
 
 
-def _with_reasons(library: Library, listener: Listener, tracks: list[Track]) -> list[Track]:
-    """Tracks without a reason get one from the model: the history item behind them."""
-    missing = sorted({t.item for t in tracks if not t.reason})
-    sources = dict(zip(missing, library.because(listener.history, missing), strict=True))
-    out = []
-    for track in tracks:
-        if not track.reason:
-            source = sources.get(track.item)
-            reason = (
-                f"similar to {library.item_artist[source]}"
-                if source is not None
-                else "popular with listeners"
-            )
-            track = replace(track, reason=reason)
-        out.append(track)
-    return out
+def _with_reasons(library: Library, listener: Listener, picker: Picker) -> list[Track]:
+    """The picked tracks, each with a reason: a discovery's from the model (the history item
+    behind it, ``Library.because``), the rest their own."""
+    missing = sorted({p.items[i] for p, i in picker.picked if p.discovery[i]})
+    reasons = {}
+    for item, source in zip(missing, library.because(listener.history, missing), strict=True):
+        reasons[item] = (
+            f"similar to {library.item_artist[source]}"
+            if source is not None
+            else "popular with listeners"
+        )
+    return picked_tracks(library, picker, reasons)
 
 
 def personal_playlist(
@@ -275,21 +177,22 @@ def personal_playlist(
     rng = daily_rng(listener, day, seed)
     # Artists ranked per pool: two tracks each fill n with room for the rules' refusals.
     pool = 2 * n + 20
-    selection = Selection(rules)
+    picker = Picker(rules)
     known_ranked, new_ranked = known_and_new(library, listener, pool)
-    known = expected_tracks(library, listener, known_ranked, rng, True)
-    new = expected_tracks(library, listener, new_ranked, rng, False)
+    fresh = rules.freshness
+    known = Stream(lambda: weighted_pool(library, listener, known_ranked, rng, True, fresh))
+    new = Stream(lambda: weighted_pool(library, listener, new_ranked, rng, False, fresh))
     if mode == "exploration":
-        _fill(selection, [new])
+        _pick(picker, [new])
     elif mode == "jams":
         # Loved artists first; a listener with too few of them gets new ones after.
-        _fill(selection, [known, new])
+        _pick(picker, [known, new])
     else:
-        _weave(selection, known, new)
-    tracks = _with_reasons(library, listener, selection.tracks)
+        _weave(picker, known, new)
+    tracks = _with_reasons(library, listener, picker)
     similarity = library.similarity(tracks)
     ordered, unplaced = smooth_order(tracks, similarity, rng, shuffle=shuffle)
-    return _playlist(library, listener, mode, n, ordered, unplaced, selection, day)
+    return _playlist(library, listener, mode, n, ordered, unplaced, picker, day)
 
 
 def _playlist(library, listener, mode, n, ordered, unplaced, selection, day) -> Playlist:

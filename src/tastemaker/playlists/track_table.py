@@ -5,7 +5,10 @@
 tracks and keeps a few dozen, so scoring works on numpy arrays (plays, each item's total and
 its least played track) and ``Track`` objects are made only for the rows a playlist looks at,
 a gather of those rows at a time (``tracks``: an Arrow ``take``, several times faster than a
-polars row gather of the frame).
+polars row gather of the frame). The keys the rules compare (``Track.recording`` or the item,
+``Track.song_key``) are kept per row as 64-bit hashes (``recording_hash``, ``song_hash``), so
+a playlist can apply the rules before it makes any object (``playlists.picking``); equal keys
+have equal hashes, and a hash match is confirmed on the keys themselves.
 """
 
 from __future__ import annotations
@@ -20,8 +23,24 @@ _new = object.__new__
 # Rows kept as Python values between requests (cleared when full): popular artists' tracks
 # come up in most playlists, and reading them out of Arrow is most of what making one costs.
 ROW_CACHE_ROWS = 200_000
-# The columns a ``Track`` is made of, in this order (``_make``).
+# The columns a ``Track`` is made of, in this order (``make``).
 _FIELDS = ("artist", "title", "release", "recording_mbid", "recording", "plays")
+# Rows hashed at a time when the table is built (bounds the Python strings alive at once).
+HASH_CHUNK = 1 << 18
+_WORD = (1 << 64) - 1
+_MIX = 0x9E3779B97F4A7C15  # an odd 64-bit constant: a song's hash is artist * _MIX ^ title
+
+
+def song_hash(artist_key: str, title_key: str) -> int:
+    """The hash of a song key ``(artist_key, title_key)`` (``Track.song_key``), as a signed
+    64-bit integer: what ``TrackTable.song_hash`` holds per row."""
+    value = ((hash(artist_key) & _WORD) * _MIX & _WORD) ^ (hash(title_key) & _WORD)
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def recording_hash(recording: str | None, item: int) -> int:
+    """The hash of the key the rules tell recordings apart by (the recording, else the item)."""
+    return hash(recording if recording is not None else f"item:{item}")
 
 
 class TrackTable:
@@ -57,6 +76,38 @@ class TrackTable:
         # As a playlist divides by them: an item with no plays counts 1 (and least 0 -> 1).
         self.total[self.total == 0] = 1.0
         self.least[self.least == 0] = 1
+        self.recording_hash, self.song_hash = self._key_hashes(track_data)
+
+    def _key_hashes(self, track_data: TrackData) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, the hashes of its recording key and its song key (``song_hash``), a chunk
+        of rows at a time; titles are normalised once each."""
+        frame = track_data.tracks
+        artist = np.asarray([hash(k) for k in self._item_artist_key], np.int64).view(np.uint64)
+        recordings = np.empty(frame.height, np.int64)
+        songs = np.empty(frame.height, np.uint64)
+        titles: dict[str | None, int] = {}
+        for start in range(0, frame.height, HASH_CHUNK):
+            part = frame.slice(start, HASH_CHUNK)
+            items = part["item"].to_list()
+            stop = start + len(items)
+            recordings[start:stop] = [
+                recording_hash(r, i)
+                for r, i in zip(part["recording"].to_list(), items, strict=True)
+            ]
+            keys = []
+            for title, item in zip(part["title"].to_list(), items, strict=True):
+                if not title:  # Track.song_key of an untitled track: the item
+                    keys.append(hash(f"#{item}"))
+                    continue
+                code = titles.get(title)
+                if code is None:
+                    code = titles[title] = hash(normalised(title))
+                keys.append(code)
+            with np.errstate(over="ignore"):
+                songs[start:stop] = (artist[np.asarray(items, np.int64)] * np.uint64(_MIX)) ^ (
+                    np.asarray(keys, np.int64).view(np.uint64)
+                )
+        return recordings, songs.view(np.int64)
 
     def rows_of(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every row of each item, in item order: ``(position, within, row)`` per row, where
@@ -94,7 +145,7 @@ class TrackTable:
             items.tolist(), known.tolist(), reasons, new, strict=True
         ):
             if has:
-                out.append(self._make(item, next(values), reason, discovery))
+                out.append(self.make(item, next(values), reason, discovery))
             else:
                 track = Track(item, self._item_artist[item], None, reason=reason,
                               discovery=discovery)  # fmt: skip
@@ -110,7 +161,7 @@ class TrackTable:
         if missing:
             if len(cache) + len(missing) > ROW_CACHE_ROWS:
                 cache.clear()  # bounded: a large catalogue is never held whole
-            taken = self._batch.take(pa.array(missing, pa.int64()))
+            taken = self._batch.take(np.asarray(missing, np.int64))  # no Arrow array first
             columns = [column.to_pylist() for column in taken.columns]
             cache.update(zip(missing, zip(*columns, strict=True), strict=True))
         return [cache[r] for r in wanted]
@@ -122,9 +173,9 @@ class TrackTable:
             return [Track(item=item, artist=self._item_artist[item], title=None)]
         rows = self._batch.slice(start, stop - start)
         columns = [column.to_pylist() for column in rows.columns]
-        return [self._make(item, values) for values in zip(*columns, strict=True)]
+        return [self.make(item, values) for values in zip(*columns, strict=True)]
 
-    def _make(self, item: int, values: tuple, reason: str = "", discovery: bool = False) -> Track:
+    def make(self, item: int, values: tuple, reason: str = "", discovery: bool = False) -> Track:
         credit, title, release, mbid, recording, plays = values
         artist = self._item_artist[item]
         # What ``Track(...)`` sets, written at once: a frozen dataclass's ``__init__`` sets
