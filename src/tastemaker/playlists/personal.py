@@ -3,7 +3,8 @@
 - jams: loved tracks not heard recently. The model ranks every artist (heard ones included);
   each artist gives the listener's own favourite recordings first, then its most played;
   nothing heard in the last 60 days.
-- exploration: artists the listener has never played, each with its most played recordings.
+- exploration: artists the listener has never played, each with its most played recordings
+  (a few more than needed, less those of least contrast: ``coherence``).
 - mix: jams with a share of discoveries (``DISCOVERY_SHARE``) woven in.
 
 A playlist is deterministic for a (listener, day, seed): the day's generator perturbs the
@@ -24,6 +25,7 @@ import numpy as np
 
 from tastemaker.errors import UsageError
 from tastemaker.playlists.candidates import Ranked, known_and_new
+from tastemaker.playlists.coherence import coherent_fill
 from tastemaker.playlists.constraints import (
     PERSONAL_MAX_PER_ARTIST,
     Freshness,
@@ -279,8 +281,8 @@ def personal_playlist(
     known_ranked, new_ranked = known_and_new(library, listener, pool)
     known = expected_tracks(library, listener, known_ranked, rng, True)
     new = expected_tracks(library, listener, new_ranked, rng, False)
-    if mode == "exploration":
-        _fill(selection, [new])
+    if mode == "exploration":  # a few more new tracks, less those that stand out least
+        coherent_fill(selection, new, library.similarity)
     elif mode == "jams":
         # Loved artists first; a listener with too few of them gets new ones after.
         _fill(selection, [known, new])
