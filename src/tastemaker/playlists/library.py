@@ -165,7 +165,10 @@ class Library:
         judges: for factor models the cosine of item vectors centred on the listeners'
         average (``_centred_cosine``), else the model's own similarity; pairs the model has no
         similarity for (a neighbour model's non-neighbours) count as 0."""
-        items = np.asarray([t.item for t in tracks], dtype=np.int64)
+        return self.item_similarity(np.asarray([t.item for t in tracks], dtype=np.int64))
+
+    def item_similarity(self, items: np.ndarray) -> np.ndarray:
+        """``similarity`` of item indices (no ``Track`` objects needed)."""
         if not len(items):
             return np.zeros((0, 0), np.float32)
         if isinstance(self.model, FactorModel):

@@ -3,7 +3,8 @@
 - jams: loved tracks not heard recently. The model ranks every artist (heard ones included);
   each artist gives the listener's own favourite recordings first, then its most played;
   nothing heard in the last 60 days.
-- exploration: artists the listener has never played, each with its most played recordings.
+- exploration: artists the listener has never played, each with its most played recordings
+  (a few more than needed, less those of least contrast: ``coherence``).
 - mix: jams with a share of discoveries (``DISCOVERY_SHARE``) woven in.
 
 A playlist is deterministic for a (listener, day, seed): the day's generator perturbs the
@@ -24,6 +25,7 @@ import numpy as np
 
 from tastemaker.errors import UsageError
 from tastemaker.playlists.candidates import known_and_new
+from tastemaker.playlists.coherence import coherent_fill
 from tastemaker.playlists.constraints import (
     PERSONAL_MAX_PER_ARTIST,
     Freshness,
@@ -182,8 +184,8 @@ def personal_playlist(
     fresh = rules.freshness
     known = Stream(lambda: weighted_pool(library, listener, known_ranked, rng, True, fresh))
     new = Stream(lambda: weighted_pool(library, listener, new_ranked, rng, False, fresh))
-    if mode == "exploration":
-        _pick(picker, [new])
+    if mode == "exploration":  # a few more new tracks, less those that stand out least
+        coherent_fill(picker, new, library.item_similarity)
     elif mode == "jams":
         # Loved artists first; a listener with too few of them gets new ones after.
         _pick(picker, [known, new])
