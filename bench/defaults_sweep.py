@@ -162,7 +162,27 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "bm25 k1=3 a.7 b0 100nn": {"alpha": 0.7, "beta": 0.0, "neighbours": 100},
         "bm25 k1=3 b.05 100nn": {"beta": 0.05, "neighbours": 100},
     },
-    "multvae": {"defaults": {}},
+    "multvae": {
+        "defaults": {},
+        # The search's pick on hetrec-binary, synth-artist and synth-recording (one config).
+        "log1p lat50 do.46 b.40": {
+            "latent": 50,
+            "dropout": 0.46,
+            "beta_cap": 0.40,
+            "anneal_steps": 263,
+            "learning_rate": 0.0022,
+            "batch_size": 64,
+            "weighting": "log1p",
+        },
+        "binary lat50 do.46 b.40": {
+            "latent": 50,
+            "dropout": 0.46,
+            "beta_cap": 0.40,
+            "anneal_steps": 263,
+            "learning_rate": 0.0022,
+            "batch_size": 64,
+        },
+    },
 }
 
 
