@@ -62,6 +62,16 @@ BASE = {"als": OLD_ALS, "itemknn": OLD_ITEMKNN, "userknn": OLD_USERKNN}
 
 # The first candidate of each model is its defaults before this sweep; every candidate is
 # applied on top of ``BASE`` (the old defaults).
+# Mult-VAE's tuned configuration, rounded, less its input weighting (CANDIDATES below).
+_MULTVAE_PICK = {
+    "latent": 50,
+    "dropout": 0.46,
+    "beta_cap": 0.40,
+    "anneal_steps": 263,
+    "learning_rate": 0.0022,
+    "batch_size": 64,
+}
+
 CANDIDATES: dict[str, dict[str, dict]] = {
     "popularity": {"defaults": {}},
     "als": {
@@ -165,23 +175,8 @@ CANDIDATES: dict[str, dict[str, dict]] = {
     "multvae": {
         "defaults": {},
         # The search's pick on hetrec-binary, synth-artist and synth-recording (one config).
-        "log1p lat50 do.46 b.40": {
-            "latent": 50,
-            "dropout": 0.46,
-            "beta_cap": 0.40,
-            "anneal_steps": 263,
-            "learning_rate": 0.0022,
-            "batch_size": 64,
-            "weighting": "log1p",
-        },
-        "binary lat50 do.46 b.40": {
-            "latent": 50,
-            "dropout": 0.46,
-            "beta_cap": 0.40,
-            "anneal_steps": 263,
-            "learning_rate": 0.0022,
-            "batch_size": 64,
-        },
+        "log1p lat50 do.46 b.40": {**_MULTVAE_PICK, "weighting": "log1p"},
+        "binary lat50 do.46 b.40": _MULTVAE_PICK,  # binary: Mult-VAE's default weighting
     },
 }
 
