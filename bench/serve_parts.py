@@ -7,23 +7,32 @@
   product, heard rows set to -inf, ``argpartition``) against faiss's flat search for n + the
   heard items, filtered (what it replaced), same answers checked;
 - the user route's answer whole and by part (search, reasons, the list), each part alone and
-  after the search (what the search's memory traffic costs the parts after it).
+  after the search (what the search's memory traffic costs the parts after it);
+- the posted-history route by part (``--parts history``: body parsing three ways, the name
+  lookups, the history row, the fold-in, the search, the reasons);
+- whole requests through the app's ASGI interface (``--parts asgi``: the floor, the user
+  route, a posted 50-item history; routing, middleware, FastAPI's parameter and body handling,
+  the handler, all but uvicorn's HTTP parsing and the socket).
 
 CPU is this thread's (``time.thread_time``): on a shared machine wall time mostly measures the
 wait for a core. Uses the model ``bench/serve.py --out DIR`` trains (DIR/model).
 
     .venv/bin/python bench/serve_parts.py --model /tmp/serve-model/model [--graph /tmp/graph.faiss]
     .venv/bin/python bench/serve_parts.py --model /tmp/serve-model/model --parts head
+    PYTHONPATH=/tmp/base/src:bench .venv/bin/python bench/serve_parts.py --model ... --parts asgi
+    (another tree's code, measured by this script)
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 import types
 from pathlib import Path
 
 import numpy as np
+import orjson
 import scipy.sparse as sp
 
 import tastemaker.threads as thread_policy
@@ -180,6 +189,171 @@ def route_parts(model, index: FactorIndex, users, rounds: int) -> None:
         print(f"  round {round_ + 1}: " + ", ".join(figures) + f"; {load_average()}")
 
 
+def _bundle(model, index):
+    from tastemaker.serving.catalogue import Catalogue
+    from tastemaker.serving.state import LoadedModel, _item_vectors
+
+    bundle = LoadedModel(
+        model, Path("."), {}, "bench", index, Catalogue(model.interactions_, model)
+    )
+    bundle._item_vectors, bundle._item_norms = _item_vectors(model)
+    return bundle
+
+
+def _histories(model, count: int, rng, length: int = 50) -> list[bytes]:
+    """Posted bodies as bench/serve.py sends them: ``length`` of a real user's items, by id."""
+    matrix, items = model.user_items_, model.interactions_.items
+    bodies = []
+    for user in rng.integers(0, matrix.shape[0], count):
+        heard = matrix.indices[matrix.indptr[user] : matrix.indptr[user + 1]]
+        pick = rng.choice(heard, min(length, len(heard)), replace=False)
+        bodies.append(orjson.dumps({"history": [{"item": items.id(i), "count": 1} for i in pick]}))
+    return bodies
+
+
+class _Asgi:
+    """Requests through the app's ASGI interface (routing, middleware, FastAPI's parameter and
+    body handling, the handler): the server's work per request less uvicorn's HTTP parsing and
+    the socket."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.status = 0
+        self.body = b""
+
+    async def request(self, method: str, path: str, query: bytes, body: bytes = b"") -> bytes:
+        headers = [(b"host", b"bench")]
+        if method == "POST":
+            headers += [(b"content-type", b"application/json"),
+                        (b"content-length", b"%d" % len(body))]  # fmt: skip
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+            "query_string": query, "root_path": "", "headers": headers,
+            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {},
+        }  # fmt: skip
+        sent = False
+
+        async def receive():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}
+
+        chunks = []
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                self.status = message["status"]
+            else:
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, send)
+        return b"".join(chunks)
+
+
+def asgi(model, index: FactorIndex, users, rounds: int, rng) -> None:
+    """Whole requests through the app (``--parts asgi``): the floor, the user route and a posted
+    50-item history, CPU per request; the answers checked against the route's own code."""
+    import asyncio
+
+    from tastemaker.serving import ServeSettings, create_app
+
+    bundle = _bundle(model, index)
+    app = create_app(ServeSettings(bench_floor=True), bundle)
+    client = _Asgi(app)
+    ids = [model.interactions_.users.id(int(u)) for u in users]
+    bodies = _histories(model, len(users), rng)
+    kinds = {
+        "floor": [("GET", f"/v1/floor/{i}/recommendations", b"n=10", b"") for i in ids],
+        "user": [("GET", f"/v1/users/{i}/recommendations", b"n=10", b"") for i in ids],
+        "history": [("POST", "/v1/recommendations", b"n=10", b) for b in bodies],
+    }
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+
+    async def run(requests) -> float:
+        start = time.thread_time()
+        for request in requests:
+            await client.request(*request)
+            if client.status != 200:
+                raise SystemExit(f"{request[1]}: status {client.status}")
+        return time.thread_time() - start
+
+    for requests in kinds.values():  # warm up: every item's fragments written once
+        loop.run_until_complete(run(requests))
+    gc.collect()
+    gc.freeze()  # as the server does after a load
+    sizes = {k: len(loop.run_until_complete(client.request(*v[0]))) for k, v in kinds.items()}
+    print("answer bytes: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
+    for round_ in range(rounds):
+        figures = {}
+        for kind, requests in kinds.items():
+            best = min(loop.run_until_complete(run(requests)) for _ in range(3))
+            figures[kind] = 1e6 * best / len(requests)
+        print(
+            f"  round {round_ + 1}: "
+            + ", ".join(f"{k} {v:.1f} us ({v / figures['floor']:.2f}x)" for k, v in figures.items())
+            + f"; {load_average()}",
+            flush=True,
+        )
+    loop.close()
+
+
+def history_parts(model, index: FactorIndex, users, rounds: int, rng) -> None:
+    """The history route by part (``--parts history``), each over the same 50-item bodies."""
+    import json
+
+    from tastemaker.serving.routes import _for_history
+    from tastemaker.serving.schemas import HistoryRequest
+
+    bundle = _bundle(model, index)
+    bodies = _histories(model, len(users), rng)
+    cat = bundle.catalogue
+    parsed = [HistoryRequest.model_validate(json.loads(b)) for b in bodies]
+    resolved = [[cat.resolve(e.item) for e in p.history] for p in parsed]
+    rows = [
+        (np.asarray(r, np.int64), np.asarray([e.count for e in p.history], np.float64))
+        for r, p in zip(resolved, parsed, strict=True)
+    ]
+    histories = [bundle.history_matrix(*r) for r in rows]
+    found = [index.for_history(h, 10, True) for h in histories]
+
+    def resolve(p):
+        return [cat.resolve(e.item) for e in p.history]
+
+    parts = {
+        "json.loads + validate": [
+            lambda b=b: HistoryRequest.model_validate(json.loads(b)) for b in bodies
+        ],
+        "model_validate_json": [lambda b=b: HistoryRequest.model_validate_json(b) for b in bodies],
+        "orjson.loads": [lambda b=b: orjson.loads(b) for b in bodies],
+        "resolve x50": [lambda p=p: resolve(p) for p in parsed],
+        "history_matrix": [lambda r=r: bundle.history_matrix(*r) for r in rows],
+        "history_vectors": [lambda h=h: model.history_vectors(h) for h in histories],
+        "for_history": [lambda h=h: index.for_history(h, 10, True) for h in histories],
+        "reasons": [
+            lambda h=h, f=f: bundle.reasons(h.indices, h.data, f[0])
+            for h, f in zip(histories, found, strict=True)
+        ],
+        "_for_history": [
+            lambda h=h: _for_history(bundle, h, 10, True, True, []) for h in histories
+        ],
+    }
+    from tastemaker.serving import routes
+
+    if hasattr(routes, "plain_history"):  # the fast path (absent from older trees)
+        parts["plain_history"] = [lambda b=b: routes.plain_history(b) for b in bodies]
+    for round_ in range(rounds):
+        figures = [f"{name} {cpu_us(calls, 3):.1f} us" for name, calls in parts.items()]
+        print(f"  round {round_ + 1}: " + ", ".join(figures) + f"; {load_average()}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -206,6 +380,10 @@ def main() -> None:
         head_scoring(index, users, args.rounds)
     if "route" in parts:
         route_parts(model, index, users, args.rounds)
+    if "history" in parts:
+        history_parts(model, index, users, args.rounds, rng)
+    if "asgi" in parts:
+        asgi(model, index, users, args.rounds, rng)
     if "tail" in parts:
         tail(model, index, users, queries, heard, (128, 96, 64, 48, 32))
 

@@ -13,10 +13,12 @@ from tastemaker.data.interactions import Interactions
 from tastemaker.models import create_model
 from tastemaker.models.base import FactorModel, Recommender
 from tastemaker.serving.retrieval import (
+    TOP_GROUPS,
     AnnSettings,
     ExactRetriever,
     FactorIndex,
     build_retriever,
+    top_candidates,
 )
 
 
@@ -202,3 +204,39 @@ def test_asking_for_more_than_the_catalogue_pads(model):
     ids, scores = tiny.for_user(0, 60, exclude_heard=True)
     assert (ids >= 0).sum() == small.n_items_ - len(small.user_items_[0].indices)
     assert len(set(ids[ids >= 0].tolist())) == (ids >= 0).sum()
+
+
+def _top_by_argpartition(scores: np.ndarray, k: int) -> np.ndarray:
+    """What ``FactorIndex._head`` picked before ``top_candidates``: argpartition's top k."""
+    return np.sort(np.argpartition(scores, len(scores) - k)[len(scores) - k :])
+
+
+@pytest.mark.parametrize("size", [10, 500, 4 * TOP_GROUPS, 8192, 8191, 20_000])
+@pytest.mark.parametrize("k", [1, 10, 33, 100, 1000])
+def test_top_candidates_hold_the_top_k(size, k):
+    rng = np.random.default_rng(size * 7 + k)
+    for trial in range(20):
+        k_ = min(k, size)
+        scores = rng.standard_normal(size).astype(np.float32)
+        if trial % 4 == 1:  # heard items: rows set to -inf, as the head does
+            scores[rng.choice(size, size // 3, replace=False)] = -np.inf
+        if trial % 4 == 2:  # sorted by norm like the head: groups must not be contiguous
+            scores = np.sort(scores)[::-1].copy()
+        if trial % 4 == 3:  # ties, of the k-th among them
+            scores = np.round(scores, 1)
+        found = top_candidates(scores, k_)
+        assert len(np.unique(found)) == len(found) >= k_
+        kth = np.sort(scores)[size - k_]
+        # Every score from the k-th up (ties included), maybe a few below: what _head then
+        # orders by (score, item) gives the same top k as ordering all the scores.
+        assert set(np.flatnonzero(scores >= kth).tolist()) <= set(found.tolist())
+        best = found[np.lexsort((found, -scores[found]))[:k_]]
+        assert np.array_equal(best, np.lexsort((np.arange(size), -scores))[:k_])
+        if trial % 4 != 3:  # distinct scores: exactly argpartition's top k
+            assert np.array_equal(np.sort(best), _top_by_argpartition(scores, k_))
+
+
+def test_top_candidates_with_nan_fall_back_to_argpartition():
+    scores = np.arange(8192, dtype=np.float32)
+    scores[::100] = np.nan
+    assert np.array_equal(np.sort(top_candidates(scores, 10)), _top_by_argpartition(scores, 10))

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_N = 1000
+# Limits of a posted history's entries (routes.plain_history checks the same).
+MAX_ITEM_TEXT = 500
+MAX_COUNT = 1e9
 
 
 class Item(BaseModel):
@@ -43,8 +46,10 @@ class SearchResults(ItemList):
 class HistoryEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    item: str = Field(min_length=1, max_length=500, description="Item id or name (any case).")
-    count: float = Field(1.0, gt=0, le=1e9, allow_inf_nan=False, description="Play count.")
+    item: str = Field(
+        min_length=1, max_length=MAX_ITEM_TEXT, description="Item id or name (any case)."
+    )
+    count: float = Field(1.0, gt=0, le=MAX_COUNT, allow_inf_nan=False, description="Play count.")
 
 
 class HistoryRequest(BaseModel):
