@@ -9,22 +9,24 @@ Training the ranker never touches the evaluation split (the hybrid only ever rec
 data): ``fit`` carves an inner validation split from its training matrix
 (``models.validation.holdout_split``), fits the generators and the feature statistics on the
 inner training part, labels the candidates of inner-validation users by their held-out items,
-and trains the ranker on those. It then refits the generators and feature statistics on the
-whole training matrix; serving applies the ranker to their candidates. The ranker thus learns
-on generators that saw 80 % of each user's items and is applied to generators that saw all of
-them; ranks and per-user relative scores keep the features comparable across that shift.
+and trains a ranker on those. It does so ``inner_splits`` times (3 by default), each split with
+a seed and generators of its own, and averages the rankers' scores (bagging: one split's
+labelled users make a noisy ranker). It then refits the generators and feature statistics on
+the whole training matrix; serving applies the rankers to their candidates. The rankers thus
+learn on generators that saw 80 % of each user's items and are applied to generators that saw
+all of them; ranks and per-user relative scores keep the features comparable across that shift.
 
 Items outside the candidate set are still scored (full ranking and AUC need every item): they
 rank below every candidate, ordered by the first generator's score.
 
-Saved without pickle: LightGBM's text model (``ranker.txt``), each generator's own model
+Saved without pickle: LightGBM's text models (``ranker.txt``, then ``ranker-1.txt`` ... for
+the further inner splits' rankers), each generator's own model
 directory under ``generators/<name>/`` (its own ``save`` / ``load``), the feature statistics in
 ``model.npz``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -41,9 +43,16 @@ from tastemaker.errors import ArtifactError, UsageError
 from tastemaker.models.base import Recommender, single_blas_thread
 from tastemaker.models.candidates import propose
 from tastemaker.models.features import FEATURE_GROUPS, Candidates, FeatureBuilder
-from tastemaker.models.params import at_least, between
+from tastemaker.models.inner_splits import (
+    MAX_INNER_SPLITS,
+    RankerBag,
+    inner_interactions,
+    inner_seeds,
+    ranker_file,
+    summed_stats,
+)
+from tastemaker.models.params import Param, at_least, between
 from tastemaker.models.registry import MODELS, create_model, model_class
-from tastemaker.models.sessions import restrict_events
 from tastemaker.models.social import FriendListening
 from tastemaker.models.sparse_rows import gather
 from tastemaker.models.validation import check_lightgbm_text, holdout_split
@@ -95,26 +104,6 @@ def _names(value: str | list[str] | tuple[str, ...]) -> list[str]:
     return [str(v) for v in value]
 
 
-def inner_interactions(interactions: Interactions, matrix: sp.csr_matrix) -> Interactions:
-    """``interactions`` restricted to the pairs of ``matrix`` (a sub-matrix of its own):
-    last-listened times realigned, events of the removed pairs dropped."""
-    m = interactions.user_items
-    last = None
-    if interactions.last_listened is not None:
-        n_items = m.shape[1]
-        rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
-        keys = rows * n_items + m.indices
-        sub = sp.csr_matrix(matrix)
-        sub.sort_indices()
-        sub_rows = np.repeat(np.arange(sub.shape[0], dtype=np.int64), np.diff(sub.indptr))
-        at = np.searchsorted(keys, sub_rows * n_items + sub.indices)
-        last = interactions.last_listened[at]
-    events = None
-    if interactions.events is not None:
-        events = restrict_events(interactions.events, matrix)
-    return dataclasses.replace(interactions, user_items=matrix, last_listened=last, events=events)
-
-
 class Hybrid(Recommender):
     """Candidates from several registered models, ordered by a LightGBM lambdarank ranker.
 
@@ -123,11 +112,18 @@ class Hybrid(Recommender):
     ``generator_params`` (``{name: {param: value}}``), the ranker's ``iterations``,
     ``learning_rate`` and ``leaves``, ``negatives`` (negative candidates kept per user when
     training the ranker; 0 keeps all), ``valid_fraction`` of each user's items held out to
-    train the ranker, ``neighbours`` for the neighbour features, and ``seed``.
+    train the ranker, ``inner_splits`` (how many such inner holdouts, each with its own seed,
+    generator fits and ranker; the rankers' scores are averaged), ``pool_splits`` (one ranker
+    on the splits' pooled rows instead: serves at one ranker's cost, ranks a little worse),
+    ``neighbours`` for the neighbour features, and ``seed``.
     """
 
     name = "hybrid"
-    param_rules = {"candidates": at_least(1), "valid_fraction": between(0, 1, True, True)}
+    param_rules = {
+        "candidates": at_least(1),
+        "valid_fraction": between(0, 1, True, True),
+        "inner_splits": Param(low=1, high=MAX_INNER_SPLITS, integer=True),
+    }
 
     def __init__(
         self,
@@ -140,6 +136,8 @@ class Hybrid(Recommender):
         leaves: int = 15,
         negatives: int = 50,
         valid_fraction: float = 0.2,
+        inner_splits: int = 3,
+        pool_splits: bool = False,
         neighbours: int = 20,
         seed: int = 0,
     ) -> None:
@@ -152,10 +150,16 @@ class Hybrid(Recommender):
         self.leaves = leaves
         self.negatives = negatives
         self.valid_fraction = valid_fraction
+        self.inner_splits = inner_splits
+        self.pool_splits = pool_splits
         self.neighbours = neighbours
         self.seed = seed
 
     # -- configuration ---------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if not isinstance(self.pool_splits, bool):  # a rule would let 0 and 1 pass
+            raise UsageError(f"hybrid: pool_splits must be true or false, not {self.pool_splits!r}")
+
     def _params_for(self, name: str) -> dict[str, Any]:
         params = self.generator_params or {}
         if isinstance(params, str):
@@ -225,22 +229,41 @@ class Hybrid(Recommender):
         names = self._active_generators(interactions)
         groups = self._feature_groups()
 
-        # 1. The ranker learns on an inner split of the training data.
-        start = time.perf_counter()
-        inner_train, inner_valid = holdout_split(
-            interactions.user_items, self.valid_fraction, min_items=5, seed=self.seed
-        )
-        inner = inner_interactions(interactions, inner_train)
-        self.fit_seconds_["split"] = time.perf_counter() - start
-        inner_generators = self._fit_generators(names, inner)
-        start = time.perf_counter()
-        inner_builder = FeatureBuilder(groups, self.neighbours).fit(inner)
-        features, labels, group_sizes, stats = self._training_rows(
-            inner_generators, inner_builder, inner.user_items, inner_valid
-        )
-        self.fit_seconds_["features"] = time.perf_counter() - start
-        self.training_stats_ = stats
-        del inner_generators
+        # 1. The rankers learn on inner splits of the training data: each carves its own
+        # validation items, refits the generators and feature statistics on the rest, and
+        # labels its validation users' candidates for a ranker of its own.
+        xs, ys, sizes, stats_all = [], [], [], []
+        inner_builder: FeatureBuilder | None = None
+        for split_seed in inner_seeds(self.seed, self.inner_splits):
+            start = time.perf_counter()
+            inner_train, inner_valid = holdout_split(
+                interactions.user_items, self.valid_fraction, min_items=5, seed=split_seed
+            )
+            inner = inner_interactions(interactions, inner_train)
+            self.fit_seconds_["split"] = (
+                self.fit_seconds_.get("split", 0.0) + time.perf_counter() - start
+            )
+            inner_generators = self._fit_generators(names, inner)
+            start = time.perf_counter()
+            builder = FeatureBuilder(groups, self.neighbours).fit(inner)
+            if inner_builder is None:
+                inner_builder = builder
+            elif builder.active != inner_builder.active:
+                # Every split's rows must have the same columns: those of the first split.
+                builder.active = list(inner_builder.active)
+            x, y, size, stats = self._training_rows(
+                inner_generators, builder, inner.user_items, inner_valid, split_seed
+            )
+            xs.append(x)
+            ys.append(y)
+            sizes.append(size)
+            stats_all.append(stats)
+            self.fit_seconds_["features"] = (
+                self.fit_seconds_.get("features", 0.0) + time.perf_counter() - start
+            )
+            del inner_generators
+        assert inner_builder is not None  # inner_splits >= 1
+        self.training_stats_ = summed_stats(stats_all)
 
         # 2. Generators and feature statistics on the whole training data, for serving.
         self.generators_ = self._fit_generators(names, interactions)
@@ -255,7 +278,18 @@ class Hybrid(Recommender):
         self.fit_seconds_["features"] += time.perf_counter() - start
 
         start = time.perf_counter()
-        self.booster_ = self._train_ranker(features, labels, group_sizes)
+        # By default averaged rankers rather than one on the pooled rows: the same users,
+        # repeated once per split, let one ranker fit their noise (the pooled ranker was worse
+        # on HetRec and on the tests' checkerboard), but it serves at the cost of one ranker.
+        # Splits whose users teach nothing train no ranker.
+        if self.pool_splits:
+            pooled = (np.vstack(xs), np.concatenate(ys), np.concatenate(sizes))
+            trained = [self._train_ranker(*pooled)]
+        else:
+            trained = [self._train_ranker(*rows) for rows in zip(xs, ys, sizes, strict=True)]
+        boosters = [b for b in trained if b is not None]
+        self.booster_ = RankerBag(boosters) if boosters else None
+        self.training_stats_["rankers"] = float(len(boosters))
         self.fit_seconds_["ranker"] = time.perf_counter() - start
 
     def _training_rows(
@@ -264,10 +298,12 @@ class Hybrid(Recommender):
         builder: FeatureBuilder,
         train: sp.csr_matrix,
         valid: sp.csr_matrix,
+        seed: int,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
-        """Feature rows, labels and per-user group sizes for the ranker."""
+        """Feature rows, labels and per-user group sizes for the ranker, from one inner split
+        (``seed`` draws its negatives)."""
         users = np.flatnonzero(np.diff(valid.indptr) > 0)
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(seed)
         blocks_x, blocks_y, sizes = [], [], []
         reached = held_out = 0
         for start in range(0, len(users), BLOCK):
@@ -314,8 +350,9 @@ class Hybrid(Recommender):
         return keep
 
     def _train_ranker(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray):
-        """LightGBM lambdarank on the inner-validation candidates; None when there is no
-        positive to learn from (tiny data: the hybrid then fuses the generators' ranks)."""
+        """LightGBM lambdarank on one inner split's candidates (all splits' with
+        ``pool_splits``); None when there is no positive to learn from (tiny data: the hybrid
+        then fuses the generators' ranks)."""
         if len(sizes) == 0 or y.sum() == 0:
             return None
         import lightgbm as lgb
@@ -415,6 +452,7 @@ class Hybrid(Recommender):
                 [self.feature_groups_[n] for n in self.feature_names_], dtype=np.str_
             ),
             "has_ranker": np.asarray(self.booster_ is not None),
+            "rankers": np.asarray(0 if self.booster_ is None else len(self.booster_.boosters)),
         }
 
     def _state_dims(self) -> dict[str, int]:
@@ -467,6 +505,8 @@ class Hybrid(Recommender):
             "feature_names": ArraySpec(("features",), "str"),
             "feature_group_of": ArraySpec(("features",), "str"),
             "has_ranker": ArraySpec((), "bool"),
+            # Absent in models saved before there could be several: one ranker, if any.
+            "rankers": ArraySpec((), "int", low=0, high=MAX_INNER_SPLITS + 1, required=False),
         }
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
@@ -501,10 +541,17 @@ class Hybrid(Recommender):
             zip(self.feature_names_, [str(g) for g in arrays["feature_group_of"]], strict=True)
         )
         self._has_ranker = bool(arrays["has_ranker"])
+        self._rankers = int(arrays["rankers"]) if "rankers" in arrays else int(self._has_ranker)
+        if (self._rankers > 0) != self._has_ranker or self._rankers > self.inner_splits:
+            raise ArtifactError(
+                f"model.npz: {self._rankers} rankers for a model with has_ranker="
+                f"{self._has_ranker} and {self.inner_splits} inner split(s)"
+            )
 
     def _save_extra(self, directory: Path) -> None:
         if self.booster_ is not None:
-            (directory / "ranker.txt").write_text(self.booster_.model_to_string())
+            for index, booster in enumerate(self.booster_.boosters):
+                (directory / ranker_file(index)).write_text(booster.model_to_string())
         for name, generator in self.generators_.items():
             # The generators share the hybrid's catalogue (data/): one copy, not one each.
             generator.save(directory / "generators" / name, data=False)
@@ -514,14 +561,16 @@ class Hybrid(Recommender):
         if self._has_ranker:
             import lightgbm as lgb
 
-            path = directory / "ranker.txt"
-            if not path.is_file():
-                raise ArtifactError(f"{directory}: the ranker model ranker.txt is missing")
-            # LightGBM aborts the process on a malformed text: check it (and parse it in a
-            # child process) first.
-            self.booster_ = lgb.Booster(
-                model_str=check_lightgbm_text(path, len(self.feature_names_))
-            )
+            boosters = []
+            for index in range(self._rankers):
+                path = directory / ranker_file(index)
+                if not path.is_file():
+                    raise ArtifactError(f"{directory}: the ranker model {path.name} is missing")
+                # LightGBM aborts the process on a malformed text: check it (and parse it in a
+                # child process) first.
+                text = check_lightgbm_text(path, len(self.feature_names_))
+                boosters.append(lgb.Booster(model_str=text))
+            self.booster_ = RankerBag(boosters)
         self.generators_ = {
             name: (OWN_GENERATORS[name] if name in OWN_GENERATORS else model_class(name)).load(
                 directory / "generators" / name,
