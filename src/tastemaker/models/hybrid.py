@@ -9,7 +9,7 @@ Training the ranker never touches the evaluation split (the hybrid only ever rec
 data): ``fit`` carves an inner validation split from its training matrix
 (``models.validation.holdout_split``), fits the generators and the feature statistics on the
 inner training part, labels the candidates of inner-validation users by their held-out items,
-and trains a ranker on those. It does so ``inner_splits`` times (3 by default), each split with
+and trains a ranker on those. It does so ``inner_splits`` times (2 by default), each split with
 a seed and generators of its own, and averages the rankers' scores (bagging: one split's
 labelled users make a noisy ranker). It then refits the generators and feature statistics on
 the whole training matrix; serving applies the rankers to their candidates. The rankers thus
@@ -136,7 +136,7 @@ class Hybrid(Recommender):
         leaves: int = 15,
         negatives: int = 50,
         valid_fraction: float = 0.2,
-        inner_splits: int = 3,
+        inner_splits: int = 2,
         pool_splits: bool = False,
         neighbours: int = 20,
         seed: int = 0,
