@@ -12,7 +12,9 @@
   lookups, the history row, the fold-in, the search, the reasons);
 - whole requests through the app's ASGI interface (``--parts asgi``: the floor, the user
   route, a posted 50-item history; routing, middleware, FastAPI's parameter and body handling,
-  the handler, all but uvicorn's HTTP parsing and the socket).
+  the handler, all but uvicorn's HTTP parsing and the socket); where the tree has the user
+  route's fast path, also "floor-fast": the floor's answer behind that fast path, routed where
+  the user route is (what the floor would cost without FastAPI's parameter handling).
 
 CPU is this thread's (``time.thread_time``): on a shared machine wall time mostly measures the
 wait for a core. Uses the model ``bench/serve.py --out DIR`` trains (DIR/model).
@@ -253,6 +255,47 @@ class _Asgi:
         return b"".join(chunks)
 
 
+def _fast_floor(app, ids) -> dict:
+    """The floor's answer behind the user route's fast path (``routes.UserRoute``), first
+    among the included routers as the user route is first in the first; {} on a tree
+    without that fast path."""
+    from fastapi import APIRouter
+    from fastapi.responses import Response
+
+    from tastemaker.serving import routes
+    from tastemaker.serving.floor import floor, floor_body
+
+    if not hasattr(routes, "UserRoute"):
+        return {}
+
+    class FastFloor(routes.APIRoute):
+        def get_route_handler(self):
+            standard = super().get_route_handler()
+
+            async def handle(request):
+                scope = request.scope
+                if routes.plain_user_query(scope["query_string"]) is None:
+                    return await standard(request)
+                scope["path_params"]["user_id"]
+                bundle, cached = request.app.state.holder.current, request.app.state.floor_cache
+                if cached.get("bundle") is not bundle:
+                    cached.update(bundle=bundle, body=floor_body(bundle))
+                return Response(cached["body"], media_type="application/json")
+
+            return handle
+
+    router = APIRouter()
+    path = "/v1/floor-fast/{user_id:path}/recommendations"
+    router.add_api_route(path, floor, methods=["GET"], route_class_override=FastFloor)
+    app.include_router(router)
+    table = app.router.routes
+    first = next((i for i, r in enumerate(table) if type(r).__name__ == "_IncludedRouter"), 0)
+    table.insert(first, table.pop())
+    return {
+        "floor-fast": [("GET", f"/v1/floor-fast/{i}/recommendations", b"n=10", b"") for i in ids]
+    }
+
+
 def asgi(model, index: FactorIndex, users, rounds: int, rng) -> None:
     """Whole requests through the app (``--parts asgi``): the floor, the user route and a posted
     50-item history, CPU per request; the answers checked against the route's own code."""
@@ -267,6 +310,7 @@ def asgi(model, index: FactorIndex, users, rounds: int, rng) -> None:
     bodies = _histories(model, len(users), rng)
     kinds = {
         "floor": [("GET", f"/v1/floor/{i}/recommendations", b"n=10", b"") for i in ids],
+        **_fast_floor(app, ids),
         "user": [("GET", f"/v1/users/{i}/recommendations", b"n=10", b"") for i in ids],
         "history": [("POST", "/v1/recommendations", b"n=10", b) for b in bodies],
     }

@@ -6,9 +6,10 @@ pool costs more than the work; otherwise they run it in the pool. Other handlers
 ``def`` (FastAPI runs them in its pool). Lists are written with orjson from plain dicts: the
 response models (schemas) describe them in the OpenAPI spec, and validating each answer again
 on the way out would double the cost of the route. Each handler reads the current model
-bundle once, so a concurrent reload never mixes models. Posted histories take a fast path
-in front of FastAPI's body and query handling where the request is plainly valid
-(``HistoryRoute``); everything else gets FastAPI's own validation and answers.
+bundle once, so a concurrent reload never mixes models. User requests and posted histories
+take a fast path in front of FastAPI's parameter and body handling where the request is
+plainly valid (``UserRoute``, ``HistoryRoute``; the parsers are in ``serving.plain``);
+everything else gets FastAPI's own validation and answers.
 """
 
 from __future__ import annotations
@@ -32,9 +33,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tastemaker.errors import TastemakerError
 from tastemaker.serving.answers import recommendation_list, recommendations_body
+from tastemaker.serving.plain import plain_history, plain_query, plain_user_query
 from tastemaker.serving.schemas import (
-    MAX_COUNT,
-    MAX_ITEM_TEXT,
     MAX_N,
     Contribution,
     ErrorBody,
@@ -150,12 +150,27 @@ def _find_item(bundle: LoadedModel, item: str) -> int:
 
 
 # -- recommendations ---------------------------------------------------------------------------
-@router.get(
-    "/v1/users/{user_id:path}/recommendations",
-    response_model=Recommendations,
-    responses=NOT_FOUND,
-    tags=["recommendations"],
-)
+class UserRoute(APIRoute):
+    """The user route with a fast path in front of FastAPI's request handling: a plain query
+    string (``plain_user_query``) goes straight to the handler's work, with the path's
+    ``user_id`` as Starlette's router matched it (FastAPI takes it from there too, as a
+    ``str``: any value is valid); any other query goes through FastAPI's handler, which
+    validates and answers it as for any route (every 422 is FastAPI's). The route's
+    declaration (parameters, OpenAPI schema) is FastAPI's, unchanged."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        standard = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            scope = request.scope
+            plain = plain_user_query(scope["query_string"])
+            if plain is None:
+                return await standard(request)
+            return await user_recommendations(request, scope["path_params"]["user_id"], *plain)
+
+        return handle
+
+
 async def recommend_for_user(
     user_id: str,
     request: Request,
@@ -164,6 +179,24 @@ async def recommend_for_user(
     reasons: Annotated[bool, Query(description="Add 'because you listened to ...'.")] = True,
 ) -> Response:
     """Top-n items for a user of the training data (ids are the source's own)."""
+    return await user_recommendations(request, user_id, n, exclude_heard, reasons)
+
+
+router.add_api_route(
+    "/v1/users/{user_id:path}/recommendations",
+    recommend_for_user,
+    methods=["GET"],
+    response_model=Recommendations,
+    responses=NOT_FOUND,
+    tags=["recommendations"],
+    route_class_override=UserRoute,
+)
+
+
+async def user_recommendations(
+    request: Request, user_id: str, n: int, exclude_heard: bool, reasons: bool
+) -> Response:
+    """The answer to a validated user request (either path of ``UserRoute``)."""
     bundle = await current_model(request)  # called, not a dependency: cheaper per request
     user = _find_user(bundle, user_id)
     inline = bundle.inline and n <= INLINE_N
@@ -184,74 +217,6 @@ def user_answer(
 
 
 # -- posted histories --------------------------------------------------------------------------
-def plain_history(body: bytes) -> tuple[list[str], list[float], bool] | None:
-    """A posted ``HistoryRequest`` parsed by orjson, with the schema's checks written out:
-    ``(items, counts, exclude_heard)`` where the body is plainly valid (the JSON types the
-    schema names: strings, numbers, a boolean; no other keys), else None, and FastAPI parses
-    and validates it as it would any body (every 422 comes from there). Accepts nothing the
-    schema refuses and gives the values it would (``tests/serving/test_history_route.py``):
-    18 us for 50 entries, where FastAPI's json.loads, content-type parsing and validation of
-    50 entry models cost about 70 us."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if type(data) is not dict:
-        return None
-    history = data.get("history")
-    exclude_heard = data.get("exclude_heard", True)
-    if (
-        len(data) != 1 + ("exclude_heard" in data)  # "history" and at most exclude_heard
-        or type(history) is not list
-        or not history
-        or type(exclude_heard) is not bool
-    ):
-        return None
-    items: list[str] = []
-    counts: list[float] = []
-    for entry in history:
-        if type(entry) is not dict:
-            return None
-        item = entry.get("item")
-        count = entry.get("count", 1.0)
-        if len(entry) != 1 + ("count" in entry):  # "item" and at most "count"
-            return None
-        if type(item) is not str or not 0 < len(item) <= MAX_ITEM_TEXT:
-            return None
-        # int or float, not bool; orjson has no NaN or Infinity, and reads integers beyond
-        # 64 bits as floats: all of them above MAX_COUNT, refused here as by the schema.
-        kind = type(count)
-        if (kind is not float and kind is not int) or not 0 < count <= MAX_COUNT:
-            return None
-        items.append(item)
-        counts.append(float(count))
-    return items, counts, exclude_heard
-
-
-def plain_query(query: bytes) -> tuple[int, bool] | None:
-    """``n`` and ``reasons`` of the history route's query string where written plainly (each
-    at most once, ``n`` a decimal number in range without leading zeros, ``reasons`` true or
-    false, nothing else); else None, and FastAPI parses and validates it."""
-    n, reasons = 10, True
-    if not query:
-        return n, reasons
-    seen = set()
-    for part in query.split(b"&"):
-        key, equals, value = part.partition(b"=")
-        if not equals or key in seen:
-            return None
-        seen.add(key)
-        if key == b"n" and value.isdigit() and len(value) <= 4 and value[0] != ord("0"):
-            n = int(value)
-            if n > MAX_N:
-                return None
-        elif key == b"reasons" and value in (b"true", b"false"):
-            reasons = value == b"true"
-        else:
-            return None
-    return n, reasons
-
-
 async def _plain_request(request: Request) -> tuple[list[str], list[float], bool, int, bool] | None:
     """The history route's inputs, read without FastAPI's machinery where the request is
     plain: a JSON body (content-type exactly application/json) of a declared length within

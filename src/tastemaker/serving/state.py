@@ -132,10 +132,13 @@ class LoadedModel:
             # The cosine without dividing by the recommended item's length, which is the same
             # along each row and so leaves every row's argmax alone; no unit-length copy of
             # the item vectors (one per worker) is needed.
+            # ``take`` rather than fancy indexing: the same rows and arithmetic, 7-9 us less a
+            # list (the gather of ~90 random rows is most of the reasons' cost).
             vectors, norms = self._item_vectors, self._item_norms
-            weight = np.log1p(plays) / norms[heard]
-            contribution = (vectors[items] @ vectors[heard].T) * weight[None, :]
-            return heard[np.argmax(contribution, axis=1)].tolist()
+            weight = np.log1p(plays) / norms.take(heard)
+            scores = vectors.take(items, axis=0) @ vectors.take(heard, axis=0).T
+            contribution = scores * weight[None, :]
+            return heard.take(contribution.argmax(axis=1)).tolist()
         history = self.history_matrix(np.asarray(heard, np.int64), np.asarray(plays))
         for i, item in enumerate(items[:REASONS_LIMIT].tolist()):
             top, _ = self.model.explain(history, int(item), n=1)
