@@ -6,6 +6,8 @@ accepts nothing FastAPI would refuse and gives the values it would
 
 from __future__ import annotations
 
+from typing import cast
+
 import orjson
 
 from tastemaker.serving.schemas import MAX_COUNT, MAX_ITEM_TEXT, MAX_N
@@ -55,15 +57,14 @@ def plain_history(body: bytes) -> tuple[list[str], list[float], bool] | None:
     return items, counts, exclude_heard
 
 
-def plain_query(query: bytes) -> tuple[int, bool] | None:
-    """``n`` and ``reasons`` of the history route's query string where written plainly (each
-    at most once, ``n`` a decimal number in range without leading zeros, ``reasons`` true or
-    false, nothing else); else None, and FastAPI parses and validates it."""
-    n, reasons = 10, True
-    if not query:
-        return n, reasons
+def _plain_parameters(query: bytes, flags: tuple[bytes, ...]) -> tuple[int, ...] | None:
+    """``n`` (default 10) and each of ``flags`` (default true) from a query string written
+    plainly: each name at most once, ``n`` a decimal number in range without leading zeros,
+    a flag exactly true or false, no other name; else None."""
+    values = dict.fromkeys(flags, True)
+    n = 10
     seen = set()
-    for part in query.split(b"&"):
+    for part in query.split(b"&") if query else ():
         key, equals, value = part.partition(b"=")
         if not equals or key in seen:
             return None
@@ -72,20 +73,24 @@ def plain_query(query: bytes) -> tuple[int, bool] | None:
             n = int(value)
             if n > MAX_N:
                 return None
-        elif key == b"reasons" and value in (b"true", b"false"):
-            reasons = value == b"true"
+        elif key in values and value in (b"true", b"false"):
+            values[key] = value == b"true"
         else:
             return None
-    return n, reasons
+    return (n, *(values[flag] for flag in flags))
+
+
+def plain_query(query: bytes) -> tuple[int, bool] | None:
+    """``n`` and ``reasons`` of the history route's query string where written plainly
+    (``_plain_parameters``); else None, and FastAPI parses and validates it."""
+    return cast("tuple[int, bool] | None", _plain_parameters(query, (b"reasons",)))
 
 
 def plain_user_query(query: bytes) -> tuple[int, bool, bool] | None:
     """``n``, ``exclude_heard`` and ``reasons`` of the user route's query string where written
-    plainly (each at most once, ``n`` a decimal number in range without leading zeros, the
-    others true or false, nothing else); else None, and FastAPI parses and validates it."""
-    n, exclude_heard, reasons = 10, True, True
-    if not query:
-        return n, exclude_heard, reasons
+    plainly (``_plain_parameters``); else None, and FastAPI parses and validates it."""
+    parameters = _plain_parameters(query, (b"exclude_heard", b"reasons"))
+    return cast("tuple[int, bool, bool] | None", parameters)
     seen = set()
     for part in query.split(b"&"):
         key, equals, value = part.partition(b"=")
